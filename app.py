@@ -6,6 +6,8 @@ from workbench.ui import model_sidebar
 
 st.set_page_config(page_title="Memorization Workbench", page_icon="🔍", layout="wide")
 
-navigation = st.navigation([st.Page("pages/home.py", title="Home", icon="🏠", default=True)])
+# Pages live in app_pages/, not pages/: Streamlit runs a pages/ folder as a legacy
+# multipage app (skipping this script and its sidebar) when a page URL is opened first.
+navigation = st.navigation([st.Page("app_pages/home.py", title="Home", icon="🏠", default=True)])
 model_sidebar()
 navigation.run()
