@@ -55,3 +55,14 @@ def test_empty_custom_name_is_an_error_not_a_crash(app):
     assert not app.exception
     assert any("empty" in e.value for e in app.sidebar.error)
     assert "`tiny-llama`" in _card(app)
+
+
+def test_bad_startup_model_shows_error_and_home_still_renders(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_MODEL", "./no-such-model.gguf")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert any("Cannot load model './no-such-model.gguf'" in e.value for e in at.sidebar.error)
+    assert any("No model is loaded" in w.value for w in at.warning)
+    at.sidebar.selectbox(key="model_choice").select("tiny-llama").run()
+    assert "`tiny-llama`" in _card(at) and not at.sidebar.error

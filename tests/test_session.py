@@ -176,3 +176,16 @@ def test_interrupted_conversion_leaves_no_cache(tiny_llama, tmp_path, monkeypatc
     reloaded = load_session(str(fake_gguf))
     for name, tensor in tiny_llama.model.state_dict().items():
         assert torch.equal(tensor, reloaded.model.state_dict()[name]), name
+
+
+def test_atomic_dir_keeps_the_first_finished_copy(tmp_path):
+    from workbench.session import atomic_dir
+
+    dest = tmp_path / "out"
+    with atomic_dir(dest) as first, atomic_dir(dest) as second:
+        (first / "who").write_text("first")
+        (second / "who").write_text("second")
+        assert not dest.exists()
+    # `second` finished first (inner block), so its copy won; the other was discarded.
+    assert (dest / "who").read_text() == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -101,9 +101,9 @@ def _compact(count: int) -> str:
 def model_card(session: Session) -> None:
     info = session.info
     st.markdown(
-        f"""**Model card: `{info.name}`**
+        f"""**Model card**
 
-| | |
+| model | `{info.name}` |
 |---|---|
 | parameters | {_compact(info.n_params)} |
 | layers | {info.n_layers} |
