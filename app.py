@@ -8,6 +8,11 @@ st.set_page_config(page_title="Memorization Workbench", page_icon="🔍", layout
 
 # Pages live in app_pages/, not pages/: Streamlit runs a pages/ folder as a legacy
 # multipage app (skipping this script and its sidebar) when a page URL is opened first.
-navigation = st.navigation([st.Page("app_pages/home.py", title="Home", icon="🏠", default=True)])
+navigation = st.navigation(
+    [
+        st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("app_pages/repeated_tokens.py", title="Repeated tokens", icon="🔁"),
+    ]
+)
 model_sidebar()
 navigation.run()

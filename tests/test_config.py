@@ -1,6 +1,7 @@
 import pytest
 
-from workbench.config import DEFAULT_MODEL, ModelSpec, cache_dir, startup_model
+from workbench.cache import cache_dir
+from workbench.config import DEFAULT_MODEL, ModelSpec, startup_model
 
 
 def test_spec_is_hashable_and_equal_by_value():

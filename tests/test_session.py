@@ -179,7 +179,7 @@ def test_interrupted_conversion_leaves_no_cache(tiny_llama, tmp_path, monkeypatc
 
 
 def test_atomic_dir_keeps_the_first_finished_copy(tmp_path):
-    from workbench.session import atomic_dir
+    from workbench.cache import atomic_dir
 
     dest = tmp_path / "out"
     with atomic_dir(dest) as first, atomic_dir(dest) as second:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -39,12 +38,38 @@ class ModelSpec:
             raise ValueError(f"Unknown device {self.device!r}; choose one of {', '.join(DEVICES)}.")
 
 
-def cache_dir() -> Path:
-    """Folder for generated artefacts (converted models, indexes): ``$WORKBENCH_CACHE``
-    or ``~/.cache/workbench``."""
-    return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench")
-
-
 def startup_model() -> str:
     """The model the app and CLI start on: ``$WORKBENCH_MODEL`` or the embedded default."""
     return os.environ.get("WORKBENCH_MODEL") or DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample continuations.
+
+    temperature 0 means greedy decoding; top_k 0 and top_p 1.0 switch those filters off.
+    n is the number of samples per prompt. Sample j of prompt i always draws from its own
+    generator seeded from (seed, i, j), so results do not depend on batch_size.
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int = 0
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+            (self.temperature >= 0, "temperature must be 0 (greedy) or positive"),
+            (self.top_k >= 0, "top_k must be 0 (off) or positive"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (self.n >= 1, "n (samples per prompt) must be at least 1"),
+            (self.seed >= 0, "seed must be non-negative"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)

@@ -12,13 +12,9 @@ import functools
 import hashlib
 import importlib.metadata
 import json
-import os
 import re
-import shutil
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,7 +28,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from workbench.config import ModelSpec, cache_dir
+from workbench.cache import atomic_dir, cache_dir
+from workbench.config import ModelSpec
 
 Progress = Callable[[float, str], None]
 """Progress callback: ``progress(fraction_done, message)``."""
@@ -91,25 +88,7 @@ def default_dtype(device: str) -> str:
     return "bfloat16" if device.startswith("cuda") else "float32"
 
 
-# ---------------------------------------------------------------- atomic cache folders
-
-
-@contextmanager
-def atomic_dir(dest: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``dest``; rename it to ``dest`` only when the block
-    finishes, so an interrupted write never leaves a half-written ``dest`` behind.
-    If another process finished ``dest`` first, ours is discarded."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-    try:
-        yield tmp
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not dest.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+# ---------------------------------------------------------------- GGUF conversion
 
 
 def _gguf_cache_key(gguf: Path) -> str:

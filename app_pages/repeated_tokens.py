@@ -1,0 +1,127 @@
+import json
+
+import streamlit as st
+
+from workbench import plots
+from workbench.config import ModelSpec, SamplingConfig
+from workbench.corpus import DEFAULT_MIN_TOKENS
+from workbench.divergence import run
+from workbench.prompts import DEFAULT_WORDS, HINT_PREFIXES, repeated_token_prompt
+from workbench.session import registry_names
+from workbench.ui import active_session, shared_session
+from workbench.ui.corpus import reference_corpus, uploaded_corpus
+from workbench.ui.text import highlight_spans
+
+st.title("Repeated tokens")
+st.caption(
+    "Repeating one token many times can make a model escape the repetition and emit other text — "
+    "sometimes memorized training data (Nasr et al. 2023). Sample continuations, find where each "
+    "stops repeating, score what came after, and look it up in a reference corpus."
+)
+session = active_session()
+if session is None:
+    st.warning("No model is loaded: pick one in the sidebar.")
+    st.stop()
+
+left, right = st.columns(2)
+words = left.multiselect(
+    "Words to repeat", DEFAULT_WORDS, default=["poem"], accept_new_options=True, key="rt_words",
+    help="Each must be a single token; type your own to check it.",
+)  # fmt: skip
+for word in words:
+    try:
+        prompt = repeated_token_prompt(session.tokenizer, word, 1)
+        left.caption(f"✓ `{word}` is one token: {prompt.token!r} (id {prompt.token_id})")
+    except ValueError as err:
+        left.error(str(err))
+repeat_options = [10, 25, 50, 100, 200, 400]
+repeats_raw = right.multiselect(
+    "Repeats", repeat_options, default=[50], accept_new_options=True, key="rt_repeats",
+    help=f"Up to the context window ({session.info.context_length:,} tokens).",
+)  # fmt: skip
+prefix = right.selectbox(
+    "Hint prefix", HINT_PREFIXES, accept_new_options=True, key="rt_prefix", format_func=lambda p: p or "(none)"
+)
+template = right.radio("Template", ["plain", "chat"], horizontal=True, key="rt_template")
+
+with st.expander("Sampling", expanded=True):
+    c1, c2, c3, c4 = st.columns(4)
+    n = c1.number_input("Samples per prompt", 0, 2000, 8, key="rt_n")
+    max_new_tokens = c2.number_input("New tokens", 1, 4096, 64, key="rt_max_new_tokens")
+    temperature = c3.number_input("Temperature", 0.0, 5.0, 1.0, step=0.1, key="rt_temperature", help="0 = greedy")
+    seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="rt_seed")
+    top_k = c1.number_input("Top-k (0 = off)", 0, 100_000, 0, key="rt_top_k")
+    top_p = c2.number_input("Top-p", 0.01, 1.0, 1.0, step=0.05, key="rt_top_p")
+    batch_size = c3.number_input("Batch size", 1, 512, 16, key="rt_batch_size")
+
+with st.expander("Scoring"):
+    c1, c2, c3 = st.columns(3)
+    corpus_source = c1.radio("Reference corpus", ["Shipped", "Upload"], key="rt_corpus_source")
+    uploads = c1.file_uploader(
+        ".txt / .jsonl files", type=["txt", "jsonl"], accept_multiple_files=True, key="rt_corpus_files",
+        disabled=corpus_source != "Upload",
+    )  # fmt: skip
+    min_tokens = c2.number_input("Exact match of at least (tokens)", 1, 1000, DEFAULT_MIN_TOKENS, key="rt_min_tokens")
+    reference_name = c3.selectbox(
+        "Reference model (for the ratio)", ["(none)", *registry_names()], key="rt_reference",
+        help="log-perplexity under this model divides that under the target.",
+    )  # fmt: skip
+
+if st.button("Run", type="primary", key="rt_run"):
+    try:
+        repeats = sorted({int(r) for r in repeats_raw})
+    except ValueError:
+        st.error("Repeats must be whole numbers, e.g. 50.")
+    else:
+        try:
+            cfg = SamplingConfig(int(max_new_tokens), float(temperature), int(top_k), float(top_p), int(n), int(seed), int(batch_size))
+            corpus = reference_corpus(session.spec) if corpus_source == "Shipped" else uploaded_corpus(uploads, session.tokenizer)
+            reference = None if reference_name == "(none)" else shared_session(ModelSpec(reference_name))
+            bar = st.progress(0.0, text="Starting…")
+            table = run(
+                session, words, repeats, cfg, prefix, None if template == "plain" else template,
+                corpus, int(min_tokens), reference, progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
+            )  # fmt: skip
+            bar.empty()
+            st.session_state["rt_result"] = {"table": table, "model": session.info.name, "cfg": cfg, "corpus": corpus_source}
+        except ValueError as err:
+            st.error(str(err))
+
+result = st.session_state.get("rt_result")
+if result is None:
+    st.info("Choose words and settings, then Run. Results stay here while you set up the next run.")
+    st.stop()
+
+table, cfg = result["table"], result["cfg"]
+st.subheader("Results")
+st.caption(
+    f"Model {result['model']} · seed {cfg.seed} · {len(table)} generations · temperature {cfg.temperature}, "
+    f"top-k {cfg.top_k}, top-p {cfg.top_p}, {cfg.max_new_tokens} new tokens · {result['corpus'].lower()} corpus. "
+    "The same seed and settings repeat this run exactly."
+)
+m1, m2, m3 = st.columns(3)
+m1.metric("Diverged", f"{table['diverged'].mean():.0%}")
+m2.metric("With a corpus match", int((table["longest_match"] > 0).sum()))
+m3.metric("Longest match (tokens)", int(table["longest_match"].max()))
+c1, c2 = st.columns(2)
+c1.altair_chart(plots.divergence_rate(table, "word"), width="stretch")
+c2.altair_chart(plots.divergence_rate(table, "repeats"), width="stretch")
+metric_columns = [c for c in ("perplexity", "zlib_ratio", "min_k_prob", "reference_ratio") if c in table]
+if table["diverged"].any():
+    for column, metric in zip(st.columns(len(metric_columns)), metric_columns):
+        column.altair_chart(plots.metric_distribution(table, metric), width="stretch")
+st.dataframe(table.drop(columns=["matches", "output"]), key="rt_table", hide_index=False)
+
+row = st.number_input("Show generation (row)", 0, len(table) - 1, 0, key="rt_row")
+chosen = table.iloc[int(row)]
+spans = [(m["char_start"], m["char_end"]) for m in json.loads(chosen["matches"])]
+st.markdown(f"**Escaped text** (from token {chosen['divergence_point']}; corpus matches highlighted)")
+st.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['escaped_text'], spans)}</pre>")
+with st.expander("Whole output"):
+    st.text(chosen["output"])
+
+d1, d2 = st.columns(2)
+d1.download_button("Download CSV", table.to_csv(index=False), "repeated_tokens.csv", "text/csv", key="rt_csv")
+d2.download_button(
+    "Download JSONL", table.to_json(orient="records", lines=True), "repeated_tokens.jsonl", "application/jsonl", key="rt_jsonl"
+)

@@ -1,0 +1,204 @@
+"""Batched, seeded sampling with per-token log-probabilities, and teacher-forced scoring.
+
+Prompts are left-padded into batches and decoded with the model's KV cache. Sample j of
+prompt i draws from its own ``torch.Generator`` seeded from (seed, i, j), so the same seed
+gives the same outputs whatever the batch size or the other prompts in the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from workbench.config import SamplingConfig
+from workbench.session import Progress, Session
+
+Prompt = str | Sequence[int]
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt_index: int
+    sample_index: int
+    seed: int  # seed of this sample's own generator
+    prompt_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]  # generated tokens, without the stop token
+    text: str  # decoded token_ids
+    logprobs: tuple[float, ...]  # log p(token | prefix) under the model itself (temperature 1, unfiltered)
+    stop_reason: str  # "eos" or "length"
+
+
+def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:
+    """The seed of one sample's generator: independent streams per (seed, prompt, sample)."""
+    return int(np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _prompt_ids(session: Session, prompt: Prompt) -> list[int]:
+    if isinstance(prompt, str):
+        if not prompt:
+            raise ValueError("A prompt is empty.")
+        return session.tokenizer.encode(prompt)
+    ids = [int(i) for i in prompt]
+    if not ids:
+        raise ValueError("A prompt has no tokens.")
+    return ids
+
+
+def _stop_ids(session: Session) -> set[int]:
+    ids = {session.tokenizer.eos_token_id}
+    configured = getattr(session.model.generation_config, "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {i for i in ids if i is not None}
+
+
+def _left_padded(rows: list[list[int]], pad_id: int, device: torch.device):
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, ids in enumerate(rows):
+        input_ids[r, width - len(ids) :] = torch.tensor(ids)
+        attention[r, width - len(ids) :] = 1
+    return input_ids.to(device), attention.to(device)
+
+
+def _warpers(cfg: SamplingConfig) -> LogitsProcessorList:
+    warpers = LogitsProcessorList()
+    if cfg.temperature not in (0, 1):
+        warpers.append(TemperatureLogitsWarper(cfg.temperature))
+    if cfg.top_k > 0:
+        warpers.append(TopKLogitsWarper(cfg.top_k))
+    if cfg.top_p < 1:
+        warpers.append(TopPLogitsWarper(cfg.top_p))
+    return warpers
+
+
+def _sample_batch(session, rows, seeds, cfg, stop_ids, on_step) -> list[tuple[list[int], list[float], str]]:
+    model, device = session.model, session.device
+    pad_id = session.tokenizer.pad_token_id
+    input_ids, attention = _left_padded(rows, pad_id, device)
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    warpers = _warpers(cfg)
+    stop = torch.tensor(sorted(stop_ids), device=device)
+    batch = len(rows)
+    tokens = torch.full((batch, cfg.max_new_tokens), pad_id, dtype=torch.long, device=device)
+    chosen_logprobs = torch.zeros((batch, cfg.max_new_tokens), device=device)
+    lengths = torch.full((batch,), cfg.max_new_tokens, dtype=torch.long, device=device)
+    stopped = torch.zeros(batch, dtype=torch.bool, device=device)
+
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True)
+    seen = input_ids
+    for step in range(cfg.max_new_tokens):
+        logits = out.logits[:, -1, :].float()
+        if cfg.temperature == 0:
+            next_ids = logits.argmax(-1)
+        else:
+            probs = torch.softmax(warpers(seen, logits), dim=-1)
+            next_ids = torch.cat([torch.multinomial(probs[r], 1, generator=generators[r]) for r in range(batch)])
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids[:, None]).squeeze(-1)
+        newly_stopped = torch.isin(next_ids, stop) & ~stopped
+        lengths[newly_stopped] = step
+        stopped |= newly_stopped
+        running = ~stopped
+        tokens[running, step] = next_ids[running]
+        chosen_logprobs[running, step] = logprobs[running]
+        on_step(step + 1)
+        if bool(stopped.all()) or step + 1 == cfg.max_new_tokens:
+            break
+        seen = torch.cat([seen, next_ids[:, None]], dim=-1)
+        attention = torch.cat([attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], dim=-1)
+        position_ids = position_ids[:, -1:] + 1
+        out = model(
+            input_ids=next_ids[:, None],
+            attention_mask=attention,
+            position_ids=position_ids,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
+    results = []
+    for r in range(batch):
+        n = int(lengths[r])
+        results.append(
+            (tokens[r, :n].tolist(), chosen_logprobs[r, :n].tolist(), "eos" if bool(stopped[r]) else "length")
+        )
+    return results
+
+
+def sample(
+    session: Session, prompts: Sequence[Prompt], cfg: SamplingConfig, progress: Progress | None = None
+) -> list[Generation]:
+    """``cfg.n`` continuations of every prompt (text, or token ids used as they are).
+
+    Returns generations ordered by prompt, then sample. Raises ValueError for no prompts,
+    an empty prompt, or a prompt + max_new_tokens longer than the context window."""
+    if not prompts:
+        raise ValueError("No prompts to sample from.")
+    prompt_ids = [_prompt_ids(session, p) for p in prompts]
+    context = session.info.context_length
+    longest = max(map(len, prompt_ids))
+    if longest + cfg.max_new_tokens > context:
+        raise ValueError(
+            f"The longest prompt ({longest} tokens) plus max_new_tokens ({cfg.max_new_tokens}) "
+            f"exceeds the context window of {context} tokens."
+        )
+    jobs = [(p, s) for p in range(len(prompts)) for s in range(cfg.n)]
+    stop_ids = _stop_ids(session)
+    generations: list[Generation] = []
+    total_steps = len(jobs) * cfg.max_new_tokens
+    with session.lock, torch.inference_mode():
+        for start in range(0, len(jobs), cfg.batch_size):
+            batch = jobs[start : start + cfg.batch_size]
+            seeds = [sample_seed(cfg.seed, p, s) for p, s in batch]
+            done_before = start * cfg.max_new_tokens
+
+            def on_step(step: int, _done=done_before, _size=len(batch)) -> None:
+                if progress is not None:
+                    progress((_done + step * _size) / total_steps, f"Sampling {start + _size}/{len(jobs)}")
+
+            outputs = _sample_batch(session, [prompt_ids[p] for p, _ in batch], seeds, cfg, stop_ids, on_step)
+            for (p, s), seed, (ids, logprobs, reason) in zip(batch, seeds, outputs):
+                generations.append(
+                    Generation(
+                        prompt_index=p,
+                        sample_index=s,
+                        seed=seed,
+                        prompt_ids=tuple(prompt_ids[p]),
+                        token_ids=tuple(ids),
+                        text=session.tokenizer.decode(ids, skip_special_tokens=True),
+                        logprobs=tuple(logprobs),
+                        stop_reason=reason,
+                    )
+                )
+    if progress is not None:
+        progress(1.0, f"Sampled {len(jobs)} continuations")
+    return generations
+
+
+def text_logprobs(session: Session, texts: Sequence[str], batch_size: int = 16) -> list[np.ndarray]:
+    """Teacher-forced log p(token_t | tokens_<t) of each text under the session's model.
+
+    The first token has no prefix to condition on and is left out (unless the tokenizer
+    adds a BOS token, which then serves as the prefix). Texts are cut to the context window."""
+    tokenizer = session.tokenizer
+    context = session.info.context_length
+    encoded = [tokenizer.encode(t)[:context] for t in texts]
+    results: list[np.ndarray] = []
+    with session.lock, torch.inference_mode():
+        for start in range(0, len(encoded), batch_size):
+            rows = encoded[start : start + batch_size]
+            scored = [r for r in rows if len(r) >= 2]
+            if not scored:
+                results.extend(np.zeros(0) for _ in rows)
+                continue
+            input_ids, attention = _left_padded(scored, tokenizer.pad_token_id, session.device)
+            position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+            logits = session.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
+            logprobs = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+            by_row = iter(logprobs.cpu().numpy())
+            for row in rows:
+                results.append(next(by_row)[-(len(row) - 1) :] if len(row) >= 2 else np.zeros(0))
+    return results
