@@ -27,3 +27,34 @@ def test_model_defaults_to_environment(monkeypatch, capsys):
     monkeypatch.setenv("WORKBENCH_MODEL", "tiny-gpt2")
     assert main(["info", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "tiny-gpt2"
+
+
+def test_diverge_writes_results(tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "r.parquet"
+    args = ["diverge", "--model", "tiny-llama", "--word", "poem", "--word", "book", "--repeats", "10"]
+    assert main([*args, "--n", "3", "--max-new-tokens", "8", "--out", str(out)]) == 0
+    table = pd.read_parquet(out)
+    assert len(table) == 6 and set(table["word"]) == {"poem", "book"}
+    assert "6 generations" in capsys.readouterr().out
+    jsonl = tmp_path / "r.jsonl"
+    assert main([*args, "--n", "3", "--max-new-tokens", "8", "--out", str(jsonl)]) == 0
+    assert pd.read_json(jsonl, lines=True)["output"].tolist() == table["output"].tolist()
+
+
+def test_diverge_bad_input_is_a_clean_error(tmp_path, capsys):
+    bad_corpus = tmp_path / "bad.txt"
+    bad_corpus.write_bytes(b"\xff\xfe")
+    base = ["diverge", "--model", "tiny-llama", "--repeats", "10"]
+    cases = [
+        ([*base, "--word", "#abstract", "--out", str(tmp_path / "a.csv")], "not a single token"),
+        ([*base, "--word", "poem", "--n", "0", "--out", str(tmp_path / "a.csv")], "at least 1"),
+        ([*base, "--word", "poem", "--corpus", str(bad_corpus), "--out", str(tmp_path / "a.csv")], "not UTF-8"),
+        ([*base, "--word", "poem", "--out", str(tmp_path / "a.xlsx")], "--out must end in"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not list(tmp_path.glob("a.*"))

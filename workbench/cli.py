@@ -1,4 +1,7 @@
-"""Batch command line: `workbench info [--model NAME] [--json]`.
+"""Batch command line over the workbench library.
+
+    workbench info [--model NAME] [--json]
+    workbench diverge --word poem --repeats 50 --n 100 --out results.parquet
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
 
@@ -8,8 +11,17 @@ import argparse
 import json
 import sys
 
-from workbench.config import DTYPES, ModelSpec, startup_model
+from pathlib import Path
+
+from tqdm import tqdm
+
+from workbench.config import DTYPES, ModelSpec, SamplingConfig, startup_model
+from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex
+from workbench.divergence import run as run_divergence
+from workbench.prompts import TEMPLATES
 from workbench.session import load_session, registry_names
+
+OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
 
 
 def _spec_from_args(args: argparse.Namespace) -> ModelSpec:
@@ -51,6 +63,54 @@ def cmd_info(args: argparse.Namespace) -> None:
             print(f"{key:<{width}}  {value}")
 
 
+def _output_path(value: str) -> Path:
+    """Checked before a long run, so a bad name cannot lose its results."""
+    out = Path(value)
+    if out.suffix not in OUTPUT_FORMATS:
+        raise ValueError(f"--out must end in {', '.join(OUTPUT_FORMATS)}, not {out.name!r}.")
+    return out
+
+
+def _write_table(table, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        table.to_parquet(out, index=False)
+    elif out.suffix == ".jsonl":
+        table.to_json(out, orient="records", lines=True)
+    else:
+        table.to_csv(out, index=False)
+
+
+def cmd_diverge(args: argparse.Namespace) -> None:
+    out = _output_path(args.out)
+    cfg = SamplingConfig(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        n=args.n,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    session = load_session(_spec_from_args(args), progress=_progress)
+    corpus = CorpusIndex.from_path(args.corpus, session.tokenizer)
+    reference = load_session(args.reference, progress=_progress) if args.reference else None
+    with tqdm(total=1.0, unit="run", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}") as bar:
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(fraction - bar.n)
+            bar.set_postfix_str(message)
+
+        table = run_divergence(
+            session, args.word, args.repeats, cfg, args.prefix, args.template, corpus, args.min_tokens, reference, progress
+        )
+    _write_table(table, out)
+    print(
+        f"{len(table)} generations, {table['diverged'].mean():.0%} diverged, "
+        f"{int((table['longest_match'] > 0).sum())} with a corpus match of >= {args.min_tokens} tokens -> {out}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(info)
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=cmd_info)
+
+    diverge = commands.add_parser("diverge", help="repeated-token divergence experiment")
+    _add_model_options(diverge)
+    diverge.add_argument("--word", action="append", required=True, help="word to repeat (repeatable)")
+    diverge.add_argument("--repeats", type=int, action="append", required=True, help="repeat count (repeatable)")
+    diverge.add_argument("--prefix", default="", help="hint before the repetition, e.g. def, copyright")
+    diverge.add_argument("--template", choices=[t for t in TEMPLATES if t], help="wrap in the chat template")
+    diverge.add_argument("--n", type=int, default=SamplingConfig.n, help="samples per prompt")
+    diverge.add_argument("--max-new-tokens", type=int, default=SamplingConfig.max_new_tokens)
+    diverge.add_argument("--temperature", type=float, default=SamplingConfig.temperature, help="0 = greedy")
+    diverge.add_argument("--top-k", type=int, default=SamplingConfig.top_k, help="0 = off")
+    diverge.add_argument("--top-p", type=float, default=SamplingConfig.top_p)
+    diverge.add_argument("--seed", type=int, default=SamplingConfig.seed)
+    diverge.add_argument("--batch-size", type=int, default=SamplingConfig.batch_size)
+    diverge.add_argument(
+        "--corpus", default=str(REFERENCE_CORPUS), help="saved index, .txt/.jsonl file or folder (default: shipped)"
+    )
+    diverge.add_argument("--min-tokens", type=int, default=DEFAULT_MIN_TOKENS, help="shortest exact match to report")
+    diverge.add_argument("--reference", help="reference model for the perplexity ratio")
+    diverge.add_argument("--out", required=True, help="results file: .parquet, .jsonl or .csv")
+    diverge.set_defaults(run=cmd_diverge)
     return parser
 
 
