@@ -4,14 +4,14 @@ import streamlit as st
 
 from workbench.ui import model_sidebar
 
-st.set_page_config(page_title="Memorization Workbench", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="Memorization Workbench", page_icon=":material/search:", layout="wide")
 
 # Pages live in app_pages/, not pages/: Streamlit runs a pages/ folder as a legacy
 # multipage app (skipping this script and its sidebar) when a page URL is opened first.
 navigation = st.navigation(
     [
-        st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("app_pages/repeated_tokens.py", title="Repeated tokens", icon="🔁"),
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/repeated_tokens.py", title="Repeated tokens", icon=":material/repeat:"),
     ]
 )
 model_sidebar()

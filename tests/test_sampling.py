@@ -31,6 +31,7 @@ def test_same_seed_same_outputs_whatever_the_batch_size(tiny_llama):
     assert [g.token_ids for g in big] != [g.token_ids for g in other]
     assert [(g.prompt_index, g.sample_index) for g in big] == [(p, s) for p in range(3) for s in range(3)]
     assert len({g.seed for g in big}) == 9 and big[4].seed == sample_seed(5, 1, 1)
+    assert all(0 <= g.seed < 2**53 for g in big)
 
 
 def test_samples_of_one_prompt_differ(tiny_llama):

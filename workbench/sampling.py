@@ -33,8 +33,10 @@ class Generation:
 
 
 def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:
-    """The seed of one sample's generator: independent streams per (seed, prompt, sample)."""
-    return int(np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1, np.uint64)[0] >> 1)
+    """The seed of one sample's generator: independent streams per (seed, prompt, sample).
+
+    Kept below 2**53 so that it survives JSON and the browser's tables exactly."""
+    return int(np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1, np.uint64)[0] >> 11)
 
 
 def _prompt_ids(session: Session, prompt: Prompt) -> list[int]:
@@ -149,30 +151,31 @@ def sample(
     stop_ids = _stop_ids(session)
     generations: list[Generation] = []
     total_steps = len(jobs) * cfg.max_new_tokens
-    with session.lock, torch.inference_mode():
-        for start in range(0, len(jobs), cfg.batch_size):
-            batch = jobs[start : start + cfg.batch_size]
-            seeds = [sample_seed(cfg.seed, p, s) for p, s in batch]
-            done_before = start * cfg.max_new_tokens
+    for start in range(0, len(jobs), cfg.batch_size):
+        batch = jobs[start : start + cfg.batch_size]
+        seeds = [sample_seed(cfg.seed, p, s) for p, s in batch]
+        done_before = start * cfg.max_new_tokens
 
-            def on_step(step: int, _done=done_before, _size=len(batch)) -> None:
-                if progress is not None:
-                    progress((_done + step * _size) / total_steps, f"Sampling {start + _size}/{len(jobs)}")
+        def on_step(step: int, _done=done_before, _size=len(batch)) -> None:
+            if progress is not None:
+                progress((_done + step * _size) / total_steps, f"Sampling {start + _size}/{len(jobs)}")
 
+        # Locked per batch, not per call: other users of the shared model get turns between batches.
+        with session.lock, torch.inference_mode():
             outputs = _sample_batch(session, [prompt_ids[p] for p, _ in batch], seeds, cfg, stop_ids, on_step)
-            for (p, s), seed, (ids, logprobs, reason) in zip(batch, seeds, outputs):
-                generations.append(
-                    Generation(
-                        prompt_index=p,
-                        sample_index=s,
-                        seed=seed,
-                        prompt_ids=tuple(prompt_ids[p]),
-                        token_ids=tuple(ids),
-                        text=session.tokenizer.decode(ids, skip_special_tokens=True),
-                        logprobs=tuple(logprobs),
-                        stop_reason=reason,
-                    )
+        for (p, s), seed, (ids, logprobs, reason) in zip(batch, seeds, outputs):
+            generations.append(
+                Generation(
+                    prompt_index=p,
+                    sample_index=s,
+                    seed=seed,
+                    prompt_ids=tuple(prompt_ids[p]),
+                    token_ids=tuple(ids),
+                    text=session.tokenizer.decode(ids, skip_special_tokens=True),
+                    logprobs=tuple(logprobs),
+                    stop_reason=reason,
                 )
+            )
     if progress is not None:
         progress(1.0, f"Sampled {len(jobs)} continuations")
     return generations
@@ -187,18 +190,18 @@ def text_logprobs(session: Session, texts: Sequence[str], batch_size: int = 16) 
     context = session.info.context_length
     encoded = [tokenizer.encode(t)[:context] for t in texts]
     results: list[np.ndarray] = []
-    with session.lock, torch.inference_mode():
-        for start in range(0, len(encoded), batch_size):
-            rows = encoded[start : start + batch_size]
-            scored = [r for r in rows if len(r) >= 2]
-            if not scored:
-                results.extend(np.zeros(0) for _ in rows)
-                continue
-            input_ids, attention = _left_padded(scored, tokenizer.pad_token_id, session.device)
-            position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    for start in range(0, len(encoded), batch_size):
+        rows = encoded[start : start + batch_size]
+        scored = [r for r in rows if len(r) >= 2]
+        if not scored:
+            results.extend(np.zeros(0) for _ in rows)
+            continue
+        input_ids, attention = _left_padded(scored, tokenizer.pad_token_id, session.device)
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        with session.lock, torch.inference_mode():
             logits = session.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
             logprobs = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-            by_row = iter(logprobs.cpu().numpy())
-            for row in rows:
-                results.append(next(by_row)[-(len(row) - 1) :] if len(row) >= 2 else np.zeros(0))
+        by_row = iter(logprobs.cpu().numpy())
+        for row in rows:
+            results.append(next(by_row)[-(len(row) - 1) :] if len(row) >= 2 else np.zeros(0))
     return results
