@@ -12,6 +12,7 @@ navigation = st.navigation(
     [
         st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("app_pages/repeated_tokens.py", title="Repeated tokens", icon=":material/repeat:"),
+        st.Page("app_pages/attention_sinks.py", title="Attention sinks", icon=":material/grid_on:"),
     ]
 )
 model_sidebar()

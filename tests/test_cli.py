@@ -58,3 +58,25 @@ def test_diverge_bad_input_is_a_clean_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert not list(tmp_path.glob("a.*"))
+
+
+def test_sinks_writes_scores(tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "s.parquet"
+    assert main(["sinks", "--model", "tiny-gpt2", "--prompt", "Hello there, how are you?", "--out", str(out)]) == 0
+    scores = pd.read_parquet(out)
+    assert list(scores.columns) == ["layer", "head", "score"] and len(scores) == 8
+    assert "heads" in capsys.readouterr().out
+    assert main(["sinks", "--model", "tiny-llama", "--word", "poem", "--repeats", "100", "--out", str(out)]) == 0
+
+
+def test_sinks_bad_input(tmp_path, capsys):
+    out = str(tmp_path / "s.csv")
+    for argv, message in [
+        (["--prompt", " "], "The prompt is empty"),
+        (["--word", "poem", "--repeats", "600"], "use at most 511 repeats"),
+        (["--prompt", "hi there", "--sink-index", "5"], "sink_index"),
+    ]:
+        assert main(["sinks", "--model", "tiny-llama", *argv, "--out", out]) == 2
+        assert message in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
     workbench info [--model NAME] [--json]
     workbench diverge --word poem --repeats 50 --n 100 --out results.parquet
+    workbench sinks --prompt "Some text" --out scores.parquet
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
 
@@ -15,10 +16,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.config import DTYPES, ModelSpec, SamplingConfig, startup_model
 from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex
 from workbench.divergence import run as run_divergence
-from workbench.prompts import TEMPLATES
+from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
 from workbench.session import load_session, registry_names
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
@@ -111,6 +113,22 @@ def cmd_diverge(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_sinks(args: argparse.Namespace) -> None:
+    out = _output_path(args.out)
+    session = load_session(_spec_from_args(args), progress=_progress)
+    if args.word:
+        prompt = repeated_token_prompt(
+            session.tokenizer, args.word, args.repeats, args.prefix, context_length=session.info.context_length
+        ).token_ids
+    else:
+        prompt = args.prompt
+    scores = sink_scores(session, prompt, args.sink_index)
+    _write_table(scores, out)
+    heads = sink_heads(scores, args.threshold)
+    top = ", ".join(f"L{r.layer}H{r.head} {r.score:.2f}" for r in heads.head(5).itertuples())
+    print(f"{len(heads)}/{len(scores)} heads ({len(heads) / len(scores):.0%}) have sink score >= {args.threshold}; top: {top or 'none'} -> {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     diverge.add_argument("--reference", help="reference model for the perplexity ratio")
     diverge.add_argument("--out", required=True, help="results file: .parquet, .jsonl or .csv")
     diverge.set_defaults(run=cmd_diverge)
+
+    sinks = commands.add_parser("sinks", help="per-head attention-sink scores of one prompt")
+    _add_model_options(sinks)
+    source = sinks.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="the prompt text")
+    source.add_argument("--word", help="build a repeated-token prompt of this word instead")
+    sinks.add_argument("--repeats", type=int, default=1000, help="repeats for --word")
+    sinks.add_argument("--prefix", default="", help=f"hint before the repetition, e.g. {', '.join(p for p in HINT_PREFIXES if p)}")
+    sinks.add_argument("--sink-index", type=int, default=0, help="position of the sink key (default: the first token)")
+    sinks.add_argument("--threshold", type=float, default=SINK_THRESHOLD, help="score of a sink head")
+    sinks.add_argument("--out", required=True, help="scores file: .parquet, .jsonl or .csv")
+    sinks.set_defaults(run=cmd_sinks)
     return parser
 
 

@@ -35,3 +35,49 @@ def metric_distribution(table: pd.DataFrame, metric: str, color: str = "word") -
         )
         .properties(title=metric.replace("_", " "), height=180)
     )
+
+
+def sink_heatmap(scores: pd.DataFrame, title: str, difference: bool = False) -> alt.Chart:
+    """Layer × head heatmap of sink scores (0–1), or of a difference of scores (−1–1)."""
+    scale = alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True) if difference else alt.Scale(scheme="viridis", domain=[0, 1])
+    return (
+        alt.Chart(scores)
+        .mark_rect()
+        .encode(
+            x=alt.X("head:O", title="head"),
+            y=alt.Y("layer:O", title="layer"),
+            color=alt.Color("score:Q", scale=scale, title="Δ score" if difference else "sink score"),
+            tooltip=["layer", "head", alt.Tooltip("score:Q", format=".3f")],
+        )
+        .properties(title=title, height=320)
+    )
+
+
+def attention_by_position(profiles: pd.DataFrame, title: str) -> alt.Chart:
+    """Attention to the sink token by query position, one line per ``prompt``."""
+    return (
+        alt.Chart(profiles)
+        .mark_line()
+        .encode(
+            x=alt.X("position:Q", title="query position"),
+            y=alt.Y("attention:Q", title="attention to the sink", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("prompt:N"),
+            tooltip=["prompt", "position", alt.Tooltip("attention:Q", format=".3f")],
+        )
+        .properties(title=title, height=220)
+    )
+
+
+def norms_by_layer(profile: pd.DataFrame, title: str) -> alt.Chart:
+    """Hidden-state norm per layer, one line per group of positions."""
+    return (
+        alt.Chart(profile)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:Q", title="layer (0 = embeddings)"),
+            y=alt.Y("norm:Q", title="hidden-state L2 norm", scale=alt.Scale(type="log")),
+            color=alt.Color("group:N", title="positions"),
+            tooltip=["group", "layer", alt.Tooltip("norm:Q", format=".1f")],
+        )
+        .properties(title=title, height=260)
+    )

@@ -1,0 +1,133 @@
+import pandas as pd
+import streamlit as st
+
+from workbench import plots
+from workbench.attention import (
+    SINK_THRESHOLD,
+    column_profile,
+    compare_mitigation,
+    hidden_norms,
+    norm_profile,
+    scores_from_columns,
+    sink_columns,
+    sink_heads,
+)
+from workbench.config import SamplingConfig
+from workbench.prompts import HINT_PREFIXES, repeated_token_prompt
+from workbench.ui import active_session
+
+PROSE = (
+    "It was a bright cold day in April, and the clocks were striking thirteen. The village lay quiet under the "
+    "hills, and the baker opened his shop before dawn, as he had done for forty years."
+)
+
+st.title("Attention sinks")
+st.caption(
+    "Many heads pour most of their attention onto the first token — an attention sink; a head is a sink head "
+    f"when its mean attention to the first token is at least {SINK_THRESHOLD} (Gu et al. 2025). A long run of "
+    "one repeated token starts to look like a first token (Yona et al. 2025), which is how repeated-token "
+    "prompts derail models. Compare a normal prompt with a repeated-token prompt, then scale heads down."
+)
+session = active_session()
+if session is None:
+    st.warning("No model is loaded: pick one in the sidebar.")
+    st.stop()
+
+left, right = st.columns(2)
+normal_text = left.text_area("Normal prompt", PROSE, height=140, key="as_prompt")
+word = right.text_input("Repeated word", "poem", key="as_word")
+repeats = right.number_input("Repeats", 1, session.info.context_length, min(200, session.info.context_length - 1), key="as_repeats")
+prefix = right.selectbox("Hint prefix", HINT_PREFIXES, accept_new_options=True, key="as_prefix", format_func=lambda p: p or "(none)")
+
+if st.button("Compute sink scores", type="primary", key="as_run"):
+    try:
+        repeated = repeated_token_prompt(session.tokenizer, word, int(repeats), prefix, context_length=session.info.context_length)
+        with st.spinner("Running both prompts through the model…"):
+            columns = {"normal": sink_columns(session, normal_text), "repeated": sink_columns(session, list(repeated.token_ids))}
+            norms = hidden_norms(session, list(repeated.token_ids))
+        positions = [i for i, t in enumerate(repeated.token_ids) if t == repeated.token_id and i > 0]
+        st.session_state["as_result"] = {
+            "model": session.info.name,
+            "columns": columns,
+            "scores": {name: scores_from_columns(c) for name, c in columns.items()},
+            "norms": norms,
+            "profile": norm_profile(norms, {"first token": [0], "repeated tokens (mean)": positions}),
+            "repeated": repeated,
+        }
+    except ValueError as err:
+        st.error(str(err))
+
+result = st.session_state.get("as_result")
+if result is None:
+    st.info("Set the prompts, then Compute. Results stay here while you change the settings.")
+    st.stop()
+
+scores = result["scores"]
+st.caption(f"Model {result['model']} · repeated prompt: {result['repeated'].count} × {result['repeated'].token!r}")
+difference = scores["repeated"].assign(score=scores["repeated"]["score"] - scores["normal"]["score"])
+c1, c2, c3 = st.columns(3)
+c1.altair_chart(plots.sink_heatmap(scores["normal"], "Normal prompt"), width="stretch")
+c2.altair_chart(plots.sink_heatmap(scores["repeated"], "Repeated-token prompt"), width="stretch")
+c3.altair_chart(plots.sink_heatmap(difference, "Repeated − normal", difference=True), width="stretch")
+
+threshold = st.slider("Sink-head threshold", 0.0, 1.0, SINK_THRESHOLD, 0.05, key="as_threshold")
+t1, t2 = st.columns(2)
+for column, name in ((t1, "normal"), (t2, "repeated")):
+    heads = sink_heads(scores[name], threshold)
+    column.metric(f"Sink heads, {name} prompt", f"{len(heads) / len(scores[name]):.0%}", help=f"{len(heads)} of {len(scores[name])} heads")
+    column.dataframe(heads, height=220, key=f"as_heads_{name}")
+
+st.subheader("One head, position by position")
+h1, h2 = st.columns(2)
+layer = h1.number_input("Layer", 0, session.info.n_layers - 1, int(sink_heads(scores["repeated"], 0).iloc[0]["layer"]), key="as_layer")
+head = h2.number_input("Head", 0, session.info.n_heads - 1, int(sink_heads(scores["repeated"], 0).iloc[0]["head"]), key="as_head")
+profiles = pd.concat(
+    [column_profile(c, int(layer), int(head)).assign(prompt=name) for name, c in result["columns"].items()], ignore_index=True
+)
+st.altair_chart(plots.attention_by_position(profiles, f"Attention to the first token, layer {layer} head {head}"), width="stretch")
+st.altair_chart(plots.norms_by_layer(result["profile"], "Hidden-state norms: repeated tokens vs the first token"), width="stretch")
+
+st.subheader("Mitigate")
+st.caption("Scale the chosen heads' outputs and re-run repeated-token sampling on the same seeds, with and without.")
+all_heads = [f"L{r.layer}H{r.head}" for r in scores["repeated"].itertuples()]
+top = [f"L{r.layer}H{r.head}" for r in sink_heads(scores["repeated"], threshold).head(3).itertuples()]
+m1, m2, m3, m4 = st.columns(4)
+chosen = m1.multiselect("Heads", all_heads, default=top, key="as_mitigate_heads")
+scale = m2.slider("Scale", 0.0, 1.0, 0.25, 0.05, key="as_scale", help="0 removes the head's output; 1 leaves it")
+n = m3.number_input("Samples", 1, 500, 8, key="as_n")
+new_tokens = m4.number_input("New tokens", 1, 1024, 32, key="as_new_tokens")
+seed = m1.number_input("Seed", 0, 2**31 - 1, 0, key="as_seed")
+if st.button("Run with and without", key="as_mitigate"):
+    try:
+        scales = {(int(h[1 : h.index("H")]), int(h[h.index("H") + 1 :])): scale for h in chosen}
+        bar = st.progress(0.0)
+        repeated = result["repeated"]
+        comparison = compare_mitigation(
+            session, scales, [repeated.word], [repeated.repeats], SamplingConfig(int(new_tokens), n=int(n), seed=int(seed)),
+            repeated.prefix, progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
+        )  # fmt: skip
+        bar.empty()
+        st.session_state["as_mitigation"] = {"table": comparison, "heads": chosen, "scale": scale}
+    except ValueError as err:
+        st.error(str(err))
+
+mitigation = st.session_state.get("as_mitigation")
+if mitigation is not None:
+    table = mitigation["table"]
+    r1, r2 = st.columns(2)
+    r1.metric("Diverged without mitigation", f"{table['diverged_baseline'].mean():.0%}")
+    r2.metric(
+        f"Diverged with {len(mitigation['heads'])} heads × {mitigation['scale']}",
+        f"{table['diverged_mitigated'].mean():.0%}",
+        delta=f"{table['diverged_mitigated'].mean() - table['diverged_baseline'].mean():+.0%}",
+        delta_color="inverse",
+    )
+    st.dataframe(table, key="as_mitigation_table")
+
+st.subheader("Export")
+scores_long = pd.concat([s.assign(prompt=name) for name, s in scores.items()], ignore_index=True)
+e1, e2, e3 = st.columns(3)
+e1.download_button("Sink scores (CSV)", scores_long.to_csv(index=False), "sink_scores.csv", "text/csv", key="as_csv_scores")
+e2.download_button("Hidden norms (CSV)", result["norms"].to_csv(index=False), "hidden_norms.csv", "text/csv", key="as_csv_norms")
+if mitigation is not None:
+    e3.download_button("Mitigation (CSV)", mitigation["table"].to_csv(index=False), "mitigation.csv", "text/csv", key="as_csv_mitigation")

@@ -1,0 +1,292 @@
+"""Attention sinks: per-head attention to the first token, hidden-state norms, and
+mitigation by scaling heads or ablating MLP neurons.
+
+A head's sink score is the mean over query positions i > s of A[i, s], the attention weight
+on the sink key s (the first token by default). A head is a sink head when the score is at
+least 0.3 (Gu et al. 2025).
+
+``sink_columns`` keeps only that one column of every attention matrix: it runs the model
+with an attention function, registered through transformers' ``AttentionInterface``, that
+computes exact softmax attention in blocks of query rows and records column s of each
+block. Memory grows as layers × heads × tokens (plus one block of rows), not tokens², so
+the default model's full 8,192-token context fits on a CPU.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from workbench.config import SamplingConfig
+from workbench.divergence import run
+from workbench.session import Progress, Session
+
+SINK_THRESHOLD = 0.3
+SINK_ATTENTION = "workbench_sink_column"
+PATTERN_MAX_TOKENS = 1024  # full attention matrices: tokens² per head, so short prompts only
+
+_capture: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("sink_capture", default=None)
+
+
+def _sink_column_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Exact attention computed in blocks of query rows; records A[:, :, :, sink] per layer.
+
+    Shapes follow transformers' eager attention: query (B, H, T, D), key/value
+    (B, H_kv, S, D) with H a multiple of H_kv (grouped-query attention); returns the output
+    as (B, T, H, D) and no weights."""
+    capture = _capture.get()
+    groups = query.shape[1] // key.shape[1]
+    key = key.repeat_interleave(groups, dim=1)
+    value = value.repeat_interleave(groups, dim=1)
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    softcap = kwargs.get("softcap")
+    length, keys = query.shape[2], key.shape[2]
+    block = capture["block"] if capture else length
+    output = torch.empty_like(query)
+    column = torch.empty(query.shape[:3], dtype=torch.float32, device=query.device)
+    key_positions = torch.arange(keys, device=query.device)
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        scores = torch.matmul(query[:, :, start:stop], key.transpose(-1, -2)).float() * scaling
+        if softcap:
+            scores = torch.tanh(scores / softcap) * softcap
+        if attention_mask is None:  # purely causal: the mask function let the caller build it
+            query_positions = torch.arange(start, stop, device=query.device) + (keys - length)
+            scores = scores.masked_fill(key_positions[None, :] > query_positions[:, None], -math.inf)
+        elif attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask[:, :, start:stop, :keys], -math.inf)
+        else:
+            scores = scores + attention_mask[:, :, start:stop, :keys]
+        weights = torch.softmax(scores, dim=-1)
+        if capture:
+            column[:, :, start:stop] = weights[..., capture["sink"]]
+        output[:, :, start:stop] = torch.matmul(weights.to(value.dtype), value)
+    if capture:
+        capture["columns"][module.layer_idx] = column[0]
+    return output.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(SINK_ATTENTION, _sink_column_attention)
+AttentionMaskInterface.register(SINK_ATTENTION, sdpa_mask)
+
+
+def _language_model(session: Session) -> PreTrainedModel:
+    """The transformers model under an optional peft wrapper."""
+    model = session.model
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def prompt_ids(session: Session, prompt: str | Sequence[int]) -> list[int]:
+    """Token ids of a prompt, checked against the context window."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ValueError("The prompt is empty.")
+        ids = session.tokenizer.encode(prompt)
+    else:
+        ids = [int(i) for i in prompt]
+        if not ids:
+            raise ValueError("The prompt has no tokens.")
+    if len(ids) > session.info.context_length:
+        raise ValueError(f"The prompt is {len(ids)} tokens; the context window is {session.info.context_length}.")
+    return ids
+
+
+def sink_columns(
+    session: Session, prompt: str | Sequence[int], sink_index: int = 0, block: int = 256
+) -> np.ndarray:
+    """A[layer, head, i, sink_index] for every query position i: array (layers, heads, tokens)."""
+    ids = prompt_ids(session, prompt)
+    if not 0 <= sink_index < len(ids) - 1:
+        raise ValueError(f"sink_index must be in [0, {len(ids) - 2}] for a {len(ids)}-token prompt.")
+    model = _language_model(session)
+    state = {"sink": sink_index, "block": block, "columns": {}}
+    with session.lock, torch.inference_mode():
+        previous = model.config._attn_implementation
+        token = _capture.set(state)
+        model.set_attn_implementation(SINK_ATTENTION)
+        try:
+            model.base_model(input_ids=torch.tensor([ids], device=session.device), use_cache=False)
+        finally:
+            model.set_attn_implementation(previous)
+            _capture.reset(token)
+    columns = state["columns"]
+    return torch.stack([columns[layer] for layer in sorted(columns)]).cpu().numpy()
+
+
+def scores_from_columns(columns: np.ndarray, sink_index: int = 0) -> pd.DataFrame:
+    """DataFrame(layer, head, score) from ``sink_columns`` output: score = mean over query
+    positions i > sink_index of A[layer, head, i, sink_index]."""
+    scores = columns[:, :, sink_index + 1 :].mean(axis=-1)
+    layers, heads = np.meshgrid(range(scores.shape[0]), range(scores.shape[1]), indexing="ij")
+    return pd.DataFrame({"layer": layers.ravel(), "head": heads.ravel(), "score": scores.ravel()})
+
+
+def sink_scores(session: Session, prompt: str | Sequence[int], sink_index: int = 0) -> pd.DataFrame:
+    """DataFrame(layer, head, score): score = mean over query positions i > sink_index of
+    A[layer, head, i, sink_index]."""
+    return scores_from_columns(sink_columns(session, prompt, sink_index), sink_index)
+
+
+def column_profile(columns: np.ndarray, layer: int, head: int) -> pd.DataFrame:
+    """DataFrame(position, attention): one head's attention to the sink at every position."""
+    return pd.DataFrame({"position": np.arange(columns.shape[2]), "attention": columns[layer, head]})
+
+
+def sink_heads(scores: pd.DataFrame, threshold: float = SINK_THRESHOLD) -> pd.DataFrame:
+    """The rows of ``scores`` with score ≥ threshold, highest first."""
+    return scores[scores["score"] >= threshold].sort_values("score", ascending=False, ignore_index=True)
+
+
+def _check_head(session: Session, layer: int, head: int | None = None) -> None:
+    if not 0 <= layer < session.info.n_layers:
+        raise ValueError(f"Layer {layer} is out of range: the model has layers 0–{session.info.n_layers - 1}.")
+    if head is not None and not 0 <= head < session.info.n_heads:
+        raise ValueError(f"Head {head} is out of range: the model has heads 0–{session.info.n_heads - 1}.")
+
+
+def attention_pattern(session: Session, prompt: str | Sequence[int], layer: int, head: int) -> np.ndarray:
+    """The full attention matrix (tokens × tokens) of one head; short prompts only."""
+    _check_head(session, layer, head)
+    ids = prompt_ids(session, prompt)
+    if len(ids) > PATTERN_MAX_TOKENS:
+        raise ValueError(
+            f"Full attention patterns are limited to {PATTERN_MAX_TOKENS} tokens (this prompt has {len(ids)}); "
+            "use sink scores for long prompts."
+        )
+    with session.lock, torch.inference_mode():
+        out = _language_model(session).base_model(
+            input_ids=torch.tensor([ids], device=session.device), output_attentions=True, use_cache=False
+        )
+    return out.attentions[layer][0, head].float().cpu().numpy()
+
+
+def hidden_norms(session: Session, prompt: str | Sequence[int]) -> pd.DataFrame:
+    """DataFrame(layer, position, norm): L2 norm of the residual stream at every position,
+    layer 0 being the embeddings and layer L the output of block L."""
+    ids = prompt_ids(session, prompt)
+    with session.lock, torch.inference_mode():
+        out = _language_model(session).base_model(
+            input_ids=torch.tensor([ids], device=session.device), output_hidden_states=True, use_cache=False
+        )
+    norms = torch.stack([h[0].float().norm(dim=-1) for h in out.hidden_states]).cpu().numpy()
+    layers, positions = np.meshgrid(range(norms.shape[0]), range(norms.shape[1]), indexing="ij")
+    return pd.DataFrame({"layer": layers.ravel(), "position": positions.ravel(), "norm": norms.ravel()})
+
+
+def norm_profile(norms: pd.DataFrame, groups: Mapping[str, Sequence[int]]) -> pd.DataFrame:
+    """DataFrame(layer, group, norm): the mean hidden-state norm of each group of positions
+    per layer, e.g. {"first token": [0], "repeated tokens": [1, 2, …]}."""
+    frames = []
+    for name, positions in groups.items():
+        chosen = norms[norms["position"].isin(positions)]
+        frames.append(chosen.groupby("layer", as_index=False)["norm"].mean().assign(group=name))
+    return pd.concat(frames, ignore_index=True)[["layer", "group", "norm"]]
+
+
+def _blocks(session: Session) -> list[torch.nn.Module]:
+    """The model's transformer blocks, in order."""
+    model = _language_model(session)
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == session.info.n_layers:
+            return list(module)
+    raise ValueError(f"Cannot find the {session.info.n_layers} transformer blocks of {session.info.architecture}.")
+
+
+def _child(block: torch.nn.Module, names: Sequence[str], what: str) -> torch.nn.Module:
+    for name in names:
+        if isinstance(getattr(block, name, None), torch.nn.Module):
+            return getattr(block, name)
+    raise ValueError(f"Cannot find the {what} in {type(block).__name__} (looked for {', '.join(names)}).")
+
+
+@contextmanager
+def _input_scaled(session: Session, targets: Mapping[torch.nn.Module, torch.Tensor]) -> Iterator[None]:
+    """Multiply the input of each target linear layer by a vector, under the session lock;
+    the hooks are removed on exit, also after an exception."""
+    handles = []
+
+    def hook(scale: torch.Tensor):
+        return lambda module, args: (args[0] * scale.to(args[0].dtype), *args[1:])
+
+    with session.lock:
+        try:
+            for module, scale in targets.items():
+                handles.append(module.register_forward_pre_hook(hook(scale)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+@contextmanager
+def scaled_heads(session: Session, scales: Mapping[tuple[int, int], float]) -> Iterator[None]:
+    """Within the block, the output of each (layer, head) is multiplied by its scale before
+    the attention's output projection (0 ablates the head). Holds the session lock, since
+    hooks change the shared model for everyone."""
+    blocks = _blocks(session)
+    per_layer: dict[int, torch.Tensor] = {}
+    for (layer, head), scale in scales.items():
+        _check_head(session, layer, head)
+        attention = _child(blocks[layer], ("self_attn", "attn", "attention"), "attention")
+        head_dim = attention.head_dim
+        vector = per_layer.setdefault(layer, torch.ones(session.info.n_heads * head_dim, device=session.device))
+        vector[head * head_dim : (head + 1) * head_dim] = float(scale)
+    targets = {
+        _child(_child(blocks[layer], ("self_attn", "attn", "attention"), "attention"), ("o_proj", "c_proj", "out_proj", "dense"), "output projection"): vector
+        for layer, vector in per_layer.items()
+    }
+    with _input_scaled(session, targets):
+        yield
+
+
+@contextmanager
+def ablated_neurons(session: Session, neurons: Mapping[int, Sequence[int]]) -> Iterator[None]:
+    """Within the block, the chosen MLP neurons of each layer output zero (their activations
+    are zeroed at the input of the MLP's down projection). Holds the session lock."""
+    blocks = _blocks(session)
+    targets = {}
+    for layer, indices in neurons.items():
+        _check_head(session, layer)
+        down = _child(_child(blocks[layer], ("mlp", "feed_forward"), "MLP"), ("down_proj", "c_proj", "fc2", "w2"), "MLP down projection")
+        width = down.in_features if hasattr(down, "in_features") else down.weight.shape[0]
+        vector = torch.ones(width, device=session.device)
+        for index in indices:
+            if not 0 <= index < width:
+                raise ValueError(f"Neuron {index} is out of range: layer {layer} has neurons 0–{width - 1}.")
+            vector[index] = 0.0
+        targets[down] = vector
+    with _input_scaled(session, targets):
+        yield
+
+
+def compare_mitigation(
+    session: Session,
+    scales: Mapping[tuple[int, int], float],
+    words: Sequence[str],
+    repeats: Sequence[int],
+    cfg: SamplingConfig,
+    prefix: str = "",
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """The repeated-token experiment without and with ``scaled_heads(scales)``, on the same
+    seeds. One row per generation: word, repeats, sample, seed, then diverged,
+    divergence_point and output for each condition (suffixes _baseline and _mitigated)."""
+    if not scales:
+        raise ValueError("Choose at least one head to scale.")
+    half = (lambda f, m: progress(f / 2, f"Baseline: {m}")) if progress else None
+    baseline = run(session, words, repeats, cfg, prefix, progress=half)
+    rest = (lambda f, m: progress(0.5 + f / 2, f"Mitigated: {m}")) if progress else None
+    with scaled_heads(session, scales):
+        mitigated = run(session, words, repeats, cfg, prefix, progress=rest)
+    keys = ["word", "repeats", "sample", "seed"]
+    measured = ["diverged", "divergence_point", "output"]
+    return baseline[keys + measured].merge(mitigated[keys + measured], on=keys, suffixes=("_baseline", "_mitigated"))
