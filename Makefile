@@ -29,6 +29,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/sampling.py
+	$(BIN)/python benchmarks/sinks.py
 
 clean-venv:
 	rm -rf $(VENV)

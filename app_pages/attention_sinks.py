@@ -45,13 +45,21 @@ if st.button("Compute sink scores", type="primary", key="as_run"):
         with st.spinner("Running both prompts through the model…"):
             columns = {"normal": sink_columns(session, normal_text), "repeated": sink_columns(session, list(repeated.token_ids))}
             norms = hidden_norms(session, list(repeated.token_ids))
+            normal_norms = hidden_norms(session, normal_text)
         positions = [i for i, t in enumerate(repeated.token_ids) if t == repeated.token_id and i > 0]
+        later_normal = list(range(1, int(normal_norms["position"].max()) + 1))
         st.session_state["as_result"] = {
             "model": session.info.name,
             "columns": columns,
             "scores": {name: scores_from_columns(c) for name, c in columns.items()},
-            "norms": norms,
-            "profile": norm_profile(norms, {"first token": [0], "repeated tokens (mean)": positions}),
+            "norms": pd.concat([norms.assign(prompt="repeated"), normal_norms.assign(prompt="normal")], ignore_index=True),
+            "profile": pd.concat(
+                [
+                    norm_profile(norms, {"first token": [0], "repeated tokens (mean)": positions}),
+                    norm_profile(normal_norms, {"normal prompt, later tokens (mean)": later_normal}),
+                ],
+                ignore_index=True,
+            ),
             "repeated": repeated,
         }
     except ValueError as err:
@@ -78,19 +86,28 @@ for column, name in ((t1, "normal"), (t2, "repeated")):
     column.dataframe(heads, height=220, key=f"as_heads_{name}")
 
 st.subheader("One head, position by position")
+# The heads that sink on ordinary text are the ones to inspect and to scale down.
+ranked = sink_heads(scores["normal"], threshold=0.0)
 h1, h2 = st.columns(2)
-layer = h1.number_input("Layer", 0, session.info.n_layers - 1, int(sink_heads(scores["repeated"], 0).iloc[0]["layer"]), key="as_layer")
-head = h2.number_input("Head", 0, session.info.n_heads - 1, int(sink_heads(scores["repeated"], 0).iloc[0]["head"]), key="as_head")
+layer = h1.number_input("Layer", 0, session.info.n_layers - 1, int(ranked.iloc[0]["layer"]), key="as_layer")
+head = h2.number_input("Head", 0, session.info.n_heads - 1, int(ranked.iloc[0]["head"]), key="as_head")
 profiles = pd.concat(
     [column_profile(c, int(layer), int(head)).assign(prompt=name) for name, c in result["columns"].items()], ignore_index=True
 )
 st.altair_chart(plots.attention_by_position(profiles, f"Attention to the first token, layer {layer} head {head}"), width="stretch")
 st.altair_chart(plots.norms_by_layer(result["profile"], "Hidden-state norms: repeated tokens vs the first token"), width="stretch")
+st.caption(
+    "Where the repeated tokens' line lies on the first token's line, repeated tokens carry a first token's "
+    "norm — they have become sinks themselves. Ordinary tokens stay far below."
+)
 
 st.subheader("Mitigate")
-st.caption("Scale the chosen heads' outputs and re-run repeated-token sampling on the same seeds, with and without.")
+st.caption(
+    "Scale the chosen heads' outputs (default: the top sink heads on the normal prompt) and re-run "
+    "repeated-token sampling on the same seeds, with and without."
+)
 all_heads = [f"L{r.layer}H{r.head}" for r in scores["repeated"].itertuples()]
-top = [f"L{r.layer}H{r.head}" for r in sink_heads(scores["repeated"], threshold).head(3).itertuples()]
+top = [f"L{r.layer}H{r.head}" for r in ranked.head(3).itertuples()]
 m1, m2, m3, m4 = st.columns(4)
 chosen = m1.multiselect("Heads", all_heads, default=top, key="as_mitigate_heads")
 scale = m2.slider("Scale", 0.0, 1.0, 0.25, 0.05, key="as_scale", help="0 removes the head's output; 1 leaves it")
