@@ -74,7 +74,7 @@ def norms_by_layer(profile: pd.DataFrame, title: str) -> alt.Chart:
         alt.Chart(profile)
         .mark_line(point=True)
         .encode(
-            x=alt.X("layer:Q", title="layer (0 = embeddings)"),
+            x=alt.X("layer:Q", title="layer (0 = embeddings)", axis=alt.Axis(tickMinStep=1, format="d")),
             y=alt.Y("norm:Q", title="hidden-state L2 norm", scale=alt.Scale(type="log")),
             color=alt.Color("group:N", title="positions"),
             tooltip=["group", "layer", alt.Tooltip("norm:Q", format=".1f")],

@@ -1,0 +1,99 @@
+"""Every page in a real browser: open it, run its main action on the tiny model, check
+that results render and no exception box appears, and try one bad input."""
+
+from playwright.sync_api import Page, expect
+
+
+def _open(page: Page, path: str = "") -> None:
+    page.goto(f"{page.app_url}/{path}")
+    expect(page.get_by_test_id("stSidebar").get_by_text("Model card")).to_be_visible()
+
+
+def _settle(page: Page) -> None:
+    """Wait until the script run triggered last has finished."""
+    page.wait_for_timeout(300)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=180_000)
+
+
+def _no_exception(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def _set_number(page: Page, label: str, value: int) -> None:
+    field = page.get_by_role("spinbutton", name=label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    _settle(page)
+
+
+def _card(page: Page):
+    return page.get_by_test_id("stSidebar").get_by_test_id("stMarkdown").filter(has_text="Model card")
+
+
+def test_home_and_model_picker(page: Page):
+    _open(page)
+    expect(page.get_by_role("heading", name="Memorization Workbench")).to_be_visible()
+    expect(_card(page)).to_contain_text("tiny-llama")
+    expect(page.get_by_text("Working on tiny-llama")).to_be_visible()
+    _no_exception(page)
+
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stSelectbox").filter(has_text="Model").click()
+    page.get_by_role("option", name="Other (Hugging Face id or path)…").click()
+    _settle(page)
+    custom = sidebar.get_by_label("Hugging Face id, model folder or .gguf file")
+    custom.fill("no-such-org/no-such-model")
+    custom.press("Enter")
+    _settle(page)
+    expect(sidebar.get_by_test_id("stAlertContentError")).to_contain_text("Cannot load model 'no-such-org/no-such-model'")
+    expect(sidebar.get_by_text("Still using tiny-llama.")).to_be_visible()
+    expect(_card(page)).to_contain_text("tiny-llama")
+    _no_exception(page)
+
+
+def test_repeated_tokens(page: Page):
+    _open(page, "repeated_tokens")
+    expect(page.get_by_role("heading", name="Repeated tokens")).to_be_visible()
+    _set_number(page, "Samples per prompt", 2)
+    _set_number(page, "New tokens", 8)
+    page.get_by_role("button", name="Run").click()
+    _settle(page)
+    expect(page.get_by_role("heading", name="Results")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
+    expect(page.get_by_text("seed 0")).to_be_visible()
+    _no_exception(page)
+
+    words = page.get_by_test_id("stMultiSelect").filter(has_text="Words to repeat")
+    words.locator("input").fill("#abstract")
+    words.locator("input").press("Enter")
+    words.locator("input").press("Escape")  # close the dropdown, as a person would, so the error shows
+    _settle(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("'#abstract' is not a single token")
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # earlier results kept
+    _no_exception(page)
+
+
+def test_attention_sinks(page: Page):
+    _open(page, "attention_sinks")
+    expect(page.get_by_role("heading", name="Attention sinks")).to_be_visible()
+    _set_number(page, "Repeats", 30)
+    page.get_by_role("button", name="Compute sink scores").click()
+    _settle(page)
+    expect(page.get_by_role("heading", name="One head, position by position")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(5)
+    _set_number(page, "Samples", 2)
+    _set_number(page, "New tokens", 6)
+    page.get_by_role("button", name="Run with and without").click()
+    _settle(page)
+    expect(page.get_by_text("Diverged without mitigation")).to_be_visible()
+    _no_exception(page)
+
+    prompt = page.get_by_role("textbox", name="Normal prompt")
+    prompt.fill("   ")
+    prompt.press("Control+Enter")
+    page.get_by_role("button", name="Compute sink scores").click()
+    _settle(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("The prompt is empty")
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(5)  # earlier results kept
+    _no_exception(page)
