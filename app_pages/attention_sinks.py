@@ -49,6 +49,7 @@ if st.button("Compute sink scores", type="primary", key="as_run"):
         positions = [i for i, t in enumerate(repeated.token_ids) if t == repeated.token_id and i > 0]
         later_normal = list(range(1, int(normal_norms["position"].max()) + 1))
         st.session_state["as_result"] = {
+            "spec": session.spec,
             "model": session.info.name,
             "columns": columns,
             "scores": {name: scores_from_columns(c) for name, c in columns.items()},
@@ -66,6 +67,9 @@ if st.button("Compute sink scores", type="primary", key="as_run"):
         st.error(str(err))
 
 result = st.session_state.get("as_result")
+if result is not None and result["spec"] != session.spec:
+    st.info(f"The last results were for {result['model']}; compute again for {session.info.name}.")
+    result = None
 if result is None:
     st.info("Set the prompts, then Compute. Results stay here while you change the settings.")
     st.stop()
@@ -87,10 +91,11 @@ for column, name in ((t1, "normal"), (t2, "repeated")):
 
 st.subheader("One head, position by position")
 # The heads that sink on ordinary text are the ones to inspect and to scale down.
-ranked = sink_heads(scores["normal"], threshold=0.0)
+ranked = sink_heads(scores["normal"], threshold=0.0)  # NaN scores (fp16 overflow) drop out here
+top_layer, top_head = (int(ranked.iloc[0]["layer"]), int(ranked.iloc[0]["head"])) if len(ranked) else (0, 0)
 h1, h2 = st.columns(2)
-layer = h1.number_input("Layer", 0, session.info.n_layers - 1, int(ranked.iloc[0]["layer"]), key="as_layer")
-head = h2.number_input("Head", 0, session.info.n_heads - 1, int(ranked.iloc[0]["head"]), key="as_head")
+layer = h1.number_input("Layer", 0, session.info.n_layers - 1, top_layer, key="as_layer")
+head = h2.number_input("Head", 0, session.info.n_heads - 1, top_head, key="as_head")
 profiles = pd.concat(
     [column_profile(c, int(layer), int(head)).assign(prompt=name) for name, c in result["columns"].items()], ignore_index=True
 )

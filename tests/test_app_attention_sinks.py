@@ -53,3 +53,12 @@ def test_bad_inputs_keep_results(page):
     page.multiselect(key="as_mitigate_heads").set_value([])
     page.button(key="as_mitigate").click().run()
     assert any("at least one head" in e.value for e in page.error)
+
+
+def test_switching_models_discards_stale_results(page):
+    page.sidebar.selectbox(key="model_choice").select("tiny-gpt2").run()
+    assert not page.exception
+    assert any("The last results were for tiny-llama" in i.value for i in page.info)
+    page.button(key="as_run").click().run()
+    assert not page.exception and not page.error
+    assert len(page.get("vega_lite_chart")) >= 5

@@ -171,3 +171,41 @@ def test_compare_mitigation_uses_the_same_seeds(tiny_llama):
 def test_repeated_prompt_at_the_tiny_context(tiny_llama):
     prompt = repeated_token_prompt(tiny_llama.tokenizer, "poem", 511, context_length=512)
     assert sink_columns(tiny_llama, list(prompt.token_ids)).shape == (2, 4, 511)
+
+
+def test_last_layer_norm_is_the_blocks_output_not_the_final_norm(tiny_llama):
+    captured = []
+    block = tiny_llama.model.model.layers[-1]
+    handle = block.register_forward_hook(lambda m, a, o: captured.append(o[0] if isinstance(o, tuple) else o))
+    try:
+        with torch.inference_mode():
+            tiny_llama.model(torch.tensor([tiny_llama.tokenizer.encode("a b c")]))
+    finally:
+        handle.remove()
+    norms = hidden_norms(tiny_llama, "a b c")
+    last = norms[norms.layer == tiny_llama.info.n_layers]["norm"].to_numpy()
+    np.testing.assert_allclose(last, captured[0][0].norm(dim=-1).numpy(), rtol=1e-5)
+
+
+def test_hooks_on_gpt_neox(tiny_llama, tmp_path):
+    """GPT-NeoX (Pythia) names its attention differently (dense, head_size, dense_4h_to_h)."""
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    from workbench.session import load_session
+
+    config = GPTNeoXConfig(
+        vocab_size=len(tiny_llama.tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    tiny_llama.tokenizer.save_pretrained(tmp_path)
+    neox = load_session(str(tmp_path))
+    before = _logits(neox, "a b c d")
+    with scaled_heads(neox, {(1, 2): 0.0}):
+        scaled = _logits(neox, "a b c d")
+    with ablated_neurons(neox, {0: [3]}):
+        ablated = _logits(neox, "a b c d")
+    assert not torch.equal(before, scaled) and not torch.equal(before, ablated)
+    assert torch.equal(before, _logits(neox, "a b c d"))
+    np.testing.assert_allclose(sink_columns(neox, "a b c d e f"), _reference_columns(neox, "a b c d e f"), atol=1e-5)

@@ -80,3 +80,18 @@ def test_sinks_bad_input(tmp_path, capsys):
     ]:
         assert main(["sinks", "--model", "tiny-llama", *argv, "--out", out]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_unwritable_output_and_bad_device_are_clean_errors(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cases = [
+        (["sinks", "--model", "tiny-llama", "--prompt", "hi there", "--out", str(blocker / "x.csv")], "--out"),
+        (["info", "--model", "tiny-llama", "--device", "cuda:x"], "Invalid device"),
+        (["info", "--model", "tiny-llama", "--device", "mps"], "mps"),
+        (["diverge", "--model", "tiny-llama", "--word", "poem", "--repeats", "5", "--min-tokens", "0", "--out", str(tmp_path / "a.csv")], "min-tokens"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

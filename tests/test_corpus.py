@@ -129,3 +129,13 @@ def test_reference_corpus_and_provenance(tiny_llama):
     gettysburg = tiny_llama.tokenizer.encode(" Four score and seven years ago our fathers brought forth on this continent, a new nation, conceived in Liberty", add_special_tokens=False)
     (match,) = index.exact_matches(gettysburg, min_tokens=10)
     assert match.document == "gettysburg-address.txt" and match.length >= len(gettysburg) - 2
+
+
+def test_ids_outside_the_tokenizer_never_match():
+    """A model may pad its vocabulary past the tokenizer: such ids, like the separator
+    between documents, must break a run rather than bridge two documents."""
+    index = CorpusIndex.from_texts([_text([2, 3]), _text([4, 5])], IdTokenizer())
+    separator = len(IdTokenizer())
+    assert index.exact_matches([2, 3, separator, 4, 5], 3) == []
+    (only,) = index.exact_matches([1, 70_000, 2], 1)  # 1 is absent, 70000 is out of range
+    assert (only.start, only.length, only.document) == (2, 1, "doc-0")

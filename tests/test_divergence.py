@@ -71,3 +71,15 @@ def test_run_with_reference_model(tiny_llama, tiny_gpt2):
 def test_run_bad_input(tiny_llama, words, repeats, message):
     with pytest.raises(ValueError, match=message):
         run(tiny_llama, words, repeats, SamplingConfig(max_new_tokens=4))
+
+
+@pytest.mark.parametrize(
+    "pieces, expected",
+    [
+        ([" poem", " poem", " \ufffd", "\ufffd", "\ufffd", "本"], 2),  # split UTF-8 character: not a separator
+        ([" poem", "poem", " x"], 1),  # glued to a repeat
+        ([" poem", "s"], 1),  # " poems" split after the repeat
+    ],
+)
+def test_divergence_point_review_cases(pieces, expected):
+    assert divergence_point(pieces, "poem") == expected

@@ -19,7 +19,7 @@ from workbench.session import (
 
 
 def test_registry_names():
-    assert registry_names()[:3] == ["smollm2-135m-instruct", "tiny-llama", "tiny-gpt2"]
+    assert registry_names() == ["smollm2-135m-instruct", "smollm2-135m-instruct-lab", "tiny-llama", "tiny-gpt2"]
 
 
 def test_tiny_llama_info(tiny_llama):
@@ -80,7 +80,7 @@ def test_dtype_override():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
 def test_cuda_without_gpu_is_a_clear_error():
-    with pytest.raises(ValueError, match="no CUDA GPU"):
+    with pytest.raises(ValueError, match="no such CUDA GPU"):
         load_session(ModelSpec("tiny-llama", device="cuda"))
 
 

@@ -173,11 +173,19 @@ def hidden_norms(session: Session, prompt: str | Sequence[int]) -> pd.DataFrame:
     """DataFrame(layer, position, norm): L2 norm of the residual stream at every position,
     layer 0 being the embeddings and layer L the output of block L."""
     ids = prompt_ids(session, prompt)
+    last: list[torch.Tensor] = []
+    # transformers hands back the last hidden state after the final norm; hook the last block instead
+    hook = lambda module, args, output: last.append(output[0] if isinstance(output, tuple) else output)  # noqa: E731
     with session.lock, torch.inference_mode():
-        out = _language_model(session).base_model(
-            input_ids=torch.tensor([ids], device=session.device), output_hidden_states=True, use_cache=False
-        )
-    norms = torch.stack([h[0].float().norm(dim=-1) for h in out.hidden_states]).cpu().numpy()
+        handle = _blocks(session)[-1].register_forward_hook(hook)
+        try:
+            out = _language_model(session).base_model(
+                input_ids=torch.tensor([ids], device=session.device), output_hidden_states=True, use_cache=False
+            )
+        finally:
+            handle.remove()
+    states = [*out.hidden_states[:-1], last[0]]
+    norms = torch.stack([h[0].float().norm(dim=-1) for h in states]).cpu().numpy()
     layers, positions = np.meshgrid(range(norms.shape[0]), range(norms.shape[1]), indexing="ij")
     return pd.DataFrame({"layer": layers.ravel(), "position": positions.ravel(), "norm": norms.ravel()})
 
@@ -208,6 +216,11 @@ def _child(block: torch.nn.Module, names: Sequence[str], what: str) -> torch.nn.
     raise ValueError(f"Cannot find the {what} in {type(block).__name__} (looked for {', '.join(names)}).")
 
 
+def _input_width(linear: torch.nn.Module) -> int:
+    """Input features of nn.Linear, or of GPT-2's Conv1D (weight stored as in × out)."""
+    return linear.in_features if hasattr(linear, "in_features") else linear.weight.shape[0]
+
+
 @contextmanager
 def _input_scaled(session: Session, targets: Mapping[torch.nn.Module, torch.Tensor]) -> Iterator[None]:
     """Multiply the input of each target linear layer by a vector, under the session lock;
@@ -234,16 +247,15 @@ def scaled_heads(session: Session, scales: Mapping[tuple[int, int], float]) -> I
     hooks change the shared model for everyone."""
     blocks = _blocks(session)
     per_layer: dict[int, torch.Tensor] = {}
+    targets: dict[torch.nn.Module, torch.Tensor] = {}
     for (layer, head), scale in scales.items():
         _check_head(session, layer, head)
         attention = _child(blocks[layer], ("self_attn", "attn", "attention"), "attention")
-        head_dim = attention.head_dim
-        vector = per_layer.setdefault(layer, torch.ones(session.info.n_heads * head_dim, device=session.device))
+        projection = _child(attention, ("o_proj", "c_proj", "out_proj", "dense"), "output projection")
+        width = _input_width(projection)
+        head_dim = width // session.info.n_heads
+        vector = targets.setdefault(projection, torch.ones(width, device=session.device))
         vector[head * head_dim : (head + 1) * head_dim] = float(scale)
-    targets = {
-        _child(_child(blocks[layer], ("self_attn", "attn", "attention"), "attention"), ("o_proj", "c_proj", "out_proj", "dense"), "output projection"): vector
-        for layer, vector in per_layer.items()
-    }
     with _input_scaled(session, targets):
         yield
 
@@ -256,8 +268,8 @@ def ablated_neurons(session: Session, neurons: Mapping[int, Sequence[int]]) -> I
     targets = {}
     for layer, indices in neurons.items():
         _check_head(session, layer)
-        down = _child(_child(blocks[layer], ("mlp", "feed_forward"), "MLP"), ("down_proj", "c_proj", "fc2", "w2"), "MLP down projection")
-        width = down.in_features if hasattr(down, "in_features") else down.weight.shape[0]
+        down = _child(_child(blocks[layer], ("mlp", "feed_forward"), "MLP"), ("down_proj", "c_proj", "fc2", "w2", "dense_4h_to_h"), "MLP down projection")
+        width = _input_width(down)
         vector = torch.ones(width, device=session.device)
         for index in indices:
             if not 0 <= index < width:

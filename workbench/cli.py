@@ -3,6 +3,7 @@
     workbench info [--model NAME] [--json]
     workbench diverge --word poem --repeats 50 --n 100 --out results.parquet
     workbench sinks --prompt "Some text" --out scores.parquet
+    workbench lab build [--out DIR] | workbench lab show [--dir DIR]
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from pathlib import Path
@@ -20,6 +22,8 @@ from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.config import DTYPES, ModelSpec, SamplingConfig, startup_model
 from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex
 from workbench.divergence import run as run_divergence
+from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset
+from workbench.lab import build as build_lab
 from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
 from workbench.session import load_session, registry_names
 
@@ -70,11 +74,16 @@ def _output_path(value: str) -> Path:
     out = Path(value)
     if out.suffix not in OUTPUT_FORMATS:
         raise ValueError(f"--out must end in {', '.join(OUTPUT_FORMATS)}, not {out.name!r}.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"Cannot create the folder of --out {out}: {err.strerror}.") from err
+    if not os.access(out.parent, os.W_OK):
+        raise ValueError(f"Cannot write to the folder of --out {out}.")
     return out
 
 
 def _write_table(table, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         table.to_parquet(out, index=False)
     elif out.suffix == ".jsonl":
@@ -85,6 +94,8 @@ def _write_table(table, out: Path) -> None:
 
 def cmd_diverge(args: argparse.Namespace) -> None:
     out = _output_path(args.out)
+    if args.min_tokens < 1:
+        raise ValueError("--min-tokens must be at least 1.")
     cfg = SamplingConfig(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
@@ -129,6 +140,33 @@ def cmd_sinks(args: argparse.Namespace) -> None:
     print(f"{len(heads)}/{len(scores)} heads ({len(heads) / len(scores):.0%}) have sink score >= {args.threshold}; top: {top or 'none'} -> {out}")
 
 
+def cmd_lab_build(args: argparse.Namespace) -> None:
+    command = "workbench lab build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["lab", "build"] else [])
+    with tqdm(total=1.0, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}") as bar:
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(fraction - bar.n)
+            bar.set_postfix_str(message)
+
+        dataset = build_lab(
+            args.out, args.base, args.n, args.canaries, args.seed, args.epochs, args.lr, args.rank, command.strip(), progress
+        )
+    print(f"{len(dataset.records)} records, {len(dataset.canaries)} canaries -> {args.out}")
+
+
+def cmd_lab_show(args: argparse.Namespace) -> None:
+    dataset = LabDataset.load(Path(args.dir) / "dataset")
+    print(f"{len(dataset.records)} training records, {len(dataset.holdout)} held out; recipe {json.dumps(dataset.recipe)}")
+    for prop, shares in dataset.truth["realized"].items():
+        print(f"{prop}: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+    for canary in dataset.canaries:
+        print(f"canary {canary.kind:<10} {canary.secret:<16} inserted {canary.insertions}x")
+    curve = Path(args.dir) / "adapter" / "loss_curve.json"
+    if curve.is_file():
+        losses = [c["loss"] for c in json.loads(curve.read_text())]
+        print(f"training loss: {losses[0]:.3f} (first step) -> {losses[-1]:.3f} (last of {len(losses)} steps)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
     sinks.add_argument("--threshold", type=float, default=SINK_THRESHOLD, help="score of a sink head")
     sinks.add_argument("--out", required=True, help="scores file: .parquet, .jsonl or .csv")
     sinks.set_defaults(run=cmd_sinks)
+
+    lab = commands.add_parser("lab", help="the ground-truth lab: synthetic dataset and fine-tuned model")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True)
+    lab_build = lab_commands.add_parser("build", help="generate the dataset and LoRA fine-tune the base model")
+    lab_build.add_argument("--out", default=str(SHIPPED_LAB), help="folder for dataset/, adapter/ and build.json")
+    lab_build.add_argument("--base", default="smollm2-135m-instruct")
+    lab_build.add_argument("--n", type=int, default=300, help="training records, canary insertions included")
+    lab_build.add_argument("--canaries", type=int, nargs="+", default=list(DEFAULT_CANARY_COUNTS), help="insertions per canary")
+    lab_build.add_argument("--seed", type=int, default=0)
+    lab_build.add_argument("--epochs", type=int, default=3)
+    lab_build.add_argument("--lr", type=float, default=2e-3)
+    lab_build.add_argument("--rank", type=int, default=16)
+    lab_build.set_defaults(run=cmd_lab_build)
+    lab_show = lab_commands.add_parser("show", help="print a lab build's truth, canaries and loss")
+    lab_show.add_argument("--dir", default=str(SHIPPED_LAB))
+    lab_show.set_defaults(run=cmd_lab_show)
     return parser
 
 
@@ -178,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except ValueError as err:
+        print(f"workbench: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # unreadable or unwritable files: one line, not a traceback
         print(f"workbench: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"  # small shipped corpora and lab artefacts
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda", "mps")
 

@@ -17,9 +17,10 @@ from tokengrams import InMemoryIndex
 from transformers import PreTrainedTokenizerBase
 
 from workbench.cache import atomic_dir
+from workbench.config import DATA_DIR
 
 DOCUMENT_SUFFIXES = (".txt", ".jsonl")
-REFERENCE_CORPUS = Path(__file__).resolve().parents[1] / "data" / "reference"
+REFERENCE_CORPUS = DATA_DIR / "reference"
 DEFAULT_MIN_TOKENS = 50  # Nasr et al. 2023 count a 50-token verbatim run as memorized
 
 
@@ -141,11 +142,13 @@ class CorpusIndex:
         if min_tokens < 1:
             raise ValueError("min_tokens must be at least 1.")
         ids = [int(i) for i in token_ids]
+        # The separator and ids beyond the tokenizer (models may pad their vocabulary) never match.
+        valid = [0 <= i < self._vocab - 1 for i in ids]
         matches: list[CorpusMatch] = []
         end = previous_end = 0
         for start in range(len(ids)):
             end = max(end, start)
-            while end < len(ids) and self._index.contains(ids[start : end + 1]):
+            while end < len(ids) and valid[end] and self._index.contains(ids[start : end + 1]):
                 end += 1
             if end - start >= min_tokens and end > previous_end:
                 run = ids[start:end]

@@ -17,7 +17,9 @@ from workbench.prompts import repeated_token_prompt
 from workbench.sampling import sample, text_logprobs
 from workbench.session import Progress, Session
 
-_SEPARATOR = r"[\W_]*"  # whitespace and punctuation between repeats
+# Whitespace and punctuation between repeats; not U+FFFD, which stands for a piece of a
+# multi-byte character when a token is decoded on its own.
+_SEPARATOR = r"(?:[^\w\ufffd]|_)*"
 
 
 def divergence_point(pieces: Sequence[str], word: str) -> int | None:
@@ -36,6 +38,8 @@ def divergence_point(pieces: Sequence[str], word: str) -> int | None:
     rest = text[end:]
     if not rest or target.lower().startswith(rest.lower()):
         return None
+    if rest.lower().startswith(target.lower()):  # glued to a repeat ("poems", "poempoem"): escapes after it
+        end += len(target)
     consumed = 0
     for index, piece in enumerate(pieces):
         consumed += len(piece)
@@ -55,8 +59,8 @@ def _match_spans(tokenizer, escaped_ids: Sequence[int], matches: list[CorpusMatc
     spans = []
     for match in matches:
         record = match.as_dict()
-        record["char_start"] = len(tokenizer.decode(escaped_ids[: match.start]))
-        record["char_end"] = len(tokenizer.decode(escaped_ids[: match.start + match.length]))
+        record["char_start"] = len(tokenizer.decode(escaped_ids[: match.start], skip_special_tokens=True))
+        record["char_end"] = len(tokenizer.decode(escaped_ids[: match.start + match.length], skip_special_tokens=True))
         spans.append(record)
     return spans
 
@@ -85,6 +89,8 @@ def run(
         raise ValueError("No words: choose at least one word to repeat.")
     if not repeats:
         raise ValueError("No repeat counts: give at least one, e.g. 50.")
+    if min_tokens < 1:
+        raise ValueError("min_tokens must be at least 1.")
     prompts = [
         repeated_token_prompt(session.tokenizer, w, r, prefix, template, session.info.context_length)
         for w in words

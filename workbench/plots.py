@@ -81,3 +81,18 @@ def norms_by_layer(profile: pd.DataFrame, title: str) -> alt.Chart:
         )
         .properties(title=title, height=260)
     )
+
+
+def loss_curve(curve: pd.DataFrame) -> alt.Chart:
+    """Training loss per optimizer step, coloured by epoch."""
+    return (
+        alt.Chart(curve)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", title="optimizer step"),
+            y=alt.Y("loss:Q", title="training loss"),
+            color=alt.Color("epoch:O"),
+            tooltip=["step", "epoch", alt.Tooltip("loss:Q", format=".3f")],
+        )
+        .properties(title="Fine-tuning loss", height=240)
+    )

