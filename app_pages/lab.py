@@ -19,6 +19,10 @@ st.caption(
 builds = {"shipped (data/lab)": SHIPPED_LAB} | {
     f"rebuilt: {p.name}": p for p in sorted((cache_dir() / "lab").glob("*")) if (p / "dataset" / "manifest.json").is_file()
 }
+if "lab_just_built" in st.session_state:  # set by a rebuild below, before this widget exists
+    label, message = st.session_state.pop("lab_just_built")
+    st.session_state["lab_build"] = label
+    st.success(message)
 choice = st.selectbox("Lab build", list(builds), key="lab_build")
 folder = builds[choice]
 try:
@@ -85,10 +89,12 @@ if submitted:
             progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
             shares=shares, gender_shares={"female": female, "male": 1 - female},
         )  # fmt: skip
-        bar.empty()
-        st.success(
-            f"Built {out}. Pick it in *Lab build* above. To sample from it, enter {out / 'adapter'} in the sidebar's "
-            f"Loading options → adapter folder, with {base} as the model."
-        )
     except ValueError as err:
         st.error(str(err))
+    else:
+        message = (
+            f"Built {out} and selected it above. To sample from it, enter {out / 'adapter'} in the sidebar's "
+            f"Loading options → LoRA adapter folder, with {base} as the model."
+        )
+        st.session_state["lab_just_built"] = (f"rebuilt: {out.name}", message)
+        st.rerun()

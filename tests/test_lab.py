@@ -141,3 +141,19 @@ def test_lab_model_loads_by_name(default_session):
         lab_loss = lab.model(ids, labels=ids).loss
         base_loss = default_session.model(ids, labels=ids).loss
     assert lab_loss < base_loss  # the lab model has learned its training records
+
+
+def test_public_pool_has_known_membership():
+    from workbench.lab import public_pool
+
+    dataset = make_dataset(n=300, seed=0)
+    pool = public_pool(dataset, members=40, nonmembers=30, other=20, seed=1)
+    assert len(pool) == 90 and pool["member"].sum() == 40
+    assert pool.groupby("source").size().to_dict() == {"other domain": 20, "same-style held out": 30, "training": 40}
+    training = set(dataset.texts)
+    assert all((text in training) == member for text, member in zip(pool["text"], pool["member"]))
+    assert pool.equals(public_pool(dataset, members=40, nonmembers=30, other=20, seed=1))
+    with pytest.raises(ValueError, match="held-out dialogues"):
+        public_pool(dataset, nonmembers=10_000)
+    with pytest.raises(ValueError, match="at least one text"):
+        public_pool(dataset, members=0, nonmembers=0, other=0)

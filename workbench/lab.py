@@ -477,3 +477,58 @@ def loss_curve(build_dir: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise ValueError(f"No loss curve at {path}: the build did not finish.")
     return pd.DataFrame(json.loads(path.read_text()))
+
+
+_OTHER_DOMAIN = {
+    "weather": [
+        "Tomorrow in {city}: {sky} skies with a high of {n} degrees and a light {wind} wind.",
+        "Forecast for {city} this weekend: {sky}, temperatures around {n} degrees, {wind} breeze in the afternoon.",
+    ],
+    "recipe": [
+        "For the {dish}, fry one onion in olive oil, add {n} grams of {item} and simmer for twenty minutes.",
+        "To make {dish}, whisk two eggs with {n} grams of flour, fold in the {item} and bake until golden.",
+    ],
+    "sports": [
+        "{city} won {n} to {m} at home last night, with a late goal settling a tense {dish} derby.",
+        "In the cup final, the {city} side came back from {m} down to win {n} to {m} after extra time.",
+    ],
+}
+_FILLERS = {
+    "city": ["Lisbon", "Osaka", "Denver", "Nairobi", "Oslo", "Lima", "Perth", "Krakow", "Austin", "Seoul"],
+    "sky": ["clear", "cloudy", "partly sunny", "rainy", "foggy", "stormy"],
+    "wind": ["northerly", "southerly", "westerly", "easterly"],
+    "dish": ["tomato soup", "pancakes", "risotto", "lentil stew", "apple pie", "curry"],
+    "item": ["rice", "lentils", "tomatoes", "apples", "spinach", "mushrooms"],
+}
+
+
+def _other_domain_texts(rng: random.Random, n: int) -> list[str]:
+    texts = []
+    for _ in range(n):
+        template = rng.choice(_OTHER_DOMAIN[rng.choice(sorted(_OTHER_DOMAIN))])
+        slots = {k: rng.choice(v) for k, v in _FILLERS.items()}
+        texts.append(template.format(**slots, n=rng.randint(2, 400), m=rng.randint(0, 3)))
+    return texts
+
+
+def public_pool(dataset: LabDataset, members: int = 100, nonmembers: int = 100, other: int = 100, seed: int = 0) -> pd.DataFrame:
+    """A candidate pool for the weight-diff exploration, with membership labels.
+
+    DataFrame(text, member, source): ``members`` training dialogues (source "training"),
+    ``nonmembers`` held-out dialogues of the same style ("same-style held out") and
+    ``other`` texts from other domains ("other domain"), shuffled with ``seed``."""
+    training = [r["text"] for r in dataset.records if r["canary"] is None]
+    held_out = [r["text"] for r in dataset.holdout]
+    for wanted, available, what in ((members, training, "training dialogues"), (nonmembers, held_out, "held-out dialogues")):
+        if not 0 <= wanted <= len(available):
+            raise ValueError(f"The pool asks for {wanted} {what}, but the dataset has {len(available)}.")
+    if other < 0 or members + nonmembers + other == 0:
+        raise ValueError("The pool must hold at least one text, and counts cannot be negative.")
+    rng = random.Random(seed)
+    rows = (
+        [{"text": t, "member": True, "source": "training"} for t in rng.sample(training, members)]
+        + [{"text": t, "member": False, "source": "same-style held out"} for t in rng.sample(held_out, nonmembers)]
+        + [{"text": t, "member": False, "source": "other domain"} for t in _other_domain_texts(rng, other)]
+    )
+    rng.shuffle(rows)
+    return pd.DataFrame(rows)

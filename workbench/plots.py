@@ -89,7 +89,7 @@ def loss_curve(curve: pd.DataFrame) -> alt.Chart:
         alt.Chart(curve)
         .mark_line(point=True)
         .encode(
-            x=alt.X("step:Q", title="optimizer step"),
+            x=alt.X("step:Q", title="optimizer step", axis=alt.Axis(tickMinStep=1, format="d")),
             y=alt.Y("loss:Q", title="training loss"),
             color=alt.Color("epoch:O"),
             tooltip=["step", "epoch", alt.Tooltip("loss:Q", format=".3f")],

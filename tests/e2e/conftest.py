@@ -46,10 +46,16 @@ def chromium_path():
 
 
 @pytest.fixture(scope="session")
-def app_url(chromium_path):
+def app_url(chromium_path, tmp_path_factory):
     """Start `streamlit run app.py` on a free localhost port with the tiny model; always stop it."""
     port = _free_port()
-    env = {**os.environ, "WORKBENCH_MODEL": "tiny-llama", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "WORKBENCH_MODEL": "tiny-llama",
+        "HF_HUB_OFFLINE": "1",
+        # a fresh cache (the tokenizer is converted again, ~8 s) so that lab rebuilds stay out of the real one
+        "WORKBENCH_CACHE": str(tmp_path_factory.mktemp("e2e-cache")),
+    }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / "server.log", "w")
     server = subprocess.Popen(

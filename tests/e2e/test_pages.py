@@ -97,3 +97,28 @@ def test_attention_sinks(page: Page):
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("The prompt is empty")
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(5)  # earlier results kept
     _no_exception(page)
+
+
+def test_lab(page: Page):
+    _open(page, "lab")
+    expect(page.get_by_role("heading", name="Ground-truth lab")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)  # loss curve
+    _no_exception(page)
+
+    share = page.get_by_role("spinbutton", name="digestive", exact=True)
+    share.fill("0.9")
+    page.get_by_role("button", name="Rebuild").click()
+    _settle(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("must sum to 1")
+    share.fill("0.3")
+
+    page.get_by_test_id("stSelectbox").filter(has_text="Base model").click()
+    page.get_by_role("option", name="tiny-llama").click()
+    page.get_by_role("spinbutton", name="Records", exact=True).fill("40")
+    page.get_by_role("textbox", name="Canary insertions").fill("1, 2")
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("1")
+    page.get_by_role("button", name="Rebuild").click()
+    _settle(page)
+    expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("Built")
+    _no_exception(page)
