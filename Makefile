@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/sinks.py
+	$(BIN)/python benchmarks/lab_eval.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -25,8 +25,11 @@ BROWSER_ARGS = [
 
 
 def pytest_collection_modifyitems(items):
+    # conftest hooks see every collected item, not only this folder's
+    here = Path(__file__).parent
     for item in items:
-        item.add_marker(pytest.mark.e2e)
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 def _free_port() -> int:
