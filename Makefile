@@ -14,7 +14,8 @@ CHROMIUM ?= /usr/bin/chromium
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# A half-created venv (e.g. python3-venv missing) has python but no pip: start it over.
+	test -x $(BIN)/pip || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

@@ -17,7 +17,7 @@ st.caption(
 )
 
 builds = {"shipped (data/lab)": SHIPPED_LAB} | {
-    f"rebuilt: {p.name}": p for p in sorted((cache_dir() / "lab").glob("*")) if (p / "dataset" / "manifest.json").is_file()
+    f"rebuilt: {p.name}": p for p in sorted((cache_dir() / "lab").glob("*")) if (p / "build.json").is_file()
 }
 if "lab_just_built" in st.session_state:  # set by a rebuild below, before this widget exists
     label, message = st.session_state.pop("lab_just_built")
@@ -35,9 +35,10 @@ c1, c2 = st.columns([3, 2])
 c1.subheader("Truth: shares in the training set")
 c1.dataframe(truth_table(dataset).style.format({"requested": "{:.1%}", "realized": "{:.1%}"}), key="lab_truth")
 c2.subheader("Canaries")
-canaries = pd.DataFrame([c.__dict__ for c in dataset.canaries])
+canaries = pd.DataFrame([c.__dict__ for c in dataset.canaries], columns=["kind", "secret", "insertions", "prefix"])
 c2.dataframe(canaries, key="lab_canaries")
-c2.caption(f"{len(dataset.records)} training records ({int(canaries['insertions'].sum())} of them canary records), {len(dataset.holdout)} held out.")
+inserted = sum(c.insertions for c in dataset.canaries)
+c2.caption(f"{len(dataset.records)} training records ({inserted} of them canary records), {len(dataset.holdout)} held out.")
 try:
     st.altair_chart(plots.loss_curve(loss_curve(folder)), width="stretch")
 except ValueError as err:
@@ -79,8 +80,8 @@ if submitted:
         st.stop()
     recipe = json.dumps([shares, female, n, counts, epochs, seed, base], sort_keys=True)
     out = cache_dir() / "lab" / hashlib.sha256(recipe.encode()).hexdigest()[:12]
-    if (out / "adapter").is_dir():
-        st.info(f"This recipe is already built: {out}")
+    if out.exists():
+        st.info(f"This recipe is already built (or being built): {out}")
         st.stop()
     try:
         bar = st.progress(0.0, text="Generating the dataset…")
@@ -89,7 +90,7 @@ if submitted:
             progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
             shares=shares, gender_shares={"female": female, "male": 1 - female},
         )  # fmt: skip
-    except ValueError as err:
+    except (ValueError, OSError, RuntimeError) as err:  # bad settings, a full disk, out of memory
         st.error(str(err))
     else:
         message = (

@@ -12,12 +12,15 @@ canary sentence, and exposure = log2(candidates) - log2(rank) (Carlini et al. 20
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 
+from workbench.config import ModelSpec
 from workbench.lab import SHIPPED_LAB, LabDataset, canary_secret
 from workbench.sampling import text_logprobs
 from workbench.session import load_session
@@ -44,8 +47,9 @@ def main() -> None:
 
     start = time.perf_counter()
     dataset = LabDataset.load(f"{args.lab}/dataset")
-    base = load_session("smollm2-135m-instruct")
-    lab = load_session("smollm2-135m-instruct-lab")
+    recipe = json.loads(Path(args.lab, "adapter", "recipe.json").read_text())
+    base = load_session(recipe["base"])
+    lab = load_session(ModelSpec(recipe["base"], adapter=str(Path(args.lab, "adapter"))))
     train = [r["text"] for r in dataset.records if r["canary"] is None][: args.records]
     held_out = [r["text"] for r in dataset.holdout][: args.records]
     print(f"records scored: {len(train)} training, {len(held_out)} held out")

@@ -53,3 +53,13 @@ def test_bad_shares_and_canaries(page):
     page.button(key="FormSubmitter:lab_rebuild-Rebuild").click().run()
     assert any("leaves no room" in e.value for e in page.error)
     assert not page.exception
+
+
+def test_empty_canary_list_builds_and_shows(page):
+    page.selectbox(key="lab_base").select("tiny-gpt2")
+    page.number_input(key="lab_n").set_value(20)
+    page.text_input(key="lab_canaries_text").set_value("")
+    page.number_input(key="lab_epochs").set_value(1)
+    page.button(key="FormSubmitter:lab_rebuild-Rebuild").click().run()
+    assert not page.exception and not page.error
+    assert len(page.dataframe[1].value) == 0  # no canaries, no crash

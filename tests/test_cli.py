@@ -95,3 +95,12 @@ def test_unwritable_output_and_bad_device_are_clean_errors(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_lab_build_refuses_an_existing_folder_and_show_reads_the_shipped_lab(tmp_path, capsys):
+    assert main(["lab", "build", "--base", "tiny-llama", "--out", str(tmp_path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["lab", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "canary" in out and "training loss" in out
+    assert main(["lab", "show", "--dir", str(tmp_path)]) == 2

@@ -231,9 +231,10 @@ class LabDataset:
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
             rows = {n: [json.loads(line) for line in (folder / f"{n}.jsonl").read_text().splitlines()] for n in ("records", "holdout")}
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{folder} is not a saved lab dataset: {err}") from err
-        return cls(rows["records"], rows["holdout"], [Canary(**c) for c in manifest["canaries"]], manifest["recipe"], manifest["truth"])
+            canaries = [Canary(**c) for c in manifest["canaries"]]
+            return cls(rows["records"], rows["holdout"], canaries, manifest["recipe"], manifest["truth"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{folder} is not a saved lab dataset: {err!r}") from err
 
 
 def _check_shares(shares: Mapping[str, float], known: Sequence[str], what: str) -> dict[str, float]:
@@ -452,12 +453,20 @@ def build(
     shares: Mapping[str, float] | None = None,
     gender_shares: Mapping[str, float] | None = None,
 ) -> LabDataset:
-    """Dataset + fine-tune into ``out``: dataset/, adapter/ and build.json (with the command)."""
+    """Dataset + fine-tune into ``out``: dataset/, adapter/ and build.json (with the command).
+
+    The whole build is written to a temporary folder and renamed at the end, so a failed or
+    running build never looks finished. An existing ``out`` is never overwritten."""
     out = Path(out)
+    if out.exists():
+        raise ValueError(f"{out} already exists; choose another output folder or delete it first.")
     dataset = make_dataset(n=n, shares=shares, gender_shares=gender_shares, canaries=canaries, seed=seed)
-    dataset.save(out / "dataset")
-    finetune(base, dataset, out / "adapter", epochs=epochs, lr=lr, rank=rank, seed=seed, progress=progress)
-    (out / "build.json").write_text(json.dumps({"command": command, "seed": seed}, indent=2))
+    with atomic_dir(out) as tmp:
+        dataset.save(tmp / "dataset")
+        finetune(base, dataset, tmp / "adapter", epochs=epochs, lr=lr, rank=rank, seed=seed, progress=progress)
+        (tmp / "build.json").write_text(json.dumps({"command": command, "seed": seed}, indent=2))
+    if not (out / "build.json").is_file():
+        raise ValueError(f"Another build finished into {out} first; this one was discarded.")
     return dataset
 
 
