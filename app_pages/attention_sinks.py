@@ -14,7 +14,7 @@ from workbench.attention import (
 )
 from workbench.config import SamplingConfig
 from workbench.prompts import HINT_PREFIXES, repeated_token_prompt
-from workbench.ui import active_session
+from workbench.ui import require_session
 
 PROSE = (
     "It was a bright cold day in April, and the clocks were striking thirteen. The village lay quiet under the "
@@ -28,10 +28,7 @@ st.caption(
     "one repeated token starts to look like a first token (Yona et al. 2025), which is how repeated-token "
     "prompts derail models. Compare a normal prompt with a repeated-token prompt, then scale heads down."
 )
-session = active_session()
-if session is None:
-    st.warning("No model is loaded: pick one in the sidebar.")
-    st.stop()
+session = require_session()
 
 left, right = st.columns(2)
 normal_text = left.text_area("Normal prompt", PROSE, height=140, key="as_prompt")

@@ -8,7 +8,7 @@ from workbench.corpus import DEFAULT_MIN_TOKENS
 from workbench.divergence import run
 from workbench.prompts import DEFAULT_WORDS, HINT_PREFIXES, repeated_token_prompt
 from workbench.session import registry_names
-from workbench.ui import active_session, shared_session
+from workbench.ui import require_session, shared_session
 from workbench.ui.corpus import reference_corpus, uploaded_corpus
 from workbench.ui.text import highlight_spans
 
@@ -18,10 +18,7 @@ st.caption(
     "sometimes memorized training data (Nasr et al. 2023). Sample continuations, find where each "
     "stops repeating, score what came after, and look it up in a reference corpus."
 )
-session = active_session()
-if session is None:
-    st.warning("No model is loaded: pick one in the sidebar.")
-    st.stop()
+session = require_session()
 
 left, right = st.columns(2)
 words = left.multiselect(

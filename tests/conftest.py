@@ -22,3 +22,24 @@ def tiny_gpt2():
 @pytest.fixture(scope="session")
 def default_session():
     return load_session("smollm2-135m-instruct")
+
+
+@pytest.fixture
+def open_app(monkeypatch):
+    """open_app(page=None) -> AppTest of app.py on tiny-llama, switched to ``page`` if given."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WORKBENCH_MODEL", "tiny-llama")
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+
+    def start(page: str | None = None) -> AppTest:
+        at = AppTest.from_file(app, default_timeout=300)
+        at.run()
+        if page is not None:
+            at.switch_page(page).run()
+        assert not at.exception
+        return at
+
+    return start

@@ -1,21 +1,13 @@
 """The app shell, driven by Streamlit's AppTest on the tiny model."""
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 OTHER = "Other (Hugging Face id or path)…"
 
 
 @pytest.fixture
-def app(monkeypatch):
-    monkeypatch.setenv("WORKBENCH_MODEL", "tiny-llama")
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    assert not at.exception
-    return at
+def app(open_app):
+    return open_app()
 
 
 def _card(at) -> str:
@@ -57,11 +49,9 @@ def test_empty_custom_name_is_an_error_not_a_crash(app):
     assert "`tiny-llama`" in _card(app)
 
 
-def test_bad_startup_model_shows_error_and_home_still_renders(monkeypatch):
+def test_bad_startup_model_shows_error_and_home_still_renders(open_app, monkeypatch):
     monkeypatch.setenv("WORKBENCH_MODEL", "./no-such-model.gguf")
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    assert not at.exception
+    at = open_app()
     assert any("Cannot load model './no-such-model.gguf'" in e.value for e in at.sidebar.error)
     assert any("No model is loaded" in w.value for w in at.warning)
     at.sidebar.selectbox(key="model_choice").select("tiny-llama").run()

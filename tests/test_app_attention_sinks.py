@@ -1,20 +1,12 @@
 """The Attention sinks page, driven by AppTest on the tiny model."""
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
-def page(monkeypatch):
-    monkeypatch.setenv("WORKBENCH_MODEL", "tiny-llama")
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page("app_pages/attention_sinks.py").run()
-    assert not at.exception and at.title[0].value == "Attention sinks"
+def page(open_app):
+    at = open_app("app_pages/attention_sinks.py")
+    assert at.title[0].value == "Attention sinks"
     at.number_input(key="as_repeats").set_value(30)
     at.button(key="as_run").click().run()
     assert not at.exception and not at.error

@@ -1,22 +1,23 @@
 """The Ground-truth lab page, driven by AppTest."""
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
-def page(monkeypatch, tmp_path):
-    monkeypatch.setenv("WORKBENCH_MODEL", "tiny-llama")
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.run()
-    at.switch_page("app_pages/lab.py").run()
-    assert not at.exception and at.title[0].value == "Ground-truth lab"
+def page(open_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))  # rebuilds stay out of the real cache
+    at = open_app("app_pages/lab.py")
+    assert at.title[0].value == "Ground-truth lab"
     return at
+
+
+def _rebuild(at, base: str, n: int, canaries: str) -> None:
+    at.selectbox(key="lab_base").select(base)
+    at.number_input(key="lab_n").set_value(n)
+    at.text_input(key="lab_canaries_text").set_value(canaries)
+    at.number_input(key="lab_epochs").set_value(1)
+    at.button(key="FormSubmitter:lab_rebuild-Rebuild").click().run()
+    assert not at.exception
 
 
 def test_shipped_build_is_browsable(page):
@@ -28,12 +29,8 @@ def test_shipped_build_is_browsable(page):
 
 
 def test_rebuild_on_the_tiny_model(page):
-    page.selectbox(key="lab_base").select("tiny-llama")
-    page.number_input(key="lab_n").set_value(40)
-    page.text_input(key="lab_canaries_text").set_value("1, 2")
-    page.number_input(key="lab_epochs").set_value(1)
-    page.button(key="FormSubmitter:lab_rebuild-Rebuild").click().run()
-    assert not page.exception and not page.error
+    _rebuild(page, "tiny-llama", 40, "1, 2")
+    assert not page.error
     assert any("Built" in s.value for s in page.success)
     chooser = page.selectbox(key="lab_build")
     assert len(chooser.options) == 2 and chooser.value.startswith("rebuilt: ")
@@ -56,10 +53,6 @@ def test_bad_shares_and_canaries(page):
 
 
 def test_empty_canary_list_builds_and_shows(page):
-    page.selectbox(key="lab_base").select("tiny-gpt2")
-    page.number_input(key="lab_n").set_value(20)
-    page.text_input(key="lab_canaries_text").set_value("")
-    page.number_input(key="lab_epochs").set_value(1)
-    page.button(key="FormSubmitter:lab_rebuild-Rebuild").click().run()
-    assert not page.exception and not page.error
+    _rebuild(page, "tiny-gpt2", 20, "")
+    assert not page.error
     assert len(page.dataframe[1].value) == 0  # no canaries, no crash

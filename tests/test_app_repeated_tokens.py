@@ -1,21 +1,12 @@
 """The Repeated tokens page, driven by AppTest on the tiny model."""
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGE = "app_pages/repeated_tokens.py"
 
 
 @pytest.fixture
-def page(monkeypatch):
-    monkeypatch.setenv("WORKBENCH_MODEL", "tiny-llama")
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception and at.title[0].value == "Repeated tokens"
+def page(open_app):
+    at = open_app("app_pages/repeated_tokens.py")
+    assert at.title[0].value == "Repeated tokens"
     at.number_input(key="rt_n").set_value(2)
     at.number_input(key="rt_max_new_tokens").set_value(8)
     at.number_input(key="rt_min_tokens").set_value(3)

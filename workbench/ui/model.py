@@ -98,6 +98,15 @@ def active_session() -> Session | None:
     return None if spec is None else shared_session(spec)
 
 
+def require_session() -> Session:
+    """The active session; without one, a warning and the end of the page's run."""
+    session = active_session()
+    if session is None:
+        st.warning("No model is loaded: pick one in the sidebar.")
+        st.stop()
+    return session
+
+
 def _compact(count: int) -> str:
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if count >= size:
