@@ -28,7 +28,8 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from workbench.config import SamplingConfig
 from workbench.divergence import run
-from workbench.session import Progress, Session
+from workbench.sampling import prompt_ids
+from workbench.session import Progress, Session, scaled_progress
 
 SINK_THRESHOLD = 0.3
 SINK_ATTENTION = "workbench_sink_column"
@@ -85,16 +86,9 @@ def _language_model(session: Session) -> PreTrainedModel:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def prompt_ids(session: Session, prompt: str | Sequence[int]) -> list[int]:
+def _checked_ids(session: Session, prompt: str | Sequence[int]) -> list[int]:
     """Token ids of a prompt, checked against the context window."""
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise ValueError("The prompt is empty.")
-        ids = session.tokenizer.encode(prompt)
-    else:
-        ids = [int(i) for i in prompt]
-        if not ids:
-            raise ValueError("The prompt has no tokens.")
+    ids = prompt_ids(session, prompt)
     if len(ids) > session.info.context_length:
         raise ValueError(f"The prompt is {len(ids)} tokens; the context window is {session.info.context_length}.")
     return ids
@@ -104,7 +98,7 @@ def sink_columns(
     session: Session, prompt: str | Sequence[int], sink_index: int = 0, block: int = 256
 ) -> np.ndarray:
     """A[layer, head, i, sink_index] for every query position i: array (layers, heads, tokens)."""
-    ids = prompt_ids(session, prompt)
+    ids = _checked_ids(session, prompt)
     if not 0 <= sink_index < len(ids) - 1:
         raise ValueError(f"sink_index must be in [0, {len(ids) - 2}] for a {len(ids)}-token prompt.")
     model = _language_model(session)
@@ -156,7 +150,7 @@ def _check_head(session: Session, layer: int, head: int | None = None) -> None:
 def attention_pattern(session: Session, prompt: str | Sequence[int], layer: int, head: int) -> np.ndarray:
     """The full attention matrix (tokens × tokens) of one head; short prompts only."""
     _check_head(session, layer, head)
-    ids = prompt_ids(session, prompt)
+    ids = _checked_ids(session, prompt)
     if len(ids) > PATTERN_MAX_TOKENS:
         raise ValueError(
             f"Full attention patterns are limited to {PATTERN_MAX_TOKENS} tokens (this prompt has {len(ids)}); "
@@ -172,7 +166,7 @@ def attention_pattern(session: Session, prompt: str | Sequence[int], layer: int,
 def hidden_norms(session: Session, prompt: str | Sequence[int]) -> pd.DataFrame:
     """DataFrame(layer, position, norm): L2 norm of the residual stream at every position,
     layer 0 being the embeddings and layer L the output of block L."""
-    ids = prompt_ids(session, prompt)
+    ids = _checked_ids(session, prompt)
     last: list[torch.Tensor] = []
     # transformers hands back the last hidden state after the final norm; hook the last block instead
     hook = lambda module, args, output: last.append(output[0] if isinstance(output, tuple) else output)  # noqa: E731
@@ -294,11 +288,9 @@ def compare_mitigation(
     divergence_point and output for each condition (suffixes _baseline and _mitigated)."""
     if not scales:
         raise ValueError("Choose at least one head to scale.")
-    half = (lambda f, m: progress(f / 2, f"Baseline: {m}")) if progress else None
-    baseline = run(session, words, repeats, cfg, prefix, progress=half)
-    rest = (lambda f, m: progress(0.5 + f / 2, f"Mitigated: {m}")) if progress else None
+    baseline = run(session, words, repeats, cfg, prefix, progress=scaled_progress(progress, 0, 0.5, "Baseline: "))
     with scaled_heads(session, scales):
-        mitigated = run(session, words, repeats, cfg, prefix, progress=rest)
+        mitigated = run(session, words, repeats, cfg, prefix, progress=scaled_progress(progress, 0.5, 1, "Mitigated: "))
     keys = ["word", "repeats", "sample", "seed"]
     measured = ["diverged", "divergence_point", "output"]
     return baseline[keys + measured].merge(mitigated[keys + measured], on=keys, suffixes=("_baseline", "_mitigated"))

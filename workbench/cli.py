@@ -13,7 +13,8 @@ import argparse
 import json
 import os
 import sys
-
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
@@ -25,7 +26,7 @@ from workbench.divergence import run as run_divergence
 from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset
 from workbench.lab import build as build_lab
 from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
-from workbench.session import load_session, registry_names
+from workbench.session import Progress, load_session, registry_names
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
 
@@ -57,6 +58,18 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _progress(fraction: float, message: str) -> None:
     print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Progress]:
+    """A tqdm bar driven by the library's progress(fraction, message) callbacks."""
+    with tqdm(total=1.0, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}") as bar:
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(fraction - bar.n)
+            bar.set_postfix_str(message)
+
+        yield progress
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -108,12 +121,7 @@ def cmd_diverge(args: argparse.Namespace) -> None:
     session = load_session(_spec_from_args(args), progress=_progress)
     corpus = CorpusIndex.from_path(args.corpus, session.tokenizer)
     reference = load_session(args.reference, progress=_progress) if args.reference else None
-    with tqdm(total=1.0, unit="run", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}") as bar:
-
-        def progress(fraction: float, message: str) -> None:
-            bar.update(fraction - bar.n)
-            bar.set_postfix_str(message)
-
+    with _progress_bar() as progress:
         table = run_divergence(
             session, args.word, args.repeats, cfg, args.prefix, args.template, corpus, args.min_tokens, reference, progress
         )
@@ -142,12 +150,7 @@ def cmd_sinks(args: argparse.Namespace) -> None:
 
 def cmd_lab_build(args: argparse.Namespace) -> None:
     command = "workbench lab build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["lab", "build"] else [])
-    with tqdm(total=1.0, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}") as bar:
-
-        def progress(fraction: float, message: str) -> None:
-            bar.update(fraction - bar.n)
-            bar.set_postfix_str(message)
-
+    with _progress_bar() as progress:
         dataset = build_lab(
             args.out, args.base, args.n, args.canaries, args.seed, args.epochs, args.lr, args.rank, command.strip(), progress
         )
@@ -231,10 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except ValueError as err:
-        print(f"workbench: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # unreadable or unwritable files: one line, not a traceback
+    except (ValueError, OSError) as err:  # bad input, unreadable or unwritable files: one line, no traceback
         print(f"workbench: error: {err}", file=sys.stderr)
         return 2
     return 0

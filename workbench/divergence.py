@@ -15,7 +15,7 @@ from workbench.config import SamplingConfig
 from workbench.corpus import DEFAULT_MIN_TOKENS, CorpusIndex, CorpusMatch
 from workbench.prompts import repeated_token_prompt
 from workbench.sampling import sample, text_logprobs
-from workbench.session import Progress, Session
+from workbench.session import Progress, Session, scaled_progress
 
 # Whitespace and punctuation between repeats; not U+FFFD, which stands for a piece of a
 # multi-byte character when a token is decoded on its own.
@@ -46,12 +46,6 @@ def divergence_point(pieces: Sequence[str], word: str) -> int | None:
         if consumed > end:
             return index
     return None
-
-
-def _scaled(progress: Progress | None, low: float, high: float) -> Progress | None:
-    if progress is None:
-        return None
-    return lambda fraction, message: progress(low + (high - low) * fraction, message)
 
 
 def _match_spans(tokenizer, escaped_ids: Sequence[int], matches: list[CorpusMatch]) -> list[dict]:
@@ -96,7 +90,7 @@ def run(
         for w in words
         for r in repeats
     ]
-    generations = sample(session, [p.token_ids for p in prompts], cfg, _scaled(progress, 0.0, 0.9))
+    generations = sample(session, [p.token_ids for p in prompts], cfg, scaled_progress(progress, 0.0, 0.9))
     tokenizer = session.tokenizer
     rows = []
     for generation in generations:

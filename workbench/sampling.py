@@ -39,14 +39,15 @@ def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     return int(np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1, np.uint64)[0] >> 11)
 
 
-def _prompt_ids(session: Session, prompt: Prompt) -> list[int]:
+def prompt_ids(session: Session, prompt: Prompt) -> list[int]:
+    """Token ids of a prompt given as text (tokenized) or as ids (used as they are)."""
     if isinstance(prompt, str):
-        if not prompt:
-            raise ValueError("A prompt is empty.")
+        if not prompt.strip():
+            raise ValueError("The prompt is empty.")
         return session.tokenizer.encode(prompt)
     ids = [int(i) for i in prompt]
     if not ids:
-        raise ValueError("A prompt has no tokens.")
+        raise ValueError("The prompt has no tokens.")
     return ids
 
 
@@ -58,13 +59,15 @@ def _stop_ids(session: Session) -> set[int]:
 
 
 def _left_padded(rows: list[list[int]], pad_id: int, device: torch.device):
+    """(input_ids, attention_mask, position_ids) of rows padded on the left; positions count real tokens."""
     width = max(map(len, rows))
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     for r, ids in enumerate(rows):
         input_ids[r, width - len(ids) :] = torch.tensor(ids)
         attention[r, width - len(ids) :] = 1
-    return input_ids.to(device), attention.to(device)
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    return input_ids, attention, (attention.cumsum(-1) - 1).clamp(min=0)
 
 
 def _warpers(cfg: SamplingConfig) -> LogitsProcessorList:
@@ -81,8 +84,7 @@ def _warpers(cfg: SamplingConfig) -> LogitsProcessorList:
 def _sample_batch(session, rows, seeds, cfg, stop_ids, on_step) -> list[tuple[list[int], list[float], str]]:
     model, device = session.model, session.device
     pad_id = session.tokenizer.pad_token_id
-    input_ids, attention = _left_padded(rows, pad_id, device)
-    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    input_ids, attention, position_ids = _left_padded(rows, pad_id, device)
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     warpers = _warpers(cfg)
     stop = torch.tensor(sorted(stop_ids), device=device)
@@ -139,9 +141,9 @@ def sample(
     an empty prompt, or a prompt + max_new_tokens longer than the context window."""
     if not prompts:
         raise ValueError("No prompts to sample from.")
-    prompt_ids = [_prompt_ids(session, p) for p in prompts]
+    encoded = [prompt_ids(session, p) for p in prompts]
     context = session.info.context_length
-    longest = max(map(len, prompt_ids))
+    longest = max(map(len, encoded))
     if longest + cfg.max_new_tokens > context:
         raise ValueError(
             f"The longest prompt ({longest} tokens) plus max_new_tokens ({cfg.max_new_tokens}) "
@@ -162,14 +164,14 @@ def sample(
 
         # Locked per batch, not per call: other users of the shared model get turns between batches.
         with session.lock, torch.inference_mode():
-            outputs = _sample_batch(session, [prompt_ids[p] for p, _ in batch], seeds, cfg, stop_ids, on_step)
+            outputs = _sample_batch(session, [encoded[p] for p, _ in batch], seeds, cfg, stop_ids, on_step)
         for (p, s), seed, (ids, logprobs, reason) in zip(batch, seeds, outputs):
             generations.append(
                 Generation(
                     prompt_index=p,
                     sample_index=s,
                     seed=seed,
-                    prompt_ids=tuple(prompt_ids[p]),
+                    prompt_ids=tuple(encoded[p]),
                     token_ids=tuple(ids),
                     text=session.tokenizer.decode(ids, skip_special_tokens=True),
                     logprobs=tuple(logprobs),
@@ -196,8 +198,7 @@ def text_logprobs(session: Session, texts: Sequence[str], batch_size: int = 16) 
         if not scored:
             results.extend(np.zeros(0) for _ in rows)
             continue
-        input_ids, attention = _left_padded(scored, tokenizer.pad_token_id, session.device)
-        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        input_ids, attention, position_ids = _left_padded(scored, tokenizer.pad_token_id, session.device)
         with session.lock, torch.inference_mode():
             logits = session.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
             logprobs = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)

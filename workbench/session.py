@@ -34,6 +34,13 @@ from workbench.config import DATA_DIR, ModelSpec
 Progress = Callable[[float, str], None]
 """Progress callback: ``progress(fraction_done, message)``."""
 
+
+def scaled_progress(progress: Progress | None, low: float, high: float, label: str = "") -> Progress | None:
+    """Report a sub-task's progress 0–1 as low–high of the whole, its messages prefixed by ``label``."""
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(low + (high - low) * fraction, label + message)
+
 ATTN_IMPLEMENTATION = "eager"  # attention weights must be obtainable
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
