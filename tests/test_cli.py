@@ -1,6 +1,7 @@
 import json
 
 from workbench.cli import main
+from workbench.corpus import REFERENCE_CORPUS
 
 
 def test_info_json(capsys):
@@ -104,3 +105,43 @@ def test_lab_build_refuses_an_existing_folder_and_show_reads_the_shipped_lab(tmp
     out = capsys.readouterr().out
     assert "canary" in out and "training loss" in out
     assert main(["lab", "show", "--dir", str(tmp_path)]) == 2
+
+
+def test_compare_writes_pairs_and_best_matches(tmp_path, capsys):
+    import pandas as pd
+
+    extracted = tmp_path / "run.jsonl"
+    extracted.write_text(
+        json.dumps({"escaped_text": "Four score and seven years ago our fathers brought forth on this continent"}) + "\n"
+        + json.dumps({"escaped_text": ""}) + "\n"
+        + json.dumps({"escaped_text": "Lorem ipsum dolor sit amet, consectetur adipiscing elit"}) + "\n"
+    )  # fmt: skip
+    out, best = tmp_path / "pairs.parquet", tmp_path / "best.csv"
+    argv = ["compare", "--extracted", str(extracted), "--extracted-field", "escaped_text", "--candidates", str(REFERENCE_CORPUS)]
+    assert main([*argv, "--top-k", "2", "--tokenizer", "tiny-llama", "--min-run", "5", "--out", str(out), "--best", str(best)]) == 0
+    pairs = pd.read_parquet(out)
+    assert {"extracted_id", "candidate_id", "cosine", "levenshtein_ratio", "longest_run", "exact_run"} <= set(pairs.columns)
+    chosen = pd.read_csv(best)
+    assert chosen["candidate_id"].tolist() == ["gettysburg-address.txt", "lorem-ipsum.txt"]
+    assert chosen["extracted"].all()  # exact runs of >= 5 model tokens
+    assert "2 extracted x 16 candidates" in capsys.readouterr().out
+    assert main([*argv, "--passage-words", "20", "--out", str(out)]) == 0
+    assert pd.read_parquet(out)["candidate_id"].str.contains("@").all()
+
+
+def test_compare_bad_input_is_a_clean_error(tmp_path, capsys):
+    binary, empty = tmp_path / "b.txt", tmp_path / "e.jsonl"
+    binary.write_bytes(b"\x00\x01")
+    empty.write_text("")
+    good = tmp_path / "g.txt"
+    good.write_text("some text\n")
+    for argv, message in [
+        (["--extracted", str(binary), "--candidates", str(good)], "binary"),
+        (["--extracted", str(good), "--candidates", str(empty)], "is empty"),
+        (["--extracted", str(tmp_path / "missing.txt"), "--candidates", str(good)], "Cannot read"),
+        (["--extracted", str(good), "--candidates", str(good), "--top-k", "0"], "top_k"),
+    ]:
+        assert main(["compare", *argv, "--out", str(tmp_path / "o.csv")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o.csv").exists()

@@ -3,6 +3,7 @@
     workbench info [--model NAME] [--json]
     workbench diverge --word poem --repeats 50 --n 100 --out results.parquet
     workbench sinks --prompt "Some text" --out scores.parquet
+    workbench compare --extracted a.jsonl --candidates b.jsonl --out pairs.parquet
     workbench lab build [--out DIR] | workbench lab show [--dir DIR]
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
@@ -21,12 +22,13 @@ from tqdm import tqdm
 
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.config import DTYPES, ModelSpec, SamplingConfig, startup_model
-from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex
+from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex, read_documents
 from workbench.divergence import run as run_divergence
 from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset
 from workbench.lab import build as build_lab
 from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
 from workbench.session import Progress, load_session, registry_names
+from workbench.similarity import best_per_text, compare, passages, read_texts
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
 
@@ -148,6 +150,36 @@ def cmd_sinks(args: argparse.Namespace) -> None:
     print(f"{len(heads)}/{len(scores)} heads ({len(heads) / len(scores):.0%}) have sink score >= {args.threshold}; top: {top or 'none'} -> {out}")
 
 
+def _texts_from(path: str, field: str) -> list[tuple[str, str]]:
+    """A folder: one document per .txt file (one per line of a .jsonl); a file: one text per line."""
+    return read_documents(path) if Path(path).is_dir() else read_texts(path, field)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    out = _output_path(args.out)
+    best_out = _output_path(args.best) if args.best else None
+    extracted = _texts_from(args.extracted, args.extracted_field)
+    candidates = _texts_from(args.candidates, args.candidates_field)
+    if args.passage_words:
+        candidates = passages(candidates, args.passage_words)
+    tokenizer = load_session(args.tokenizer, progress=_progress).tokenizer if args.tokenizer else None
+    with _progress_bar() as progress:
+        table = compare(
+            [t for _, t in extracted], [t for _, t in candidates], args.top_k, tokenizer, args.min_run, args.embedding_model, progress
+        )
+    table.insert(0, "extracted_id", [extracted[i][0] for i in table["extracted_index"]])
+    table.insert(1, "candidate_id", [candidates[j][0] for j in table["candidate_index"]])
+    _write_table(table, out)
+    best = best_per_text(table, args.cosine_threshold, args.min_run)
+    if best_out is not None:
+        _write_table(best, best_out)
+    print(
+        f"{len(extracted)} extracted x {len(candidates)} candidates, {len(table)} pairs scored; "
+        f"{int(best['extracted'].sum())} texts called extracted (cosine >= {args.cosine_threshold} "
+        f"or an exact run of >= {args.min_run} tokens) -> {out}"
+    )
+
+
 def cmd_lab_build(args: argparse.Namespace) -> None:
     command = "workbench lab build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["lab", "build"] else [])
     with _progress_bar() as progress:
@@ -210,6 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     sinks.add_argument("--threshold", type=float, default=SINK_THRESHOLD, help="score of a sink head")
     sinks.add_argument("--out", required=True, help="scores file: .parquet, .jsonl or .csv")
     sinks.set_defaults(run=cmd_sinks)
+
+    comparer = commands.add_parser("compare", help="extracted texts against candidate documents")
+    comparer.add_argument("--extracted", required=True, help=".txt (one text per line) or .jsonl file")
+    comparer.add_argument("--candidates", required=True, help=".txt/.jsonl file, or a folder of documents (e.g. data/reference)")
+    comparer.add_argument("--extracted-field", default="text", help="JSONL field of the extracted texts (e.g. escaped_text)")
+    comparer.add_argument("--candidates-field", default="text", help="JSONL field of the candidates")
+    comparer.add_argument("--top-k", type=int, default=3, help="candidates scored per text, by cosine and by edit ratio")
+    comparer.add_argument("--min-run", type=int, default=DEFAULT_MIN_TOKENS, help="exact run (tokens) that counts as extracted")
+    comparer.add_argument("--cosine-threshold", type=float, default=0.8, help="cosine that counts as extracted")
+    comparer.add_argument("--passage-words", type=int, default=0, help="cut candidates into passages of this many words")
+    comparer.add_argument("--tokenizer", help="count runs in this model's tokens (default: words)")
+    comparer.add_argument("--embedding-model", help="sentence-transformers folder (default: the packaged MiniLM)")
+    comparer.add_argument("--out", required=True, help="scored pairs: .parquet, .jsonl or .csv")
+    comparer.add_argument("--best", help="also write the best match per text: .parquet, .jsonl or .csv")
+    comparer.set_defaults(run=cmd_compare)
 
     lab = commands.add_parser("lab", help="the ground-truth lab: synthetic dataset and fine-tuned model")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)

@@ -36,9 +36,9 @@ class CorpusMatch:
         return asdict(self)
 
 
-def parse_documents(name: str, data: bytes) -> list[tuple[str, str]]:
+def parse_documents(name: str, data: bytes, field: str = "text") -> list[tuple[str, str]]:
     """(name, text) documents of one file's bytes: a .txt file is one document; a .jsonl
-    file holds one per line, as {"text": ..., "id": optional name} or a JSON string."""
+    file holds one per line, as {field: ..., "id": optional name} or a JSON string."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -55,12 +55,12 @@ def parse_documents(name: str, data: bytes) -> list[tuple[str, str]]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{name} line {number} is not JSON ({err.msg}).") from err
-        if isinstance(record, dict) and isinstance(record.get("text"), str):
-            documents.append((str(record.get("id", f"{name}:{number}")), record["text"]))
+        if isinstance(record, dict) and isinstance(record.get(field), str):
+            documents.append((str(record.get("id", f"{name}:{number}")), record[field]))
         elif isinstance(record, str):
             documents.append((f"{name}:{number}", record))
         else:
-            raise ValueError(f'{name} line {number} has no "text" string.')
+            raise ValueError(f'{name} line {number} has no "{field}" string.')
     return documents
 
 

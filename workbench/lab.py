@@ -511,7 +511,8 @@ _FILLERS = {
 }
 
 
-def _other_domain_texts(rng: random.Random, n: int) -> list[str]:
+def other_domain_texts(rng: random.Random, n: int) -> list[str]:
+    """n short texts from other domains (weather, recipes, sports): the non-clinic part of a public pool."""
     texts = []
     for _ in range(n):
         template = rng.choice(_OTHER_DOMAIN[rng.choice(sorted(_OTHER_DOMAIN))])
@@ -537,7 +538,7 @@ def public_pool(dataset: LabDataset, members: int = 100, nonmembers: int = 100, 
     rows = (
         [{"text": t, "member": True, "source": "training"} for t in rng.sample(training, members)]
         + [{"text": t, "member": False, "source": "same-style held out"} for t in rng.sample(held_out, nonmembers)]
-        + [{"text": t, "member": False, "source": "other domain"} for t in _other_domain_texts(rng, other)]
+        + [{"text": t, "member": False, "source": "other domain"} for t in other_domain_texts(rng, other)]
     )
     rng.shuffle(rows)
     return pd.DataFrame(rows)

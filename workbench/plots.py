@@ -96,3 +96,35 @@ def loss_curve(curve: pd.DataFrame) -> alt.Chart:
         )
         .properties(title="Fine-tuning loss", height=240)
     )
+
+
+def similarity_heatmap(pairs: pd.DataFrame) -> alt.Chart:
+    """Extracted × candidate heatmap of cosine similarity; ``pairs`` has extracted, candidate, cosine."""
+    return (
+        alt.Chart(pairs)
+        .mark_rect()
+        .encode(
+            x=alt.X("candidate:N", title="candidate", sort=None, axis=alt.Axis(labelLimit=120)),
+            y=alt.Y("extracted:N", title="extracted", sort=None, axis=alt.Axis(labelLimit=120)),
+            color=alt.Color("cosine:Q", scale=alt.Scale(scheme="viridis", domain=[-0.2, 1]), title="cosine"),
+            tooltip=["extracted", "candidate", alt.Tooltip("cosine:Q", format=".3f")],
+        )
+        .properties(title="Embedding cosine similarity", height=alt.Step(14))
+    )
+
+
+def text_map(points: pd.DataFrame, title: str) -> alt.Chart:
+    """UMAP scatter of texts, coloured by ``label``, with the text (cut to 200 characters) on hover."""
+    data = points.assign(hover=points["text"].str.slice(0, 200)) if "text" in points else points.assign(hover="")
+    return (
+        alt.Chart(data)
+        .mark_circle(size=60, opacity=0.7)
+        .encode(
+            x=alt.X("x:Q", title="UMAP 1", axis=alt.Axis(labels=False, ticks=False)),
+            y=alt.Y("y:Q", title="UMAP 2", axis=alt.Axis(labels=False, ticks=False)),
+            color=alt.Color("label:N", title="texts"),
+            tooltip=["label", alt.Tooltip("hover:N", title="text")],
+        )
+        .properties(title=title, height=420)
+        .interactive()
+    )

@@ -122,3 +122,34 @@ def test_lab(page: Page):
     _settle(page)
     expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("Built")
     _no_exception(page)
+
+
+def test_compare(page: Page):
+    _open(page, "compare")
+    expect(page.get_by_role("heading", name="Compare")).to_be_visible()
+    pasted = page.get_by_role("textbox", name="One text per line")
+    pasted.fill("Four score and seven years ago our fathers brought forth on this continent\nLorem ipsum dolor sit amet")
+    pasted.press("Control+Enter")
+    _settle(page)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    _settle(page)
+    expect(page.get_by_role("heading", name="Best matches")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)  # heatmap
+    expect(page.locator("mark").first).to_be_visible()  # shared runs highlighted side by side
+    page.get_by_role("button", name="Draw UMAP map").click()
+    _settle(page)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
+    _no_exception(page)
+
+    page.get_by_test_id("stRadio").first.get_by_text("Upload").click()
+    _settle(page)
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+        files=[{"name": "bad.txt", "mimeType": "text/plain", "buffer": b"\x00\x01binary"}]
+    )
+    _settle(page)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    _settle(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("looks like a binary file")
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # earlier results kept
+    _no_exception(page)
