@@ -3,6 +3,7 @@
     workbench info [--model NAME] [--json]
     workbench diverge --word poem --repeats 50 --n 100 --out results.parquet
     workbench sinks --prompt "Some text" --out scores.parquet
+    workbench propinfer --model smollm2-135m-instruct-lab --property diagnosis --n 500 --out estimates.csv
     workbench compare --extracted a.jsonl --candidates b.jsonl --out pairs.parquet
     workbench lab build [--out DIR] | workbench lab show [--dir DIR]
 
@@ -21,12 +22,22 @@ from pathlib import Path
 from tqdm import tqdm
 
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
-from workbench.config import DTYPES, ModelSpec, SamplingConfig, startup_model
+from workbench.config import DTYPES, INTERVALS, ModelSpec, PropInferConfig, SamplingConfig, startup_model
 from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex, read_documents
 from workbench.divergence import run as run_divergence
-from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset
+from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset, lab_dataset_for
 from workbench.lab import build as build_lab
 from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
+from workbench.propinfer import (
+    LAB_PROPERTIES,
+    PROMPT_SETS,
+    KeywordLabeler,
+    against_truth,
+    lab_labeler,
+    mean_absolute_error,
+    render_prompts,
+)
+from workbench.propinfer import run as run_propinfer
 from workbench.session import Progress, load_session, registry_names
 from workbench.similarity import best_per_text, compare, passages, read_texts
 
@@ -150,6 +161,49 @@ def cmd_sinks(args: argparse.Namespace) -> None:
     print(f"{len(heads)}/{len(scores)} heads ({len(heads) / len(scores):.0%}) have sink score >= {args.threshold}; top: {top or 'none'} -> {out}")
 
 
+def _labeler_from_args(args: argparse.Namespace):
+    if not args.patterns:
+        return lab_labeler(args.property, args.labeler)
+    try:
+        patterns = json.loads(Path(args.patterns).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--patterns {args.patterns} is not JSON: {err.msg} (line {err.lineno}).") from err
+    if not isinstance(patterns, dict) or not all(isinstance(v, list) for v in patterns.values()):
+        raise ValueError("--patterns must hold a JSON object of value -> list of regular expressions.")
+    return KeywordLabeler(args.property, patterns)
+
+
+def cmd_propinfer(args: argparse.Namespace) -> None:
+    out = _output_path(args.out)
+    generations_out = _output_path(args.generations) if args.generations else None
+    cfg = PropInferConfig(
+        args.n, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, args.batch_size, args.interval, args.confidence
+    )
+    labeler = _labeler_from_args(args)
+    spec = _spec_from_args(args)
+    session = load_session(spec, progress=_progress)
+    prompts = render_prompts(session.tokenizer, args.prompt or PROMPT_SETS[args.style], args.style)
+    with _progress_bar() as progress:
+        result = run_propinfer(session, prompts, cfg, labeler, progress)
+    dataset = lab_dataset_for(spec)
+    truth = dataset.truth["realized"].get(args.property) if dataset is not None else None
+    estimates = against_truth(result.estimates, truth) if truth else result.estimates
+    _write_table(estimates, out)
+    if generations_out is not None:
+        _write_table(result.generations, generations_out)
+    unlabeled = int(estimates["unlabeled"].iloc[0])
+    if unlabeled == len(result.generations):
+        print("No generation matched any value of the labeler: there is nothing to estimate.")
+    else:
+        for row in estimates.itertuples():
+            line = f"{row.value:<20}{row.share:>7.1%}  [{row.ci_low:.1%}, {row.ci_high:.1%}]"
+            print(line + (f"  truth {row.true_share:.1%}" if truth else ""))
+    summary = f"{len(result.generations)} generations, {unlabeled} unlabeled"
+    if truth:
+        summary += f", mean absolute error {mean_absolute_error(result.estimates, truth):.3f}"
+    print(f"{summary} -> {out}")
+
+
 def _texts_from(path: str, field: str) -> list[tuple[str, str]]:
     """A folder: one document per .txt file (one per line of a .jsonl); a file: one text per line."""
     return read_documents(path) if Path(path).is_dir() else read_texts(path, field)
@@ -242,6 +296,26 @@ def build_parser() -> argparse.ArgumentParser:
     sinks.add_argument("--threshold", type=float, default=SINK_THRESHOLD, help="score of a sink head")
     sinks.add_argument("--out", required=True, help="scores file: .parquet, .jsonl or .csv")
     sinks.set_defaults(run=cmd_sinks)
+
+    infer = commands.add_parser("propinfer", help="estimate a property's shares in the fine-tuning data from generations")
+    _add_model_options(infer)
+    infer.add_argument("--property", required=True, choices=LAB_PROPERTIES, help="property of the lab's clinic data")
+    infer.add_argument("--labeler", choices=["keyword", "embedding"], default="keyword")
+    infer.add_argument("--patterns", help="JSON file of value -> regular expressions: a custom keyword labeler")
+    infer.add_argument("--style", choices=list(PROMPT_SETS), default="question-answer", help="prompt style")
+    infer.add_argument("--prompt", action="append", help="a prompt (repeatable; default: the style's prompt set)")
+    infer.add_argument("--n", type=int, default=PropInferConfig.n_samples, help="generations in all, spread over the prompts")
+    infer.add_argument("--max-new-tokens", type=int, default=PropInferConfig.max_new_tokens)
+    infer.add_argument("--temperature", type=float, default=PropInferConfig.temperature, help="0 = greedy")
+    infer.add_argument("--top-k", type=int, default=PropInferConfig.top_k, help="0 = off")
+    infer.add_argument("--top-p", type=float, default=PropInferConfig.top_p)
+    infer.add_argument("--seed", type=int, default=PropInferConfig.seed)
+    infer.add_argument("--batch-size", type=int, default=PropInferConfig.batch_size)
+    infer.add_argument("--interval", choices=INTERVALS, default=PropInferConfig.interval)
+    infer.add_argument("--confidence", type=float, default=PropInferConfig.confidence)
+    infer.add_argument("--out", required=True, help="estimates: .parquet, .jsonl or .csv")
+    infer.add_argument("--generations", help="also write every generation with its label")
+    infer.set_defaults(run=cmd_propinfer)
 
     comparer = commands.add_parser("compare", help="extracted texts against candidate documents")
     comparer.add_argument("--extracted", required=True, help=".txt (one text per line) or .jsonl file")

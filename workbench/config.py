@@ -75,3 +75,35 @@ class SamplingConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+
+INTERVALS = ("wilson", "bootstrap")
+
+
+@dataclass(frozen=True)
+class PropInferConfig:
+    """A property-inference run: ``n_samples`` generations in all, spread evenly over the
+    prompts, sampled as in ``SamplingConfig``; shares get ``interval`` confidence intervals
+    (Wilson score, or a percentile bootstrap seeded with ``seed``) at ``confidence``."""
+
+    n_samples: int = 200
+    max_new_tokens: int = 128  # a lab dialogue is ~90 tokens; most generations stop earlier at EOS
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 32
+    interval: str = "wilson"
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.n_samples < 1:
+            raise ValueError("The number of samples must be at least 1.")
+        if self.interval not in INTERVALS:
+            raise ValueError(f"Unknown interval {self.interval!r}; choose one of {', '.join(INTERVALS)}.")
+        if not 0 < self.confidence < 1:
+            raise ValueError("confidence must be in (0, 1), e.g. 0.95.")
+        self.sampling()  # checks the sampling settings
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.max_new_tokens, self.temperature, self.top_k, self.top_p, 1, self.seed, self.batch_size)

@@ -21,7 +21,7 @@ import torch
 
 from workbench.cache import atomic_dir
 from workbench.config import ModelSpec
-from workbench.session import LAB_DIR, Progress, load_session
+from workbench.session import LAB_DIR, LAB_MODEL, Progress, load_session
 
 DIAGNOSES: dict[str, dict[str, list[str]]] = {
     "digestive": {
@@ -468,6 +468,17 @@ def build(
     if not (out / "build.json").is_file():
         raise ValueError(f"Another build finished into {out} first; this one was discarded.")
     return dataset
+
+
+def lab_dataset_for(spec: ModelSpec) -> LabDataset | None:
+    """The lab dataset a model was fine-tuned on, when it is a lab model: the registry's lab
+    model, or any model whose adapter folder sits in a lab build (DIR/adapter beside
+    DIR/dataset). None for other models: their truth is unknown."""
+    if spec.name == LAB_MODEL and not spec.adapter:
+        return LabDataset.load(SHIPPED_LAB / "dataset")
+    if spec.adapter and (Path(spec.adapter).parent / "dataset" / "manifest.json").is_file():
+        return LabDataset.load(Path(spec.adapter).parent / "dataset")
+    return None
 
 
 def truth_table(dataset: LabDataset) -> pd.DataFrame:

@@ -128,3 +128,60 @@ def text_map(points: pd.DataFrame, title: str) -> alt.Chart:
         .properties(title=title, height=420)
         .interactive()
     )
+
+
+def share_estimates(estimates: pd.DataFrame, title: str) -> alt.Chart:
+    """Estimated share per value with its interval, one colour per ``run``; the true share
+    as a black tick where ``true_share`` is given (not NaN)."""
+    base = alt.Chart(estimates).encode(
+        x=alt.X("value:N", title=None, sort=None),
+        xOffset=alt.XOffset("run:N"),
+        color=alt.Color("run:N", title="model"),
+    )
+    points = base.mark_point(filled=True, size=70).encode(
+        y=alt.Y("share:Q", title="share", scale=alt.Scale(domain=[0, 1])),
+        tooltip=["run", "value", alt.Tooltip("share:Q", format=".3f"), alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f"), "n"],
+    )
+    bars = base.mark_rule().encode(y="ci_low:Q", y2="ci_high:Q")
+    layers = [bars, points]
+    if "true_share" in estimates and estimates["true_share"].notna().any():
+        truth = estimates.dropna(subset=["true_share"]).drop_duplicates("value")
+        layers.append(
+            alt.Chart(truth)
+            .mark_tick(color="black", thickness=2, size=40)
+            .encode(x=alt.X("value:N", sort=None), y="true_share:Q", tooltip=["value", alt.Tooltip("true_share:Q", title="true share", format=".3f")])
+        )
+    return alt.layer(*layers).properties(title=title, height=300)
+
+
+def convergence_curve(curve: pd.DataFrame, truth: pd.DataFrame | None = None) -> alt.Chart:
+    """Estimated share (line) and interval (band) per value as samples grow; the true share
+    as a dashed line per value where ``truth`` (value, true_share) is given."""
+    base = alt.Chart(curve).encode(
+        x=alt.X("n_samples:Q", title="generations", scale=alt.Scale(type="log")), color=alt.Color("value:N", title="value")
+    )
+    layers = [
+        base.mark_area(opacity=0.15).encode(y=alt.Y("ci_low:Q", title="share", scale=alt.Scale(domain=[0, 1])), y2="ci_high:Q"),
+        base.mark_line(point=True).encode(
+            y="share:Q", tooltip=["value", "n_samples", alt.Tooltip("share:Q", format=".3f"), alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f")]
+        ),
+    ]
+    if truth is not None and len(truth):
+        layers.append(
+            alt.Chart(truth).mark_rule(strokeDash=[4, 4]).encode(y="true_share:Q", color="value:N", tooltip=["value", alt.Tooltip("true_share:Q", format=".3f")])
+        )
+    return alt.layer(*layers).properties(title="Convergence as generations grow", height=300)
+
+
+def estimates_per_prompt(table: pd.DataFrame) -> alt.Chart:
+    """Share per value estimated from each prompt's generations alone, with intervals."""
+    base = alt.Chart(table).encode(
+        x=alt.X("value:N", title=None, sort=None), xOffset=alt.XOffset("prompt:N"), color=alt.Color("prompt:N", title="prompt")
+    )
+    return alt.layer(
+        base.mark_rule().encode(y="ci_low:Q", y2="ci_high:Q"),
+        base.mark_point(filled=True).encode(
+            y=alt.Y("share:Q", title="share", scale=alt.Scale(domain=[0, 1])),
+            tooltip=["prompt", "value", alt.Tooltip("share:Q", format=".3f"), "n"],
+        ),
+    ).properties(title="Estimates per prompt", height=280)

