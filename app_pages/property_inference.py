@@ -122,7 +122,7 @@ st.caption(
 columns = st.columns(len(runs))
 for column, (label, outcome) in zip(columns, runs.items()):
     unlabeled = int(outcome.estimates["unlabeled"].iloc[0])
-    column.metric(label, f"{len(outcome.generations) - unlabeled} labeled", f"{unlabeled} unlabeled", delta_color="off")
+    column.metric(f"Labeled generations ({label})", f"{len(outcome.generations) - unlabeled} of {len(outcome.generations)}")
     if truth:
         column.metric(f"MAE vs truth ({label})", f"{mean_absolute_error(outcome.estimates, truth):.3f}")
 for label, outcome in runs.items():

@@ -145,3 +145,38 @@ def test_compare_bad_input_is_a_clean_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_propinfer_writes_estimates_and_generations(tmp_path, capsys):
+    import pandas as pd
+
+    patterns = tmp_path / "letters.json"
+    patterns.write_text(json.dumps({"has e": ["e"], "has a": ["a"]}))
+    out, generations = tmp_path / "est.csv", tmp_path / "gen.jsonl"
+    argv = ["propinfer", "--model", "tiny-llama", "--property", "diagnosis", "--patterns", str(patterns), "--n", "9"]
+    assert main([*argv, "--max-new-tokens", "6", "--interval", "bootstrap", "--out", str(out), "--generations", str(generations)]) == 0
+    estimates = pd.read_csv(out)
+    assert estimates["value"].tolist() == ["has e", "has a"] and "true_share" not in estimates
+    table = pd.read_json(generations, lines=True)
+    assert len(table) == 9 and {"prompt", "text", "label", "seed"} <= set(table.columns)
+    assert "9 generations" in capsys.readouterr().out
+    assert main(["propinfer", "--model", "tiny-llama", "--property", "gender", "--style", "chat", "--n", "4", "--max-new-tokens", "4", "--out", str(out)]) == 0
+    assert "No generation matched any value" in capsys.readouterr().out  # random weights write no clinic words
+
+
+def test_propinfer_bad_input_is_a_clean_error(tmp_path, capsys):
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    base = ["propinfer", "--model", "tiny-llama", "--property", "diagnosis", "--out", str(tmp_path / "e.csv")]
+    for argv, message in [
+        (["--n", "0"], "at least 1"),
+        (["--patterns", str(empty)], "no values"),
+        (["--patterns", str(broken)], "not JSON"),
+        (["--prompt", " "], "No prompts"),
+    ]:
+        assert main([*base, *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "e.csv").exists()

@@ -142,7 +142,9 @@ def lab_labeler(property: str, kind: str = "keyword") -> Labeler:
             {d: [f"A patient with {c}." for c in f["conditions"]] + [f"I have {s}." for s in f["symptoms"]] for d, f in DIAGNOSES.items()},
         )
     if kind == "keyword":
-        return KeywordLabeler(property, {g: [_phrase(w) for w in GENDER_WORDS[g] + FIRST_NAMES[g]] for g in GENDER_WORDS})
+        # Not "mother"/"father" alone: patients also mention relatives ("My mother had something similar").
+        pronouns = {"female": ["(she/her)"], "male": ["(he/him)"]}
+        return KeywordLabeler(property, {g: [_phrase(w) for w in GENDER_WORDS[g] + pronouns[g] + FIRST_NAMES[g]] for g in GENDER_WORDS})
     return EmbeddingLabeler(
         property, {g: [f"Patient: I am {n}, a {w}." for w in GENDER_WORDS[g] for n in FIRST_NAMES[g]] for g in GENDER_WORDS}
     )

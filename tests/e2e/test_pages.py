@@ -153,3 +153,31 @@ def test_compare(page: Page):
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("looks like a binary file")
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # earlier results kept
     _no_exception(page)
+
+
+def test_property_inference(page: Page):
+    _open(page, "property_inference")
+    expect(page.get_by_role("heading", name="Property inference")).to_be_visible()
+    main = page.get_by_test_id("stMain")
+    main.get_by_test_id("stSelectbox").filter(has_text="Model").first.click()
+    page.get_by_role("option", name="(sidebar model) — tiny-llama").click()
+    _settle(page)
+    main.get_by_test_id("stSelectbox").filter(has_text="Base model").click()
+    page.get_by_role("option", name="tiny-gpt2").click()
+    _settle(page)
+    _set_number(page, "Generations", 6)
+    page.get_by_text("Sampling and intervals").click()
+    _set_number(page, "New tokens", 4)
+    page.get_by_role("button", name="Run").click()
+    _settle(page)
+    expect(page.get_by_role("heading", name="Estimated shares: diagnosis")).to_be_visible()
+    expect(page.get_by_text("True shares are hidden")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)
+    _no_exception(page)
+
+    _set_number(page, "Generations", 0)
+    page.get_by_role("button", name="Run").click()
+    _settle(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("must be at least 1")
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)  # earlier results kept
+    _no_exception(page)

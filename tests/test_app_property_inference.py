@@ -1,0 +1,74 @@
+"""The Property inference page, driven by AppTest on the tiny models."""
+
+import json
+
+import pytest
+
+LETTERS = json.dumps({"has e": ["e"], "has a": ["a"], "has o": ["o"]})
+
+
+@pytest.fixture
+def page(open_app):
+    at = open_app("app_pages/property_inference.py")
+    assert at.title[0].value == "Property inference"
+    assert at.selectbox(key="pi_model").value == "smollm2-135m-instruct-lab"  # the default
+    at.selectbox(key="pi_model").select("(sidebar model)")
+    at.selectbox(key="pi_base").select("tiny-gpt2")
+    at.radio(key="pi_labeler").set_value("custom keywords").run()
+    at.text_area(key="pi_custom").set_value(LETTERS)
+    at.number_input(key="pi_n").set_value(12)
+    at.number_input(key="pi_max_new_tokens").set_value(6)
+    return at
+
+
+def _run(at):
+    at.button(key="pi_run").click().run()
+    assert not at.exception
+    return at
+
+
+def test_run_with_a_base_model_shows_estimates_and_details(page):
+    _run(page)
+    assert not page.error
+    estimates = page.dataframe[0].value
+    assert set(estimates["run"]) == {"tiny-llama", "base: tiny-gpt2"} and len(estimates) == 6
+    assert {"share", "ci_low", "ci_high", "n", "unlabeled"} <= set(estimates.columns) and "true_share" not in estimates
+    assert any("True shares are hidden" in c.value for c in page.caption)
+    assert len(page.get("vega_lite_chart")) == 3  # estimates, convergence, per prompt
+    generations = page.dataframe[1].value
+    assert len(generations) == 12 and generations["prompt_index"].tolist()[:3] == [0, 1, 2]
+    assert [b.label for b in page.get("download_button")] == ["Estimates (CSV)", "Generations (JSONL)", "Convergence (CSV)"]
+    page.selectbox(key="pi_shown").select("base: tiny-gpt2").run()
+    assert page.dataframe[1].value["text"].tolist() != generations["text"].tolist()
+
+
+def test_a_lab_build_shows_the_truth(page, tmp_path):
+    from workbench.lab import build
+
+    build(tmp_path / "lab", "tiny-llama", 30, [1], 0, 1, 1e-3, 4, "test")
+    page.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
+    page.checkbox(key="pi_with_base").uncheck()
+    page.radio(key="pi_labeler").set_value("keywords").run()
+    page.selectbox(key="pi_property").select("gender")
+    _run(page)
+    estimates = page.dataframe[0].value
+    assert estimates["true_share"].tolist() == pytest.approx([0.6, 0.4], abs=0.02)
+    assert any(m.label.startswith("MAE vs truth") for m in page.metric)
+    assert any("realized shares" in c.value for c in page.caption)
+
+
+def test_bad_inputs_show_errors_and_keep_earlier_results(page):
+    _run(page)
+    first = page.dataframe[0].value
+    for kind, key, value, message in [
+        ("number_input", "pi_n", 0, "at least 1"),
+        ("text_area", "pi_custom", "{}", "no values"),
+        ("text_area", "pi_custom", "{not json", "not valid JSON"),
+        ("text_area", "pi_prompts_question-answer", "  \n ", "No prompts"),
+    ]:
+        previous = getattr(page, kind)(key=key).value
+        getattr(page, kind)(key=key).set_value(value)
+        _run(page)
+        assert any(message in e.value for e in page.error), message
+        assert page.dataframe[0].value.equals(first)
+        getattr(page, kind)(key=key).set_value(previous)
