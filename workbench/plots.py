@@ -185,3 +185,37 @@ def estimates_per_prompt(table: pd.DataFrame) -> alt.Chart:
             tooltip=["prompt", "value", alt.Tooltip("share:Q", format=".3f"), "n"],
         ),
     ).properties(title="Estimates per prompt", height=280)
+
+
+def precision_at_k(curves: pd.DataFrame, members: int | None = None) -> alt.Chart:
+    """precision@k per ``method`` (DataFrame(k, precision, random, method)), the random
+    baseline as a dashed line, and k = number of members as a vertical rule when given."""
+    lines = (
+        alt.Chart(curves)
+        .mark_line()
+        .encode(
+            x=alt.X("k:Q", title="k (texts taken from the top)"),
+            y=alt.Y("precision:Q", title="precision@k", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("method:N", title=None),
+            tooltip=["method", "k", alt.Tooltip("precision:Q", format=".3f")],
+        )
+    )
+    layers = [lines, alt.Chart(curves.head(1)).mark_rule(strokeDash=[4, 4], color="gray").encode(y="random:Q", tooltip=[alt.Tooltip("random:Q", title="random baseline", format=".3f")])]
+    if members:
+        layers.append(alt.Chart(pd.DataFrame({"k": [members]})).mark_rule(color="black", opacity=0.4).encode(x="k:Q"))
+    return alt.layer(*layers).properties(title="Precision@k against the random baseline (dashed)", height=280)
+
+
+def score_distribution(ranking: pd.DataFrame) -> alt.Chart:
+    """Histogram of alignment scores, stacked by the pool's ``source`` column."""
+    return (
+        alt.Chart(ranking)
+        .mark_bar(opacity=0.8)
+        .encode(
+            x=alt.X("score:Q", bin=alt.Bin(maxbins=40), title="cos(−g, Δ)"),
+            y=alt.Y("count():Q", title="texts"),
+            color=alt.Color("source:N", title=None),
+            tooltip=["source", "count():Q"],
+        )
+        .properties(title="Alignment score by source", height=280)
+    )

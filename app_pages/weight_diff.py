@@ -1,0 +1,130 @@
+import pandas as pd
+import streamlit as st
+
+from workbench import plots
+from workbench.config import DEFAULT_MODEL, ModelSpec
+from workbench.lab import lab_dataset_for, public_pool
+from workbench.selec import PARAM_CHOICES, WeightDiff, evaluate, precision_curve
+from workbench.session import LAB_MODEL, registry_names
+from workbench.similarity import MAX_UPLOAD_BYTES, best_matches, parse_texts
+from workbench.ui import active_session, shared_session
+
+SIDEBAR = "(sidebar model)"
+LAB_POOL, UPLOAD = "Lab public pool", "Upload"
+PATTERN = "pattern…"
+
+st.title("Weight diff")
+st.caption(
+    "With a base model and its fine-tuned version, rank candidate texts by how well the training gradient of each "
+    "(under the base model) points the way the weights moved, Δ = θ_tuned − θ_base (SELEC, Morris et al. 2025). The top "
+    "of the ranking approximates the fine-tuning data. On a lab model the members of the pool are known."
+)
+active = active_session()
+names = registry_names()
+tuned_options = ([SIDEBAR] if active is not None else []) + names
+
+c1, c2 = st.columns(2)
+base_name = c1.selectbox("Base model", names, index=names.index(DEFAULT_MODEL), key="wd_base")
+tuned_choice = c2.selectbox(
+    "Fine-tuned model", tuned_options, index=tuned_options.index(LAB_MODEL), key="wd_tuned",
+    format_func=lambda m: f"{m} — {active.info.name}" + (" + adapter" if active.spec.adapter else "") if m == SIDEBAR else m,
+)  # fmt: skip
+tuned_spec = active.spec if tuned_choice == SIDEBAR else ModelSpec(tuned_choice)
+dataset = lab_dataset_for(tuned_spec)
+
+p1, p2 = st.columns([1, 2])
+pool_options = ([LAB_POOL] if dataset is not None else []) + [UPLOAD]
+pool_source = p1.radio("Candidate pool", pool_options, key="wd_pool_source", help="The lab pool exists when the fine-tuned model is a lab model.")
+if pool_source == LAB_POOL:
+    n1, n2, n3 = p2.columns(3)
+    dialogues = sum(r["canary"] is None for r in dataset.records)
+    members = n1.number_input("Training dialogues (members)", 0, dialogues, min(50, dialogues), key="wd_members")
+    nonmembers = n2.number_input("Held-out dialogues", 0, len(dataset.holdout), min(75, len(dataset.holdout)), key="wd_nonmembers")
+    other = n3.number_input("Other-domain texts", 0, 10_000, 125, key="wd_other")
+    upload = None
+else:
+    upload = p2.file_uploader(
+        ".txt (one text per line) or .jsonl with a text field", type=["txt", "jsonl"], key="wd_upload",
+        max_upload_size=MAX_UPLOAD_BYTES // 1_000_000,
+    )  # fmt: skip
+
+s1, s2, s3, s4 = st.columns(4)
+params_choice = s1.selectbox(
+    "Parameters", [*PARAM_CHOICES, PATTERN], key="wd_params",
+    help="last: the last transformer block (fast); changed: every parameter the fine-tune moved; all; or a regular expression on names.",
+)  # fmt: skip
+pattern = s1.text_input("Parameter name pattern", r"\.mlp\.", key="wd_pattern", disabled=params_choice != PATTERN)
+projection_dim = s2.number_input("Projection size (0 = none)", 0, 65_536, 1024, step=256, key="wd_projection")
+seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="wd_seed")
+max_length = s4.number_input("Tokens per text", 2, 4096, 128, key="wd_max_length")
+
+
+def _pool() -> pd.DataFrame:
+    if pool_source == LAB_POOL:
+        return public_pool(dataset, int(members), int(nonmembers), int(other), seed=int(seed))
+    if upload is None:
+        raise ValueError("Upload a .txt or .jsonl file of candidate texts.")
+    return pd.DataFrame({"text": [text for _, text in parse_texts(upload.name, upload.getvalue())]})
+
+
+if st.button("Run", type="primary", key="wd_run"):
+    try:
+        pool = _pool()
+        fitter = WeightDiff(pattern if params_choice == PATTERN else params_choice, int(projection_dim), int(seed), int(max_length))
+        with st.spinner("Loading both models…"):
+            base, tuned = shared_session(ModelSpec(base_name)), shared_session(tuned_spec)
+        bar = st.progress(0.0, text="Gradients…")
+        fitter.fit(base, tuned, pool, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
+        bar.empty()
+        training = [r["text"] for r in dataset.records if r["canary"] is None] if dataset is not None else None
+        st.session_state["wd_result"] = {
+            "ranking": fitter.rank(), "fitter": fitter, "base": base.info.name, "tuned": tuned.info.name, "training": training,
+        }  # fmt: skip
+    except ValueError as err:
+        st.error(str(err))
+
+result = st.session_state.get("wd_result")
+if result is None:
+    st.info("Choose the two models and a pool, then Run. Results stay here while you set up the next run.")
+    st.stop()
+
+ranking, fitter = result["ranking"], result["fitter"]
+known = "member" in ranking
+st.subheader("Ranking")
+st.caption(
+    f"{result['base']} → {result['tuned']} · {len(ranking)} pool texts · {len(fitter.names_)} parameter tensors "
+    f"({fitter.n_parameters_:,} numbers) · projection {fitter.projection_dim or 'none'} · seed {fitter.seed}."
+)
+default_k = int(ranking["member"].sum()) if known and ranking["member"].any() else min(10, len(ranking))
+k = st.number_input("k (texts to select)", 1, len(ranking), max(default_k, 1), key="wd_k")
+greedy = fitter.greedy_select(int(k))
+if known and ranking["member"].any():
+    members = fitter.pool_["member"].tolist()
+    ranked, chosen = evaluate(ranking, members, int(k)), evaluate(greedy, members, int(k))
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric(f"Precision@{k}, ranking", f"{ranked['precision_at_k']:.2f}", f"{ranked['lift']:.1f}× random", delta_color="off")
+    m2.metric(f"Precision@{k}, greedy", f"{chosen['precision_at_k']:.2f}", f"{chosen['lift']:.1f}× random", delta_color="off")
+    m3.metric("Random baseline", f"{ranked['random']:.2f}")
+    m4.metric("ROC AUC, ranking", f"{ranked['auc']:.3f}")
+    curves = pd.concat(
+        [precision_curve(ranking, members).assign(method="ranking"), precision_curve(greedy, members).assign(method="greedy")],
+        ignore_index=True,
+    )
+    c1, c2 = st.columns(2)
+    c1.altair_chart(plots.precision_at_k(curves, int(ranking["member"].sum())), width="stretch")
+    c2.altair_chart(plots.score_distribution(ranking), width="stretch")
+else:
+    st.caption("Membership is unknown for this pool: no precision is computed.")
+st.dataframe(ranking, key="wd_ranking", hide_index=True, height=300)
+
+st.subheader(f"Greedy selection of {k} and the closest training records")
+shown = greedy.copy()
+if result["training"]:
+    closest = best_matches(shown["text"].tolist(), result["training"], top_k=1)
+    shown["closest_training_record"] = [result["training"][j] for j in closest["candidate_index"]]
+    shown["cosine_to_it"] = closest["cosine"].to_numpy()
+st.dataframe(shown, key="wd_greedy", hide_index=True, height=300)
+
+d1, d2 = st.columns(2)
+d1.download_button("Ranking (CSV)", ranking.to_csv(index=False), "weight_diff_ranking.csv", "text/csv", key="wd_dl_ranking")
+d2.download_button("Greedy selection (CSV)", shown.to_csv(index=False), "weight_diff_greedy.csv", "text/csv", key="wd_dl_greedy")

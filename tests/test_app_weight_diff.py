@@ -1,0 +1,76 @@
+"""The Weight diff page, driven by AppTest: tiny-llama against a tiny lab build of it."""
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def tiny_lab(tmp_path_factory):
+    from workbench.lab import build
+
+    out = tmp_path_factory.mktemp("wd") / "lab"
+    build(out, "tiny-llama", 40, [1], 0, 2, 5e-3, 4, "test")
+    return out
+
+
+@pytest.fixture
+def page(open_app, tiny_lab):
+    at = open_app("app_pages/weight_diff.py")
+    assert at.title[0].value == "Weight diff"
+    assert at.selectbox(key="wd_tuned").value == "smollm2-135m-instruct-lab"  # the defaults
+    assert at.selectbox(key="wd_base").value == "smollm2-135m-instruct"
+    at.sidebar.text_input(key="model_adapter").set_value(str(tiny_lab / "adapter")).run()
+    at.selectbox(key="wd_base").select("tiny-llama")
+    at.selectbox(key="wd_tuned").select("(sidebar model)").run()
+    return at
+
+
+def _run(at):
+    at.button(key="wd_run").click().run()
+    assert not at.exception
+    return at
+
+
+def test_lab_pool_ranking_with_known_members(page):
+    assert page.radio(key="wd_pool_source").value == "Lab public pool"
+    page.number_input(key="wd_members").set_value(12)
+    page.number_input(key="wd_nonmembers").set_value(6)
+    page.number_input(key="wd_other").set_value(12)
+    page.number_input(key="wd_projection").set_value(256)
+    _run(page)
+    assert not page.error
+    ranking = page.dataframe[0].value
+    assert len(ranking) == 30 and ranking["rank"].tolist() == list(range(1, 31))
+    assert ranking["score"].is_monotonic_decreasing and ranking["member"].sum() == 12
+    labels = [m.label for m in page.metric]
+    assert labels[:3] == ["Precision@12, ranking", "Precision@12, greedy", "Random baseline"]
+    assert page.metric[2].value == "0.40"
+    assert len(page.get("vega_lite_chart")) == 2
+    greedy = page.dataframe[1].value
+    assert len(greedy) == 12 and "closest_training_record" in greedy and (greedy["cosine_to_it"] > 0).all()
+    page.number_input(key="wd_k").set_value(5).run()
+    assert len(page.dataframe[1].value) == 5 and page.metric[0].label == "Precision@5, ranking"
+
+
+def test_uploaded_pool_and_bad_inputs(page):
+    page.radio(key="wd_pool_source").set_value("Upload").run()
+    _run(page)
+    assert any("Upload a .txt or .jsonl file" in e.value for e in page.error)
+    page.file_uploader(key="wd_upload").set_value(("pool.txt", b"Patient: I have a cough.\nTomorrow will be sunny in Oslo.\nA third text here.\n", "text/plain"))
+    page.selectbox(key="wd_params").select("all")
+    _run(page)
+    assert not page.error
+    assert len(page.dataframe[0].value) == 3 and any("Membership is unknown" in c.value for c in page.caption)
+    first = page.dataframe[0].value
+
+    page.selectbox(key="wd_params").select("pattern…").run()
+    page.text_input(key="wd_pattern").set_value("no_such_parameter")
+    _run(page)
+    assert any("No parameters match" in e.value for e in page.error)
+    page.selectbox(key="wd_params").select("last")
+    page.selectbox(key="wd_base").select("tiny-gpt2")
+    _run(page)
+    assert any("Different architectures" in e.value for e in page.error)
+    page.file_uploader(key="wd_upload").set_value(("empty.txt", b"\n\n", "text/plain"))
+    _run(page)
+    assert any("is empty" in e.value for e in page.error)
+    assert page.dataframe[0].value.equals(first)  # earlier results kept

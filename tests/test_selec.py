@@ -1,0 +1,188 @@
+"""workbench.selec: the weight shift, per-text gradients, ranking, greedy selection, evaluation."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from workbench.lab import make_dataset, public_pool
+from workbench.selec import (
+    WeightDiff,
+    check_pair,
+    evaluate,
+    greedy_select,
+    last_block,
+    merged_parameters,
+    precision_curve,
+    rank,
+    select_parameters,
+    text_gradient,
+    weight_shift,
+)
+from workbench.session import Session, load_session
+
+
+def sgd_tuned_copy(texts, lr=0.002, epochs=1):
+    """A private tiny-llama fine-tuned by plain SGD on ``texts``, one text per step."""
+    tuned = load_session("tiny-llama")
+    optimizer = torch.optim.SGD(tuned.model.parameters(), lr=lr)
+    tokenizer = tuned.tokenizer
+    for _ in range(epochs):
+        for text in texts:
+            ids = torch.tensor([tokenizer.encode(text + tokenizer.eos_token)])
+            tuned.model(input_ids=ids, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    return tuned
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return public_pool(make_dataset(n=150, canaries=(), seed=0), members=20, nonmembers=20, other=20, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tuned(pool):
+    return sgd_tuned_copy(pool.loc[pool["member"], "text"].tolist())
+
+
+def lora_copy(base_session, seed=0):
+    """tiny-llama with a LoRA adapter whose B matrices are random (a non-zero delta)."""
+    from peft import LoraConfig, get_peft_model
+
+    model = copy.deepcopy(base_session.model)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"]))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    return Session(base_session.spec, peft_model.eval(), base_session.tokenizer, base_session.device, base_session.info)
+
+
+def test_merged_lora_parameters_equal_peft_merge(tiny_llama):
+    adapted = lora_copy(tiny_llama)
+    merged = merged_parameters(adapted.model)
+    reference = dict(copy.deepcopy(adapted.model).merge_and_unload().named_parameters())
+    assert set(merged) == set(reference) == {n for n, _ in tiny_llama.model.named_parameters()}
+    for name, value in merged.items():
+        assert torch.allclose(value, reference[name], atol=1e-6), name
+    changed = select_parameters(tiny_llama, adapted, "changed")
+    assert sorted(changed) == sorted(n for n in merged if "q_proj" in n or "down_proj" in n)
+
+
+def test_last_block_and_parameter_choices(tiny_llama, tiny_gpt2, tuned):
+    llama_names = [n for n, _ in tiny_llama.model.named_parameters()]
+    assert last_block(llama_names) and all(n.startswith("model.layers.1.") for n in last_block(llama_names))
+    gpt2_names = [n for n, _ in tiny_gpt2.model.named_parameters()]
+    assert all(n.startswith("transformer.h.1.") for n in last_block(gpt2_names))
+    with pytest.raises(ValueError, match="No numbered transformer blocks"):
+        last_block(["embed.weight", "head.weight"])
+    assert select_parameters(tiny_llama, tuned, "all") == llama_names
+    assert select_parameters(tiny_llama, tuned, r"mlp\.down_proj") == ["model.layers.0.mlp.down_proj.weight", "model.layers.1.mlp.down_proj.weight"]
+    with pytest.raises(ValueError, match="No parameters match"):
+        select_parameters(tiny_llama, tuned, "nothing_like_this")
+    with pytest.raises(ValueError, match="Bad parameter pattern"):
+        select_parameters(tiny_llama, tuned, "(")
+
+
+def test_weight_shift_is_tuned_minus_base(tiny_llama, tuned):
+    names = last_block([n for n, _ in tiny_llama.model.named_parameters()])
+    shift = weight_shift(tiny_llama, tuned, names)
+    base, after = dict(tiny_llama.model.named_parameters()), dict(tuned.model.named_parameters())
+    expected = torch.cat([(after[n] - base[n]).detach().flatten() for n in names])
+    assert torch.allclose(shift, expected)
+
+
+def test_text_gradient_matches_backward_and_leaves_grads_alone(tiny_llama):
+    names = last_block([n for n, _ in tiny_llama.model.named_parameters()])
+    parameters = [dict(tiny_llama.model.named_parameters())[n] for n in names]
+    gradient = text_gradient(tiny_llama, "Patient: I have a cough.", parameters)
+    assert all(p.grad is None for p in tiny_llama.model.parameters())
+    model = copy.deepcopy(tiny_llama.model)
+    ids = torch.tensor([tiny_llama.tokenizer.encode("Patient: I have a cough." + tiny_llama.tokenizer.eos_token)])
+    model(input_ids=ids, labels=ids).loss.backward()
+    expected = torch.cat([dict(model.named_parameters())[n].grad.flatten() for n in names])
+    assert torch.allclose(gradient, expected, atol=1e-6)
+
+
+def test_check_pair_rejects_mismatched_models(tiny_llama, tiny_gpt2):
+    with pytest.raises(ValueError, match="Different architectures"):
+        check_pair(tiny_llama, tiny_gpt2)
+    with pytest.raises(ValueError, match="without an adapter"):
+        check_pair(lora_copy(tiny_llama), tiny_llama)
+    other_tokenizer = copy.deepcopy(tiny_llama.tokenizer)
+    other_tokenizer.add_tokens(["<a-new-token>"])
+    other = Session(tiny_llama.spec, tiny_llama.model, other_tokenizer, tiny_llama.device, tiny_llama.info)
+    with pytest.raises(ValueError, match="different tokenizers"):
+        check_pair(tiny_llama, other)
+
+
+def test_ranking_puts_training_like_texts_first(tiny_llama, tuned, pool):
+    """Most of the signal separates the fine-tuning domain from other text; members edge
+    out same-style held-out texts only a little (as in the paper, SELEC recovers data like
+    the training data, not only the records themselves)."""
+    ranking = WeightDiff("last", projection_dim=0).fit(tiny_llama, tuned, pool).rank()
+    result = evaluate(ranking)
+    assert result["random"] == pytest.approx(1 / 3)
+    assert result["precision_at_k"] >= 0.5 and result["auc"] >= 0.75
+    assert (ranking["source"].head(40) != "other domain").mean() >= 0.9
+    means = ranking.groupby("source")["score"].mean()
+    assert means["training"] > means["same-style held out"] > means["other domain"]
+    everything = evaluate(rank(tiny_llama, tuned, pool, params="all", projection_dim=1024))
+    assert everything["precision_at_k"] >= 0.5 and everything["auc"] >= 0.75
+
+
+def test_projection_keeps_the_ranking_and_is_seeded(tiny_llama, tuned, pool):
+    exact = WeightDiff("last", projection_dim=0).fit(tiny_llama, tuned, pool).scores()
+    projected = WeightDiff("last", projection_dim=2048, seed=1).fit(tiny_llama, tuned, pool)
+    assert projected.gradients_.shape == (60, 2048) and projected.delta_.shape == (2048,)
+    assert spearmanr(exact, projected.scores()).statistic > 0.9
+    again = WeightDiff("last", projection_dim=2048, seed=1).fit(tiny_llama, tuned, pool).scores()
+    other_seed = WeightDiff("last", projection_dim=2048, seed=2).fit(tiny_llama, tuned, pool).scores()
+    assert np.array_equal(projected.scores(), again) and not np.array_equal(projected.scores(), other_seed)
+
+
+def test_greedy_selection(tiny_llama, tuned, pool):
+    fitted = WeightDiff("last", projection_dim=0).fit(tiny_llama, tuned, pool)
+    chosen = greedy_select(fitted.gradients_, fitted.delta_, 20)
+    assert chosen["rank"].tolist() == list(range(1, 21)) and chosen["pool_index"].is_unique
+    assert chosen["pool_index"].iloc[0] == int(np.argmax(fitted.scores()))  # the first pick is the best-aligned text
+    assert evaluate(fitted.greedy_select(20), pool["member"].tolist())["precision_at_k"] >= 0.5
+    with pytest.raises(ValueError, match="k must be between"):
+        greedy_select(fitted.gradients_, fitted.delta_, 0)
+    with pytest.raises(ValueError, match="k must be between"):
+        fitted.greedy_select(61)
+
+
+def test_evaluate_formulas():
+    ranking = pd.DataFrame({"pool_index": [3, 0, 1, 2, 4], "score": [0.9, 0.8, 0.3, 0.2, 0.1], "member": [True, False, True, False, False]})
+    result = evaluate(ranking, k=2)
+    assert result["precision_at_k"] == 0.5 and result["recall_at_k"] == 0.5 and result["random"] == 0.4
+    assert result["lift"] == pytest.approx(1.25)
+    assert result["auc"] == pytest.approx(roc_auc_score(ranking["member"], ranking["score"]))
+    assert evaluate(ranking)["k"] == 2  # k defaults to the number of members
+    members = [False, True, False, True, False]  # in pool order: pool texts 1 and 3
+    selection = pd.DataFrame({"pool_index": [3, 1]})
+    assert evaluate(selection, members)["precision_at_k"] == 1.0 and np.isnan(evaluate(selection, members)["auc"])
+    curve = precision_curve(ranking)
+    assert curve["precision"].tolist() == pytest.approx([1, 0.5, 2 / 3, 0.5, 0.4]) and (curve["random"] == 0.4).all()
+    with pytest.raises(ValueError, match="No members"):
+        evaluate(ranking.assign(member=False))
+
+
+def test_bad_input(tiny_llama, tuned):
+    with pytest.raises(ValueError, match="pool is empty"):
+        rank(tiny_llama, tuned, [])
+    with pytest.raises(ValueError, match="empty texts"):
+        rank(tiny_llama, tuned, ["fine", "  "])
+    with pytest.raises(ValueError, match="does not differ"):
+        rank(tiny_llama, load_session("tiny-llama"), ["a text", "another text"])
+    with pytest.raises(ValueError, match="projection_dim"):
+        WeightDiff(projection_dim=-1)
+    with pytest.raises(ValueError, match='"text" column'):
+        rank(tiny_llama, tuned, pd.DataFrame({"body": ["x"]}))

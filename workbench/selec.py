@@ -1,0 +1,296 @@
+"""Weight diff (SELEC): approximate the fine-tuning data from base and fine-tuned weights.
+
+One SGD step on a text moves the weights by −lr·g, where g is the gradient of the text's
+language-model loss. So texts whose −g, taken under the base model, points the way the
+weights actually moved — Δ = θ_tuned − θ_base — are likely fine-tuning data (Morris et al.
+2025). Gradients and Δ are reduced with one seeded sparse random projection
+(scikit-learn's ``SparseRandomProjection``), which keeps inner products and so cosines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.random_projection import SparseRandomProjection
+
+from workbench.corpus import tokenizer_fingerprint
+from workbench.session import Progress, Session
+
+PARAM_CHOICES = ("last", "changed", "all")
+_BLOCK = re.compile(r"^(.*\.)(\d+)\.")
+
+
+# ---------------------------------------------------------------- parameters and the shift
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "get_base_model") and hasattr(model, "peft_config")
+
+
+def merged_parameters(model, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """The model's parameters by their plain names (as in the base architecture); for a peft
+    LoRA model, each adapted weight merged: W + Σ_adapters B·A·scaling (peft's
+    ``get_delta_weight``). ``names`` limits which are built (merging costs memory)."""
+    wanted = None if names is None else set(names)
+    if not _is_peft(model):
+        return {n: p.detach() for n, p in model.named_parameters() if wanted is None or n in wanted}
+    inner = model.get_base_model()
+    merged = {}
+    for name, parameter in inner.named_parameters():
+        if "lora_" in name:
+            continue
+        plain = name.replace(".base_layer.", ".")
+        if wanted is None or plain in wanted:
+            merged[plain] = parameter.detach()
+    for module_name, module in inner.named_modules():
+        weight_name = f"{module_name}.weight"
+        if hasattr(module, "get_delta_weight") and hasattr(module, "lora_A") and weight_name in merged:
+            adapters = [a for a in module.active_adapters if a in module.lora_A]
+            merged[weight_name] = merged[weight_name] + sum(module.get_delta_weight(a).detach() for a in adapters)
+    return merged
+
+
+def last_block(names: Sequence[str]) -> list[str]:
+    """Parameters of the last transformer block: the highest index of the numbered module
+    list that has the most members (``model.layers.29.…``, ``transformer.h.11.…``)."""
+    blocks: dict[str, set[int]] = {}
+    for name in names:
+        found = _BLOCK.match(name)
+        if found:
+            blocks.setdefault(found.group(1), set()).add(int(found.group(2)))
+    if not blocks:
+        raise ValueError("No numbered transformer blocks found among the parameters; choose parameters by pattern.")
+    prefix = max(blocks, key=lambda p: len(blocks[p]))
+    last = f"{prefix}{max(blocks[prefix])}."
+    return [n for n in names if n.startswith(last)]
+
+
+def check_pair(base: Session, tuned: Session) -> None:
+    """Raise ValueError unless the two models share an architecture and a tokenizer."""
+    if _is_peft(base.model):
+        raise ValueError("The base model must be a plain model, without an adapter.")
+    base_config, tuned_config = base.model.config, tuned.model.config
+    if base_config.model_type != tuned_config.model_type:
+        raise ValueError(f"Different architectures: base {base_config.model_type!r}, tuned {tuned_config.model_type!r}.")
+    base_shapes = {n: tuple(p.shape) for n, p in base.model.named_parameters()}
+    tuned_shapes = {n: tuple(p.shape) for n, p in merged_parameters(tuned.model).items()}
+    if base_shapes != tuned_shapes:
+        raise ValueError("The base and tuned models have different parameters (names or shapes): not the same architecture.")
+    if tokenizer_fingerprint(base.tokenizer) != tokenizer_fingerprint(tuned.tokenizer):
+        raise ValueError("The base and tuned models use different tokenizers.")
+
+
+def select_parameters(base: Session, tuned: Session, params: str = "last") -> list[str]:
+    """Names of the parameters to compare: "last" (the last transformer block), "changed"
+    (every parameter the fine-tune moved), "all", or a regular expression on names."""
+    names = [n for n, _ in base.model.named_parameters()]
+    if params == "last":
+        chosen = last_block(names)
+    elif params == "all":
+        chosen = names
+    elif params == "changed":
+        tuned_values = merged_parameters(tuned.model)
+        base_values = dict(base.model.named_parameters())
+        chosen = [n for n in names if not torch.equal(base_values[n].detach(), tuned_values[n].to(base_values[n].device))]
+    else:
+        try:
+            pattern = re.compile(params)
+        except re.error as err:
+            raise ValueError(f"Bad parameter pattern {params!r}: {err.msg}.") from err
+        chosen = [n for n in names if pattern.search(n)]
+    if not chosen:
+        raise ValueError(f"No parameters match {params!r}.")
+    return chosen
+
+
+def weight_shift(base: Session, tuned: Session, names: Sequence[str]) -> torch.Tensor:
+    """Δ = θ_tuned − θ_base over ``names``, flattened in order, float32 on the cpu."""
+    base_values = dict(base.model.named_parameters())
+    tuned_values = merged_parameters(tuned.model, names)
+    return torch.cat([(tuned_values[n].float().cpu() - base_values[n].detach().float().cpu()).flatten() for n in names])
+
+
+# ---------------------------------------------------------------- gradients
+
+
+def text_gradient(session: Session, text: str, parameters: Sequence[torch.nn.Parameter], max_length: int = 128) -> torch.Tensor:
+    """Gradient of the mean next-token loss of ``text`` (encoded as in the lab's fine-tune:
+    special tokens, the text, EOS; cut to max_length) w.r.t. ``parameters``, flattened.
+    Uses ``torch.autograd.grad``: the shared model's ``.grad`` fields stay untouched."""
+    tokenizer = session.tokenizer
+    ids = tokenizer.encode(text + (tokenizer.eos_token or ""), add_special_tokens=True)[:max_length]
+    if len(ids) < 2:
+        raise ValueError(f"The text {text[:40]!r} has fewer than 2 tokens: nothing to predict.")
+    input_ids = torch.tensor([ids], device=session.device)
+    with session.lock, torch.enable_grad():
+        loss = session.model(input_ids=input_ids, labels=input_ids).loss
+        grads = torch.autograd.grad(loss, list(parameters))
+    return torch.cat([g.float().flatten().cpu() for g in grads])
+
+
+def _pool_texts(pool: Sequence[str] | pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    frame = pool.reset_index(drop=True) if isinstance(pool, pd.DataFrame) else pd.DataFrame({"text": list(pool)})
+    if "text" not in frame:
+        raise ValueError('The pool table needs a "text" column.')
+    texts = [str(t) for t in frame["text"]]
+    if not texts:
+        raise ValueError("The pool is empty: give at least one candidate text.")
+    if not all(t.strip() for t in texts):
+        raise ValueError("The pool holds empty texts.")
+    return texts, frame
+
+
+class WeightDiff:
+    """Estimator style: settings in ``__init__``; ``fit`` computes the projected shift
+    ``delta_`` and the projected per-text gradients ``gradients_`` (one row per pool text);
+    ``rank`` and ``greedy_select`` use them.
+
+    params: see ``select_parameters``. projection_dim: size of the seeded sparse random
+    projection (0 keeps the full gradients: exact, for small parameter sets)."""
+
+    def __init__(self, params: str = "last", projection_dim: int = 1024, seed: int = 0, max_length: int = 128):
+        if projection_dim < 0:
+            raise ValueError("projection_dim must be 0 (no projection) or positive.")
+        if max_length < 2:
+            raise ValueError("max_length must be at least 2 tokens.")
+        self.params = params
+        self.projection_dim = projection_dim
+        self.seed = seed
+        self.max_length = max_length
+
+    def fit(self, base: Session, tuned: Session, pool: Sequence[str] | pd.DataFrame, progress: Progress | None = None) -> WeightDiff:
+        texts, self.pool_ = _pool_texts(pool)
+        check_pair(base, tuned)
+        self.names_ = select_parameters(base, tuned, self.params)
+        delta = weight_shift(base, tuned, self.names_)
+        if not torch.any(delta):
+            raise ValueError("The tuned model does not differ from the base on these parameters; choose others (e.g. changed).")
+        self.n_parameters_ = delta.numel()
+        projector = None
+        if self.projection_dim:
+            projector = SparseRandomProjection(self.projection_dim, dense_output=True, random_state=self.seed)
+            projector.fit(np.zeros((1, delta.numel()), dtype=np.float32))  # fitting reads only the width
+
+        def reduce(vector: torch.Tensor) -> np.ndarray:
+            array = vector.numpy()[None, :]
+            return (projector.transform(array) if projector is not None else array)[0].astype(np.float32)
+
+        self.delta_ = reduce(delta)
+        parameters = dict(base.model.named_parameters())
+        chosen = [parameters[n] for n in self.names_]
+        rows = []
+        for index, text in enumerate(texts):
+            rows.append(reduce(text_gradient(base, text, chosen, self.max_length)))
+            if progress is not None:
+                progress((index + 1) / len(texts), f"Gradients {index + 1}/{len(texts)}")
+        self.gradients_ = np.stack(rows)
+        return self
+
+    def scores(self) -> np.ndarray:
+        """score_i = cos(−g_i, Δ) for every pool text (projected when projection_dim > 0)."""
+        descent = -self.gradients_
+        norms = np.linalg.norm(descent, axis=1) * np.linalg.norm(self.delta_)
+        return (descent @ self.delta_) / np.where(norms > 0, norms, 1.0)
+
+    def rank(self) -> pd.DataFrame:
+        """The pool sorted by score: DataFrame(rank, pool_index, text, score, …the pool's other columns)."""
+        table = self.pool_.assign(pool_index=range(len(self.pool_)), score=self.scores())
+        table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+        table.insert(0, "rank", range(1, len(table) + 1))
+        first = ["rank", "pool_index", "text", "score"]
+        return table[first + [c for c in table.columns if c not in first]]
+
+    def greedy_select(self, k: int) -> pd.DataFrame:
+        """``greedy_select`` on the fitted gradients, with the pool's columns."""
+        chosen = greedy_select(self.gradients_, self.delta_, k)
+        return chosen.merge(self.pool_.assign(pool_index=range(len(self.pool_))), on="pool_index").sort_values("rank", ignore_index=True)
+
+
+def greedy_select(gradients: np.ndarray, delta: np.ndarray, k: int) -> pd.DataFrame:
+    """Choose k texts one by one, each maximising cos(Σ_selected −ĝ_j, Δ), ĝ = g / |g|
+    (unit length, so long texts do not dominate the sum).
+
+    DataFrame(rank, pool_index, cosine): rank = selection step, cosine = that of the sum
+    after adding the text."""
+    if not 1 <= k <= len(gradients):
+        raise ValueError(f"k must be between 1 and the pool size ({len(gradients)}), not {k}.")
+    norms = np.linalg.norm(gradients, axis=1, keepdims=True)
+    descent = -gradients / np.where(norms > 0, norms, 1.0)
+    target = delta / (np.linalg.norm(delta) or 1.0)
+    total = np.zeros_like(target)
+    available = np.ones(len(gradients), dtype=bool)
+    rows = []
+    for step in range(1, k + 1):
+        candidates = total[None, :] + descent
+        lengths = np.linalg.norm(candidates, axis=1)
+        cosines = np.where(available, (candidates @ target) / np.where(lengths > 0, lengths, 1.0), -np.inf)
+        best = int(np.argmax(cosines))
+        total += descent[best]
+        available[best] = False
+        rows.append({"rank": step, "pool_index": best, "cosine": float(cosines[best])})
+    return pd.DataFrame(rows)
+
+
+def rank(
+    base: Session,
+    tuned: Session,
+    pool: Sequence[str] | pd.DataFrame,
+    params: str = "last",
+    projection_dim: int = 1024,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """The pool ranked by cos(−g, Δ): ``WeightDiff(params, projection_dim, seed).fit(…).rank()``.
+
+    DataFrame(rank, pool_index, text, score, …); a pool DataFrame's other columns (e.g.
+    member) are kept."""
+    return WeightDiff(params, projection_dim, seed).fit(base, tuned, pool, progress).rank()
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(ranking: pd.DataFrame, members: Sequence[bool] | None = None, k: int | None = None) -> dict[str, float]:
+    """Scores of a ranking (or a greedy selection, ordered by rank) against known membership.
+
+    members: one flag per pool text, in pool order (default: the ranking's "member" column).
+    k defaults to the number of members. Returns precision@k = members among the first k / k,
+    recall@k = members among the first k / all members, random = members / pool size (the
+    expected precision of a random pick), lift = precision@k / random, and auc = ROC AUC of
+    the score (NaN when the ranking does not cover the whole pool)."""
+    flags = np.asarray(ranking["member"] if members is None else np.asarray(members)[ranking["pool_index"]], dtype=bool)
+    pool_size = len(members) if members is not None else len(ranking)
+    total = int(np.asarray(members, dtype=bool).sum()) if members is not None else int(flags.sum())
+    if total == 0:
+        raise ValueError("No members in the pool: precision and recall are undefined.")
+    k = total if k is None else k
+    if not 1 <= k <= len(ranking):
+        raise ValueError(f"k must be between 1 and {len(ranking)}.")
+    hits = int(flags[:k].sum())
+    random = total / pool_size
+    whole = len(ranking) == pool_size and "score" in ranking and 0 < total < pool_size
+    return {
+        "k": k,
+        "precision_at_k": hits / k,
+        "recall_at_k": hits / total,
+        "random": random,
+        "lift": hits / k / random,
+        "auc": float(roc_auc_score(flags, ranking["score"])) if whole else float("nan"),
+    }
+
+
+def precision_curve(ranking: pd.DataFrame, members: Sequence[bool] | None = None) -> pd.DataFrame:
+    """precision@k and recall@k for every k, and the random baseline: DataFrame(k, precision, recall, random)."""
+    flags = np.asarray(ranking["member"] if members is None else np.asarray(members)[ranking["pool_index"]], dtype=bool)
+    total = int(np.asarray(members, dtype=bool).sum()) if members is not None else int(flags.sum())
+    pool_size = len(members) if members is not None else len(ranking)
+    if total == 0:
+        raise ValueError("No members in the pool: precision and recall are undefined.")
+    hits = np.cumsum(flags)
+    k = np.arange(1, len(flags) + 1)
+    return pd.DataFrame({"k": k, "precision": hits / k, "recall": hits / total, "random": total / pool_size})
