@@ -39,6 +39,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/sinks.py
 	$(BIN)/python benchmarks/lab_eval.py
+	$(BIN)/python benchmarks/similarity.py
+	$(BIN)/python benchmarks/propinfer_eval.py
+	$(BIN)/python benchmarks/selec_eval.py
 
 clean-venv:
 	rm -rf $(VENV)

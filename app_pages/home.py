@@ -39,5 +39,6 @@ else:
     )
 st.caption(
     "Pick another model in the sidebar: a registry name, a Hugging Face id, a local folder or a "
-    ".gguf file. The pages of the explorations appear in the navigation as they are built."
+    ".gguf file. Property inference and Weight diff choose their own models (by default the lab model "
+    "and its base), so that they can be scored against the lab's truth."
 )

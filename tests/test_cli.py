@@ -180,3 +180,39 @@ def test_propinfer_bad_input_is_a_clean_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert not (tmp_path / "e.csv").exists()
+
+
+def test_selec_ranks_a_lab_pool_and_an_uploaded_one(tmp_path, capsys):
+    import pandas as pd
+
+    from workbench.lab import build
+
+    build(tmp_path / "lab", "tiny-llama", 40, [1], 0, 2, 5e-3, 4, "test")
+    out, greedy = tmp_path / "ranking.parquet", tmp_path / "greedy.csv"
+    argv = ["selec", "--base", "tiny-llama", "--tuned", "tiny-llama", "--tuned-adapter", str(tmp_path / "lab" / "adapter")]
+    sizes = ["--members", "10", "--nonmembers", "5", "--other", "10", "--projection-dim", "256"]
+    assert main([*argv, *sizes, "--out", str(out), "--greedy", str(greedy)]) == 0
+    ranking = pd.read_parquet(out)
+    assert len(ranking) == 25 and ranking["member"].sum() == 10 and ranking["score"].is_monotonic_decreasing
+    assert len(pd.read_csv(greedy)) == 10
+    printed = capsys.readouterr().out
+    assert "precision@10" in printed and "random 0.400" in printed
+    pool = tmp_path / "pool.txt"
+    pool.write_text("Patient: I have a cough.\nSunny in Oslo tomorrow.\n")
+    assert main([*argv, "--pool", str(pool), "--k", "1", "--out", str(out)]) == 0
+    assert len(pd.read_parquet(out)) == 2 and "precision" not in capsys.readouterr().out
+
+
+def test_selec_bad_input_is_a_clean_error(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    base = ["selec", "--base", "tiny-llama", "--out", str(tmp_path / "r.csv")]
+    for argv, message in [
+        (["--tuned", "tiny-llama"], "needs a lab model"),
+        (["--tuned", "tiny-gpt2", "--pool", str(empty)], "is empty"),
+        (["--tuned", "tiny-gpt2", "--pool", str(tmp_path / "missing.txt")], "Cannot read"),
+        (["--tuned", "tiny-llama", "--pool", str(REFERENCE_CORPUS / "mit-license.txt"), "--params", "("], "Bad parameter pattern"),
+    ]:
+        assert main([*base, *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

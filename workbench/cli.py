@@ -5,6 +5,7 @@
     workbench sinks --prompt "Some text" --out scores.parquet
     workbench propinfer --model smollm2-135m-instruct-lab --property diagnosis --n 500 --out estimates.csv
     workbench compare --extracted a.jsonl --candidates b.jsonl --out pairs.parquet
+    workbench selec --base smollm2-135m-instruct --tuned smollm2-135m-instruct-lab --out ranking.parquet
     workbench lab build [--out DIR] | workbench lab show [--dir DIR]
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
@@ -19,13 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.config import DTYPES, INTERVALS, ModelSpec, PropInferConfig, SamplingConfig, startup_model
 from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex, read_documents
 from workbench.divergence import run as run_divergence
-from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset, lab_dataset_for
+from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset, lab_dataset_for, public_pool
 from workbench.lab import build as build_lab
 from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
 from workbench.propinfer import (
@@ -38,7 +40,8 @@ from workbench.propinfer import (
     render_prompts,
 )
 from workbench.propinfer import run as run_propinfer
-from workbench.session import Progress, load_session, registry_names
+from workbench.selec import PARAM_CHOICES, WeightDiff, evaluate
+from workbench.session import LAB_MODEL, Progress, load_session, registry_names
 from workbench.similarity import best_per_text, compare, passages, read_texts
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
@@ -234,6 +237,39 @@ def cmd_compare(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_selec(args: argparse.Namespace) -> None:
+    out = _output_path(args.out)
+    greedy_out = _output_path(args.greedy) if args.greedy else None
+    tuned_spec = ModelSpec(args.tuned, device=args.device, dtype=args.dtype, adapter=args.tuned_adapter)
+    if args.pool == "lab":
+        dataset = lab_dataset_for(tuned_spec)
+        if dataset is None:
+            raise ValueError("--pool lab needs a lab model as --tuned (or --tuned-adapter DIR/adapter of a lab build).")
+        pool = public_pool(dataset, args.members, args.nonmembers, args.other, seed=args.seed)
+    else:
+        pool = pd.DataFrame({"text": [text for _, text in read_texts(args.pool, args.field)]})
+    fitter = WeightDiff(args.params, args.projection_dim, args.seed, args.max_length)
+    base = load_session(ModelSpec(args.base, device=args.device, dtype=args.dtype), progress=_progress)
+    tuned = load_session(tuned_spec, progress=_progress)
+    with _progress_bar() as progress:
+        fitter.fit(base, tuned, pool, progress)
+    ranking = fitter.rank()
+    _write_table(ranking, out)
+    k = args.k or (int(pool["member"].sum()) if "member" in pool and pool["member"].any() else min(10, len(pool)))
+    greedy = fitter.greedy_select(k)
+    if greedy_out is not None:
+        _write_table(greedy, greedy_out)
+    print(f"{len(ranking)} texts ranked on {fitter.n_parameters_:,} parameters ({len(fitter.names_)} tensors) -> {out}")
+    if "member" in pool and pool["member"].any():
+        members = pool["member"].tolist()
+        for name, table in (("ranking", ranking), ("greedy", greedy)):
+            result = evaluate(table, members, k)
+            print(
+                f"{name:<8} precision@{k} {result['precision_at_k']:.3f} (random {result['random']:.3f}, "
+                f"{result['lift']:.1f}x), recall@{k} {result['recall_at_k']:.3f}, AUC {result['auc']:.3f}"
+            )
+
+
 def cmd_lab_build(args: argparse.Namespace) -> None:
     command = "workbench lab build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["lab", "build"] else [])
     with _progress_bar() as progress:
@@ -331,6 +367,26 @@ def build_parser() -> argparse.ArgumentParser:
     comparer.add_argument("--out", required=True, help="scored pairs: .parquet, .jsonl or .csv")
     comparer.add_argument("--best", help="also write the best match per text: .parquet, .jsonl or .csv")
     comparer.set_defaults(run=cmd_compare)
+
+    weights = commands.add_parser("selec", help="rank candidate texts by gradient alignment with the weight shift")
+    weights.add_argument("--base", default="smollm2-135m-instruct", help="the model before fine-tuning")
+    weights.add_argument("--tuned", default=LAB_MODEL, help="the fine-tuned model")
+    weights.add_argument("--tuned-adapter", help="a LoRA adapter folder applied to --tuned")
+    weights.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda if present, else cpu)")
+    weights.add_argument("--dtype", choices=DTYPES, help="default: bfloat16 on cuda, float32 on cpu")
+    weights.add_argument("--pool", default="lab", help='"lab" (the lab public pool, with membership) or a .txt/.jsonl file')
+    weights.add_argument("--field", default="text", help="JSONL field of a pool file")
+    weights.add_argument("--members", type=int, default=50, help="lab pool: training dialogues")
+    weights.add_argument("--nonmembers", type=int, default=75, help="lab pool: held-out dialogues of the same style")
+    weights.add_argument("--other", type=int, default=375, help="lab pool: texts from other domains")
+    weights.add_argument("--params", default="last", help=f"{', '.join(PARAM_CHOICES)} or a regular expression on names")
+    weights.add_argument("--projection-dim", type=int, default=1024, help="random projection size (0 = none)")
+    weights.add_argument("--max-length", type=int, default=128, help="tokens per text")
+    weights.add_argument("--seed", type=int, default=0)
+    weights.add_argument("--k", type=int, help="texts to select greedily (default: the number of members)")
+    weights.add_argument("--out", required=True, help="the ranking: .parquet, .jsonl or .csv")
+    weights.add_argument("--greedy", help="also write the greedy selection")
+    weights.set_defaults(run=cmd_selec)
 
     lab = commands.add_parser("lab", help="the ground-truth lab: synthetic dataset and fine-tuned model")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
