@@ -109,11 +109,13 @@ if st.button("Compare", type="primary", key="cmp_run"):
         extracted, candidates = _read_inputs()
         tokenizer = session.tokenizer if unit == "model tokens" else None
         bar = st.progress(0.0, text="Embedding…")
-        table = compare(
-            [t for _, t in extracted], [t for _, t in candidates], int(top_k), tokenizer,
-            progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
-        )  # fmt: skip
-        bar.empty()
+        try:
+            table = compare(
+                [t for _, t in extracted], [t for _, t in candidates], int(top_k), tokenizer,
+                progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
+            )  # fmt: skip
+        finally:
+            bar.empty()
         table.insert(0, "extracted_id", [extracted[i][0] for i in table["extracted_index"]])
         table.insert(1, "candidate_id", [candidates[j][0] for j in table["candidate_index"]])
         st.session_state["cmp_result"] = {

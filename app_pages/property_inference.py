@@ -93,13 +93,15 @@ if st.button("Run", type="primary", key="pi_run"):
         specs = [target, ModelSpec(base_name)] if with_base else [target]
         runs = {}
         bar = st.progress(0.0, text="Starting…")
-        for k, spec in enumerate(specs):
-            with st.spinner(f"Loading {spec.name}…"):
-                session = shared_session(spec)
-            label = session.info.name if k == 0 else f"base: {session.info.name}"
-            progress = scaled_progress(lambda f, m: bar.progress(min(f, 1.0), text=m), k / len(specs), (k + 1) / len(specs), f"{label}: ")
-            runs[label] = run(session, render_prompts(session.tokenizer, prompt_text.splitlines(), style), cfg, labeler, progress)
-        bar.empty()
+        try:
+            for k, spec in enumerate(specs):
+                with st.spinner(f"Loading {spec.name}…"):
+                    session = shared_session(spec)
+                label = session.info.name if k == 0 else f"base: {session.info.name}"
+                progress = scaled_progress(lambda f, m: bar.progress(min(f, 1.0), text=m), k / len(specs), (k + 1) / len(specs), f"{label}: ")
+                runs[label] = run(session, render_prompts(session.tokenizer, prompt_text.splitlines(), style), cfg, labeler, progress)
+        finally:
+            bar.empty()
         dataset = lab_dataset_for(target)
         truth = dataset.truth["realized"].get(prop) if dataset is not None else None
         st.session_state["pi_result"] = {"runs": runs, "truth": truth, "property": prop, "cfg": cfg}

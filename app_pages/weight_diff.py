@@ -4,7 +4,7 @@ import streamlit as st
 from workbench import plots
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.lab import lab_dataset_for, public_pool
-from workbench.selec import PARAM_CHOICES, WeightDiff, evaluate, precision_curve
+from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, evaluate, precision_curve
 from workbench.session import LAB_MODEL, registry_names
 from workbench.similarity import MAX_UPLOAD_BYTES, best_matches, parse_texts
 from workbench.ui import active_session, shared_session
@@ -48,7 +48,7 @@ else:
         max_upload_size=MAX_UPLOAD_BYTES // 1_000_000,
     )  # fmt: skip
 
-s1, s2, s3, s4 = st.columns(4)
+s1, s2, s3, s4, s5 = st.columns(5)
 params_choice = s1.selectbox(
     "Parameters", [*PARAM_CHOICES, PATTERN], key="wd_params",
     help="last: the last transformer block (fast); changed: every parameter the fine-tune moved; all; or a regular expression on names.",
@@ -57,6 +57,11 @@ pattern = s1.text_input("Parameter name pattern", r"\.mlp\.", key="wd_pattern", 
 projection_dim = s2.number_input("Projection size (0 = none)", 0, 65_536, 1024, step=256, key="wd_projection")
 seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="wd_seed")
 max_length = s4.number_input("Tokens per text", 2, 4096, 128, key="wd_max_length")
+optimizer = s5.radio(
+    "Fine-tune optimizer", OPTIMIZERS, key="wd_optimizer",
+    help="Adam divides each step by √v, so gradients are compared with Δ ⊙ √v̂ (v̂: mean squared gradient over the pool); "
+    "SGD with Δ itself. Switching re-scores the last run without recomputing gradients.",
+)  # fmt: skip
 
 
 def _pool() -> pd.DataFrame:
@@ -74,12 +79,12 @@ if st.button("Run", type="primary", key="wd_run"):
         with st.spinner("Loading both models…"):
             base, tuned = shared_session(ModelSpec(base_name)), shared_session(tuned_spec)
         bar = st.progress(0.0, text="Gradients…")
-        fitter.fit(base, tuned, pool, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
-        bar.empty()
+        try:
+            fitter.fit(base, tuned, pool, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
+        finally:
+            bar.empty()
         training = [r["text"] for r in dataset.records if r["canary"] is None] if dataset is not None else None
-        st.session_state["wd_result"] = {
-            "ranking": fitter.rank(), "fitter": fitter, "base": base.info.name, "tuned": tuned.info.name, "training": training,
-        }  # fmt: skip
+        st.session_state["wd_result"] = {"fitter": fitter, "base": base.info.name, "tuned": tuned.info.name, "training": training}
     except ValueError as err:
         st.error(str(err))
 
@@ -88,12 +93,15 @@ if result is None:
     st.info("Choose the two models and a pool, then Run. Results stay here while you set up the next run.")
     st.stop()
 
-ranking, fitter = result["ranking"], result["fitter"]
+fitter = result["fitter"]
+fitter.optimizer = optimizer  # this user's own fitted object: re-scoring needs no new gradients
+ranking = fitter.rank()
 known = "member" in ranking
 st.subheader("Ranking")
 st.caption(
     f"{result['base']} → {result['tuned']} · {len(ranking)} pool texts · {len(fitter.names_)} parameter tensors "
-    f"({fitter.n_parameters_:,} numbers) · projection {fitter.projection_dim or 'none'} · seed {fitter.seed}."
+    f"({fitter.n_parameters_:,} numbers) · projection {fitter.projection_dim or 'none'} · seed {fitter.seed} · "
+    f"{fitter.optimizer} target."
 )
 default_k = int(ranking["member"].sum()) if known and ranking["member"].any() else min(10, len(ranking))
 k = st.number_input("k (texts to select)", 1, len(ranking), max(default_k, 1), key="wd_k")
@@ -102,8 +110,8 @@ if known and ranking["member"].any():
     members = fitter.pool_["member"].tolist()
     ranked, chosen = evaluate(ranking, members, int(k)), evaluate(greedy, members, int(k))
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric(f"Precision@{k}, ranking", f"{ranked['precision_at_k']:.2f}", f"{ranked['lift']:.1f}× random", delta_color="off")
-    m2.metric(f"Precision@{k}, greedy", f"{chosen['precision_at_k']:.2f}", f"{chosen['lift']:.1f}× random", delta_color="off")
+    m1.metric(f"Precision@{k}, ranking", f"{ranked['precision_at_k']:.2f}", f"{ranked['lift']:.1f}× random", delta_color="off", delta_arrow="off")
+    m2.metric(f"Precision@{k}, greedy", f"{chosen['precision_at_k']:.2f}", f"{chosen['lift']:.1f}× random", delta_color="off", delta_arrow="off")
     m3.metric("Random baseline", f"{ranked['random']:.2f}")
     m4.metric("ROC AUC, ranking", f"{ranked['auc']:.3f}")
     curves = pd.concat(

@@ -49,6 +49,9 @@ def test_lab_pool_ranking_with_known_members(page):
     assert len(greedy) == 12 and "closest_training_record" in greedy and (greedy["cosine_to_it"] > 0).all()
     page.number_input(key="wd_k").set_value(5).run()
     assert len(page.dataframe[1].value) == 5 and page.metric[0].label == "Precision@5, ranking"
+    page.radio(key="wd_optimizer").set_value("sgd").run()  # re-scored without new gradients
+    assert any("sgd target" in c.value for c in page.caption)
+    assert not page.dataframe[0].value["score"].equals(ranking["score"])
 
 
 def test_uploaded_pool_and_bad_inputs(page):

@@ -122,39 +122,73 @@ def test_check_pair_rejects_mismatched_models(tiny_llama, tiny_gpt2):
         check_pair(tiny_llama, other)
 
 
-def test_ranking_puts_training_like_texts_first(tiny_llama, tuned, pool):
+@pytest.fixture(scope="module")
+def fitted(tiny_llama, tuned, pool):
+    return WeightDiff("last", projection_dim=0, optimizer="sgd").fit(tiny_llama, tuned, pool)
+
+
+def test_ranking_puts_training_like_texts_first(fitted, pool):
     """Most of the signal separates the fine-tuning domain from other text; members edge
     out same-style held-out texts only a little (as in the paper, SELEC recovers data like
     the training data, not only the records themselves)."""
-    ranking = WeightDiff("last", projection_dim=0).fit(tiny_llama, tuned, pool).rank()
+    ranking = fitted.rank()
     result = evaluate(ranking)
     assert result["random"] == pytest.approx(1 / 3)
     assert result["precision_at_k"] >= 0.5 and result["auc"] >= 0.75
     assert (ranking["source"].head(40) != "other domain").mean() >= 0.9
     means = ranking.groupby("source")["score"].mean()
     assert means["training"] > means["same-style held out"] > means["other domain"]
-    everything = evaluate(rank(tiny_llama, tuned, pool, params="all", projection_dim=1024))
+
+
+def test_all_parameters_projected(tiny_llama, tuned, pool):
+    everything = evaluate(rank(tiny_llama, tuned, pool, params="all", projection_dim=1024, optimizer="sgd"))
     assert everything["precision_at_k"] >= 0.5 and everything["auc"] >= 0.75
 
 
-def test_projection_keeps_the_ranking_and_is_seeded(tiny_llama, tuned, pool):
-    exact = WeightDiff("last", projection_dim=0).fit(tiny_llama, tuned, pool).scores()
-    projected = WeightDiff("last", projection_dim=2048, seed=1).fit(tiny_llama, tuned, pool)
-    assert projected.gradients_.shape == (60, 2048) and projected.delta_.shape == (2048,)
-    assert spearmanr(exact, projected.scores()).statistic > 0.9
-    again = WeightDiff("last", projection_dim=2048, seed=1).fit(tiny_llama, tuned, pool).scores()
-    other_seed = WeightDiff("last", projection_dim=2048, seed=2).fit(tiny_llama, tuned, pool).scores()
+def test_adam_target_undoes_the_per_coordinate_scaling(tiny_llama, tuned, pool):
+    """optimizer="adam": target = Δ ⊙ √(mean over the pool of g²); "sgd": target = Δ."""
+    texts = pool["text"].tolist()[:6]
+    fitted = WeightDiff("last", projection_dim=0).fit(tiny_llama, tuned, texts)
+    shift = weight_shift(tiny_llama, tuned, fitted.names_).numpy()
+    second_moment = (fitted.gradients_.astype(np.float64) ** 2).mean(axis=0)
+    assert np.allclose(fitted.target_, shift * np.sqrt(second_moment), rtol=1e-4, atol=1e-12)
+    adam_scores = fitted.scores()
+    fitted.optimizer = "sgd"
+    assert np.allclose(fitted.target_, shift)
+    assert not np.allclose(fitted.scores(), adam_scores)
+
+
+@pytest.mark.default_model
+def test_adam_scoring_finds_the_lab_fine_tune_better_than_sgd_scoring(default_session):
+    """The lab model was trained with AdamW: undoing Adam's scaling is what makes the ranking work."""
+    from workbench.lab import SHIPPED_LAB, LabDataset
+
+    lab = load_session("smollm2-135m-instruct-lab")
+    small_pool = public_pool(LabDataset.load(SHIPPED_LAB / "dataset"), members=10, nonmembers=10, other=40, seed=0)
+    fitted = WeightDiff("last", projection_dim=1024).fit(default_session, lab, small_pool)
+    result = evaluate(fitted.rank())
+    fitted.optimizer = "sgd"  # the same gradients, compared with Δ itself
+    sgd = evaluate(fitted.rank())
+    assert result["auc"] >= 0.8 and result["auc"] > sgd["auc"] + 0.1
+    assert result["lift"] >= 2
+
+
+def test_projection_keeps_the_ranking_and_is_seeded(fitted, tiny_llama, tuned, pool):
+    projected = WeightDiff("last", projection_dim=2048, seed=1, optimizer="sgd").fit(tiny_llama, tuned, pool)
+    assert projected.gradients_.shape == (60, 2048) and projected.target_.shape == (2048,)
+    assert spearmanr(fitted.scores(), projected.scores()).statistic > 0.9
+    again = WeightDiff("last", projection_dim=2048, seed=1, optimizer="sgd").fit(tiny_llama, tuned, pool).scores()
+    other_seed = WeightDiff("last", projection_dim=2048, seed=2, optimizer="sgd").fit(tiny_llama, tuned, pool).scores()
     assert np.array_equal(projected.scores(), again) and not np.array_equal(projected.scores(), other_seed)
 
 
-def test_greedy_selection(tiny_llama, tuned, pool):
-    fitted = WeightDiff("last", projection_dim=0).fit(tiny_llama, tuned, pool)
-    chosen = greedy_select(fitted.gradients_, fitted.delta_, 20)
+def test_greedy_selection(fitted, pool):
+    chosen = greedy_select(fitted.gradients_, fitted.target_, 20)
     assert chosen["rank"].tolist() == list(range(1, 21)) and chosen["pool_index"].is_unique
     assert chosen["pool_index"].iloc[0] == int(np.argmax(fitted.scores()))  # the first pick is the best-aligned text
     assert evaluate(fitted.greedy_select(20), pool["member"].tolist())["precision_at_k"] >= 0.5
     with pytest.raises(ValueError, match="k must be between"):
-        greedy_select(fitted.gradients_, fitted.delta_, 0)
+        greedy_select(fitted.gradients_, fitted.target_, 0)
     with pytest.raises(ValueError, match="k must be between"):
         fitted.greedy_select(61)
 
@@ -184,5 +218,7 @@ def test_bad_input(tiny_llama, tuned):
         rank(tiny_llama, load_session("tiny-llama"), ["a text", "another text"])
     with pytest.raises(ValueError, match="projection_dim"):
         WeightDiff(projection_dim=-1)
+    with pytest.raises(ValueError, match="optimizer"):
+        WeightDiff(optimizer="rmsprop")
     with pytest.raises(ValueError, match='"text" column'):
         rank(tiny_llama, tuned, pd.DataFrame({"body": ["x"]}))

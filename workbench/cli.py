@@ -40,7 +40,7 @@ from workbench.propinfer import (
     render_prompts,
 )
 from workbench.propinfer import run as run_propinfer
-from workbench.selec import PARAM_CHOICES, WeightDiff, evaluate
+from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, evaluate
 from workbench.session import LAB_MODEL, Progress, load_session, registry_names
 from workbench.similarity import best_per_text, compare, passages, read_texts
 
@@ -248,7 +248,7 @@ def cmd_selec(args: argparse.Namespace) -> None:
         pool = public_pool(dataset, args.members, args.nonmembers, args.other, seed=args.seed)
     else:
         pool = pd.DataFrame({"text": [text for _, text in read_texts(args.pool, args.field)]})
-    fitter = WeightDiff(args.params, args.projection_dim, args.seed, args.max_length)
+    fitter = WeightDiff(args.params, args.projection_dim, args.seed, args.max_length, args.optimizer)
     base = load_session(ModelSpec(args.base, device=args.device, dtype=args.dtype), progress=_progress)
     tuned = load_session(tuned_spec, progress=_progress)
     with _progress_bar() as progress:
@@ -382,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--params", default="last", help=f"{', '.join(PARAM_CHOICES)} or a regular expression on names")
     weights.add_argument("--projection-dim", type=int, default=1024, help="random projection size (0 = none)")
     weights.add_argument("--max-length", type=int, default=128, help="tokens per text")
+    weights.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default="adam", help="how the fine-tune stepped: adam compares with the shift times sqrt(v)"
+    )
     weights.add_argument("--seed", type=int, default=0)
     weights.add_argument("--k", type=int, help="texts to select greedily (default: the number of members)")
     weights.add_argument("--out", required=True, help="the ranking: .parquet, .jsonl or .csv")

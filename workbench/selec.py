@@ -3,8 +3,12 @@
 One SGD step on a text moves the weights by −lr·g, where g is the gradient of the text's
 language-model loss. So texts whose −g, taken under the base model, points the way the
 weights actually moved — Δ = θ_tuned − θ_base — are likely fine-tuning data (Morris et al.
-2025). Gradients and Δ are reduced with one seeded sparse random projection
-(scikit-learn's ``SparseRandomProjection``), which keeps inner products and so cosines.
+2025). Most fine-tunes use Adam, which divides each coordinate's step by the root of its
+running mean squared gradient v, so that Δ ≈ −lr Σ g / √v; with ``optimizer="adam"`` the
+gradients are compared with Δ ⊙ √v̂, v̂ = the mean squared gradient over the pool (Adam's
+scaling undone). Gradients and the target are reduced with one seeded sparse random
+projection (scikit-learn's ``SparseRandomProjection``), which keeps inner products and so
+cosines.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from workbench.corpus import tokenizer_fingerprint
 from workbench.session import Progress, Session
 
 PARAM_CHOICES = ("last", "changed", "all")
+OPTIMIZERS = ("adam", "sgd")
 _BLOCK = re.compile(r"^(.*\.)(\d+)\.")
 
 
@@ -147,21 +152,27 @@ def _pool_texts(pool: Sequence[str] | pd.DataFrame) -> tuple[list[str], pd.DataF
 
 class WeightDiff:
     """Estimator style: settings in ``__init__``; ``fit`` computes the projected shift
-    ``delta_`` and the projected per-text gradients ``gradients_`` (one row per pool text);
-    ``rank`` and ``greedy_select`` use them.
+    ``shift_`` (Δ), ``adam_shift_`` (Δ ⊙ √v̂) and the projected per-text gradients
+    ``gradients_`` (one row per pool text); ``rank`` and ``greedy_select`` use them.
 
     params: see ``select_parameters``. projection_dim: size of the seeded sparse random
-    projection (0 keeps the full gradients: exact, for small parameter sets)."""
+    projection (0 keeps the full gradients: exact, for small parameter sets). optimizer: how
+    the fine-tune stepped — "adam" (target Δ ⊙ √v̂) or "sgd" (target Δ)."""
 
-    def __init__(self, params: str = "last", projection_dim: int = 1024, seed: int = 0, max_length: int = 128):
+    def __init__(
+        self, params: str = "last", projection_dim: int = 1024, seed: int = 0, max_length: int = 128, optimizer: str = "adam"
+    ):
         if projection_dim < 0:
             raise ValueError("projection_dim must be 0 (no projection) or positive.")
         if max_length < 2:
             raise ValueError("max_length must be at least 2 tokens.")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
         self.params = params
         self.projection_dim = projection_dim
         self.seed = seed
         self.max_length = max_length
+        self.optimizer = optimizer
 
     def fit(self, base: Session, tuned: Session, pool: Sequence[str] | pd.DataFrame, progress: Progress | None = None) -> WeightDiff:
         texts, self.pool_ = _pool_texts(pool)
@@ -180,22 +191,33 @@ class WeightDiff:
             array = vector.numpy()[None, :]
             return (projector.transform(array) if projector is not None else array)[0].astype(np.float32)
 
-        self.delta_ = reduce(delta)
         parameters = dict(base.model.named_parameters())
         chosen = [parameters[n] for n in self.names_]
         rows = []
+        squares = torch.zeros_like(delta)  # Σ g², for Adam's second moment
         for index, text in enumerate(texts):
-            rows.append(reduce(text_gradient(base, text, chosen, self.max_length)))
+            gradient = text_gradient(base, text, chosen, self.max_length)
+            squares += gradient * gradient
+            rows.append(reduce(gradient))
             if progress is not None:
                 progress((index + 1) / len(texts), f"Gradients {index + 1}/{len(texts)}")
         self.gradients_ = np.stack(rows)
+        self.shift_ = reduce(delta)
+        self.adam_shift_ = reduce(delta * (squares / len(texts)).sqrt())
         return self
 
+    @property
+    def target_(self) -> np.ndarray:
+        """The projected direction gradients are compared with: Δ ⊙ √v̂ for "adam", Δ for
+        "sgd". Both are kept, so ``optimizer`` may be changed after ``fit``."""
+        return self.adam_shift_ if self.optimizer == "adam" else self.shift_
+
     def scores(self) -> np.ndarray:
-        """score_i = cos(−g_i, Δ) for every pool text (projected when projection_dim > 0)."""
+        """score_i = cos(−g_i, target), target = Δ ⊙ √v̂ (adam) or Δ (sgd), for every pool
+        text (both projected when projection_dim > 0)."""
         descent = -self.gradients_
-        norms = np.linalg.norm(descent, axis=1) * np.linalg.norm(self.delta_)
-        return (descent @ self.delta_) / np.where(norms > 0, norms, 1.0)
+        norms = np.linalg.norm(descent, axis=1) * np.linalg.norm(self.target_)
+        return (descent @ self.target_) / np.where(norms > 0, norms, 1.0)
 
     def rank(self) -> pd.DataFrame:
         """The pool sorted by score: DataFrame(rank, pool_index, text, score, …the pool's other columns)."""
@@ -207,13 +229,13 @@ class WeightDiff:
 
     def greedy_select(self, k: int) -> pd.DataFrame:
         """``greedy_select`` on the fitted gradients, with the pool's columns."""
-        chosen = greedy_select(self.gradients_, self.delta_, k)
+        chosen = greedy_select(self.gradients_, self.target_, k)
         return chosen.merge(self.pool_.assign(pool_index=range(len(self.pool_))), on="pool_index").sort_values("rank", ignore_index=True)
 
 
 def greedy_select(gradients: np.ndarray, delta: np.ndarray, k: int) -> pd.DataFrame:
-    """Choose k texts one by one, each maximising cos(Σ_selected −ĝ_j, Δ), ĝ = g / |g|
-    (unit length, so long texts do not dominate the sum).
+    """Choose k texts one by one, each maximising cos(Σ_selected −ĝ_j, delta), ĝ = g / |g|
+    (unit length, so long texts do not dominate the sum); delta is the fitted target.
 
     DataFrame(rank, pool_index, cosine): rank = selection step, cosine = that of the sum
     after adding the text."""
@@ -243,13 +265,14 @@ def rank(
     params: str = "last",
     projection_dim: int = 1024,
     seed: int = 0,
+    optimizer: str = "adam",
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """The pool ranked by cos(−g, Δ): ``WeightDiff(params, projection_dim, seed).fit(…).rank()``.
+    """The pool ranked by alignment: ``WeightDiff(params, projection_dim, seed, optimizer=…).fit(…).rank()``.
 
     DataFrame(rank, pool_index, text, score, …); a pool DataFrame's other columns (e.g.
     member) are kept."""
-    return WeightDiff(params, projection_dim, seed).fit(base, tuned, pool, progress).rank()
+    return WeightDiff(params, projection_dim, seed, optimizer=optimizer).fit(base, tuned, pool, progress).rank()
 
 
 # ---------------------------------------------------------------- evaluation

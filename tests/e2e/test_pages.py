@@ -26,6 +26,13 @@ def _set_number(page: Page, label: str, value: int) -> None:
     _settle(page)
 
 
+def _choose(page: Page, label: str, option: str) -> None:
+    """Pick ``option`` in the main area's first selectbox whose label contains ``label``."""
+    page.get_by_test_id("stMain").get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option).click()
+    _settle(page)
+
+
 def _card(page: Page):
     return page.get_by_test_id("stSidebar").get_by_test_id("stMarkdown").filter(has_text="Model card")
 
@@ -158,13 +165,8 @@ def test_compare(page: Page):
 def test_property_inference(page: Page):
     _open(page, "property_inference")
     expect(page.get_by_role("heading", name="Property inference")).to_be_visible()
-    main = page.get_by_test_id("stMain")
-    main.get_by_test_id("stSelectbox").filter(has_text="Model").first.click()
-    page.get_by_role("option", name="(sidebar model) — tiny-llama").click()
-    _settle(page)
-    main.get_by_test_id("stSelectbox").filter(has_text="Base model").click()
-    page.get_by_role("option", name="tiny-gpt2").click()
-    _settle(page)
+    _choose(page, "Model", "(sidebar model) — tiny-llama")
+    _choose(page, "Base model", "tiny-gpt2")
     _set_number(page, "Generations", 6)
     page.get_by_text("Sampling and intervals").click()
     _set_number(page, "New tokens", 4)
@@ -180,4 +182,36 @@ def test_property_inference(page: Page):
     _settle(page)
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("must be at least 1")
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)  # earlier results kept
+    _no_exception(page)
+
+
+def test_weight_diff(page: Page, tmp_path):
+    from workbench.lab import build
+
+    build(tmp_path / "lab", "tiny-llama", 40, [1], 0, 2, 5e-3, 4, "e2e")
+    _open(page, "weight_diff")
+    expect(page.get_by_role("heading", name="Weight diff")).to_be_visible()
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Loading options").click()
+    adapter = sidebar.get_by_role("textbox", name="LoRA adapter folder (optional)")
+    adapter.fill(str(tmp_path / "lab" / "adapter"))
+    adapter.press("Enter")
+    _settle(page)
+    _choose(page, "Base model", "tiny-llama")
+    _choose(page, "Fine-tuned model", "(sidebar model) — tiny-llama + adapter")
+    _set_number(page, "Training dialogues (members)", 8)
+    _set_number(page, "Held-out dialogues", 4)
+    _set_number(page, "Other-domain texts", 8)
+    page.get_by_role("button", name="Run").click()
+    _settle(page)
+    expect(page.get_by_role("heading", name="Ranking")).to_be_visible()
+    expect(page.get_by_text("Random baseline")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
+    _no_exception(page)
+
+    _choose(page, "Base model", "tiny-gpt2")
+    page.get_by_role("button", name="Run").click()
+    _settle(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("Different architectures")
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)  # earlier results kept
     _no_exception(page)

@@ -16,9 +16,10 @@ _ACTIVE = "active_model_spec"
 _FAILED = "failed_model_spec"
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
+@st.cache_resource(max_entries=3, show_spinner=False)
 def shared_session(spec: ModelSpec) -> Session:
-    """Loaded once per process and spec; at most two models are held at a time."""
+    """Loaded once per process and spec; at most three models are held at a time (the sidebar's
+    model plus a base and a tuned model for the pages that compare two)."""
     return load_session(spec)
 
 
