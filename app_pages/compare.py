@@ -69,8 +69,12 @@ passage_words = right.number_input(
     help="Embeddings see only a text's first ~256 tokens, so a short excerpt scores low against a whole long document.",
 )  # fmt: skip
 
-c1, c2 = st.columns(2)
-top_k = c1.number_input("Candidates scored per text (by cosine and by edit ratio)", 1, 50, 3, key="cmp_top_k")
+c1, c2, c3 = st.columns(3)
+top_k = c1.number_input(
+    "Candidates scored per text", 1, 50, 3, key="cmp_top_k",
+    help="The best ones by cosine and by edit ratio; every candidate sharing an exact run of the length on the right is scored too.",
+)  # fmt: skip
+min_run = c3.number_input("Exact run that counts as extracted", 1, 10_000, DEFAULT_MIN_TOKENS, key="cmp_min_run")
 token_options = ["model tokens", "words"] if session is not None else ["words"]
 unit = c2.radio(
     "Count runs in", token_options, horizontal=True, key="cmp_unit",
@@ -111,7 +115,7 @@ if st.button("Compare", type="primary", key="cmp_run"):
         bar = st.progress(0.0, text="Embedding…")
         try:
             table = compare(
-                [t for _, t in extracted], [t for _, t in candidates], int(top_k), tokenizer,
+                [t for _, t in extracted], [t for _, t in candidates], int(top_k), tokenizer, int(min_run),
                 progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
             )  # fmt: skip
         finally:
@@ -119,7 +123,8 @@ if st.button("Compare", type="primary", key="cmp_run"):
         table.insert(0, "extracted_id", [extracted[i][0] for i in table["extracted_index"]])
         table.insert(1, "candidate_id", [candidates[j][0] for j in table["candidate_index"]])
         st.session_state["cmp_result"] = {
-            "table": table, "extracted": extracted, "candidates": candidates, "unit": unit, "candidate_source": candidate_source,
+            "table": table, "extracted": extracted, "candidates": candidates, "unit": unit, "min_run": int(min_run),
+            "tokenizer": tokenizer, "candidate_source": candidate_source,
         }  # fmt: skip
         st.session_state.pop("cmp_map", None)
     except ValueError as err:
@@ -131,14 +136,13 @@ if result is None:
     st.stop()
 
 table, extracted, candidates = result["table"], result["extracted"], result["candidates"]
-tokenizer = session.tokenizer if result["unit"] == "model tokens" and session is not None else None
+tokenizer = result["tokenizer"]  # the one the runs were counted with, for the highlights
 st.subheader("Best matches")
-t1, t2 = st.columns(2)
-cosine_threshold = t1.slider("Call a text extracted at cosine ≥", 0.0, 1.0, 0.8, 0.01, key="cmp_cosine_threshold")
-min_run = t2.number_input(
-    f"… or at an exact run of ≥ ({result['unit']})", 1, 10_000, DEFAULT_MIN_TOKENS, key="cmp_min_run"
-)
-best = best_per_text(table, cosine_threshold, int(min_run))
+cosine_threshold = st.slider(
+    f"Call a text extracted at cosine ≥ … (or at an exact run of ≥ {result['min_run']} {result['unit']})",
+    0.0, 1.0, 0.8, 0.01, key="cmp_cosine_threshold",
+)  # fmt: skip
+best = best_per_text(table, cosine_threshold, result["min_run"])
 m1, m2, m3 = st.columns(3)
 m1.metric("Extracted texts", len(extracted))
 m2.metric("Called extracted", f"{int(best['extracted'].sum())} ({best['extracted'].mean():.0%})")
@@ -188,9 +192,9 @@ include_lab = st.checkbox(
 )  # fmt: skip
 if st.button("Draw UMAP map", key="cmp_map_run"):
     texts = [(t, "extracted") for _, t in extracted] + [(t, "candidate") for _, t in candidates]
-    if include_lab and result["candidate_source"] != LAB:
-        texts += [(t, "lab training") for _, t in _lab_records()]
     try:
+        if include_lab and result["candidate_source"] != LAB:
+            texts += [(t, "lab training") for _, t in _lab_records()]
         with st.spinner(f"Embedding and projecting {len(texts)} texts (the first map also compiles UMAP, ~20 s)…"):
             st.session_state["cmp_map"] = project([t for t, _ in texts], [g for _, g in texts], seed=0)
     except ValueError as err:

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from workbench import plots
-from workbench.config import DEFAULT_MODEL, ModelSpec, PropInferConfig
+from workbench.config import DEFAULT_MODEL, INTERVALS, ModelSpec, PropInferConfig
 from workbench.lab import lab_dataset_for
 from workbench.propinfer import (
     LAB_PROPERTIES,
@@ -15,7 +15,6 @@ from workbench.propinfer import (
     estimates_by_prompt,
     lab_labeler,
     mean_absolute_error,
-    render_prompts,
     run,
 )
 from workbench.session import LAB_MODEL, registry_names, scaled_progress
@@ -56,7 +55,7 @@ p1, p2 = st.columns([1, 2])
 style = p1.radio("Prompt style", list(PROMPT_SETS), key="pi_style", help="Chat prompts are user messages, wrapped in the model's chat template.")
 prompt_text = p2.text_area("Prompts, one per line", "\n".join(PROMPT_SETS[style]), height=160, key=f"pi_prompts_{style}")
 r1, r2, r3 = st.columns(3)
-n_samples = r1.number_input("Generations", 0, 2000, 200, step=10, key="pi_n", help="10 to 2,000, spread evenly over the prompts.")
+n_samples = r1.number_input("Generations", 0, 2000, 200, step=10, key="pi_n", help="Spread evenly over the prompts; 10 to 2,000 is the useful range.")
 with_base = r2.checkbox("Also run a base model", True, key="pi_with_base")
 base_name = r3.selectbox("Base model", registry_names(), index=registry_names().index(DEFAULT_MODEL), key="pi_base", disabled=not with_base)
 
@@ -67,7 +66,7 @@ with st.expander("Sampling and intervals"):
     top_p = s3.number_input("Top-p", 0.01, 1.0, 1.0, step=0.05, key="pi_top_p")
     seed = s4.number_input("Seed", 0, 2**31 - 1, 0, key="pi_seed")
     batch_size = s1.number_input("Batch size", 1, 512, PropInferConfig.batch_size, key="pi_batch_size")
-    interval = s2.radio("Interval", ["wilson", "bootstrap"], key="pi_interval")
+    interval = s2.radio("Interval", INTERVALS, key="pi_interval")
     confidence = s3.number_input("Confidence", 0.5, 0.999, 0.95, step=0.01, key="pi_confidence")
 
 
@@ -78,8 +77,6 @@ def _labeler():
         patterns = json.loads(custom_patterns)
     except json.JSONDecodeError as err:
         raise ValueError(f"The patterns are not valid JSON: {err.msg} (line {err.lineno}).") from err
-    if not isinstance(patterns, dict) or not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in patterns.values()):
-        raise ValueError("The patterns must be a JSON object of value → list of strings.")
     return KeywordLabeler(prop, patterns)
 
 
@@ -90,6 +87,8 @@ if st.button("Run", type="primary", key="pi_run"):
         )
         labeler = _labeler()
         target = active.spec if model_choice == SIDEBAR else ModelSpec(model_choice)
+        dataset = lab_dataset_for(target)  # before sampling: a broken lab folder must not cost the run
+        truth = dataset.truth["realized"].get(prop) if dataset is not None else None
         specs = [target, ModelSpec(base_name)] if with_base else [target]
         runs = {}
         bar = st.progress(0.0, text="Starting…")
@@ -99,11 +98,9 @@ if st.button("Run", type="primary", key="pi_run"):
                     session = shared_session(spec)
                 label = session.info.name if k == 0 else f"base: {session.info.name}"
                 progress = scaled_progress(lambda f, m: bar.progress(min(f, 1.0), text=m), k / len(specs), (k + 1) / len(specs), f"{label}: ")
-                runs[label] = run(session, render_prompts(session.tokenizer, prompt_text.splitlines(), style), cfg, labeler, progress)
+                runs[label] = run(session, prompt_text.splitlines(), cfg, labeler, progress, style)
         finally:
             bar.empty()
-        dataset = lab_dataset_for(target)
-        truth = dataset.truth["realized"].get(prop) if dataset is not None else None
         st.session_state["pi_result"] = {"runs": runs, "truth": truth, "property": prop, "cfg": cfg}
     except ValueError as err:
         st.error(str(err))
@@ -140,9 +137,9 @@ shown = st.selectbox("Details for", list(runs), key="pi_shown")
 outcome = runs[shown]
 truth_frame = pd.DataFrame({"value": list(truth), "true_share": list(truth.values())}) if truth else None
 c1, c2 = st.columns(2)
-curve = convergence(outcome.generations, outcome.values, interval=cfg.interval, confidence=cfg.confidence)
+curve = convergence(outcome.generations, outcome.values, interval=cfg.interval, confidence=cfg.confidence, seed=cfg.seed)
 c1.altair_chart(plots.convergence_curve(curve, truth_frame), width="stretch")
-per_prompt = estimates_by_prompt(outcome.generations, outcome.values, cfg.interval, cfg.confidence)
+per_prompt = estimates_by_prompt(outcome.generations, outcome.values, cfg.interval, cfg.confidence, cfg.seed)
 c2.altair_chart(plots.estimates_per_prompt(per_prompt), width="stretch")
 st.dataframe(outcome.generations, key="pi_generations", hide_index=True, height=300)
 

@@ -1,3 +1,5 @@
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -12,6 +14,7 @@ from workbench.ui import active_session, shared_session
 SIDEBAR = "(sidebar model)"
 LAB_POOL, UPLOAD = "Lab public pool", "Upload"
 PATTERN = "pattern…"
+TARGET_TITLES = {"adam": "cos(−g, Δ ⊙ √v̂)", "sgd": "cos(−g, Δ)"}
 
 st.title("Weight diff")
 st.caption(
@@ -30,7 +33,11 @@ tuned_choice = c2.selectbox(
     format_func=lambda m: f"{m} — {active.info.name}" + (" + adapter" if active.spec.adapter else "") if m == SIDEBAR else m,
 )  # fmt: skip
 tuned_spec = active.spec if tuned_choice == SIDEBAR else ModelSpec(tuned_choice)
-dataset = lab_dataset_for(tuned_spec)
+try:
+    dataset = lab_dataset_for(tuned_spec)
+except ValueError as err:  # a lab folder that is missing or broken: no lab pool, the upload still works
+    st.warning(str(err))
+    dataset = None
 
 p1, p2 = st.columns([1, 2])
 pool_options = ([LAB_POOL] if dataset is not None else []) + [UPLOAD]
@@ -54,7 +61,7 @@ params_choice = s1.selectbox(
     help="last: the last transformer block (fast); changed: every parameter the fine-tune moved; all; or a regular expression on names.",
 )  # fmt: skip
 pattern = s1.text_input("Parameter name pattern", r"\.mlp\.", key="wd_pattern", disabled=params_choice != PATTERN)
-projection_dim = s2.number_input("Projection size (0 = none)", 0, 65_536, 1024, step=256, key="wd_projection")
+projection_dim = s2.number_input("Projection size (0 = none)", 0, 16_384, 1024, step=256, key="wd_projection")
 seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="wd_seed")
 max_length = s4.number_input("Tokens per text", 2, 4096, 128, key="wd_max_length")
 optimizer = s5.radio(
@@ -113,14 +120,16 @@ if known and ranking["member"].any():
     m1.metric(f"Precision@{k}, ranking", f"{ranked['precision_at_k']:.2f}", f"{ranked['lift']:.1f}× random", delta_color="off", delta_arrow="off")
     m2.metric(f"Precision@{k}, greedy", f"{chosen['precision_at_k']:.2f}", f"{chosen['lift']:.1f}× random", delta_color="off", delta_arrow="off")
     m3.metric("Random baseline", f"{ranked['random']:.2f}")
-    m4.metric("ROC AUC, ranking", f"{ranked['auc']:.3f}")
+    m4.metric("ROC AUC, ranking", "n/a (all members)" if math.isnan(ranked["auc"]) else f"{ranked['auc']:.3f}")
     curves = pd.concat(
         [precision_curve(ranking, members).assign(method="ranking"), precision_curve(greedy, members).assign(method="greedy")],
         ignore_index=True,
     )
     c1, c2 = st.columns(2)
     c1.altair_chart(plots.precision_at_k(curves, int(ranking["member"].sum())), width="stretch")
-    c2.altair_chart(plots.score_distribution(ranking), width="stretch")
+    c2.altair_chart(plots.score_distribution(ranking, TARGET_TITLES[fitter.optimizer]), width="stretch")
+elif known:
+    st.caption("This pool holds no members: precision is undefined.")
 else:
     st.caption("Membership is unknown for this pool: no precision is computed.")
 st.dataframe(ranking, key="wd_ranking", hide_index=True, height=300)
@@ -128,9 +137,12 @@ st.dataframe(ranking, key="wd_ranking", hide_index=True, height=300)
 st.subheader(f"Greedy selection of {k} and the closest training records")
 shown = greedy.copy()
 if result["training"]:
-    closest = best_matches(shown["text"].tolist(), result["training"], top_k=1)
-    shown["closest_training_record"] = [result["training"][j] for j in closest["candidate_index"]]
-    shown["cosine_to_it"] = closest["cosine"].to_numpy()
+    try:
+        closest = best_matches(shown["text"].tolist(), result["training"], top_k=1)
+        shown["closest_training_record"] = [result["training"][j] for j in closest["candidate_index"]]
+        shown["cosine_to_it"] = closest["cosine"].to_numpy()
+    except ValueError as err:  # e.g. the embedding model is not installed
+        st.warning(f"Closest training records unavailable: {err}")
 st.dataframe(shown, key="wd_greedy", hide_index=True, height=300)
 
 d1, d2 = st.columns(2)

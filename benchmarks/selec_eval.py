@@ -40,7 +40,7 @@ def main() -> None:
     flags = pool["member"].tolist()
     base, tuned = load_session(DEFAULT_MODEL), load_session(LAB_MODEL)
     print(f"pool: {len(pool)} texts, {sum(flags)} members, {args.nonmembers} same-style held out, {args.other} other domain")
-    print(f"{'params':<9}{'target':<6}{'method':<9}{'prec@k':>8}{'random':>8}{'lift':>7}{'recall@k':>10}{'AUC':>7}{'AUC in-domain':>15}")
+    print(f"{'params':<9}{'target':<7}{'method':<9}{'prec@k':>8}{'random':>8}{'lift':>7}{'recall@k':>10}{'AUC':>7}{'AUC in-domain':>15}")
     k = sum(flags)
     for params in args.params:
         start = time.perf_counter()
@@ -57,12 +57,12 @@ def main() -> None:
                 auc = f"{result['auc']:.3f}" if method == "ranking" else "-"
                 domain = f"{in_domain:.3f}" if method == "ranking" else "-"
                 print(
-                    f"{params:<9}{optimizer:<6}{method:<9}{result['precision_at_k']:>8.3f}{result['random']:>8.3f}"
+                    f"{params:<9}{optimizer:<7}{method:<9}{result['precision_at_k']:>8.3f}{result['random']:>8.3f}"
                     f"{result['lift']:>7.2f}{result['recall_at_k']:>10.3f}{auc:>7}{domain:>15}"
                 )
             lift = evaluate(ranking, flags)["lift"]
             top = ranking.head(k)["source"].value_counts().to_dict()
-            print(f"{'':<15}top {k} by source: {top}; target precision@k >= {TARGET_LIFT}x random: {'met' if lift >= TARGET_LIFT else 'NOT met'} ({lift:.2f}x)")
+            print(f"{'':<16}top {k} by source: {top}; target precision@k >= {TARGET_LIFT}x random: {'met' if lift >= TARGET_LIFT else 'NOT met'} ({lift:.2f}x)")
 
 
 if __name__ == "__main__":

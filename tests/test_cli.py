@@ -169,11 +169,14 @@ def test_propinfer_bad_input_is_a_clean_error(tmp_path, capsys):
     empty.write_text("{}")
     broken = tmp_path / "broken.json"
     broken.write_text("{")
+    numbers = tmp_path / "numbers.json"
+    numbers.write_text('{"flu": [1, 2]}')
     base = ["propinfer", "--model", "tiny-llama", "--property", "diagnosis", "--out", str(tmp_path / "e.csv")]
     for argv, message in [
         (["--n", "0"], "at least 1"),
         (["--patterns", str(empty)], "no values"),
         (["--patterns", str(broken)], "not JSON"),
+        (["--patterns", str(numbers)], "must be a list of strings"),
         (["--prompt", " "], "No prompts"),
     ]:
         assert main([*base, *argv]) == 2

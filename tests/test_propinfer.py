@@ -37,13 +37,20 @@ def test_keyword_labeler_majority_ties_and_unlabeled():
     assert labeler.label(texts) == ["apple", "pear", "pear", None]  # most hits; ties go to the earliest match
 
 
-def test_keyword_labeler_bad_input():
-    with pytest.raises(ValueError, match="no values"):
-        KeywordLabeler("x", {})
-    with pytest.raises(ValueError, match="no values"):
-        KeywordLabeler("x", {"a": [], "b": []})
-    with pytest.raises(ValueError, match="Bad pattern"):
-        KeywordLabeler("x", {"a": ["(unclosed"]})
+@pytest.mark.parametrize(
+    ("patterns", "message"),
+    [
+        ({}, "no values"),
+        ({"a": [], "b": ["x"]}, "'a' has no patterns"),
+        ({"a": "flu"}, "must be a list of strings"),
+        ({"a": [1]}, "must be a list of strings"),
+        ({"a": ["(unclosed"]}, "Bad pattern"),
+        (["a"], "no values"),
+    ],
+)
+def test_keyword_labeler_bad_input(patterns, message):
+    with pytest.raises(ValueError, match=message):
+        KeywordLabeler("x", patterns)
 
 
 def test_lab_keyword_labelers_are_exact_on_the_lab_records():
@@ -68,8 +75,8 @@ def test_embedding_labeler_threshold_leaves_texts_unlabeled():
     labeler = EmbeddingLabeler("topic", {"weather": ["rain and wind tomorrow"], "food": ["a recipe for soup"]}, min_similarity=0.3)
     assert labeler.label(["Heavy rain and strong wind expected", "Boil the vegetables for the soup", "1 2 3 4 5"]) == ["weather", "food", None]
     assert labeler.label([]) == []
-    with pytest.raises(ValueError, match="no values"):
-        EmbeddingLabeler("topic", {"weather": []})
+    with pytest.raises(ValueError, match="has no descriptions"):
+        EmbeddingLabeler("topic", {"weather": [], "food": ["soup"]})
 
 
 def test_estimate_shares_and_wilson_interval():
@@ -197,6 +204,14 @@ def test_run_and_config_bad_input(tiny_llama):
         PropInferConfig(confidence=1.0)
     with pytest.raises(ValueError, match="No prompts"):
         run(tiny_llama, [], PropInferConfig(n_samples=2), LETTERS)
+    with pytest.raises(ValueError, match="No prompts"):
+        run(tiny_llama, ["  ", ""], PropInferConfig(n_samples=2), LETTERS)
+
+
+def test_chat_run_keeps_the_prompts_as_written(tiny_llama):
+    messages = PROMPT_SETS["chat"][:2]
+    result = run(tiny_llama, ["", *messages], PropInferConfig(n_samples=4, max_new_tokens=3), LETTERS, style="chat")
+    assert result.generations["prompt"].tolist() == [messages[0], messages[1]] * 2  # blank prompt skipped, template not shown
 
 
 def test_lab_dataset_for_finds_the_truth(tmp_path):

@@ -222,3 +222,37 @@ def test_bad_input(tiny_llama, tuned):
         WeightDiff(optimizer="rmsprop")
     with pytest.raises(ValueError, match='"text" column'):
         rank(tiny_llama, tuned, pd.DataFrame({"body": ["x"]}))
+
+
+def test_guards_against_exhausting_memory(tiny_llama, tuned, pool, monkeypatch):
+    import workbench.selec as selec
+
+    monkeypatch.setattr(selec, "MAX_STORED_NUMBERS", 10_000)
+    with pytest.raises(ValueError, match="Without a projection"):
+        WeightDiff("last", projection_dim=0).fit(tiny_llama, tuned, pool)
+    monkeypatch.setattr(selec, "MAX_PROJECTION_ENTRIES", 10_000)
+    with pytest.raises(ValueError, match="choose a smaller size"):
+        WeightDiff("last", projection_dim=4096).fit(tiny_llama, tuned, pool)
+
+
+def test_a_parameter_the_loss_does_not_reach_has_a_zero_gradient(tiny_llama):
+    unused = torch.nn.Parameter(torch.ones(3))
+    used = tiny_llama.model.get_input_embeddings().weight
+    gradient = text_gradient(tiny_llama, "Patient: hello", [used, unused])
+    assert gradient.shape == (used.numel() + 3,) and torch.equal(gradient[-3:], torch.zeros(3))
+
+
+def test_dora_adapters_are_refused(tiny_llama):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(copy.deepcopy(tiny_llama.model), LoraConfig(r=2, target_modules=["q_proj"], use_dora=True))
+    with pytest.raises(ValueError, match="DoRA"):
+        merged_parameters(model)
+
+
+def test_evaluating_a_selection_needs_the_pool_flags():
+    selection = pd.DataFrame({"pool_index": [2, 0], "member": [True, False]})
+    with pytest.raises(ValueError, match="give the pool's member flags"):
+        evaluate(selection)
+    result = evaluate(selection, [False, True, True, True])  # 3 members, a selection of 2: k = 2
+    assert result["k"] == 2 and result["precision_at_k"] == 0.5 and result["random"] == 0.75

@@ -9,12 +9,12 @@ from rapidfuzz.distance import Indel
 from sentence_transformers.util import cos_sim
 
 from workbench import similarity
+from workbench.lab import make_dataset, other_domain_texts
 from workbench.similarity import (
     best_matches,
     best_per_text,
     compare,
     embed,
-    longest_common_run,
     parse_texts,
     passages,
     project,
@@ -87,12 +87,31 @@ def _brute_force_run(a, b):
     return max((k for i in range(len(a)) for j in range(len(b)) for k in range(1, min(len(a) - i, len(b) - j) + 1) if a[i : i + k] == b[j : j + k]), default=0)
 
 
-def test_longest_common_run_equals_brute_force():
+def test_longest_run_equals_brute_force_on_random_texts():
     rng = random.Random(0)
-    for _ in range(200):
-        a = [rng.randrange(4) for _ in range(rng.randrange(0, 15))]
-        b = [rng.randrange(4) for _ in range(rng.randrange(0, 15))]
-        assert longest_common_run(a, b) == _brute_force_run(a, b)
+    extracted = [" ".join(rng.choice("abcd") for _ in range(rng.randrange(1, 15))) for _ in range(12)]
+    candidates = [" ".join(rng.choice("abcd") for _ in range(rng.randrange(1, 15))) for _ in range(12)]
+    table = compare(extracted, candidates, top_k=None, min_run=4)
+    assert len(table) == 144
+    for row in table.itertuples():
+        expected = _brute_force_run(row.extracted_text.split(), row.candidate_text.split())
+        assert row.longest_run == expected and row.exact_run == (expected >= 4)
+
+
+def test_every_pair_with_a_long_exact_run_is_scored():
+    """A dialogue copied verbatim from the middle of a long weather report is neither that
+    report's best match by cosine (the embedding reads its weather start) nor by the plain
+    edit ratio (lengths differ); its exact run must still be found."""
+    dialogues = make_dataset(n=40, canaries=(), seed=0).texts
+    weather = [t for t in other_domain_texts(random.Random(0), 200) if t.startswith(("Tomorrow", "Forecast"))]
+    excerpt = max(dialogues, key=len)
+    report = " ".join(weather[:40]) + " " + excerpt + " " + " ".join(weather[40:80])
+    others = [d for d in dialogues if d != excerpt][:10]
+    assert best_matches([excerpt], [*others, report])["candidate_index"].iloc[0] != 10  # not the cosine pick
+    table = compare([excerpt], [*others, report], top_k=1, min_run=50)
+    row = table[table["candidate_index"] == 10]
+    assert len(row) == 1 and row["exact_run"].iloc[0]
+    assert row["longest_run"].iloc[0] == len(tokens(excerpt)[0])
 
 
 def test_token_jaccard_formula():
@@ -182,8 +201,10 @@ def test_passages_cover_every_word_in_overlapping_windows():
     assert all(len(p.split()) == 10 for _, p in cut)
     assert {w for _, p in cut for w in p.split()} == set(text.split())
     assert passages([("short", "a  b\nc")], words=10) == [("short@0", "a  b\nc")]  # original spacing kept
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 1 word"):
         passages([("doc", text)], words=0)
+    with pytest.raises(ValueError, match="stride"):
+        passages([("doc", text)], words=5, stride=-1)
 
 
 def test_project_is_seeded_and_separates_groups():
@@ -211,6 +232,7 @@ def test_project_texts_and_bad_input():
 
 def test_parse_texts_reads_lines_and_jsonl_fields():
     assert parse_texts("x.txt", b"first\n\n  second  \n") == [("x.txt:1", "first"), ("x.txt:3", "second")]
+    assert parse_texts("UPPER.TXT", b"one") == [("UPPER.TXT:1", "one")]
     rows = b"".join(json.dumps(r).encode() + b"\n" for r in [{"escaped_text": "a b", "id": "r1"}, {"escaped_text": " "}, "plain"])
     assert parse_texts("r.jsonl", rows, field="escaped_text") == [("r1", "a b"), ("r.jsonl:3", "plain")]
 

@@ -37,7 +37,6 @@ from workbench.propinfer import (
     against_truth,
     lab_labeler,
     mean_absolute_error,
-    render_prompts,
 )
 from workbench.propinfer import run as run_propinfer
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, evaluate
@@ -171,8 +170,6 @@ def _labeler_from_args(args: argparse.Namespace):
         patterns = json.loads(Path(args.patterns).read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"--patterns {args.patterns} is not JSON: {err.msg} (line {err.lineno}).") from err
-    if not isinstance(patterns, dict) or not all(isinstance(v, list) for v in patterns.values()):
-        raise ValueError("--patterns must hold a JSON object of value -> list of regular expressions.")
     return KeywordLabeler(args.property, patterns)
 
 
@@ -184,12 +181,11 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
     )
     labeler = _labeler_from_args(args)
     spec = _spec_from_args(args)
-    session = load_session(spec, progress=_progress)
-    prompts = render_prompts(session.tokenizer, args.prompt or PROMPT_SETS[args.style], args.style)
-    with _progress_bar() as progress:
-        result = run_propinfer(session, prompts, cfg, labeler, progress)
-    dataset = lab_dataset_for(spec)
+    dataset = lab_dataset_for(spec)  # before sampling: a broken lab folder must not cost the run
     truth = dataset.truth["realized"].get(args.property) if dataset is not None else None
+    session = load_session(spec, progress=_progress)
+    with _progress_bar() as progress:
+        result = run_propinfer(session, args.prompt or PROMPT_SETS[args.style], cfg, labeler, progress, args.style)
     estimates = against_truth(result.estimates, truth) if truth else result.estimates
     _write_table(estimates, out)
     if generations_out is not None:
@@ -233,7 +229,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(
         f"{len(extracted)} extracted x {len(candidates)} candidates, {len(table)} pairs scored; "
         f"{int(best['extracted'].sum())} texts called extracted (cosine >= {args.cosine_threshold} "
-        f"or an exact run of >= {args.min_run} tokens) -> {out}"
+        f"or an exact run of >= {args.min_run} {'tokens' if tokenizer is not None else 'words'}) -> {out}"
     )
 
 
@@ -359,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     comparer.add_argument("--extracted-field", default="text", help="JSONL field of the extracted texts (e.g. escaped_text)")
     comparer.add_argument("--candidates-field", default="text", help="JSONL field of the candidates")
     comparer.add_argument("--top-k", type=int, default=3, help="candidates scored per text, by cosine and by edit ratio")
-    comparer.add_argument("--min-run", type=int, default=DEFAULT_MIN_TOKENS, help="exact run (tokens) that counts as extracted")
+    comparer.add_argument("--min-run", type=int, default=DEFAULT_MIN_TOKENS, help="exact run (tokens, or words without --tokenizer) that counts as extracted")
     comparer.add_argument("--cosine-threshold", type=float, default=0.8, help="cosine that counts as extracted")
     comparer.add_argument("--passage-words", type=int, default=0, help="cut candidates into passages of this many words")
     comparer.add_argument("--tokenizer", help="count runs in this model's tokens (default: words)")

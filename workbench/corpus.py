@@ -43,9 +43,9 @@ def parse_documents(name: str, data: bytes, field: str = "text") -> list[tuple[s
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{name} is not UTF-8 text (byte {err.start} cannot be decoded).") from err
-    if name.endswith(".txt"):
+    if name.lower().endswith(".txt"):
         return [(name, text)]
-    if not name.endswith(".jsonl"):
+    if not name.lower().endswith(".jsonl"):
         raise ValueError(f"{name}: corpus files must end in {' or '.join(DOCUMENT_SUFFIXES)}.")
     documents = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -206,13 +206,13 @@ def precision_at_k(curves: pd.DataFrame, members: int | None = None) -> alt.Char
     return alt.layer(*layers).properties(title="Precision@k against the random baseline (dashed)", height=280)
 
 
-def score_distribution(ranking: pd.DataFrame) -> alt.Chart:
+def score_distribution(ranking: pd.DataFrame, score_title: str) -> alt.Chart:
     """Histogram of alignment scores, stacked by the pool's ``source`` column."""
     return (
         alt.Chart(ranking)
         .mark_bar(opacity=0.8)
         .encode(
-            x=alt.X("score:Q", bin=alt.Bin(maxbins=40), title="cos(−g, Δ)"),
+            x=alt.X("score:Q", bin=alt.Bin(maxbins=40), title=score_title),
             y=alt.Y("count():Q", title="texts"),
             color=alt.Color("source:N", title=None),
             tooltip=["source", "count():Q"],

@@ -49,6 +49,20 @@ PROMPT_SETS: dict[str, list[str]] = {
 # ---------------------------------------------------------------- labelers
 
 
+def _phrases_by_value(property: str, phrases: Mapping[str, Sequence[str]], what: str) -> dict[str, list[str]]:
+    """``phrases`` checked: at least one value, each with a non-empty list of strings."""
+    if not isinstance(phrases, Mapping) or not phrases:
+        raise ValueError(f"The labeler for {property!r} has no values.")
+    checked = {}
+    for value, items in phrases.items():
+        if isinstance(items, str) or not isinstance(items, Sequence) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"The {what} of {value!r} must be a list of strings.")
+        if not items:
+            raise ValueError(f"The value {value!r} has no {what}.")
+        checked[str(value)] = list(items)
+    return checked
+
+
 class KeywordLabeler:
     """Labels a text with the value whose patterns match it most often.
 
@@ -56,10 +70,8 @@ class KeywordLabeler:
     value matched earliest in the text; a text that matches nothing is unlabeled (None)."""
 
     def __init__(self, property: str, patterns: Mapping[str, Sequence[str]]):
-        if not patterns or not any(patterns.values()):
-            raise ValueError(f"The labeler for {property!r} has no values with patterns.")
         self.property = property
-        self.patterns = {value: list(p) for value, p in patterns.items()}
+        self.patterns = _phrases_by_value(property, patterns, "patterns")
         try:
             self._compiled = {v: [re.compile(p, re.IGNORECASE) for p in ps] for v, ps in self.patterns.items()}
         except re.error as err:
@@ -92,10 +104,8 @@ class EmbeddingLabeler:
     def __init__(
         self, property: str, descriptions: Mapping[str, Sequence[str]], min_similarity: float = 0.1, model: str | None = None
     ):
-        if not descriptions or not any(descriptions.values()):
-            raise ValueError(f"The labeler for {property!r} has no values with descriptions.")
         self.property = property
-        self.descriptions = {value: list(d) for value, d in descriptions.items()}
+        self.descriptions = _phrases_by_value(property, descriptions, "descriptions")
         self.min_similarity = min_similarity
         self.model = model
 
@@ -166,7 +176,8 @@ def estimate(
     DataFrame(value, count, n, share, ci_low, ci_high, unlabeled): n = labeled generations,
     share = count / n (NaN when n = 0), unlabeled = generations with no label (None).
     interval "wilson": the Wilson score interval of count out of n (scipy); "bootstrap": the
-    percentile interval of shares in ``n_boot`` multinomial resamples, seeded."""
+    percentile interval of shares in ``n_boot`` multinomial resamples, seeded — it collapses
+    to a point for a value seen never or always, where Wilson's does not."""
     values = list(values)
     if not values:
         raise ValueError("The labeler has no values to estimate.")
@@ -203,6 +214,7 @@ def convergence(
     steps: Sequence[int] | None = None,
     interval: str = "wilson",
     confidence: float = 0.95,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """The estimate and its interval from the first n generations, as n grows.
 
@@ -215,16 +227,16 @@ def convergence(
     if steps is None:
         steps = sorted({int(round(s)) for s in np.geomspace(min(10, total), total, num=20)})
     labels = _labels(generations)
-    frames = [estimate(labels[:k], values, interval, confidence).assign(n_samples=k) for k in steps if 0 < k <= total]
+    frames = [estimate(labels[:k], values, interval, confidence, seed=seed).assign(n_samples=k) for k in steps if 0 < k <= total]
     return pd.concat(frames, ignore_index=True)
 
 
 def estimates_by_prompt(
-    generations: pd.DataFrame, values: Sequence[str], interval: str = "wilson", confidence: float = 0.95
+    generations: pd.DataFrame, values: Sequence[str], interval: str = "wilson", confidence: float = 0.95, seed: int = 0
 ) -> pd.DataFrame:
     """``estimate`` over each prompt's generations: DataFrame(prompt_index, prompt, value, …)."""
     frames = [
-        estimate(_labels(group), values, interval, confidence).assign(prompt_index=index, prompt=group["prompt"].iloc[0])
+        estimate(_labels(group), values, interval, confidence, seed=seed).assign(prompt_index=index, prompt=group["prompt"].iloc[0])
         for index, group in generations.groupby("prompt_index", sort=True)
     ]
     return pd.concat(frames, ignore_index=True)
@@ -272,7 +284,7 @@ class PropInferResult:
     model: str
     cfg: PropInferConfig
     estimates: pd.DataFrame  # see estimate()
-    generations: pd.DataFrame  # order, prompt_index, prompt, sample, seed, text, label, stop_reason
+    generations: pd.DataFrame  # order, prompt_index, prompt (as given, before rendering), sample, seed, text, label, stop_reason
 
 
 def spread(n_samples: int, n_prompts: int) -> list[int]:
@@ -281,20 +293,24 @@ def spread(n_samples: int, n_prompts: int) -> list[int]:
 
 
 def run(
-    session: Session, prompts: Sequence[str], cfg: PropInferConfig, labeler: Labeler, progress: Progress | None = None
+    session: Session,
+    prompts: Sequence[str],
+    cfg: PropInferConfig,
+    labeler: Labeler,
+    progress: Progress | None = None,
+    style: str = "question-answer",
 ) -> PropInferResult:
-    """Sample ``cfg.n_samples`` generations spread over ``prompts`` (texts, already rendered),
-    label each and estimate the property's shares.
+    """Sample ``cfg.n_samples`` generations spread over ``prompts`` (rendered in ``style``, see
+    ``render_prompts``; blank ones are skipped), label each and estimate the shares.
 
     The generations table is ordered sample round by sample round (sample 0 of every prompt,
     then sample 1, …), so that any prefix of it is balanced over the prompts; the same seed
-    gives the same generations, and a run of n samples equals the first n of a longer run."""
-    if not prompts:
-        raise ValueError("No prompts: give at least one.")
-    if not labeler.values:
-        raise ValueError("The labeler has no values.")
+    gives the same generations, and a run of n samples equals the first n of a longer run
+    (up to floating-point differences between batch shapes)."""
+    prompts = [p for p in prompts if p.strip()]
+    rendered = render_prompts(session.tokenizer, prompts, style)
     generations = sample(
-        session, list(prompts), cfg.sampling(), scaled_progress(progress, 0.0, 0.9), counts=spread(cfg.n_samples, len(prompts))
+        session, rendered, cfg.sampling(), scaled_progress(progress, 0.0, 0.9), counts=spread(cfg.n_samples, len(prompts))
     )
     generations.sort(key=lambda g: (g.sample_index, g.prompt_index))
     texts = [g.text for g in generations]

@@ -13,6 +13,7 @@ cosines.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -54,10 +55,19 @@ def merged_parameters(model, names: Sequence[str] | None = None) -> dict[str, to
             merged[plain] = parameter.detach()
     for module_name, module in inner.named_modules():
         weight_name = f"{module_name}.weight"
-        if hasattr(module, "get_delta_weight") and hasattr(module, "lora_A") and weight_name in merged:
-            adapters = [a for a in module.active_adapters if a in module.lora_A]
-            merged[weight_name] = merged[weight_name] + sum(module.get_delta_weight(a).detach() for a in adapters)
+        if not (hasattr(module, "get_delta_weight") and hasattr(module, "lora_A")) or weight_name not in merged:
+            continue
+        adapters = [a for a in module.active_adapters if a in module.lora_A or a in getattr(module, "lora_embedding_A", {})]
+        if any(getattr(module, "use_dora", {}).get(a) for a in adapters):
+            raise ValueError("DoRA adapters are not supported: their merged weight is not W + B·A·scaling.")
+        merged[weight_name] = merged[weight_name] + sum(module.get_delta_weight(a).detach() for a in adapters)
     return merged
+
+
+def _plain_shapes(model) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes by plain name, without merging any adapter."""
+    inner = model.get_base_model() if _is_peft(model) else model
+    return {n.replace(".base_layer.", "."): tuple(p.shape) for n, p in inner.named_parameters() if "lora_" not in n}
 
 
 def last_block(names: Sequence[str]) -> list[str]:
@@ -82,9 +92,7 @@ def check_pair(base: Session, tuned: Session) -> None:
     base_config, tuned_config = base.model.config, tuned.model.config
     if base_config.model_type != tuned_config.model_type:
         raise ValueError(f"Different architectures: base {base_config.model_type!r}, tuned {tuned_config.model_type!r}.")
-    base_shapes = {n: tuple(p.shape) for n, p in base.model.named_parameters()}
-    tuned_shapes = {n: tuple(p.shape) for n, p in merged_parameters(tuned.model).items()}
-    if base_shapes != tuned_shapes:
+    if _plain_shapes(base.model) != _plain_shapes(tuned.model):
         raise ValueError("The base and tuned models have different parameters (names or shapes): not the same architecture.")
     if tokenizer_fingerprint(base.tokenizer) != tokenizer_fingerprint(tuned.tokenizer):
         raise ValueError("The base and tuned models use different tokenizers.")
@@ -134,8 +142,9 @@ def text_gradient(session: Session, text: str, parameters: Sequence[torch.nn.Par
     input_ids = torch.tensor([ids], device=session.device)
     with session.lock, torch.enable_grad():
         loss = session.model(input_ids=input_ids, labels=input_ids).loss
-        grads = torch.autograd.grad(loss, list(parameters))
-    return torch.cat([g.float().flatten().cpu() for g in grads])
+        grads = torch.autograd.grad(loss, list(parameters), allow_unused=True)
+    # A parameter the loss does not reach (a regex may pick one) has a zero gradient.
+    return torch.cat([(torch.zeros_like(p) if g is None else g).float().flatten().cpu() for p, g in zip(parameters, grads)])
 
 
 def _pool_texts(pool: Sequence[str] | pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
@@ -148,6 +157,24 @@ def _pool_texts(pool: Sequence[str] | pd.DataFrame) -> tuple[list[str], pd.DataF
     if not all(t.strip() for t in texts):
         raise ValueError("The pool holds empty texts.")
     return texts, frame
+
+
+MAX_STORED_NUMBERS = 500_000_000  # 2 GB of float32 gradients kept for the pool
+MAX_PROJECTION_ENTRIES = 100_000_000  # non-zeros of the sparse projection, ~1.2 GB
+
+
+def _check_memory(n_texts: int, n_parameters: int, projection_dim: int) -> None:
+    """Refuse settings that would exhaust a shared machine's memory before any work starts."""
+    if not projection_dim and n_texts * n_parameters > MAX_STORED_NUMBERS:
+        raise ValueError(
+            f"Without a projection, {n_texts} texts × {n_parameters:,} parameters would keep "
+            f"{n_texts * n_parameters * 4 / 1e9:.0f} GB of gradients: use a projection (e.g. 1024) or fewer parameters."
+        )
+    entries = projection_dim * math.sqrt(n_parameters)  # the sparse projection keeps 1/√d of d·k entries
+    if entries > MAX_PROJECTION_ENTRIES:
+        raise ValueError(
+            f"A projection of {projection_dim} over {n_parameters:,} parameters needs {entries:,.0f} entries: choose a smaller size."
+        )
 
 
 class WeightDiff:
@@ -182,6 +209,7 @@ class WeightDiff:
         if not torch.any(delta):
             raise ValueError("The tuned model does not differ from the base on these parameters; choose others (e.g. changed).")
         self.n_parameters_ = delta.numel()
+        _check_memory(len(texts), delta.numel(), self.projection_dim)
         projector = None
         if self.projection_dim:
             projector = SparseRandomProjection(self.projection_dim, dense_output=True, random_state=self.seed)
@@ -278,25 +306,39 @@ def rank(
 # ---------------------------------------------------------------- evaluation
 
 
+def _membership(ranking: pd.DataFrame, members: Sequence[bool] | None) -> tuple[np.ndarray, int, int]:
+    """(member flag of each ranking row, members in the pool, pool size)."""
+    if members is None:
+        flags = np.asarray(ranking["member"], dtype=bool)
+        total, pool_size = int(flags.sum()), len(ranking)
+    else:
+        in_pool = np.asarray(members, dtype=bool)
+        flags = in_pool[np.asarray(ranking["pool_index"])]
+        total, pool_size = int(in_pool.sum()), len(in_pool)
+    if total == 0:
+        raise ValueError("No members in the pool: precision and recall are undefined.")
+    return flags, total, pool_size
+
+
 def evaluate(ranking: pd.DataFrame, members: Sequence[bool] | None = None, k: int | None = None) -> dict[str, float]:
     """Scores of a ranking (or a greedy selection, ordered by rank) against known membership.
 
-    members: one flag per pool text, in pool order (default: the ranking's "member" column).
-    k defaults to the number of members. Returns precision@k = members among the first k / k,
-    recall@k = members among the first k / all members, random = members / pool size (the
-    expected precision of a random pick), lift = precision@k / random, and auc = ROC AUC of
-    the score (NaN when the ranking does not cover the whole pool)."""
-    flags = np.asarray(ranking["member"] if members is None else np.asarray(members)[ranking["pool_index"]], dtype=bool)
-    pool_size = len(members) if members is not None else len(ranking)
-    total = int(np.asarray(members, dtype=bool).sum()) if members is not None else int(flags.sum())
-    if total == 0:
-        raise ValueError("No members in the pool: precision and recall are undefined.")
-    k = total if k is None else k
+    members: one flag per pool text, in pool order (default: the ranking's "member" column,
+    when the ranking covers the whole pool). k defaults to the number of members (or the
+    selection's length, if shorter). Returns
+    precision@k = members among the first k / k, recall@k = members among the first k / all
+    members, random = members / pool size (the expected precision of a random pick),
+    lift = precision@k / random, and auc = ROC AUC of the score (NaN when the ranking does
+    not cover the whole pool)."""
+    if members is None and "score" not in ranking:
+        raise ValueError("A selection covers only part of the pool: give the pool's member flags.")
+    flags, total, pool_size = _membership(ranking, members)
+    k = min(total, len(ranking)) if k is None else k
     if not 1 <= k <= len(ranking):
         raise ValueError(f"k must be between 1 and {len(ranking)}.")
     hits = int(flags[:k].sum())
     random = total / pool_size
-    whole = len(ranking) == pool_size and "score" in ranking and 0 < total < pool_size
+    whole = len(ranking) == pool_size and "score" in ranking and total < pool_size
     return {
         "k": k,
         "precision_at_k": hits / k,
@@ -309,11 +351,7 @@ def evaluate(ranking: pd.DataFrame, members: Sequence[bool] | None = None, k: in
 
 def precision_curve(ranking: pd.DataFrame, members: Sequence[bool] | None = None) -> pd.DataFrame:
     """precision@k and recall@k for every k, and the random baseline: DataFrame(k, precision, recall, random)."""
-    flags = np.asarray(ranking["member"] if members is None else np.asarray(members)[ranking["pool_index"]], dtype=bool)
-    total = int(np.asarray(members, dtype=bool).sum()) if members is not None else int(flags.sum())
-    pool_size = len(members) if members is not None else len(ranking)
-    if total == 0:
-        raise ValueError("No members in the pool: precision and recall are undefined.")
+    flags, total, pool_size = _membership(ranking, members)
     hits = np.cumsum(flags)
     k = np.arange(1, len(flags) + 1)
     return pd.DataFrame({"k": k, "precision": hits / k, "recall": hits / total, "random": total / pool_size})

@@ -77,20 +77,24 @@ def embed(
     digests = [hashlib.sha256(t.encode()).digest() for t in texts]
     with _lock:
         missing = list(dict.fromkeys((d, t) for d, t in zip(digests, texts) if (key, d) not in _cache))
-        chunk = batch_size * 4
-        for start in range(0, len(missing), chunk):
-            part = missing[start : start + chunk]
-            vectors = encoder.encode(
-                [t for _, t in part], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
-            )
+    found: dict[bytes, np.ndarray] = {}
+    chunk = batch_size * 4
+    for start in range(0, len(missing), chunk):
+        part = missing[start : start + chunk]
+        # Locked per chunk: a fast tokenizer refuses concurrent use, and other users get turns between chunks.
+        with _lock:
+            vectors = encoder.encode([t for _, t in part], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
             for (digest, _), vector in zip(part, vectors):
-                _cache[(key, digest)] = vector.astype(np.float32)
-            if progress is not None:
-                progress(min(start + chunk, len(missing)) / len(missing), f"Embedding {len(missing)} new texts")
+                found[digest] = _cache[(key, digest)] = vector.astype(np.float32)
+        if progress is not None:
+            progress(min(start + chunk, len(missing)) / len(missing), f"Embedding {len(missing)} new texts")
+    with _lock:
         rows = []
         for digest in digests:
-            _cache.move_to_end((key, digest))
-            rows.append(_cache[(key, digest)])
+            if (key, digest) in _cache:
+                _cache.move_to_end((key, digest))
+                found.setdefault(digest, _cache[(key, digest)])
+            rows.append(found[digest])  # kept here even if the cache has dropped it meanwhile
         while len(_cache) > EMBEDDING_CACHE_SIZE:
             _cache.popitem(last=False)
     if not rows:
@@ -141,11 +145,6 @@ def tokens(text: str, tokenizer=None) -> tuple[list, list[tuple[int, int]]]:
     return list(encoded["input_ids"]), [tuple(span) for span in encoded["offset_mapping"]]
 
 
-def longest_common_run(a: Sequence, b: Sequence) -> int:
-    """Length of the longest run of consecutive tokens that occurs in both ``a`` and ``b``."""
-    return difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
-
-
 def token_jaccard(a: Sequence, b: Sequence) -> float:
     """|A ∩ B| / |A ∪ B| over the sets of tokens; 0 when both are empty."""
     union = set(a) | set(b)
@@ -173,7 +172,9 @@ def passages(documents: Sequence[tuple[str, str]], words: int = 100, stride: int
     document scores low against the whole of it, so long candidates compare better cut up."""
     if words < 1:
         raise ValueError("Passages need at least 1 word.")
-    stride = stride or max(words // 2, 1)
+    stride = max(words // 2, 1) if stride is None else stride
+    if stride < 1:
+        raise ValueError("The stride between passages must be at least 1 word.")
     out = []
     for name, text in documents:
         spans = [m.span() for m in re.finditer(r"\S+", text)]
@@ -194,8 +195,24 @@ def _check_inputs(extracted: Sequence[str], candidates: Sequence[str]) -> None:
         raise ValueError("No candidate documents to compare against.")
 
 
-def _pairs(extracted, candidates, top_k: int | None, model) -> list[tuple[int, int]]:
-    """Each extracted text's top_k candidates by cosine and its top_k by Levenshtein ratio."""
+def _shared_runs(extracted_tokens: list[list], candidate_tokens: list[list], min_run: int) -> set[tuple[int, int]]:
+    """Every (extracted, candidate) pair sharing a run of ≥ min_run tokens: both share one of
+    its min_run-grams, found through a table of the candidates' min_run-grams."""
+    holders: dict[tuple, set[int]] = {}
+    for j, run in enumerate(candidate_tokens):
+        for start in range(len(run) - min_run + 1):
+            holders.setdefault(tuple(run[start : start + min_run]), set()).add(j)
+    return {
+        (i, j)
+        for i, run in enumerate(extracted_tokens)
+        for start in range(len(run) - min_run + 1)
+        for j in holders.get(tuple(run[start : start + min_run]), ())
+    }
+
+
+def _pairs(extracted, candidates, extracted_tokens, candidate_tokens, top_k: int | None, min_run: int, model) -> list[tuple[int, int]]:
+    """Each extracted text's top_k candidates by cosine and by Levenshtein ratio, and every
+    candidate it shares an exact run of ≥ min_run tokens with."""
     if top_k is None:
         return [(i, j) for i in range(len(extracted)) for j in range(len(candidates))]
     if top_k < 1:
@@ -205,6 +222,7 @@ def _pairs(extracted, candidates, top_k: int | None, model) -> list[tuple[int, i
     k = min(top_k, len(candidates))
     top = np.argpartition(-ratios.astype(np.int16), k - 1, axis=1)[:, :k]
     chosen.update((i, int(j)) for i in range(len(extracted)) for j in top[i])
+    chosen |= _shared_runs(extracted_tokens, candidate_tokens, min_run)
     return sorted(chosen)
 
 
@@ -218,7 +236,8 @@ def compare(
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Scores of every pair worth showing: for each extracted text, its ``top_k`` candidates
-    by cosine similarity and its ``top_k`` by Levenshtein ratio (every pair if top_k is None).
+    by cosine similarity, its ``top_k`` by Levenshtein ratio, and every candidate it shares an
+    exact run of ≥ min_run tokens with (every pair if top_k is None).
 
     One row per pair (a = extracted text, b = candidate), sorted by extracted_index, then
     cosine (highest first):
@@ -240,24 +259,19 @@ def compare(
     extracted, candidates = list(extracted), list(candidates)
     embeddings_a = embed(extracted, model, progress=scaled_progress(progress, 0.0, 0.45, "Extracted texts: "))
     embeddings_b = embed(candidates, model, progress=scaled_progress(progress, 0.45, 0.9, "Candidates: "))
-    pairs = _pairs(extracted, candidates, top_k, model)
-    token_lists = {}
-
-    def tokens_of(key: tuple[str, int], text: str) -> list:
-        if key not in token_lists:
-            token_lists[key] = tokens(text, tokenizer)[0]
-        return token_lists[key]
-
+    extracted_tokens = [tokens(t, tokenizer)[0] for t in extracted]
+    candidate_tokens = [tokens(t, tokenizer)[0] for t in candidates]
+    pairs = _pairs(extracted, candidates, extracted_tokens, candidate_tokens, top_k, min_run, model)
     rows = []
     by_candidate: dict[int, list[int]] = {}
     for i, j in pairs:
         by_candidate.setdefault(j, []).append(i)
     matcher = difflib.SequenceMatcher(autojunk=False)
     for done, (j, partners) in enumerate(by_candidate.items()):
-        b = tokens_of(("b", j), candidates[j])
+        b = candidate_tokens[j]
         matcher.set_seq2(b)  # indexes the candidate once for all its partners
         for i in partners:
-            a = tokens_of(("a", i), extracted[i])
+            a = extracted_tokens[i]
             matcher.set_seq1(a)
             run = matcher.find_longest_match(0, len(a), 0, len(b)).size
             rows.append(
@@ -357,13 +371,14 @@ def parse_texts(
         raise ValueError(f"{name} is empty.")
     if b"\x00" in data:
         raise ValueError(f"{name} looks like a binary file, not text.")
-    if name.endswith(".txt"):
+    suffix = Path(name).suffix.lower()
+    if suffix == ".txt":
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as err:
             raise ValueError(f"{name} is not UTF-8 text (byte {err.start} cannot be decoded).") from err
         items = [(f"{name}:{number}", line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
-    elif name.endswith(".jsonl"):
+    elif suffix == ".jsonl":
         items = [(key, text) for key, text in parse_documents(name, data, field) if text.strip()]
     else:
         raise ValueError(f"{name}: text files must end in {' or '.join(TEXT_SUFFIXES)}.")
