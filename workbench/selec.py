@@ -293,8 +293,8 @@ def rank(
     params: str = "last",
     projection_dim: int = 1024,
     seed: int = 0,
-    optimizer: str = "adam",
     progress: Progress | None = None,
+    optimizer: str = "adam",
 ) -> pd.DataFrame:
     """The pool ranked by alignment: ``WeightDiff(params, projection_dim, seed, optimizer=…).fit(…).rank()``.
 
