@@ -14,7 +14,7 @@ from workbench.attention import (
 )
 from workbench.config import SamplingConfig
 from workbench.prompts import HINT_PREFIXES, repeated_token_prompt
-from workbench.ui import require_session
+from workbench.ui import progress_bar, require_session
 
 PROSE = (
     "It was a bright cold day in April, and the clocks were striking thirteen. The village lay quiet under the "
@@ -119,13 +119,12 @@ seed = m1.number_input("Seed", 0, 2**31 - 1, 0, key="as_seed")
 if st.button("Run with and without", key="as_mitigate"):
     try:
         scales = {(int(h[1 : h.index("H")]), int(h[h.index("H") + 1 :])): scale for h in chosen}
-        bar = st.progress(0.0)
         repeated = result["repeated"]
-        comparison = compare_mitigation(
-            session, scales, [repeated.word], [repeated.repeats], SamplingConfig(int(new_tokens), n=int(n), seed=int(seed)),
-            repeated.prefix, progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
-        )  # fmt: skip
-        bar.empty()
+        with progress_bar() as progress:
+            comparison = compare_mitigation(
+                session, scales, [repeated.word], [repeated.repeats], SamplingConfig(int(new_tokens), n=int(n), seed=int(seed)),
+                repeated.prefix, progress=progress,
+            )  # fmt: skip
         st.session_state["as_mitigation"] = {"table": comparison, "heads": chosen, "scale": scale}
     except ValueError as err:
         st.error(str(err))

@@ -14,7 +14,7 @@ from workbench.similarity import (
     shared_spans,
     similarity_matrix,
 )
-from workbench.ui import active_session
+from workbench.ui import active_session, last_result, progress_bar
 from workbench.ui.text import highlight_spans
 
 UPLOAD_MB = MAX_UPLOAD_BYTES // 1_000_000
@@ -112,14 +112,10 @@ if st.button("Compare", type="primary", key="cmp_run"):
     try:
         extracted, candidates = _read_inputs()
         tokenizer = session.tokenizer if unit == "model tokens" else None
-        bar = st.progress(0.0, text="Embedding…")
-        try:
+        with progress_bar("Embedding…") as progress:
             table = compare(
-                [t for _, t in extracted], [t for _, t in candidates], int(top_k), tokenizer, int(min_run),
-                progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
-            )  # fmt: skip
-        finally:
-            bar.empty()
+                [t for _, t in extracted], [t for _, t in candidates], int(top_k), tokenizer, int(min_run), progress=progress
+            )
         table.insert(0, "extracted_id", [extracted[i][0] for i in table["extracted_index"]])
         table.insert(1, "candidate_id", [candidates[j][0] for j in table["candidate_index"]])
         st.session_state["cmp_result"] = {
@@ -130,10 +126,9 @@ if st.button("Compare", type="primary", key="cmp_run"):
     except ValueError as err:
         st.error(str(err))
 
-result = st.session_state.get("cmp_result")
-if result is None:
-    st.info("Choose extracted texts and candidates, then Compare. Results stay here while you change the inputs.")
-    st.stop()
+result = last_result(
+    "cmp_result", "Choose extracted texts and candidates, then Compare. Results stay here while you change the inputs."
+)
 
 table, extracted, candidates = result["table"], result["extracted"], result["candidates"]
 tokenizer = result["tokenizer"]  # the one the runs were counted with, for the highlights

@@ -8,6 +8,7 @@ from workbench import plots
 from workbench.cache import cache_dir
 from workbench.lab import DEFAULT_SHARES, DIAGNOSES, SHIPPED_LAB, LabDataset, build, loss_curve, truth_table
 from workbench.session import registry_names
+from workbench.ui import progress_bar
 
 st.title("Ground-truth lab")
 st.caption(
@@ -84,12 +85,11 @@ if submitted:
         st.info(f"This recipe is already built (or being built): {out}")
         st.stop()
     try:
-        bar = st.progress(0.0, text="Generating the dataset…")
-        build(
-            out, base, int(n), counts, int(seed), int(epochs), 2e-3, 16, "built from the Lab page",
-            progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
-            shares=shares, gender_shares={"female": female, "male": 1 - female},
-        )  # fmt: skip
+        with progress_bar("Generating the dataset…") as progress:
+            build(
+                out, base, int(n), counts, int(seed), int(epochs), 2e-3, 16, "built from the Lab page",
+                progress=progress, shares=shares, gender_shares={"female": female, "male": 1 - female},
+            )  # fmt: skip
     except (ValueError, OSError, RuntimeError) as err:  # bad settings, a full disk, out of memory
         st.error(str(err))
     else:

@@ -18,9 +18,8 @@ from workbench.propinfer import (
     run,
 )
 from workbench.session import LAB_MODEL, registry_names, scaled_progress
-from workbench.ui import active_session, shared_session
+from workbench.ui import last_result, model_picker, progress_bar, shared_session
 
-SIDEBAR = "(sidebar model)"
 KINDS = {"keywords": "keyword", "embedding (zero-shot)": "embedding", "custom keywords": "custom"}
 
 st.title("Property inference")
@@ -30,14 +29,8 @@ st.caption(
     "the style of the data, label each, and estimate every value's share with a confidence interval. On a lab "
     "model the truth is known and drawn beside the estimates; the base model shows what is known without the data."
 )
-active = active_session()
-
 c1, c2, c3 = st.columns(3)
-models = [SIDEBAR, *registry_names()] if active is not None else registry_names()
-model_choice = c1.selectbox(
-    "Model", models, index=models.index(LAB_MODEL), key="pi_model",
-    format_func=lambda m: f"{m} — {active.info.name}" if m == SIDEBAR else m,
-)  # fmt: skip
+target = model_picker(c1, "Model", LAB_MODEL, "pi_model")
 prop = c2.selectbox("Property", LAB_PROPERTIES, key="pi_property")
 kind = KINDS[c3.radio("Labeler", list(KINDS), key="pi_labeler")]
 custom_patterns = "{}"
@@ -86,29 +79,24 @@ if st.button("Run", type="primary", key="pi_run"):
             int(n_samples), int(max_new_tokens), float(temperature), 0, float(top_p), int(seed), int(batch_size), interval, float(confidence)
         )
         labeler = _labeler()
-        target = active.spec if model_choice == SIDEBAR else ModelSpec(model_choice)
         dataset = lab_dataset_for(target)  # before sampling: a broken lab folder must not cost the run
         truth = dataset.truth["realized"].get(prop) if dataset is not None else None
         specs = [target, ModelSpec(base_name)] if with_base else [target]
         runs = {}
-        bar = st.progress(0.0, text="Starting…")
-        try:
+        with progress_bar() as progress:
             for k, spec in enumerate(specs):
                 with st.spinner(f"Loading {spec.name}…"):
                     session = shared_session(spec)
                 label = session.info.name if k == 0 else f"base: {session.info.name}"
-                progress = scaled_progress(lambda f, m: bar.progress(min(f, 1.0), text=m), k / len(specs), (k + 1) / len(specs), f"{label}: ")
-                runs[label] = run(session, prompt_text.splitlines(), cfg, labeler, progress, style)
-        finally:
-            bar.empty()
+                part = scaled_progress(progress, k / len(specs), (k + 1) / len(specs), f"{label}: ")
+                runs[label] = run(session, prompt_text.splitlines(), cfg, labeler, part, style)
         st.session_state["pi_result"] = {"runs": runs, "truth": truth, "property": prop, "cfg": cfg}
     except ValueError as err:
         st.error(str(err))
 
-result = st.session_state.get("pi_result")
-if result is None:
-    st.info("Choose a model, property and prompts, then Run. Results stay here while you set up the next run.")
-    st.stop()
+result = last_result(
+    "pi_result", "Choose a model, property and prompts, then Run. Results stay here while you set up the next run."
+)
 
 runs, truth, cfg = result["runs"], result["truth"], result["cfg"]
 main_label = next(iter(runs))

@@ -8,7 +8,7 @@ from workbench.corpus import DEFAULT_MIN_TOKENS
 from workbench.divergence import run
 from workbench.prompts import DEFAULT_WORDS, HINT_PREFIXES, repeated_token_prompt
 from workbench.session import registry_names
-from workbench.ui import require_session, shared_session
+from workbench.ui import last_result, progress_bar, require_session, shared_session
 from workbench.ui.corpus import reference_corpus, uploaded_corpus
 from workbench.ui.text import highlight_spans
 
@@ -74,20 +74,18 @@ if st.button("Run", type="primary", key="rt_run"):
             cfg = SamplingConfig(int(max_new_tokens), float(temperature), int(top_k), float(top_p), int(n), int(seed), int(batch_size))
             corpus = reference_corpus(session.spec) if corpus_source == "Shipped" else uploaded_corpus(uploads, session.tokenizer)
             reference = None if reference_name == "(none)" else shared_session(ModelSpec(reference_name))
-            bar = st.progress(0.0, text="Starting…")
-            table = run(
-                session, words, repeats, cfg, prefix, None if template == "plain" else template,
-                corpus, int(min_tokens), reference, progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
-            )  # fmt: skip
-            bar.empty()
+            with progress_bar() as progress:
+                table = run(
+                    session, words, repeats, cfg, prefix, None if template == "plain" else template,
+                    corpus, int(min_tokens), reference, progress=progress,
+                )  # fmt: skip
             st.session_state["rt_result"] = {"table": table, "model": session.info.name, "cfg": cfg, "corpus": corpus_source}
         except ValueError as err:
             st.error(str(err))
 
-result = st.session_state.get("rt_result")
-if result is None:
-    st.info("Choose words and settings, then Run. Results stay here while you set up the next run.")
-    st.stop()
+result = last_result(
+    "rt_result", "Choose words and settings, then Run. Results stay here while you set up the next run."
+)
 
 table, cfg = result["table"], result["cfg"]
 st.subheader("Results")

@@ -6,12 +6,11 @@ import streamlit as st
 from workbench import plots
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.lab import lab_dataset_for, public_pool
-from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, evaluate, precision_curve
+from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate, precision_curve
 from workbench.session import LAB_MODEL, registry_names
 from workbench.similarity import MAX_UPLOAD_BYTES, best_matches, parse_texts
-from workbench.ui import active_session, shared_session
+from workbench.ui import last_result, model_picker, progress_bar, shared_session
 
-SIDEBAR = "(sidebar model)"
 LAB_POOL, UPLOAD = "Lab public pool", "Upload"
 PATTERN = "pattern…"
 TARGET_TITLES = {"adam": "cos(−g, Δ ⊙ √v̂)", "sgd": "cos(−g, Δ)"}
@@ -22,17 +21,11 @@ st.caption(
     "(under the base model) points the way the weights moved, Δ = θ_tuned − θ_base (SELEC, Morris et al. 2025). The top "
     "of the ranking approximates the fine-tuning data. On a lab model the members of the pool are known."
 )
-active = active_session()
 names = registry_names()
-tuned_options = ([SIDEBAR] if active is not None else []) + names
 
 c1, c2 = st.columns(2)
 base_name = c1.selectbox("Base model", names, index=names.index(DEFAULT_MODEL), key="wd_base")
-tuned_choice = c2.selectbox(
-    "Fine-tuned model", tuned_options, index=tuned_options.index(LAB_MODEL), key="wd_tuned",
-    format_func=lambda m: f"{m} — {active.info.name}" + (" + adapter" if active.spec.adapter else "") if m == SIDEBAR else m,
-)  # fmt: skip
-tuned_spec = active.spec if tuned_choice == SIDEBAR else ModelSpec(tuned_choice)
+tuned_spec = model_picker(c2, "Fine-tuned model", LAB_MODEL, "wd_tuned")
 try:
     dataset = lab_dataset_for(tuned_spec)
 except ValueError as err:  # a lab folder that is missing or broken: no lab pool, the upload still works
@@ -44,7 +37,7 @@ pool_options = ([LAB_POOL] if dataset is not None else []) + [UPLOAD]
 pool_source = p1.radio("Candidate pool", pool_options, key="wd_pool_source", help="The lab pool exists when the fine-tuned model is a lab model.")
 if pool_source == LAB_POOL:
     n1, n2, n3 = p2.columns(3)
-    dialogues = sum(r["canary"] is None for r in dataset.records)
+    dialogues = len(dataset.dialogues)
     members = n1.number_input("Training dialogues (members)", 0, dialogues, min(50, dialogues), key="wd_members")
     nonmembers = n2.number_input("Held-out dialogues", 0, len(dataset.holdout), min(75, len(dataset.holdout)), key="wd_nonmembers")
     other = n3.number_input("Other-domain texts", 0, 10_000, 125, key="wd_other")
@@ -85,20 +78,16 @@ if st.button("Run", type="primary", key="wd_run"):
         fitter = WeightDiff(pattern if params_choice == PATTERN else params_choice, int(projection_dim), int(seed), int(max_length))
         with st.spinner("Loading both models…"):
             base, tuned = shared_session(ModelSpec(base_name)), shared_session(tuned_spec)
-        bar = st.progress(0.0, text="Gradients…")
-        try:
-            fitter.fit(base, tuned, pool, progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
-        finally:
-            bar.empty()
-        training = [r["text"] for r in dataset.records if r["canary"] is None] if dataset is not None else None
+        with progress_bar("Gradients…") as progress:
+            fitter.fit(base, tuned, pool, progress)
+        training = [r["text"] for r in dataset.dialogues] if dataset is not None else None
         st.session_state["wd_result"] = {"fitter": fitter, "base": base.info.name, "tuned": tuned.info.name, "training": training}
     except ValueError as err:
         st.error(str(err))
 
-result = st.session_state.get("wd_result")
-if result is None:
-    st.info("Choose the two models and a pool, then Run. Results stay here while you set up the next run.")
-    st.stop()
+result = last_result(
+    "wd_result", "Choose the two models and a pool, then Run. Results stay here while you set up the next run."
+)
 
 fitter = result["fitter"]
 fitter.optimizer = optimizer  # this user's own fitted object: re-scoring needs no new gradients
@@ -110,8 +99,7 @@ st.caption(
     f"({fitter.n_parameters_:,} numbers) · projection {fitter.projection_dim or 'none'} · seed {fitter.seed} · "
     f"{fitter.optimizer} target."
 )
-default_k = int(ranking["member"].sum()) if known and ranking["member"].any() else min(10, len(ranking))
-k = st.number_input("k (texts to select)", 1, len(ranking), max(default_k, 1), key="wd_k")
+k = st.number_input("k (texts to select)", 1, len(ranking), default_k(fitter.pool_), key="wd_k")
 greedy = fitter.greedy_select(int(k))
 if known and ranking["member"].any():
     members = fitter.pool_["member"].tolist()

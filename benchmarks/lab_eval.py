@@ -50,7 +50,7 @@ def main() -> None:
     recipe = json.loads(Path(args.lab, "adapter", "recipe.json").read_text())
     base = load_session(recipe["base"])
     lab = load_session(ModelSpec(recipe["base"], adapter=str(Path(args.lab, "adapter"))))
-    train = [r["text"] for r in dataset.records if r["canary"] is None][: args.records]
+    train = [r["text"] for r in dataset.dialogues][: args.records]
     held_out = [r["text"] for r in dataset.holdout][: args.records]
     print(f"records scored: {len(train)} training, {len(held_out)} held out")
     print(f"{'perplexity':<22}{'base':>10}{'lab':>10}")

@@ -28,7 +28,7 @@ TARGET_MAE = 0.05
 
 
 def labeler_accuracy(dataset: LabDataset) -> None:
-    dialogues = [r for r in dataset.records if r["canary"] is None]
+    dialogues = dataset.dialogues
     print(f"labeler accuracy on the {len(dialogues)} lab training dialogues (true labels known)")
     print(f"{'property':<12}{'labeler':<11}{'accuracy':>10}{'unlabeled':>11}{'MAE of shares':>15}")
     for prop in LAB_PROPERTIES:

@@ -26,7 +26,7 @@ def test_dataset_is_deterministic_for_a_seed():
 
 def test_shares_match_the_request():
     dataset = make_dataset(n=1031, seed=0)
-    dialogues = [r for r in dataset.records if r["canary"] is None]
+    dialogues = dataset.dialogues
     for value, share in DEFAULT_SHARES.items():
         realized = sum(r["diagnosis"] == value for r in dialogues) / len(dialogues)
         assert realized == pytest.approx(share, abs=1 / len(dialogues))
@@ -36,7 +36,7 @@ def test_shares_match_the_request():
 
 def test_dialogues_are_varied_and_mention_their_labels():
     dataset = make_dataset(n=400, seed=0)
-    dialogues = [r for r in dataset.records if r["canary"] is None]
+    dialogues = dataset.dialogues
     assert len({r["text"] for r in dialogues}) > 0.95 * len(dialogues)
     assert len({r["text"].split("\n")[0][:25] for r in dialogues}) > 100  # many different openings
     assert all(r["text"].startswith("Patient: ") and "\nDoctor: " in r["text"] for r in dialogues)

@@ -54,7 +54,7 @@ def test_keyword_labeler_bad_input(patterns, message):
 
 
 def test_lab_keyword_labelers_are_exact_on_the_lab_records():
-    dialogues = [r for r in LabDataset.load(SHIPPED_LAB / "dataset").records if r["canary"] is None]
+    dialogues = LabDataset.load(SHIPPED_LAB / "dataset").dialogues
     for prop in ("diagnosis", "gender"):
         labels = lab_labeler(prop).label([r["text"] for r in dialogues])
         assert labels == [r[prop] for r in dialogues]
@@ -62,7 +62,7 @@ def test_lab_keyword_labelers_are_exact_on_the_lab_records():
 
 
 def test_lab_embedding_labeler_is_mostly_right():
-    dialogues = [r for r in LabDataset.load(SHIPPED_LAB / "dataset").records if r["canary"] is None][:60]
+    dialogues = LabDataset.load(SHIPPED_LAB / "dataset").dialogues[:60]
     labels = lab_labeler("diagnosis", "embedding").label([r["text"] for r in dialogues])
     assert sum(a == r["diagnosis"] for a, r in zip(labels, dialogues)) >= 0.9 * len(dialogues)
     with pytest.raises(ValueError, match="Unknown lab property"):

@@ -39,7 +39,7 @@ from workbench.propinfer import (
     mean_absolute_error,
 )
 from workbench.propinfer import run as run_propinfer
-from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, evaluate
+from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
 from workbench.session import LAB_MODEL, Progress, load_session, registry_names
 from workbench.similarity import best_per_text, compare, passages, read_texts
 
@@ -69,6 +69,16 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="let a Hub model run its own code (off by default)"
     )
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser, defaults: type[SamplingConfig] | type[PropInferConfig]) -> None:
+    """The sampling settings both configs share, with that config's defaults."""
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
+    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="0 = off")
+    parser.add_argument("--top-p", type=float, default=defaults.top_p)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
 
 
 def _progress(fraction: float, message: str) -> None:
@@ -251,7 +261,7 @@ def cmd_selec(args: argparse.Namespace) -> None:
         fitter.fit(base, tuned, pool, progress)
     ranking = fitter.rank()
     _write_table(ranking, out)
-    k = args.k or (int(pool["member"].sum()) if "member" in pool and pool["member"].any() else min(10, len(pool)))
+    k = args.k or default_k(pool)
     greedy = fitter.greedy_select(k)
     if greedy_out is not None:
         _write_table(greedy, greedy_out)
@@ -303,12 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     diverge.add_argument("--prefix", default="", help="hint before the repetition, e.g. def, copyright")
     diverge.add_argument("--template", choices=[t for t in TEMPLATES if t], help="wrap in the chat template")
     diverge.add_argument("--n", type=int, default=SamplingConfig.n, help="samples per prompt")
-    diverge.add_argument("--max-new-tokens", type=int, default=SamplingConfig.max_new_tokens)
-    diverge.add_argument("--temperature", type=float, default=SamplingConfig.temperature, help="0 = greedy")
-    diverge.add_argument("--top-k", type=int, default=SamplingConfig.top_k, help="0 = off")
-    diverge.add_argument("--top-p", type=float, default=SamplingConfig.top_p)
-    diverge.add_argument("--seed", type=int, default=SamplingConfig.seed)
-    diverge.add_argument("--batch-size", type=int, default=SamplingConfig.batch_size)
+    _add_sampling_options(diverge, SamplingConfig)
     diverge.add_argument(
         "--corpus", default=str(REFERENCE_CORPUS), help="saved index, .txt/.jsonl file or folder (default: shipped)"
     )
@@ -337,12 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--style", choices=list(PROMPT_SETS), default="question-answer", help="prompt style")
     infer.add_argument("--prompt", action="append", help="a prompt (repeatable; default: the style's prompt set)")
     infer.add_argument("--n", type=int, default=PropInferConfig.n_samples, help="generations in all, spread over the prompts")
-    infer.add_argument("--max-new-tokens", type=int, default=PropInferConfig.max_new_tokens)
-    infer.add_argument("--temperature", type=float, default=PropInferConfig.temperature, help="0 = greedy")
-    infer.add_argument("--top-k", type=int, default=PropInferConfig.top_k, help="0 = off")
-    infer.add_argument("--top-p", type=float, default=PropInferConfig.top_p)
-    infer.add_argument("--seed", type=int, default=PropInferConfig.seed)
-    infer.add_argument("--batch-size", type=int, default=PropInferConfig.batch_size)
+    _add_sampling_options(infer, PropInferConfig)
     infer.add_argument("--interval", choices=INTERVALS, default=PropInferConfig.interval)
     infer.add_argument("--confidence", type=float, default=PropInferConfig.confidence)
     infer.add_argument("--out", required=True, help="estimates: .parquet, .jsonl or .csv")

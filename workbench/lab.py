@@ -206,6 +206,11 @@ class LabDataset:
     def texts(self) -> list[str]:
         return [r["text"] for r in self.records]
 
+    @property
+    def dialogues(self) -> list[dict]:
+        """The training records that are dialogues, not canaries: they carry the labels."""
+        return [r for r in self.records if r["canary"] is None]
+
     def fingerprint(self) -> str:
         """SHA-256 of the training texts in order: same recipe, same fingerprint."""
         return hashlib.sha256("\n\x1e".join(self.texts).encode()).hexdigest()
@@ -538,7 +543,7 @@ def public_pool(dataset: LabDataset, members: int = 100, nonmembers: int = 100, 
     DataFrame(text, member, source): ``members`` training dialogues (source "training"),
     ``nonmembers`` held-out dialogues of the same style ("same-style held out") and
     ``other`` texts from other domains ("other domain"), shuffled with ``seed``."""
-    training = [r["text"] for r in dataset.records if r["canary"] is None]
+    training = [r["text"] for r in dataset.dialogues]
     held_out = [r["text"] for r in dataset.holdout]
     for wanted, available, what in ((members, training, "training dialogues"), (nonmembers, held_out, "held-out dialogues")):
         if not 0 <= wanted <= len(available):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from workbench.config import PropInferConfig
+from workbench.config import INTERVALS, PropInferConfig
 from workbench.lab import DIAGNOSES, FIRST_NAMES, GENDER_WORDS
 from workbench.sampling import sample
 from workbench.session import Progress, Session, scaled_progress
@@ -181,8 +181,8 @@ def estimate(
     values = list(values)
     if not values:
         raise ValueError("The labeler has no values to estimate.")
-    if interval not in ("wilson", "bootstrap"):
-        raise ValueError(f"Unknown interval {interval!r}; choose wilson or bootstrap.")
+    if interval not in INTERVALS:
+        raise ValueError(f"Unknown interval {interval!r}; choose one of {', '.join(INTERVALS)}.")
     unknown = {label for label in labels if label is not None} - set(values)
     if unknown:
         raise ValueError(f"Labels {sorted(unknown)} are not among the values {values}.")

@@ -306,6 +306,14 @@ def rank(
 # ---------------------------------------------------------------- evaluation
 
 
+def default_k(pool: pd.DataFrame) -> int:
+    """How many texts to select when none is asked for: the number of members when the pool
+    says, else 10 (at most the pool's size)."""
+    if "member" in pool and pool["member"].any():
+        return int(pool["member"].sum())
+    return min(10, len(pool))
+
+
 def _membership(ranking: pd.DataFrame, members: Sequence[bool] | None) -> tuple[np.ndarray, int, int]:
     """(member flag of each ranking row, members in the pool, pool size)."""
     if members is None:

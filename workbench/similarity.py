@@ -115,14 +115,17 @@ def best_matches(
     (sentence-transformers' ``semantic_search``).
 
     DataFrame(extracted_index, rank, candidate_index, cosine); rank 1 is the best match."""
-    from sentence_transformers.util import semantic_search
-
     _check_inputs(extracted, candidates)
     if top_k < 1:
         raise ValueError("top_k must be at least 1.")
-    hits = semantic_search(
-        torch.from_numpy(embed(extracted, model)), torch.from_numpy(embed(candidates, model)), top_k=min(top_k, len(candidates))
-    )
+    return _nearest(embed(extracted, model), embed(candidates, model), top_k)
+
+
+def _nearest(queries: np.ndarray, corpus: np.ndarray, top_k: int) -> pd.DataFrame:
+    """``best_matches`` on embeddings already computed."""
+    from sentence_transformers.util import semantic_search
+
+    hits = semantic_search(torch.from_numpy(queries), torch.from_numpy(corpus), top_k=min(top_k, len(corpus)))
     return pd.DataFrame(
         [
             {"extracted_index": i, "rank": rank, "candidate_index": int(hit["corpus_id"]), "cosine": float(hit["score"])}
@@ -210,19 +213,19 @@ def _shared_runs(extracted_tokens: list[list], candidate_tokens: list[list], min
     }
 
 
-def _pairs(extracted, candidates, extracted_tokens, candidate_tokens, top_k: int | None, min_run: int, model) -> list[tuple[int, int]]:
+def _pairs(extracted, candidates, embeddings, token_lists, top_k: int | None, min_run: int) -> list[tuple[int, int]]:
     """Each extracted text's top_k candidates by cosine and by Levenshtein ratio, and every
     candidate it shares an exact run of ≥ min_run tokens with."""
     if top_k is None:
         return [(i, j) for i in range(len(extracted)) for j in range(len(candidates))]
     if top_k < 1:
         raise ValueError("top_k must be at least 1 (or None for every pair).")
-    chosen = set(best_matches(extracted, candidates, top_k, model)[["extracted_index", "candidate_index"]].itertuples(index=False, name=None))
+    chosen = set(_nearest(*embeddings, top_k)[["extracted_index", "candidate_index"]].itertuples(index=False, name=None))
     ratios = process.cdist(extracted, candidates, scorer=fuzz.ratio, workers=-1, dtype=np.uint8)
     k = min(top_k, len(candidates))
     top = np.argpartition(-ratios.astype(np.int16), k - 1, axis=1)[:, :k]
     chosen.update((i, int(j)) for i in range(len(extracted)) for j in top[i])
-    chosen |= _shared_runs(extracted_tokens, candidate_tokens, min_run)
+    chosen |= _shared_runs(*token_lists, min_run)
     return sorted(chosen)
 
 
@@ -261,7 +264,7 @@ def compare(
     embeddings_b = embed(candidates, model, progress=scaled_progress(progress, 0.45, 0.9, "Candidates: "))
     extracted_tokens = [tokens(t, tokenizer)[0] for t in extracted]
     candidate_tokens = [tokens(t, tokenizer)[0] for t in candidates]
-    pairs = _pairs(extracted, candidates, extracted_tokens, candidate_tokens, top_k, min_run, model)
+    pairs = _pairs(extracted, candidates, (embeddings_a, embeddings_b), (extracted_tokens, candidate_tokens), top_k, min_run)
     rows = []
     by_candidate: dict[int, list[int]] = {}
     for i, j in pairs:

@@ -99,6 +99,24 @@ def active_session() -> Session | None:
     return None if spec is None else shared_session(spec)
 
 
+SIDEBAR_MODEL = "(sidebar model)"
+
+
+def model_picker(where, label: str, default: str, key: str) -> ModelSpec:
+    """A page's own model choice: a registry name, or the model loaded in the sidebar (any id,
+    folder or adapter) when there is one. Returns the chosen spec; ``where`` is st or a column."""
+    active = active_session()
+    options = ([SIDEBAR_MODEL] if active is not None else []) + registry_names()
+
+    def shown(option: str) -> str:
+        if option != SIDEBAR_MODEL:
+            return option
+        return f"{option} — {active.info.name}" + (" + adapter" if active.spec.adapter else "")
+
+    choice = where.selectbox(label, options, index=options.index(default), key=key, format_func=shown)
+    return active.spec if choice == SIDEBAR_MODEL else ModelSpec(choice)
+
+
 def require_session() -> Session:
     """The active session; without one, a warning and the end of the page's run."""
     session = active_session()
