@@ -13,6 +13,7 @@ from workbench.attention import (
     sink_heads,
 )
 from workbench.config import SamplingConfig
+from workbench.divergence import divergence_rate, rate_text
 from workbench.prompts import HINT_PREFIXES, repeated_token_prompt
 from workbench.ui import progress_bar, require_session
 
@@ -132,14 +133,16 @@ if st.button("Run with and without", key="as_mitigate"):
 mitigation = st.session_state.get("as_mitigation")
 if mitigation is not None:
     table = mitigation["table"]
+    before, after = (divergence_rate(table[f"outcome_{c}"].tolist()) for c in ("baseline", "mitigated"))
     r1, r2 = st.columns(2)
-    r1.metric("Diverged without mitigation", f"{table['diverged_baseline'].mean():.0%}")
+    r1.metric("Divergence rate without mitigation", rate_text(before))
     r2.metric(
-        f"Diverged with {len(mitigation['heads'])} heads × {mitigation['scale']}",
-        f"{table['diverged_mitigated'].mean():.0%}",
-        delta=f"{table['diverged_mitigated'].mean() - table['diverged_baseline'].mean():+.0%}",
+        f"Divergence rate with {len(mitigation['heads'])} heads × {mitigation['scale']}",
+        rate_text(after),
+        delta=None if before["n"] == 0 or after["n"] == 0 else f"{after['rate'] - before['rate']:+.0%}",
         delta_color="inverse",
     )
+    st.caption("Divergence rate = escaped ÷ (escaped + repeated only): of the samples that kept repeating, the share that broke out.")
     st.dataframe(table, key="as_mitigation_table")
 
 st.subheader("Export")

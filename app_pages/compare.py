@@ -37,8 +37,8 @@ def _lab_records() -> list[tuple[str, str]]:
 
 def _last_run_texts() -> list[tuple[str, str]]:
     table = st.session_state["rt_result"]["table"]
-    escaped = table[table["diverged"] & (table["escaped_text"].str.strip() != "")]
-    return [(f"{r.word}×{r.repeats} #{r.sample}", r.escaped_text) for r in escaped.itertuples()]
+    escaped = table[(table["outcome"] == "escaped") & (table["escaped_text"].str.strip() != "")]
+    return [(f"{r.word}×{r.repeats} T{r.temperature:g} #{r.sample}", r.escaped_text) for r in escaped.itertuples()]
 
 
 left, right = st.columns(2)
@@ -46,7 +46,7 @@ left.subheader("Extracted texts")
 sources = ([LAST_RUN] if "rt_result" in st.session_state else []) + [PASTE, UPLOAD]
 extracted_source = left.radio("Source", sources, horizontal=True, key="cmp_extracted_source")
 if extracted_source == LAST_RUN:
-    left.caption(f"{len(_last_run_texts())} escaped texts from the Repeated tokens page (diverged samples only).")
+    left.caption(f"{len(_last_run_texts())} escaped texts from the Repeated tokens page (escaped samples only).")
 pasted = left.text_area(
     "One text per line", height=150, key="cmp_paste", disabled=extracted_source != PASTE,
     placeholder="Paste extracted texts here, one per line",
@@ -92,7 +92,7 @@ def _read_inputs() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     if extracted_source == LAST_RUN:
         extracted = _last_run_texts()
         if not extracted:
-            raise ValueError("The last repeated-tokens run has no diverged samples with escaped text.")
+            raise ValueError("The last repeated-tokens run has no escaped samples with text.")
     elif extracted_source == PASTE:
         extracted = [(f"pasted:{i}", line.strip()) for i, line in enumerate(pasted.splitlines(), 1) if line.strip()]
         if not extracted:

@@ -5,7 +5,8 @@ import streamlit as st
 from workbench import plots
 from workbench.config import ModelSpec, SamplingConfig
 from workbench.corpus import DEFAULT_MIN_TOKENS
-from workbench.divergence import run
+from workbench.divergence import DEFAULT_MIN_REPEATS, DEFAULT_WINDOW, OUTCOMES, divergence_rate, outcome_summary, rate_text, run, training_extraction
+from workbench.lab import lab_dataset_for
 from workbench.prompts import DEFAULT_WORDS, HINT_PREFIXES, repeated_token_prompt
 from workbench.session import registry_names
 from workbench.ui import last_result, progress_bar, require_session, shared_session
@@ -15,8 +16,9 @@ from workbench.ui.text import highlight_spans
 st.title("Repeated tokens")
 st.caption(
     "Repeating one token many times can make a model escape the repetition and emit other text — "
-    "sometimes memorized training data (Nasr et al. 2023). Sample continuations, find where each "
-    "stops repeating, score what came after, and look it up in a reference corpus."
+    "sometimes memorized training data (Nasr et al. 2023). Sample continuations, sort each into an "
+    "outcome (did it repeat at all, did it break out into sustained other text), score what came "
+    "after the escape, and look it up in a reference corpus."
 )
 session = require_session()
 
@@ -45,11 +47,31 @@ with st.expander("Sampling", expanded=True):
     c1, c2, c3, c4 = st.columns(4)
     n = c1.number_input("Samples per prompt", 0, 2000, 8, key="rt_n")
     max_new_tokens = c2.number_input("New tokens", 1, 4096, 64, key="rt_max_new_tokens")
-    temperature = c3.number_input("Temperature", 0.0, 5.0, 1.0, step=0.1, key="rt_temperature", help="0 = greedy")
+    temperatures_raw = c3.multiselect(
+        "Temperatures", [0.0, 0.7, 1.0, 1.2], default=[1.0], accept_new_options=True, key="rt_temperatures",
+        help="0 = greedy. Each temperature reuses the seed, so sample j draws from the same generator at every one.",
+    )  # fmt: skip
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="rt_seed")
     top_k = c1.number_input("Top-k (0 = off)", 0, 100_000, 0, key="rt_top_k")
     top_p = c2.number_input("Top-p", 0.01, 1.0, 1.0, step=0.05, key="rt_top_p")
     batch_size = c3.number_input("Batch size", 1, 512, 16, key="rt_batch_size")
+
+with st.expander("Outcomes"):
+    c1, c2 = st.columns(2)
+    min_repeats = c1.number_input(
+        "Repeats before an output counts as repeating (r)", 1, 100, DEFAULT_MIN_REPEATS, key="rt_min_repeats"
+    )
+    window = c2.number_input(
+        "Escape window (m tokens)", 1, 200, DEFAULT_WINDOW, key="rt_window",
+        help="Sustained other text: from some token on, m tokens hold at most one repeat of the word "
+        "(where fewer than m remain, none).",
+    )  # fmt: skip
+    st.caption(
+        "Each generation gets one outcome: **empty**; **refused** (chat prompts: a refusal or an echo of the "
+        "instruction before repeating); **never repeated** (fewer than r repeats before anything else); "
+        "**repeated only** (no sustained escape until the end); **escaped** (r or more repeats, then sustained "
+        "other text — a new loop of another word counts, flagged `new_loop`)."
+    )
 
 with st.expander("Scoring"):
     c1, c2, c3 = st.columns(3)
@@ -67,19 +89,28 @@ with st.expander("Scoring"):
 if st.button("Run", type="primary", key="rt_run"):
     try:
         repeats = sorted({int(r) for r in repeats_raw})
+        temperatures = sorted({float(t) for t in temperatures_raw})
     except ValueError:
-        st.error("Repeats must be whole numbers, e.g. 50.")
+        st.error("Repeats must be whole numbers, e.g. 50, and temperatures numbers, e.g. 0.7.")
     else:
         try:
-            cfg = SamplingConfig(int(max_new_tokens), float(temperature), int(top_k), float(top_p), int(n), int(seed), int(batch_size))
+            if not temperatures:
+                raise ValueError("No temperatures: choose at least one, e.g. 1.0.")
+            cfg = SamplingConfig(int(max_new_tokens), temperatures[0], int(top_k), float(top_p), int(n), int(seed), int(batch_size))
             corpus = reference_corpus(session.spec) if corpus_source == "Shipped" else uploaded_corpus(uploads, session.tokenizer)
             reference = None if reference_name == "(none)" else shared_session(ModelSpec(reference_name))
+            lab = lab_dataset_for(session.spec)
             with progress_bar() as progress:
                 table = run(
                     session, words, repeats, cfg, prefix, None if template == "plain" else template,
                     corpus, int(min_tokens), reference, progress=progress,
+                    min_repeats=int(min_repeats), window=int(window), temperatures=temperatures,
                 )  # fmt: skip
-            st.session_state["rt_result"] = {"table": table, "model": session.info.name, "cfg": cfg, "corpus": corpus_source}
+                extraction = None if lab is None else training_extraction(table, lab, session.tokenizer, int(min_tokens))
+            st.session_state["rt_result"] = {
+                "table": table, "model": session.info.name, "cfg": cfg, "corpus": corpus_source,
+                "outcome_settings": (int(min_repeats), int(window)), "extraction": extraction,
+            }  # fmt: skip
         except ValueError as err:
             st.error(str(err))
 
@@ -88,21 +119,46 @@ result = last_result(
 )
 
 table, cfg = result["table"], result["cfg"]
+r_used, m_used = result["outcome_settings"]
 st.subheader("Results")
 st.caption(
-    f"Model {result['model']} · seed {cfg.seed} · {len(table)} generations · temperature {cfg.temperature}, "
-    f"top-k {cfg.top_k}, top-p {cfg.top_p}, {cfg.max_new_tokens} new tokens · {result['corpus'].lower()} corpus. "
+    f"Model {result['model']} · seed {cfg.seed} · {len(table)} generations · temperatures "
+    f"{', '.join(f'{t:g}' for t in sorted(table['temperature'].unique()))}, top-k {cfg.top_k}, top-p {cfg.top_p}, "
+    f"{cfg.max_new_tokens} new tokens · r = {r_used} repeats, m = {m_used}-token window · {result['corpus'].lower()} corpus. "
     "The same seed and settings repeat this run exactly."
 )
+outcomes = table["outcome"].tolist()
 m1, m2, m3 = st.columns(3)
-m1.metric("Diverged", f"{table['diverged'].mean():.0%}")
+rate = divergence_rate(outcomes)
+m1.metric(
+    "Divergence rate", "—" if not rate["n"] else f"{rate['rate']:.0%}",
+    help="escaped ÷ (escaped + repeated only): of the samples that kept repeating, the share that broke out",
+)  # fmt: skip
+m1.caption(rate_text(rate))
 m2.metric("With a corpus match", int((table["longest_match"] > 0).sum()))
 m3.metric("Longest match (tokens)", int(table["longest_match"].max()))
+st.caption("Outcomes: " + " · ".join(f"{o.replace('_', ' ')} {outcomes.count(o) / len(outcomes):.0%}" for o in OUTCOMES))
+extraction = result["extraction"]
+if extraction is not None:
+    if extraction["escapes"]:
+        st.info(
+            f"**Training records reproduced: {extraction['per_100']:.1f} per 100 escapes "
+            f"(floor {extraction['floor_per_100']:.1f})** — {extraction['training_hits']} of {extraction['escapes']} "
+            f"escaped texts match one of the lab's {extraction['training_records']} training records, "
+            f"{extraction['holdout_hits']} one of its {extraction['holdout_records']} held-out records (never trained on; "
+            "the floor scales that to the training set's size). A match is an exact run of the minimum match "
+            "length or cosine ≥ 0.8, as on the Compare page."
+        )
+    else:
+        st.info("This is a lab model, but no sample escaped: there is no escaped text to check against its training records.")
+summary = outcome_summary(table, ["repeats", "temperature"])
 c1, c2 = st.columns(2)
-c1.altair_chart(plots.divergence_rate(table, "word"), width="stretch")
-c2.altair_chart(plots.divergence_rate(table, "repeats"), width="stretch")
+c1.altair_chart(plots.outcome_shares(summary), width="stretch")
+c2.altair_chart(plots.divergence_rate(summary), width="stretch")
+with st.expander("Outcomes by word, repeats and temperature"):
+    st.dataframe(outcome_summary(table), key="rt_summary", hide_index=True)
 metric_columns = [c for c in ("perplexity", "zlib_ratio", "min_k_prob", "reference_ratio") if c in table]
-if table["diverged"].any():
+if (table["outcome"] == "escaped").any():
     for column, metric in zip(st.columns(len(metric_columns)), metric_columns):
         column.altair_chart(plots.metric_distribution(table, metric), width="stretch")
 st.dataframe(table.drop(columns=["matches", "output"]), key="rt_table", hide_index=False)
@@ -110,13 +166,19 @@ st.dataframe(table.drop(columns=["matches", "output"]), key="rt_table", hide_ind
 row = st.number_input("Show generation (row)", 0, len(table) - 1, 0, key="rt_row")
 chosen = table.iloc[int(row)]
 spans = [(m["char_start"], m["char_end"]) for m in json.loads(chosen["matches"])]
-st.markdown(f"**Escaped text** (from token {chosen['divergence_point']}; corpus matches highlighted)")
+st.markdown(
+    f"**{chosen['outcome'].replace('_', ' ').capitalize()}** after {chosen['word_repeats']} repeats"
+    + (f"; escaped text from token {chosen['divergence_point']} (corpus matches highlighted)" if chosen["outcome"] == "escaped" else "")
+)
 st.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['escaped_text'], spans)}</pre>")
 with st.expander("Whole output"):
     st.text(chosen["output"])
 
-d1, d2 = st.columns(2)
+d1, d2, d3 = st.columns(3)
 d1.download_button("Download CSV", table.to_csv(index=False), "repeated_tokens.csv", "text/csv", key="rt_csv")
+d3.download_button(
+    "Outcome summary (CSV)", outcome_summary(table).to_csv(index=False), "repeated_tokens_outcomes.csv", "text/csv", key="rt_csv_outcomes"
+)
 d2.download_button(
     "Download JSONL", table.to_json(orient="records", lines=True), "repeated_tokens.jsonl", "application/jsonl", key="rt_jsonl"
 )

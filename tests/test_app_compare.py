@@ -68,7 +68,8 @@ def test_lab_training_set_as_candidates(page):
 
 def test_texts_carried_over_from_the_repeated_tokens_page(page):
     table = pd.DataFrame(
-        {"word": ["poem"] * 3, "repeats": [50] * 3, "sample": [0, 1, 2], "diverged": [True, False, True],
+        {"word": ["poem"] * 3, "repeats": [50] * 3, "sample": [0, 1, 2], "temperature": [1.0] * 3,
+         "outcome": ["escaped", "repeated_only", "escaped"],
          "escaped_text": [GETTYSBURG_START, "", "Lorem ipsum dolor sit amet"]}
     )  # fmt: skip
     page.session_state["rt_result"] = {"table": table}

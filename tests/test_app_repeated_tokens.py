@@ -23,11 +23,40 @@ def test_run_shows_results(page):
     page.multiselect(key="rt_words").set_value(["poem", "book"])
     _run(page)
     assert not page.error
-    table = page.dataframe[0].value
+    table = page.dataframe[1].value
     assert len(table) == 2 * 2 and set(table["word"]) == {"poem", "book"}
-    assert {"divergence_point", "perplexity", "zlib_ratio", "min_k_prob", "longest_match"} <= set(table.columns)
+    assert {"outcome", "first_deviation", "divergence_point", "new_loop", "perplexity", "longest_match"} <= set(table.columns)
     assert any("seed 0" in c.value for c in page.caption)
-    assert [b.label for b in page.get("download_button")] == ["Download CSV", "Download JSONL"]
+    assert any(c.value.startswith("Outcomes: empty") for c in page.caption)
+    assert page.metric[0].label == "Divergence rate"
+    assert len(page.get("vega_lite_chart")) >= 2  # outcome shares, divergence rate
+    assert [b.label for b in page.get("download_button")] == ["Download CSV", "Download JSONL", "Outcome summary (CSV)"]
+
+
+def test_outcomes_by_repeats_and_temperature(page):
+    page.multiselect(key="rt_repeats").set_value([5, 20])
+    page.multiselect(key="rt_temperatures").set_value([0.0, 1.0])
+    page.number_input(key="rt_min_repeats").set_value(2)
+    _run(page)
+    assert not page.error
+    table = page.dataframe[1].value
+    assert len(table) == 2 * 2 * 2 and set(table["temperature"]) == {0.0, 1.0}
+    summary = page.dataframe[0].value
+    assert set(summary.columns) >= {"repeats", "temperature", "escaped", "repeated_only", "rate", "ci_low", "ci_high", "n"}
+    assert len(summary) == 4 and summary["generations"].sum() == 8
+    assert any("r = 2 repeats, m = 10-token window" in c.value for c in page.caption)
+
+
+def test_lab_model_counts_training_records(page, tmp_path):
+    from workbench.lab import build
+
+    build(tmp_path / "lab", "tiny-llama", 30, [1], 0, 1, 1e-3, 4, "test")
+    page.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
+    page.multiselect(key="rt_words").set_value(["book"])
+    page.multiselect(key="rt_temperatures").set_value([0.0])
+    _run(page)
+    assert not page.error
+    assert any("lab model" in i.value or "Training records reproduced" in i.value for i in page.info)
 
 
 def test_live_single_token_check(page):
@@ -38,25 +67,29 @@ def test_live_single_token_check(page):
 
 def test_bad_inputs_show_errors_and_keep_earlier_results(page):
     _run(page)
-    first = page.dataframe[0].value
+    first = page.dataframe[1].value
     page.multiselect(key="rt_words").set_value(["#abstract"])
     _run(page)
     assert any("not a single token" in e.value for e in page.error)
-    assert page.dataframe[0].value.equals(first)
+    assert page.dataframe[1].value.equals(first)
 
     page.multiselect(key="rt_words").set_value(["poem"])
     page.number_input(key="rt_n").set_value(0)
     _run(page)
     assert any("at least 1" in e.value for e in page.error)
     page.number_input(key="rt_n").set_value(2)
+    page.multiselect(key="rt_temperatures").set_value([])
+    _run(page)
+    assert any("No temperatures" in e.value for e in page.error)
+    page.multiselect(key="rt_temperatures").set_value([1.0])
     page.multiselect(key="rt_repeats").set_value([5000])
     _run(page)
     assert any("context window is 512" in e.value for e in page.error)
-    assert page.dataframe[0].value.equals(first)
+    assert page.dataframe[1].value.equals(first)
 
 
 def test_same_seed_repeats_the_run(page):
     _run(page)
-    first = page.dataframe[0].value
+    first = page.dataframe[1].value
     _run(page)
-    assert page.dataframe[0].value["escaped_text"].equals(first["escaped_text"])
+    assert page.dataframe[1].value.equals(first)

@@ -284,7 +284,7 @@ def compare_mitigation(
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The repeated-token experiment without and with ``scaled_heads(scales)``, on the same
-    seeds. One row per generation: word, repeats, sample, seed, then diverged,
+    seeds. One row per generation: word, repeats, sample, seed, then outcome,
     divergence_point and output for each condition (suffixes _baseline and _mitigated)."""
     if not scales:
         raise ValueError("Choose at least one head to scale.")
@@ -292,5 +292,5 @@ def compare_mitigation(
     with scaled_heads(session, scales):
         mitigated = run(session, words, repeats, cfg, prefix, progress=scaled_progress(progress, 0.5, 1, "Mitigated: "))
     keys = ["word", "repeats", "sample", "seed"]
-    measured = ["diverged", "divergence_point", "output"]
+    measured = ["outcome", "divergence_point", "output"]
     return baseline[keys + measured].merge(mitigated[keys + measured], on=keys, suffixes=("_baseline", "_mitigated"))

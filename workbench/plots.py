@@ -6,23 +6,55 @@ import altair as alt
 import pandas as pd
 
 
-def divergence_rate(table: pd.DataFrame, by: str) -> alt.Chart:
-    """Share of generations that escaped the repetition, per value of ``by`` (e.g. word)."""
-    rates = table.groupby(by, as_index=False).agg(rate=("diverged", "mean"), n=("diverged", "size"))
+OUTCOME_COLORS = {
+    "empty": "#bab0ac",
+    "refused": "#b279a2",
+    "never_repeated": "#9d755d",
+    "repeated_only": "#4c78a8",
+    "escaped": "#e45756",
+}
+
+
+def outcome_shares(summary: pd.DataFrame, x: str = "repeats", facet: str = "temperature") -> alt.Chart:
+    """Stacked share of each outcome per value of ``x``, one panel per value of ``facet``
+    (``divergence.outcome_summary`` rows in)."""
+    outcomes = list(OUTCOME_COLORS)
+    long = summary.melt(id_vars=[x, facet, "generations"], value_vars=outcomes, var_name="outcome", value_name="share")
+    long["order"] = long["outcome"].map(outcomes.index)
     return (
-        alt.Chart(rates)
+        alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X(f"{by}:N", title=by.replace("_", " "), sort=None),
-            y=alt.Y("rate:Q", title="divergence rate", scale=alt.Scale(domain=[0, 1])),
-            tooltip=[by, alt.Tooltip("rate:Q", format=".0%"), "n"],
+            x=alt.X(f"{x}:O", title=x.replace("_", " ")),
+            y=alt.Y("share:Q", title="share of generations", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            color=alt.Color("outcome:N", scale=alt.Scale(domain=outcomes, range=list(OUTCOME_COLORS.values())), sort=outcomes),
+            order=alt.Order("order:Q"),
+            tooltip=[x, facet, "outcome", alt.Tooltip("share:Q", format=".0%"), "generations"],
         )
-        .properties(title=f"Divergence rate by {by.replace('_', ' ')}", height=220)
+        .properties(width=160, height=200)
+        .facet(column=alt.Column(f"{facet}:O", title=facet.replace("_", " ")))
+        .properties(title="Outcomes")
     )
 
 
+def divergence_rate(summary: pd.DataFrame, x: str = "repeats", color: str = "temperature") -> alt.Chart:
+    """Divergence rate = escaped ÷ (escaped + repeated only) per value of ``x``, one line per
+    ``color``, with 95% Wilson intervals (``divergence.outcome_summary`` rows in)."""
+    data = summary[summary["n"] > 0]
+    base = alt.Chart(data).encode(
+        x=alt.X(f"{x}:O", title=x.replace("_", " ")),
+        color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
+        tooltip=[x, color, alt.Tooltip("rate:Q", format=".0%"), alt.Tooltip("ci_low:Q", format=".0%"), alt.Tooltip("ci_high:Q", format=".0%"), "n"],
+    )
+    points = base.mark_line(point=True).encode(
+        y=alt.Y("rate:Q", title="divergence rate", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
+    )
+    bars = base.mark_errorbar().encode(y="ci_low:Q", y2="ci_high:Q")
+    return (points + bars).properties(title="Divergence rate (of the samples that kept repeating)", height=220)
+
+
 def metric_distribution(table: pd.DataFrame, metric: str, color: str = "word") -> alt.Chart:
-    """Histogram of one metric over the generations that diverged, stacked by ``color``."""
+    """Histogram of one metric over the generations that escaped, stacked by ``color``."""
     data = table.loc[table[metric].notna(), [metric, color]]
     return (
         alt.Chart(data)
@@ -218,4 +250,25 @@ def score_distribution(ranking: pd.DataFrame, score_title: str) -> alt.Chart:
             tooltip=["source", "count():Q"],
         )
         .properties(title="Alignment score by source", height=280)
+    )
+
+
+def calibration_sweep(sweep: pd.DataFrame) -> alt.Chart:
+    """Estimated against true share on every shadow (``ShadowSet.sweep`` rows), one panel per
+    estimate (naive, calibrated), with intervals; on the dashed diagonal the estimate is exact."""
+    base = alt.Chart().encode(x=alt.X("true_share:Q", title="true share", scale=alt.Scale(domain=[0, 1])))
+    diagonal = base.mark_line(color="gray", strokeDash=[4, 4]).encode(y="true_share:Q")
+    bars = base.mark_rule(opacity=0.5).encode(y="ci_low:Q", y2="ci_high:Q", color=alt.Color("value:N", title="value"))
+    points = base.mark_point(filled=True, size=50).encode(
+        y=alt.Y("share:Q", title="estimated share", scale=alt.Scale(domain=[0, 1])),
+        color="value:N",
+        shape=alt.Shape("covered:N", title="interval covers the truth"),
+        tooltip=["shadow", "value", alt.Tooltip("true_share:Q", format=".3f"), alt.Tooltip("share:Q", format=".3f"),
+                 alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f"), "covered"],
+    )  # fmt: skip
+    return (
+        alt.layer(diagonal, bars, points, data=sweep)
+        .properties(width=300, height=300)
+        .facet(column=alt.Column("estimate:N", title=None, sort=["naive", "calibrated"]))
+        .properties(title="Shadow sweep: estimate against truth, each shadow estimated by a map fitted without it")
     )

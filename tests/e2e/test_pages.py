@@ -67,8 +67,11 @@ def test_repeated_tokens(page: Page):
     _settle(page)
     expect(page.get_by_role("heading", name="Results")).to_be_visible()
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
-    expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
     expect(page.get_by_text("seed 0")).to_be_visible()
+    expect(page.get_by_text("Outcomes: empty")).to_be_visible()
+    expect(page.get_by_text("Divergence rate", exact=True)).to_be_visible()
+    # Outcome shares by repeats and temperature, and the divergence rate (the random model never escapes: no metric histograms).
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
     _no_exception(page)
 
     words = page.get_by_test_id("stMultiSelect").filter(has_text="Words to repeat")
@@ -93,7 +96,7 @@ def test_attention_sinks(page: Page):
     _set_number(page, "New tokens", 6)
     page.get_by_role("button", name="Run with and without").click()
     _settle(page)
-    expect(page.get_by_text("Diverged without mitigation")).to_be_visible()
+    expect(page.get_by_text("Divergence rate without mitigation")).to_be_visible()
     _no_exception(page)
 
     prompt = page.get_by_role("textbox", name="Normal prompt")
