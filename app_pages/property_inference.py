@@ -18,6 +18,7 @@ from workbench.propinfer import (
     run,
 )
 from workbench.session import LAB_MODEL, registry_names, scaled_progress
+from workbench.shadows import METHODS, ShadowSet, calibrate, shadow_sets, summarize
 from workbench.ui import last_result, model_picker, progress_bar, shared_session
 
 KINDS = {"keywords": "keyword", "embedding (zero-shot)": "embedding", "custom keywords": "custom"}
@@ -62,8 +63,21 @@ with st.expander("Sampling and intervals"):
     interval = s2.radio("Interval", INTERVALS, key="pi_interval")
     confidence = s3.number_input("Confidence", 0.5, 0.999, 0.95, step=0.01, key="pi_confidence")
 
+sets = shadow_sets()
+with st.expander("Shadow-model calibration", expanded=True):
+    st.caption(
+        "A fine-tuned model's generations carry its base model's habits, so the naive estimate inherits their bias, "
+        "and its interval does not see it. Shadow models — fine-tunes of the same base on data with known shares, "
+        "sampled the way the target is — learn how the shares in generations map to the true shares (PropInfer's "
+        "shadow-model attack). The map applies to the first model; sample it as the shadows were sampled."
+    )
+    k1, k2, k3 = st.columns([1, 2, 2])
+    calibrate_on = k1.checkbox("Calibrate", bool(sets), key="pi_calibrate", disabled=not sets)
+    set_label = k2.selectbox("Shadow set", list(sets) or ["(none built: `workbench shadows build`)"], key="pi_shadow_set", disabled=not sets)
+    method = k3.radio("Map", list(METHODS), format_func=METHODS.get, key="pi_method")
 
-def _labeler():
+
+def _labeler(prop=prop, kind=kind, custom_patterns=custom_patterns):
     if kind != "custom":
         return lab_labeler(prop, kind)
     try:
@@ -71,6 +85,15 @@ def _labeler():
     except json.JSONDecodeError as err:
         raise ValueError(f"The patterns are not valid JSON: {err.msg} (line {err.lineno}).") from err
     return KeywordLabeler(prop, patterns)
+
+
+@st.cache_data(show_spinner="Labeling the shadows' generations…", max_entries=16)
+def _sweep(folder: str, prop: str, kind: str, custom_patterns: str, method: str):
+    """Shadow sweep, its summary and the trust verdict; no model calls (the shadows carry their generations)."""
+    shadows, labeler = ShadowSet.load(folder), _labeler(prop, kind, custom_patterns)
+    sweep = shadows.sweep(labeler, method)
+    calibration = shadows.fit(labeler, method)
+    return shadows.recipe, sweep, summarize(sweep), calibration.verdict(), calibration.naive_trusted
 
 
 if st.button("Run", type="primary", key="pi_run"):
@@ -81,6 +104,7 @@ if st.button("Run", type="primary", key="pi_run"):
         labeler = _labeler()
         dataset = lab_dataset_for(target)  # before sampling: a broken lab folder must not cost the run
         truth = dataset.truth["realized"].get(prop) if dataset is not None else None
+        shadows = ShadowSet.load(sets[set_label]) if calibrate_on and sets else None  # likewise a broken shadow set
         specs = [target, ModelSpec(base_name)] if with_base else [target]
         runs = {}
         with progress_bar() as progress:
@@ -90,51 +114,115 @@ if st.button("Run", type="primary", key="pi_run"):
                 label = session.info.name if k == 0 else f"base: {session.info.name}"
                 part = scaled_progress(progress, k / len(specs), (k + 1) / len(specs), f"{label}: ")
                 runs[label] = run(session, prompt_text.splitlines(), cfg, labeler, part, style)
-        st.session_state["pi_result"] = {"runs": runs, "truth": truth, "property": prop, "cfg": cfg}
+        calibrated = calibration_failed = None
+        if shadows is not None:
+            try:
+                calibrated = calibrate(next(iter(runs.values())), shadows, labeler, method, truth, target)
+            except ValueError as err:  # e.g. a labeler whose values the shadows have no truth for: the run still stands
+                calibration_failed = str(err)
+        st.session_state["pi_result"] = {
+            "runs": runs, "truth": truth, "property": prop, "cfg": cfg, "calibrated": calibrated,
+            "calibration_failed": calibration_failed, "shadow_set": set_label,
+        }  # fmt: skip
     except ValueError as err:
         st.error(str(err))
 
-result = last_result(
-    "pi_result", "Choose a model, property and prompts, then Run. Results stay here while you set up the next run."
-)
+tab_estimates, tab_sweep = st.tabs(["Estimates", "Shadow sweep"])
+with tab_sweep:
+    if not sets:
+        st.info("No shadow set is built. Build one with `workbench shadows build`; it appears here when finished.")
+    else:
+        try:
+            recipe, sweep, summary, verdict, trusted = _sweep(str(sets[set_label]), prop, kind, custom_patterns, method)
+        except ValueError as err:
+            st.warning(f"No sweep for this labeler: {err}")
+        else:
+            st.caption(
+                f"{set_label}: {recipe.k} shadow models of {recipe.base}, each fine-tuned on {recipe.n_records} dialogues "
+                f"({recipe.epochs} epochs, LoRA rank {recipe.rank}) with shares drawn from a Dirichlet({recipe.alpha:g}) prior, "
+                f"then sampled {recipe.n_samples} times ({recipe.style} prompts, temperature {recipe.temperature}, top-p "
+                f"{recipe.top_p}, {recipe.max_new_tokens} new tokens). Each shadow's calibrated estimate comes from a map "
+                "fitted on the other shadows. No model is called here."
+            )
+            (st.success if trusted else st.warning)(verdict)
+            columns = st.columns(len(summary))
+            for column, row in zip(columns, summary.itertuples()):
+                column.metric(f"{row.estimate}: MAE", f"{row.mae:.3f}")
+                column.metric(f"{row.estimate}: intervals covering the truth", f"{row.covered} of {row.intervals}")
+            st.altair_chart(plots.calibration_sweep(sweep), width="content")
+            st.dataframe(sweep, key="pi_sweep", hide_index=True, height=250)
+            st.download_button("Sweep (CSV)", sweep.to_csv(index=False), "propinfer_shadow_sweep.csv", "text/csv", key="pi_dl_sweep")
 
-runs, truth, cfg = result["runs"], result["truth"], result["cfg"]
-main_label = next(iter(runs))
-st.subheader(f"Estimated shares: {result['property']}")
-st.caption(
-    f"{cfg.n_samples} generations per model · seed {cfg.seed} · temperature {cfg.temperature}, top-p {cfg.top_p}, "
-    f"{cfg.max_new_tokens} new tokens · {cfg.interval} intervals at {cfg.confidence:.0%}. The same seed repeats this run exactly. "
-    + ("True shares: the lab dataset's realized shares." if truth else "True shares are hidden: this is not a lab model.")
-)
-columns = st.columns(len(runs))
-for column, (label, outcome) in zip(columns, runs.items()):
-    unlabeled = int(outcome.estimates["unlabeled"].iloc[0])
-    column.metric(f"Labeled generations ({label})", f"{len(outcome.generations) - unlabeled} of {len(outcome.generations)}")
-    if truth:
-        column.metric(f"MAE vs truth ({label})", f"{mean_absolute_error(outcome.estimates, truth):.3f}")
-for label, outcome in runs.items():
-    if outcome.estimates["n"].iloc[0] == 0:
-        st.warning(f"{label}: no generation matched any value, so no share can be estimated. Check the labeler or sample more.")
-estimates = pd.concat(
-    [(against_truth(o.estimates, truth) if truth else o.estimates).assign(run=label) for label, o in runs.items()], ignore_index=True
-)
-st.altair_chart(plots.share_estimates(estimates, "Estimate (interval) vs truth (black tick)" if truth else "Estimates"), width="stretch")
-st.dataframe(estimates, key="pi_estimates", hide_index=True)
+with tab_estimates:
+    result = last_result(
+        "pi_result", "Choose a model, property and prompts, then Run. Results stay here while you set up the next run."
+    )
 
-shown = st.selectbox("Details for", list(runs), key="pi_shown")
-outcome = runs[shown]
-truth_frame = pd.DataFrame({"value": list(truth), "true_share": list(truth.values())}) if truth else None
-c1, c2 = st.columns(2)
-curve = convergence(outcome.generations, outcome.values, interval=cfg.interval, confidence=cfg.confidence, seed=cfg.seed)
-c1.altair_chart(plots.convergence_curve(curve, truth_frame), width="stretch")
-per_prompt = estimates_by_prompt(outcome.generations, outcome.values, cfg.interval, cfg.confidence, cfg.seed)
-c2.altair_chart(plots.estimates_per_prompt(per_prompt), width="stretch")
-st.dataframe(outcome.generations, key="pi_generations", hide_index=True, height=300)
+    runs, truth, cfg = result["runs"], result["truth"], result["cfg"]
+    main_label = next(iter(runs))
+    st.subheader(f"Estimated shares: {result['property']}")
+    st.caption(
+        f"{cfg.n_samples} generations per model · seed {cfg.seed} · temperature {cfg.temperature}, top-p {cfg.top_p}, "
+        f"{cfg.max_new_tokens} new tokens · {cfg.interval} intervals at {cfg.confidence:.0%}. The same seed repeats this run exactly. "
+        + ("True shares: the lab dataset's realized shares." if truth else "True shares are hidden: this is not a lab model.")
+    )
+    columns = st.columns(len(runs))
+    for column, (label, outcome) in zip(columns, runs.items()):
+        unlabeled = int(outcome.estimates["unlabeled"].iloc[0])
+        column.metric(f"Labeled generations ({label})", f"{len(outcome.generations) - unlabeled} of {len(outcome.generations)}")
+        if truth:
+            column.metric(f"MAE vs truth ({label})", f"{mean_absolute_error(outcome.estimates, truth):.3f}")
+    for label, outcome in runs.items():
+        if outcome.estimates["n"].iloc[0] == 0:
+            st.warning(f"{label}: no generation matched any value, so no share can be estimated. Check the labeler or sample more.")
+    estimates = pd.concat(
+        [(against_truth(o.estimates, truth) if truth else o.estimates).assign(run=label) for label, o in runs.items()], ignore_index=True
+    )
+    st.altair_chart(plots.share_estimates(estimates, "Estimate (interval) vs truth (black tick)" if truth else "Estimates"), width="stretch")
+    st.dataframe(estimates, key="pi_estimates", hide_index=True)
 
-d1, d2, d3 = st.columns(3)
-d1.download_button("Estimates (CSV)", estimates.to_csv(index=False), "propinfer_estimates.csv", "text/csv", key="pi_dl_estimates")
-generations = pd.concat([o.generations.assign(run=label) for label, o in runs.items()], ignore_index=True)
-d2.download_button(
-    "Generations (JSONL)", generations.to_json(orient="records", lines=True), "propinfer_generations.jsonl", "application/jsonl", key="pi_dl_generations"
-)
-d3.download_button("Convergence (CSV)", curve.to_csv(index=False), "propinfer_convergence.csv", "text/csv", key="pi_dl_convergence")
+    calibrated = result.get("calibrated")
+    if calibrated is not None:
+        st.subheader(f"Calibrated with shadow models: {main_label}")
+        (st.success if calibrated.calibration.naive_trusted else st.warning)(calibrated.calibration.verdict())
+        for warning in calibrated.warnings:
+            st.warning(f"This run differs from how the shadows were sampled: {warning}. The map may not apply.")
+        table = calibrated.table
+        st.caption(
+            f"Shadow set {result['shadow_set']}. Calibrated interval: ± z × sd, sd² = the run's sampling variance through the "
+            "map + the map's mean squared leave-one-shadow-out error; the calibrated shares are clipped at 0 and scaled to sum to 1."
+        )
+        if truth:
+            m1, m2 = st.columns(2)
+            m1.metric("MAE vs truth, naive", f"{table['error'].abs().mean():.3f}", f"{int(table['covered'].sum())} of {len(table)} intervals cover", delta_color="off")
+            m2.metric("MAE vs truth, calibrated", f"{table['cal_error'].abs().mean():.3f}", f"{int(table['cal_covered'].sum())} of {len(table)} intervals cover", delta_color="off")
+        pair = pd.concat(
+            [
+                table.assign(run=f"{main_label}: naive"),
+                table.assign(run=f"{main_label}: calibrated", share=table["calibrated"], ci_low=table["cal_low"], ci_high=table["cal_high"]),
+            ],
+            ignore_index=True,
+        )
+        st.altair_chart(plots.share_estimates(pair, "Naive and calibrated estimates" + (" vs truth (black tick)" if truth else "")), width="stretch")
+        st.dataframe(table, key="pi_calibrated", hide_index=True)
+        st.download_button("Calibrated estimates (CSV)", table.to_csv(index=False), "propinfer_calibrated.csv", "text/csv", key="pi_dl_calibrated")
+    elif result.get("calibration_failed"):
+        st.warning(f"No calibration for this run: {result['calibration_failed']}")
+
+    shown = st.selectbox("Details for", list(runs), key="pi_shown")
+    outcome = runs[shown]
+    truth_frame = pd.DataFrame({"value": list(truth), "true_share": list(truth.values())}) if truth else None
+    c1, c2 = st.columns(2)
+    curve = convergence(outcome.generations, outcome.values, interval=cfg.interval, confidence=cfg.confidence, seed=cfg.seed)
+    c1.altair_chart(plots.convergence_curve(curve, truth_frame), width="stretch")
+    per_prompt = estimates_by_prompt(outcome.generations, outcome.values, cfg.interval, cfg.confidence, cfg.seed)
+    c2.altair_chart(plots.estimates_per_prompt(per_prompt), width="stretch")
+    st.dataframe(outcome.generations, key="pi_generations", hide_index=True, height=300)
+
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Estimates (CSV)", estimates.to_csv(index=False), "propinfer_estimates.csv", "text/csv", key="pi_dl_estimates")
+    generations = pd.concat([o.generations.assign(run=label) for label, o in runs.items()], ignore_index=True)
+    d2.download_button(
+        "Generations (JSONL)", generations.to_json(orient="records", lines=True), "propinfer_generations.jsonl", "application/jsonl", key="pi_dl_generations"
+    )
+    d3.download_button("Convergence (CSV)", curve.to_csv(index=False), "propinfer_convergence.csv", "text/csv", key="pi_dl_convergence")

@@ -72,3 +72,66 @@ def test_bad_inputs_show_errors_and_keep_earlier_results(page):
         assert any(message in e.value for e in page.error), message
         assert page.dataframe[0].value.equals(first)
         getattr(page, kind)(key=key).set_value(previous)
+
+
+LAB_LETTERS = json.dumps({"digestive": ["e"], "respiratory": ["a"]})  # lab values, so the shadows know their truth
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """A cache holding a finished tiny-llama shadow set sampled as the page fixture samples."""
+    from workbench.shadows import ShadowRecipe, build_shadows
+
+    cache = tmp_path_factory.mktemp("cache")
+    build_shadows(cache / "shadows" / "tiny", ShadowRecipe(base="tiny-llama", k=4, n_records=20, epochs=1, rank=2, n_samples=12, max_new_tokens=6))
+    return cache
+
+
+@pytest.fixture
+def calibrating(page, tiny_cache, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tiny_cache))
+    page.checkbox(key="pi_with_base").uncheck()
+    page.text_area(key="pi_custom").set_value(LAB_LETTERS).run()
+    page.selectbox(key="pi_shadow_set").select("built: tiny").run()
+    page.checkbox(key="pi_calibrate").check()
+    return page
+
+
+def test_calibration_panel_shows_naive_and_calibrated_and_the_sweep(calibrating):
+    page = calibrating
+    sweep = next(d.value for d in page.dataframe if "estimate" in d.value)
+    assert len(sweep) == 4 * 2 * 2 and set(sweep["estimate"]) == {"naive", "calibrated"}
+    assert any(m.label == "calibrated: intervals covering the truth" for m in page.metric)
+    _run(page)
+    assert not page.error
+    assert any(h.value.startswith("Calibrated with shadow models") for h in page.subheader)
+    table = next(d.value for d in page.dataframe if "calibrated" in d.value)
+    assert table["value"].tolist() == ["digestive", "respiratory"] and table["calibrated"].sum() == pytest.approx(1)
+    assert {"share", "ci_low", "ci_high", "cal_low", "cal_high", "sd"} <= set(table.columns)
+    assert not [w for w in page.warning if "differs from how the shadows were sampled" in w.value]
+    assert "Calibrated estimates (CSV)" in [b.label for b in page.get("download_button")]
+    # sampled unlike the shadows: said plainly
+    page.number_input(key="pi_temperature").set_value(0.7)
+    _run(page)
+    assert any("temperature is 0.7" in w.value for w in page.warning)
+
+
+def test_calibration_that_cannot_apply_is_a_warning_not_a_failure(calibrating):
+    page = calibrating
+    page.text_area(key="pi_custom").set_value(LETTERS)
+    _run(page)
+    assert not page.error
+    assert any("No calibration for this run" in w.value and "not all among them" in w.value for w in page.warning)
+    assert any("No sweep for this labeler" in w.value for w in page.warning)
+    assert page.dataframe[0].value["value"].tolist() == ["has e", "has a", "has o"]  # the naive run stands
+
+
+def test_a_broken_shadow_set_is_an_error(calibrating, tiny_cache):
+    broken = tiny_cache / "shadows" / "tiny" / "shadow-00" / "dataset" / "manifest.json"
+    saved = broken.read_text()
+    broken.write_text("{")
+    try:
+        _run(calibrating)
+        assert any("not a saved lab dataset" in e.value for e in calibrating.error)
+    finally:
+        broken.write_text(saved)

@@ -116,6 +116,8 @@ def test_finetune_bad_input(tmp_path):
         finetune("tiny-llama", dataset, tmp_path / "a", method="full")
     with pytest.raises(ValueError, match="epochs"):
         finetune("tiny-llama", dataset, tmp_path / "a", epochs=0)
+    with pytest.raises(ValueError, match="save_dtype"):
+        finetune("tiny-llama", dataset, tmp_path / "a", save_dtype="int8")
     assert not (tmp_path / "a").exists()
 
 

@@ -6,7 +6,8 @@
     workbench propinfer --model smollm2-135m-instruct-lab --property diagnosis --n 500 --out estimates.csv
     workbench compare --extracted a.jsonl --candidates b.jsonl --out pairs.parquet
     workbench selec --base smollm2-135m-instruct --tuned smollm2-135m-instruct-lab --out ranking.parquet
-    workbench lab build [--out DIR] | workbench lab show [--dir DIR]
+    workbench lab build [--out DIR] [--share "mental health=0.1" ...] | workbench lab show [--dir DIR]
+    workbench shadows build [--out DIR] | workbench shadows show [--dir DIR]
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
 
@@ -41,6 +42,7 @@ from workbench.propinfer import (
 from workbench.propinfer import run as run_propinfer
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
 from workbench.session import LAB_MODEL, Progress, load_session, registry_names
+from workbench.shadows import METHODS, SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, calibrate, default_shadow_dir, summarize
 from workbench.similarity import best_per_text, compare, passages, read_texts
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
@@ -193,10 +195,15 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
     spec = _spec_from_args(args)
     dataset = lab_dataset_for(spec)  # before sampling: a broken lab folder must not cost the run
     truth = dataset.truth["realized"].get(args.property) if dataset is not None else None
+    shadows = ShadowSet.load(args.shadows) if args.shadows else None  # likewise a broken shadow set
     session = load_session(spec, progress=_progress)
     with _progress_bar() as progress:
         result = run_propinfer(session, args.prompt or PROMPT_SETS[args.style], cfg, labeler, progress, args.style)
-    estimates = against_truth(result.estimates, truth) if truth else result.estimates
+    calibrated = calibrate(result, shadows, labeler, args.calibration, truth, spec) if shadows else None
+    if calibrated is not None:
+        estimates = calibrated.table
+    else:
+        estimates = against_truth(result.estimates, truth) if truth else result.estimates
     _write_table(estimates, out)
     if generations_out is not None:
         _write_table(result.generations, generations_out)
@@ -206,11 +213,19 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
     else:
         for row in estimates.itertuples():
             line = f"{row.value:<20}{row.share:>7.1%}  [{row.ci_low:.1%}, {row.ci_high:.1%}]"
+            if calibrated is not None:
+                line += f"  calibrated {row.calibrated:>6.1%}  [{row.cal_low:.1%}, {row.cal_high:.1%}]"
             print(line + (f"  truth {row.true_share:.1%}" if truth else ""))
     summary = f"{len(result.generations)} generations, {unlabeled} unlabeled"
     if truth:
         summary += f", mean absolute error {mean_absolute_error(result.estimates, truth):.3f}"
+        if calibrated is not None:
+            summary += f" (calibrated {estimates['cal_error'].abs().mean():.3f})"
     print(f"{summary} -> {out}")
+    if calibrated is not None:
+        print(f"Calibrated on {len(shadows.shadows)} shadow models ({args.shadows}, {args.calibration}). {calibrated.calibration.verdict()}")
+        for warning in calibrated.warnings:
+            print(f"warning: {warning}: the calibration may not apply.", file=sys.stderr)
 
 
 def _texts_from(path: str, field: str) -> list[tuple[str, str]]:
@@ -276,12 +291,34 @@ def cmd_selec(args: argparse.Namespace) -> None:
             )
 
 
+def _shares(pairs: list[str] | None, what: str) -> dict[str, float] | None:
+    """NAME=VALUE pairs as shares; None when none are given (the lab's defaults)."""
+    if not pairs:
+        return None
+    shares = {}
+    for pair in pairs:
+        name, sep, value = pair.rpartition("=")
+        try:
+            shares[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ValueError(f"{what} {pair!r} is not NAME=VALUE, e.g. \"mental health=0.1\".")
+    return shares
+
+
 def cmd_lab_build(args: argparse.Namespace) -> None:
     command = "workbench lab build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["lab", "build"] else [])
+    shares = _shares(args.share, "--share")
+    gender_shares = _shares(args.gender_share, "--gender-share")
+    if gender_shares is not None and len(gender_shares) == 1:  # the other gender takes the rest
+        (given, share), = gender_shares.items()
+        gender_shares |= {g: 1 - share for g in ("female", "male") if g != given}
     with _progress_bar() as progress:
         dataset = build_lab(
-            args.out, args.base, args.n, args.canaries, args.seed, args.epochs, args.lr, args.rank, command.strip(), progress
-        )
+            args.out, args.base, args.n, args.canaries, args.seed, args.epochs, args.lr, args.rank, command.strip(), progress,
+            shares, gender_shares,
+        )  # fmt: skip
     print(f"{len(dataset.records)} records, {len(dataset.canaries)} canaries -> {args.out}")
 
 
@@ -296,6 +333,36 @@ def cmd_lab_show(args: argparse.Namespace) -> None:
     if curve.is_file():
         losses = [c["loss"] for c in json.loads(curve.read_text())]
         print(f"training loss: {losses[0]:.3f} (first step) -> {losses[-1]:.3f} (last of {len(losses)} steps)")
+
+
+def cmd_shadows_build(args: argparse.Namespace) -> None:
+    recipe = ShadowRecipe(
+        args.base, args.k, args.n, args.epochs, args.lr, args.rank, args.batch_size, args.alpha, args.seed, args.style,
+        tuple(args.prompt or ()), args.samples, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+    )  # fmt: skip
+    out = Path(args.out) if args.out else default_shadow_dir(recipe)
+    command = "workbench shadows build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["shadows", "build"] else [])
+    with _progress_bar() as progress:
+        shadows = build_shadows(out, recipe, progress, command.strip())
+    print(f"{len(shadows.shadows)} shadow models of {recipe.base} -> {out}")
+
+
+def cmd_shadows_show(args: argparse.Namespace) -> None:
+    out = _output_path(args.out) if args.out else None
+    shadows = ShadowSet.load(args.dir)
+    recipe = shadows.recipe
+    print(
+        f"{recipe.k} shadows of {recipe.base}: {recipe.n_records} records, {recipe.epochs} epochs, lr {recipe.lr}, rank {recipe.rank}; "
+        f"shares from Dirichlet({recipe.alpha}); {recipe.n_samples} {recipe.style} generations each "
+        f"(temperature {recipe.temperature}, top-p {recipe.top_p}, top-k {recipe.top_k}, {recipe.max_new_tokens} new tokens)"
+    )
+    labeler = _labeler_from_args(args)
+    sweep = shadows.sweep(labeler, args.calibration)
+    if out is not None:
+        _write_table(sweep, out)
+    for row in summarize(sweep).itertuples():
+        print(f"{row.estimate:<11} MAE {row.mae:.3f}, {row.covered} of {row.intervals} intervals cover the truth (leave one shadow out)")
+    print(shadows.fit(labeler, args.calibration).verdict())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--confidence", type=float, default=PropInferConfig.confidence)
     infer.add_argument("--out", required=True, help="estimates: .parquet, .jsonl or .csv")
     infer.add_argument("--generations", help="also write every generation with its label")
+    infer.add_argument(
+        "--shadows", nargs="?", const=str(SHIPPED_SHADOWS), help="calibrate on a shadow set: a folder (alone: the shipped data/shadows)"
+    )
+    infer.add_argument("--calibration", choices=list(METHODS), default="linear", help="; ".join(f"{k}: {v}" for k, v in METHODS.items()))
     infer.set_defaults(run=cmd_propinfer)
 
     comparer = commands.add_parser("compare", help="extracted texts against candidate documents")
@@ -398,10 +469,43 @@ def build_parser() -> argparse.ArgumentParser:
     lab_build.add_argument("--epochs", type=int, default=3)
     lab_build.add_argument("--lr", type=float, default=2e-3)
     lab_build.add_argument("--rank", type=int, default=16)
+    lab_build.add_argument("--share", action="append", metavar="NAME=VALUE", help='a diagnosis share, e.g. "mental health=0.1" (repeatable; all must sum to 1)')
+    lab_build.add_argument("--gender-share", action="append", metavar="NAME=VALUE", help="e.g. female=0.3 (the other gender takes the rest)")
     lab_build.set_defaults(run=cmd_lab_build)
     lab_show = lab_commands.add_parser("show", help="print a lab build's truth, canaries and loss")
     lab_show.add_argument("--dir", default=str(SHIPPED_LAB))
     lab_show.set_defaults(run=cmd_lab_show)
+
+    shadow = commands.add_parser("shadows", help="shadow models that calibrate property inference")
+    shadow_commands = shadow.add_subparsers(dest="shadows_command", required=True)
+    defaults = ShadowRecipe()
+    shadows_build = shadow_commands.add_parser("build", help="fine-tune and sample K shadow models (resumes an interrupted build)")
+    shadows_build.add_argument("--out", help="folder of the set (default: the cache, named by the recipe)")
+    shadows_build.add_argument("--base", default=defaults.base)
+    shadows_build.add_argument("--k", type=int, default=defaults.k, help="shadow models")
+    shadows_build.add_argument("--n", type=int, default=defaults.n_records, help="training records per shadow")
+    shadows_build.add_argument("--epochs", type=int, default=defaults.epochs)
+    shadows_build.add_argument("--lr", type=float, default=defaults.lr)
+    shadows_build.add_argument("--rank", type=int, default=defaults.rank)
+    shadows_build.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training batch size")
+    shadows_build.add_argument("--alpha", type=float, default=defaults.alpha, help="Dirichlet prior of the shares")
+    shadows_build.add_argument("--seed", type=int, default=defaults.seed)
+    shadows_build.add_argument("--samples", type=int, default=defaults.n_samples, help="generations sampled per shadow")
+    shadows_build.add_argument("--style", choices=list(PROMPT_SETS), default=defaults.style)
+    shadows_build.add_argument("--prompt", action="append", help="a prompt (repeatable; default: the style's prompt set)")
+    shadows_build.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    shadows_build.add_argument("--temperature", type=float, default=defaults.temperature)
+    shadows_build.add_argument("--top-k", type=int, default=defaults.top_k)
+    shadows_build.add_argument("--top-p", type=float, default=defaults.top_p)
+    shadows_build.set_defaults(run=cmd_shadows_build)
+    shadows_show = shadow_commands.add_parser("show", help="a shadow set's sweep: naive and calibrated estimates against the truth")
+    shadows_show.add_argument("--dir", default=str(SHIPPED_SHADOWS))
+    shadows_show.add_argument("--property", choices=LAB_PROPERTIES, default="diagnosis")
+    shadows_show.add_argument("--labeler", choices=["keyword", "embedding"], default="keyword")
+    shadows_show.add_argument("--patterns", help="JSON file of value -> regular expressions: a custom keyword labeler")
+    shadows_show.add_argument("--calibration", choices=list(METHODS), default="linear")
+    shadows_show.add_argument("--out", help="also write the sweep: .parquet, .jsonl or .csv")
+    shadows_show.set_defaults(run=cmd_shadows_show)
     return parser
 
 

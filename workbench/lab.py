@@ -364,6 +364,9 @@ def make_dataset(
     return LabDataset(records, holdout, canary_list, recipe, truth)
 
 
+SAVE_DTYPES = ("float32", "float16")
+
+
 def finetune(
     base: ModelSpec | str,
     dataset: LabDataset,
@@ -376,18 +379,22 @@ def finetune(
     max_length: int = 128,
     seed: int = 0,
     progress: Progress | None = None,
+    save_dtype: str = "float32",
 ) -> list[dict]:
     """LoRA fine-tune of a private copy of ``base`` on the dataset's training records.
 
-    Writes the adapter, its recipe (base, dataset recipe and fingerprint, hyperparameters)
-    and the loss curve to ``out`` atomically, so an interrupted run leaves nothing that
-    loads. Returns the loss curve: one {"step", "epoch", "loss"} per optimizer step."""
+    Writes the adapter (its weights in ``save_dtype``: float32, or float16 for half the
+    size), its recipe (base, dataset recipe and fingerprint, hyperparameters) and the loss
+    curve to ``out`` atomically, so an interrupted run leaves nothing that loads. Returns
+    the loss curve: one {"step", "epoch", "loss"} per optimizer step."""
     from peft import LoraConfig, get_peft_model  # only fine-tuning needs peft's training side
 
     if method != "lora":
         raise ValueError(f"Unknown fine-tuning method {method!r}; the lab supports 'lora'.")
     if epochs < 1 or batch_size < 1 or rank < 1 or lr <= 0:
         raise ValueError("epochs, batch_size and rank must be at least 1, and lr positive.")
+    if save_dtype not in SAVE_DTYPES:
+        raise ValueError(f"Unknown save_dtype {save_dtype!r}; choose one of {', '.join(SAVE_DTYPES)}.")
     session = load_session(base)  # a private copy: the shared model must stay untouched
     tokenizer = session.tokenizer
     encoded = [tokenizer.encode(t + tokenizer.eos_token, add_special_tokens=True)[:max_length] for t in dataset.texts]
@@ -433,7 +440,11 @@ def finetune(
         "batch_size": batch_size,
         "max_length": max_length,
         "seed": seed,
+        "save_dtype": save_dtype,
     }
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.to(getattr(torch, save_dtype))
     with atomic_dir(Path(out)) as tmp:
         model.save_pretrained(tmp)
         (tmp / "recipe.json").write_text(json.dumps(recipe, indent=2))

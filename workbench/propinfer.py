@@ -204,7 +204,8 @@ def estimate(
     )
 
 
-def _labels(generations: pd.DataFrame) -> list[str | None]:
+def labels_of(generations: pd.DataFrame) -> list[str | None]:
+    """The labels of ``run``'s generations table, None for unlabeled."""
     return [None if label == UNLABELED else label for label in generations["label"]]
 
 
@@ -226,7 +227,7 @@ def convergence(
         raise ValueError("No generations to follow.")
     if steps is None:
         steps = sorted({int(round(s)) for s in np.geomspace(min(10, total), total, num=20)})
-    labels = _labels(generations)
+    labels = labels_of(generations)
     frames = [estimate(labels[:k], values, interval, confidence, seed=seed).assign(n_samples=k) for k in steps if 0 < k <= total]
     return pd.concat(frames, ignore_index=True)
 
@@ -236,7 +237,7 @@ def estimates_by_prompt(
 ) -> pd.DataFrame:
     """``estimate`` over each prompt's generations: DataFrame(prompt_index, prompt, value, …)."""
     frames = [
-        estimate(_labels(group), values, interval, confidence, seed=seed).assign(prompt_index=index, prompt=group["prompt"].iloc[0])
+        estimate(labels_of(group), values, interval, confidence, seed=seed).assign(prompt_index=index, prompt=group["prompt"].iloc[0])
         for index, group in generations.groupby("prompt_index", sort=True)
     ]
     return pd.concat(frames, ignore_index=True)
@@ -285,6 +286,8 @@ class PropInferResult:
     cfg: PropInferConfig
     estimates: pd.DataFrame  # see estimate()
     generations: pd.DataFrame  # order, prompt_index, prompt (as given, before rendering), sample, seed, text, label, stop_reason
+    prompts: list[str]  # as given, blank ones left out
+    style: str
 
 
 def spread(n_samples: int, n_prompts: int) -> list[int]:
@@ -330,4 +333,4 @@ def run(
     estimates = estimate(labels, labeler.values, cfg.interval, cfg.confidence, seed=cfg.seed)
     if progress is not None:
         progress(1.0, f"Labeled {len(table)} generations")
-    return PropInferResult(labeler.property, labeler.values, session.info.name, cfg, estimates, table)
+    return PropInferResult(labeler.property, labeler.values, session.info.name, cfg, estimates, table, prompts, style)

@@ -1,0 +1,538 @@
+"""Shadow models: property inference calibrated on models whose truth is known.
+
+A fine-tuned model's generations carry its base model's habits, so the shares read from
+them are biased, and their sampling intervals do not show it. The shadow-model attack of
+PropInfer (2025): fine-tune K shadow models of the same base on synthetic data whose shares
+are drawn from a prior, sample each exactly as the target will be sampled, and learn how
+the shares seen in their generations map to their true shares. Applied to the target, the
+map gives a calibrated estimate whose interval adds the map's leave-one-shadow-out error
+to the sampling noise.
+
+A shadow set is a folder: ``shadows.json`` (the recipe and the command) and one folder per
+shadow, ``shadow-00`` …, each holding the lab's ``dataset/`` (manifest with the truth),
+``adapter/`` (float16 LoRA) and ``generations.jsonl`` (the sampled generations, unlabeled),
+so calibrating needs no model calls.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sklearn.linear_model import RidgeCV
+
+from workbench.cache import atomic_dir, cache_dir
+from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, PropInferConfig
+from workbench.lab import DIAGNOSES, GENDER_WORDS, LabDataset, finetune, make_dataset
+from workbench.propinfer import (
+    PROMPT_SETS,
+    Labeler,
+    PropInferResult,
+    against_truth,
+    estimate,
+    lab_labeler,
+    labels_of,
+    run,
+)
+from workbench.session import LAB_MODEL, Progress, load_session, scaled_progress
+
+SHIPPED_SHADOWS = DATA_DIR / "shadows"
+METHODS = {
+    "linear": "per value, true share = a + b × labeled share",
+    "ridge": "ridge regression on the labeled shares and word frequencies",
+}
+TRUST_RATIO = 2.0  # naive errors this many times the sampling noise: the naive intervals cannot be trusted
+RIDGE_ALPHAS = np.logspace(-3, 3, 13)
+
+
+def draw_shares(seed: int, k: int, alpha: float = 1.0) -> list[dict[str, dict[str, float]]]:
+    """k draws of the lab's shares, {"diagnosis": {...}, "gender": {...}}, each property from
+    a symmetric Dirichlet(alpha) prior (alpha = 1: uniform over all share vectors)."""
+    if k < 1 or alpha <= 0:
+        raise ValueError("Draw at least one set of shares, with a positive alpha.")
+    rng = np.random.default_rng(seed)
+    diagnoses = rng.dirichlet(np.full(len(DIAGNOSES), alpha), size=k)
+    genders = rng.dirichlet(np.full(len(GENDER_WORDS), alpha), size=k)
+    return [
+        {"diagnosis": dict(zip(DIAGNOSES, map(float, d))), "gender": dict(zip(GENDER_WORDS, map(float, g)))}
+        for d, g in zip(diagnoses, genders)
+    ]
+
+
+# ---------------------------------------------------------------- building
+
+
+@dataclass(frozen=True)
+class ShadowRecipe:
+    """How a shadow set is built: ``k`` LoRA fine-tunes of ``base`` (``n_records`` dialogues,
+    no canaries, ``epochs``, ``lr``, ``rank``, adapters saved in float16), shadow i on shares
+    ``draw_shares(seed, k, alpha)[i]`` with dataset and training seed ``seed + i``; each
+    sampled with ``n_samples`` generations of the ``style`` prompts (``prompts``; empty = the
+    style's prompt set) with the sampling settings below, the same way a target must be."""
+
+    base: str = DEFAULT_MODEL
+    k: int = 8
+    n_records: int = 80
+    epochs: int = 2
+    lr: float = 2e-3
+    rank: int = 6
+    batch_size: int = 4
+    alpha: float = 1.0
+    seed: int = 0
+    style: str = "question-answer"
+    prompts: tuple[str, ...] = ()
+    n_samples: int = 200
+    max_new_tokens: int = PropInferConfig.max_new_tokens
+    temperature: float = PropInferConfig.temperature
+    top_k: int = PropInferConfig.top_k
+    top_p: float = PropInferConfig.top_p
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(p for p in self.prompts if p.strip()))
+        if self.k < 4:
+            raise ValueError("A shadow set needs at least 4 shadows: its map is checked by leaving one out.")
+        if self.n_records < 10 or self.epochs < 1 or self.rank < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("Shadows need at least 10 records, 1 epoch, rank 1 and batch size 1, and a positive lr.")
+        if self.alpha <= 0:
+            raise ValueError("The Dirichlet prior's alpha must be positive.")
+        if self.style not in PROMPT_SETS:
+            raise ValueError(f"Unknown prompt style {self.style!r}; choose one of {', '.join(PROMPT_SETS)}.")
+        self.cfg()  # checks the sampling settings
+
+    def cfg(self) -> PropInferConfig:
+        """The sampling settings of the shadows' generations."""
+        return PropInferConfig(self.n_samples, self.max_new_tokens, self.temperature, self.top_k, self.top_p, self.seed)
+
+    def prompt_list(self) -> list[str]:
+        return list(self.prompts) or PROMPT_SETS[self.style]
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"prompts": list(self.prompts)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ShadowRecipe:
+        return cls(**values | {"prompts": tuple(values.get("prompts", ()))})
+
+
+def default_shadow_dir(recipe: ShadowRecipe) -> Path:
+    """The cache folder of a recipe's shadow set: ``<cache>/shadows/<base>-k<k>-<hash>``."""
+    digest = hashlib.sha256(json.dumps(recipe.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    return cache_dir() / "shadows" / f"{Path(recipe.base).name}-k{recipe.k}-{digest}"
+
+
+def _shadow_dir(folder: Path, index: int) -> Path:
+    return folder / f"shadow-{index:02d}"
+
+
+def build_shadows(
+    out: str | Path, recipe: ShadowRecipe = ShadowRecipe(), progress: Progress | None = None, command: str = ""
+) -> ShadowSet:
+    """Build (or finish building) the shadow set of ``recipe`` into ``out``.
+
+    Each shadow is written atomically, so an interrupted build keeps the shadows it finished
+    and a second call builds only the missing ones; a folder holding another recipe is
+    refused. Progress runs over all k shadows (training, then sampling)."""
+    out = Path(out)
+    manifest = out / "shadows.json"
+    if manifest.is_file():
+        existing = _read_manifest(out)
+        if existing[0] != recipe:
+            raise ValueError(f"{out} holds a shadow set of another recipe; choose another folder or delete it first.")
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not a shadow set; choose another folder.")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(json.dumps({"recipe": recipe.as_dict(), "command": command}, indent=2))
+    shares = draw_shares(recipe.seed, recipe.k, recipe.alpha)
+    for i in range(recipe.k):
+        part = scaled_progress(progress, i / recipe.k, (i + 1) / recipe.k, f"Shadow {i + 1}/{recipe.k}: ")
+        if (_shadow_dir(out, i) / "generations.jsonl").is_file():
+            if part is not None:
+                part(1.0, "already built")
+            continue
+        _build_one(_shadow_dir(out, i), recipe, shares[i], recipe.seed + i, part)
+    return ShadowSet.load(out)
+
+
+def _build_one(folder: Path, recipe: ShadowRecipe, shares: dict, seed: int, progress: Progress | None) -> None:
+    dataset = make_dataset(
+        n=recipe.n_records, shares=shares["diagnosis"], gender_shares=shares["gender"], canaries=(), n_holdout=0, seed=seed
+    )
+    with atomic_dir(folder) as tmp:
+        dataset.save(tmp / "dataset")
+        finetune(
+            recipe.base, dataset, tmp / "adapter", epochs=recipe.epochs, lr=recipe.lr, rank=recipe.rank,
+            batch_size=recipe.batch_size, seed=seed, progress=scaled_progress(progress, 0.0, 0.65, "training, "),
+            save_dtype="float16",
+        )  # fmt: skip
+        session = load_session(ModelSpec(recipe.base, adapter=str(tmp / "adapter")))
+        result = run(
+            session, recipe.prompt_list(), recipe.cfg(), lab_labeler("diagnosis"), scaled_progress(progress, 0.65, 1.0), recipe.style
+        )
+        result.generations.drop(columns="label").to_json(tmp / "generations.jsonl", orient="records", lines=True)
+        del session
+        gc.collect()
+
+
+# ---------------------------------------------------------------- the shadow set
+
+
+def _read_manifest(folder: Path) -> tuple[ShadowRecipe, str]:
+    try:
+        manifest = json.loads((folder / "shadows.json").read_text())
+        return ShadowRecipe.from_dict(manifest["recipe"]), manifest.get("command", "")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{folder} is not a shadow set: {err!r}") from err
+
+
+@dataclass
+class Shadow:
+    name: str
+    truth: dict[str, dict[str, float]]  # property -> value -> realized share in its training data
+    generations: pd.DataFrame  # run()'s table without labels
+
+
+@dataclass
+class ShadowSet:
+    folder: Path
+    recipe: ShadowRecipe
+    shadows: list[Shadow]
+    command: str = ""
+    _fits: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ShadowSet:
+        """A finished shadow set; ValueError for a broken or unfinished one."""
+        folder = Path(folder)
+        recipe, command = _read_manifest(folder)
+        built = [i for i in range(recipe.k) if (_shadow_dir(folder, i) / "generations.jsonl").is_file()]
+        if len(built) < recipe.k:
+            raise ValueError(
+                f"{folder} holds {len(built)} of its {recipe.k} shadows; finish it with `workbench shadows build --out {folder}` "
+                "and the same settings."
+            )
+        shadows = []
+        for i in range(recipe.k):
+            path = _shadow_dir(folder, i)
+            truth = LabDataset.load(path / "dataset").truth["realized"]
+            try:
+                generations = pd.read_json(path / "generations.jsonl", lines=True, dtype={"text": str})
+            except ValueError as err:
+                raise ValueError(f"{path / 'generations.jsonl'} is not a generations table: {err}") from err
+            shadows.append(Shadow(path.name, truth, generations))
+        return cls(folder, recipe, shadows, command)
+
+    def truth(self, property: str, values: Sequence[str]) -> np.ndarray:
+        """K × V: each shadow's realized share of each value (0 where absent)."""
+        return np.array([[s.truth[property].get(v, 0.0) for v in values] for s in self.shadows])
+
+    def _checked(self, labeler: Labeler) -> None:
+        known = set(self.truth_values(labeler.property))
+        if not set(labeler.values) <= known:
+            raise ValueError(
+                f"The shadows know the true shares of {labeler.property} values {sorted(known)}; "
+                f"the labeler's values {labeler.values} are not all among them. Use the lab's labelers."
+            )
+
+    def truth_values(self, property: str) -> list[str]:
+        if property == "diagnosis":
+            return list(DIAGNOSES)
+        if property == "gender":
+            return list(GENDER_WORDS)
+        raise ValueError(f"The shadows know the truth of diagnosis and gender, not of {property!r}.")
+
+    def labels(self, labeler: Labeler) -> list[list[str | None]]:
+        """Every shadow's generations labeled by ``labeler`` (kept for the next call)."""
+        key = ("labels", id(labeler))
+        if key not in self._fits:
+            self._checked(labeler)
+            self._fits[key] = (labeler, [labeler.label(s.generations["text"].tolist()) for s in self.shadows])
+        return self._fits[key][1]
+
+    def observations(self, labeler: Labeler, method: str = "linear") -> list[np.ndarray]:
+        """Every shadow's feature rows (see ``feature_rows``): word frequencies for ridge."""
+        words = word_patterns(labeler.property) if _checked_method(method) == "ridge" else None
+        return [
+            feature_rows(labels, labeler.values, s.generations["text"].tolist(), words)
+            for s, labels in zip(self.shadows, self.labels(labeler))
+        ]
+
+    def fit(self, labeler: Labeler, method: str = "linear", confidence: float = 0.95) -> Calibration:
+        """The calibration map learned on all shadows."""
+        truth = self.truth(labeler.property, labeler.values)
+        return Calibration(method, confidence).fit(self.observations(labeler, method), truth, labeler.values)
+
+    def sweep(self, labeler: Labeler, method: str = "linear", confidence: float = 0.95) -> pd.DataFrame:
+        """Estimate against truth on every shadow, naive and calibrated — PropInfer's main figure.
+
+        The calibrated estimate of shadow k comes from a map fitted on the other shadows
+        (its interval from their own leave-one-out errors), so it is an honest test.
+        DataFrame(shadow, value, true_share, estimate ("naive" or "calibrated"), share,
+        ci_low, ci_high, covered, error)."""
+        values = labeler.values
+        truth = self.truth(labeler.property, values)
+        rows = self.observations(labeler, method)
+        frames = []
+        for k, (shadow, labels) in enumerate(zip(self.shadows, self.labels(labeler))):
+            true = dict(zip(values, truth[k]))
+            naive = against_truth(estimate(labels, values, "wilson", confidence), true)
+            others = [i for i in range(len(rows)) if i != k]
+            calibrated = Calibration(method, confidence).fit([rows[i] for i in others], truth[others], values).predict(rows[k])
+            calibrated = calibrated.rename(columns={"calibrated": "share", "cal_low": "ci_low", "cal_high": "ci_high"})
+            for name, table in (("naive", naive), ("calibrated", against_truth(calibrated, true))):
+                frames.append(table[["value", "true_share", "share", "ci_low", "ci_high", "covered", "error"]].assign(shadow=shadow.name, estimate=name))
+        columns = ["shadow", "value", "true_share", "estimate", "share", "ci_low", "ci_high", "covered", "error"]
+        return pd.concat(frames, ignore_index=True)[columns]
+
+
+def summarize(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per estimate (naive, calibrated): mae, covered (intervals that cover the truth), intervals."""
+    return (
+        sweep.groupby("estimate", sort=False)
+        .agg(mae=("error", lambda e: float(np.abs(e).mean())), covered=("covered", "sum"), intervals=("covered", "size"))
+        .reset_index()
+    )
+
+
+def shadow_sets() -> dict[str, Path]:
+    """Finished shadow sets by label: the shipped one, then those built into the cache."""
+    found = {"shipped (data/shadows)": SHIPPED_SHADOWS} | {
+        f"built: {p.name}": p for p in sorted((cache_dir() / "shadows").glob("*")) if (p / "shadows.json").is_file()
+    }
+    complete = {}
+    for label, folder in found.items():
+        try:
+            recipe = _read_manifest(folder)[0]
+        except ValueError:
+            continue
+        if all((_shadow_dir(folder, i) / "generations.jsonl").is_file() for i in range(recipe.k)):
+            complete[label] = folder
+    return complete
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def _checked_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"Unknown calibration method {method!r}; choose one of {', '.join(METHODS)}.")
+    return method
+
+
+def word_patterns(property: str) -> list[str]:
+    """The words of PropInfer's word-frequency features: the lab keyword labeler's patterns."""
+    return [p for patterns in lab_labeler(property).patterns.values() for p in patterns]
+
+
+def feature_rows(
+    labels: Sequence[str | None], values: Sequence[str], texts: Sequence[str] | None = None, patterns: Sequence[str] | None = None
+) -> np.ndarray:
+    """One row per labeled generation: its label one-hot over ``values``, then, with
+    ``patterns`` (regular expressions, case-insensitive), 1 where its text matches each.
+
+    The mean row is what a calibration maps: the labeled shares, then the share of labeled
+    generations that use each word."""
+    keep = [i for i, label in enumerate(labels) if label is not None]
+    onehot = np.array([[labels[i] == v for v in values] for i in keep], dtype=float).reshape(len(keep), len(values))
+    if not patterns:
+        return onehot
+    if texts is None or len(texts) != len(labels):
+        raise ValueError("Word features need every generation's text.")
+    compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
+    words = np.array([[bool(c.search(texts[i])) for c in compiled] for i in keep], dtype=float).reshape(len(keep), len(compiled))
+    return np.hstack([onehot, words])
+
+
+def _normalise(raw: np.ndarray) -> np.ndarray:
+    """Shares from a map's raw output: negatives set to 0, each row scaled to sum to 1
+    (uniform where nothing is left)."""
+    clipped = np.clip(raw, 0.0, None)
+    totals = clipped.sum(axis=1, keepdims=True)
+    uniform = np.full_like(clipped, 1.0 / clipped.shape[1])
+    return np.where(totals > 0, clipped / np.where(totals > 0, totals, 1.0), uniform)
+
+
+class Calibration:
+    """A map from what generations show to the true shares, learned on shadow models.
+
+    method "linear": per value v, true_v ≈ a_v + b_v · x_v, x_v the labeled share of v (least
+    squares over the shadows). "ridge": every true share from the labeled shares and the word
+    frequencies together (ridge regression on standardized features, its penalty per value
+    chosen by leave-one-out). Either map is affine, raw = c + W x̄ with x̄ the mean feature row;
+    the calibrated shares are raw with negatives set to 0, scaled to sum to 1.
+
+    The interval of a calibrated share: ± z · sd, sd² = W Σ Wᵀ / n (the target's sampling
+    variance through the map; Σ the covariance of its feature rows, n its labeled
+    generations) + residual_sd_² (mean squared leave-one-shadow-out error: what the map
+    misses on a model it has not seen). The residuals already hold the shadows' own
+    sampling noise, so the interval errs wide. Clipped to [0, 1].
+
+    Fitted state: intercept_ (c), coef_ (W, V × features), loo_ (K × V shares of each shadow
+    from a map fitted without it), residual_sd_ (V), naive_ (K × V labeled shares), n_ (K),
+    truth_ (K × V), values_."""
+
+    def __init__(self, method: str = "linear", confidence: float = 0.95):
+        self.method = _checked_method(method)
+        if not 0 < confidence < 1:
+            raise ValueError("confidence must be in (0, 1), e.g. 0.95.")
+        self.confidence = confidence
+
+    def _fit_map(self, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n_values = Y.shape[1]
+        if self.method == "linear":
+            coef, intercept = np.zeros((n_values, X.shape[1])), Y.mean(axis=0)
+            for v in range(n_values):
+                x = X[:, v]
+                if np.ptp(x) > 1e-12:
+                    coef[v, v], intercept[v] = np.polyfit(x, Y[:, v], 1)
+            return intercept, coef
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+        scale[scale < 1e-12] = 1.0
+        model = RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True).fit((X - mean) / scale, Y)
+        coef = model.coef_ / scale
+        return model.intercept_ - coef @ mean, coef
+
+    def fit(self, rows: Sequence[np.ndarray], truth: np.ndarray, values: Sequence[str]) -> Calibration:
+        """``rows``: each shadow's feature rows (``feature_rows``); ``truth``: K × V true shares."""
+        truth = np.asarray(truth, dtype=float)
+        values = list(values)
+        if len(rows) != len(truth) or truth.ndim != 2 or truth.shape[1] != len(values):
+            raise ValueError("Give one set of feature rows and one row of true shares (one per value) for every shadow.")
+        if len(rows) < 3:
+            raise ValueError(f"A calibration needs at least 3 shadows, not {len(rows)}.")
+        if any(len(r) == 0 for r in rows):
+            raise ValueError("A shadow has no labeled generation: the labeler does not fit these shadows.")
+        X = np.stack([r.mean(axis=0) for r in rows])
+        self.values_ = values
+        self.intercept_, self.coef_ = self._fit_map(X, truth)
+        loo = []
+        for k in range(len(X)):
+            keep = np.arange(len(X)) != k
+            intercept, coef = self._fit_map(X[keep], truth[keep])
+            loo.append(_normalise((intercept + coef @ X[k])[None, :])[0])
+        self.loo_ = np.array(loo)
+        self.residual_sd_ = np.sqrt(((self.loo_ - truth) ** 2).mean(axis=0))
+        self.naive_, self.n_, self.truth_ = X[:, : len(values)], np.array([len(r) for r in rows]), truth
+        return self
+
+    def predict(self, rows: np.ndarray) -> pd.DataFrame:
+        """Calibrated shares of a target from its feature rows: DataFrame(value, calibrated,
+        cal_low, cal_high, sd, sampling_sd, map_sd)."""
+        rows = np.asarray(rows, dtype=float)
+        if rows.ndim != 2 or len(rows) == 0:
+            raise ValueError("No labeled generation to calibrate: the labeler matched none of the target's generations.")
+        if rows.shape[1] != self.coef_.shape[1]:
+            raise ValueError(f"The target has {rows.shape[1]} features, the calibration {self.coef_.shape[1]}.")
+        point = _normalise((self.intercept_ + self.coef_ @ rows.mean(axis=0))[None, :])[0]
+        covariance = np.atleast_2d(np.cov(rows, rowvar=False, ddof=0))
+        sampling_sd = np.sqrt(np.clip(np.einsum("vf,fg,vg->v", self.coef_, covariance, self.coef_) / len(rows), 0.0, None))
+        sd = np.sqrt(sampling_sd**2 + self.residual_sd_**2)
+        z = norm.ppf(0.5 + self.confidence / 2)
+        return pd.DataFrame(
+            {
+                "value": self.values_,
+                "calibrated": point,
+                "cal_low": np.clip(point - z * sd, 0.0, 1.0),
+                "cal_high": np.clip(point + z * sd, 0.0, 1.0),
+                "sd": sd,
+                "sampling_sd": sampling_sd,
+                "map_sd": self.residual_sd_,
+            }
+        )
+
+    def trust(self) -> pd.DataFrame:
+        """Are naive intervals trustworthy for models like the shadows? Per value: naive_rmse
+        (root mean square of labeled share − truth over the shadows), sampling_sd (what
+        binomial sampling alone gives: root mean of x(1 − x)/n), ratio = naive_rmse /
+        sampling_sd, and calibrated_rmse (leave-one-out). A ratio far above 1 means the
+        naive estimates miss by more than their intervals allow."""
+        naive_rmse = np.sqrt(((self.naive_ - self.truth_) ** 2).mean(axis=0))
+        sampling_sd = np.sqrt((self.naive_ * (1 - self.naive_) / self.n_[:, None]).mean(axis=0))
+        ratio = naive_rmse / np.where(sampling_sd > 0, sampling_sd, np.nan)
+        return pd.DataFrame(
+            {"value": self.values_, "naive_rmse": naive_rmse, "sampling_sd": sampling_sd, "ratio": ratio, "calibrated_rmse": self.residual_sd_}
+        )
+
+    @property
+    def naive_trusted(self) -> bool:
+        """False when, for some value, the naive errors on the shadows exceed TRUST_RATIO × sampling noise."""
+        return bool((self.trust()["ratio"].fillna(np.inf) <= TRUST_RATIO).all())
+
+    def verdict(self) -> str:
+        """The trust check in one plain sentence."""
+        table = self.trust()
+        worst = table.loc[table["ratio"].fillna(np.inf).idxmax()]
+        shadows = f"On the {len(self.n_)} shadow models"
+        if self.naive_trusted:
+            return (
+                f"{shadows} the naive estimates miss the truth by about what sampling noise explains (at most "
+                f"{worst['ratio']:.1f}× for {worst['value']}); their intervals can be used."
+            )
+        return (
+            f"Do not trust the naive intervals. {shadows} the naive estimate of {worst['value']} misses the truth by "
+            f"{worst['naive_rmse']:.3f} (root mean square), {worst['ratio']:.1f}× what sampling noise explains "
+            f"({worst['sampling_sd']:.3f}): the model's generations are biased, and the interval does not see it. "
+            "Use the calibrated estimate and its interval."
+        )
+
+
+# ---------------------------------------------------------------- a target
+
+
+def differences(recipe: ShadowRecipe, result: PropInferResult, target: ModelSpec | None = None) -> list[str]:
+    """How a run was sampled differently from the shadows, one sentence each ([] when alike):
+    the map holds only for generations made the same way."""
+    found = []
+    if result.style != recipe.style:
+        found.append(f"the prompt style is {result.style}, the shadows' {recipe.style}")
+    if [p for p in result.prompts if p.strip()] != recipe.prompt_list():
+        found.append("the prompts differ from the shadows' prompts")
+    for name in ("max_new_tokens", "temperature", "top_k", "top_p"):
+        if getattr(result.cfg, name) != getattr(recipe, name):
+            found.append(f"{name} is {getattr(result.cfg, name)}, the shadows' {getattr(recipe, name)}")
+    if target is not None:
+        base = DEFAULT_MODEL if target.name == LAB_MODEL and not target.adapter else target.name
+        if base != recipe.base:
+            found.append(f"the shadows were fine-tuned from {recipe.base}, the target is {base}")
+    return found
+
+
+@dataclass
+class Calibrated:
+    table: pd.DataFrame  # value, share, ci_low, ci_high, n, unlabeled (naive) + predict()'s columns [+ truth columns]
+    calibration: Calibration
+    warnings: list[str]  # see differences()
+
+
+def calibrate(
+    result: PropInferResult,
+    shadows: ShadowSet,
+    labeler: Labeler,
+    method: str = "linear",
+    truth: dict[str, float] | None = None,
+    target: ModelSpec | None = None,
+) -> Calibrated:
+    """The run's naive estimates beside their calibration on ``shadows``.
+
+    ``labeler`` must be the run's (it labels the shadows' generations the same way). With
+    ``truth``: true_share, error / cal_error (estimate − truth) and covered / cal_covered.
+    ``warnings`` lists how the run was sampled unlike the shadows (see ``differences``)."""
+    if labeler.property != result.property or list(labeler.values) != list(result.values):
+        raise ValueError("Calibrate with the labeler the run used: its property and values differ.")
+    calibration = shadows.fit(labeler, method, result.cfg.confidence)
+    words = word_patterns(labeler.property) if method == "ridge" else None
+    rows = feature_rows(labels_of(result.generations), labeler.values, result.generations["text"].tolist(), words)
+    table = result.estimates[["value", "share", "ci_low", "ci_high", "n", "unlabeled"]].merge(calibration.predict(rows), on="value")
+    if truth is not None:
+        table = against_truth(table, truth)
+        table["cal_error"] = table["calibrated"] - table["true_share"]
+        table["cal_covered"] = (table["cal_low"] <= table["true_share"]) & (table["true_share"] <= table["cal_high"])
+    return Calibrated(table, calibration, differences(shadows.recipe, result, target))
