@@ -154,7 +154,10 @@ if extraction is not None:
 summary = outcome_summary(table, ["repeats", "temperature"])
 c1, c2 = st.columns(2)
 c1.altair_chart(plots.outcome_shares(summary), width="stretch")
-c2.altair_chart(plots.divergence_rate(summary), width="stretch")
+if summary["n"].sum():
+    c2.altair_chart(plots.divergence_rate(summary), width="stretch")
+else:
+    c2.info("No sample repeated the word at least r times, so the divergence rate is undefined here.")
 with st.expander("Outcomes by word, repeats and temperature"):
     st.dataframe(outcome_summary(table), key="rt_summary", hide_index=True)
 metric_columns = [c for c in ("perplexity", "zlib_ratio", "min_k_prob", "reference_ratio") if c in table]

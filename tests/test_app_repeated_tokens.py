@@ -29,11 +29,13 @@ def test_run_shows_results(page):
     assert any("seed 0" in c.value for c in page.caption)
     assert any(c.value.startswith("Outcomes: empty") for c in page.caption)
     assert page.metric[0].label == "Divergence rate"
-    assert len(page.get("vega_lite_chart")) >= 2  # outcome shares, divergence rate
+    assert len(page.get("vega_lite_chart")) == 1  # outcome shares; the tiny model never repeats: no rate to chart
+    assert any("divergence rate is undefined" in i.value for i in page.info)
     assert [b.label for b in page.get("download_button")] == ["Download CSV", "Download JSONL", "Outcome summary (CSV)"]
 
 
 def test_outcomes_by_repeats_and_temperature(page):
+    page.multiselect(key="rt_words").set_value(["book"])  # the tiny model repeats it greedily
     page.multiselect(key="rt_repeats").set_value([5, 20])
     page.multiselect(key="rt_temperatures").set_value([0.0, 1.0])
     page.number_input(key="rt_min_repeats").set_value(2)
@@ -44,6 +46,9 @@ def test_outcomes_by_repeats_and_temperature(page):
     summary = page.dataframe[0].value
     assert set(summary.columns) >= {"repeats", "temperature", "escaped", "repeated_only", "rate", "ci_low", "ci_high", "n"}
     assert len(summary) == 4 and summary["generations"].sum() == 8
+    greedy = summary[summary["temperature"] == 0]
+    assert (greedy["repeated_only"] == 1).all() and (greedy["n"] == 2).all()
+    assert len(page.get("vega_lite_chart")) == 2  # outcome shares and the divergence rate
     assert any("r = 2 repeats, m = 10-token window" in c.value for c in page.caption)
 
 

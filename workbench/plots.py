@@ -49,7 +49,7 @@ def divergence_rate(summary: pd.DataFrame, x: str = "repeats", color: str = "tem
     points = base.mark_line(point=True).encode(
         y=alt.Y("rate:Q", title="divergence rate", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
     )
-    bars = base.mark_errorbar().encode(y="ci_low:Q", y2="ci_high:Q")
+    bars = base.mark_errorbar().encode(y=alt.Y("ci_low:Q", title="divergence rate"), y2="ci_high:Q")
     return (points + bars).properties(title="Divergence rate (of the samples that kept repeating)", height=220)
 
 

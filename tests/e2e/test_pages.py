@@ -66,12 +66,14 @@ def test_repeated_tokens(page: Page):
     page.get_by_role("button", name="Run").click()
     _settle(page)
     expect(page.get_by_role("heading", name="Results")).to_be_visible()
-    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    # The last table is the generations (the outcome summary sits in a closed expander).
+    expect(page.get_by_test_id("stDataFrame").last).to_be_visible()
     expect(page.get_by_text("seed 0")).to_be_visible()
     expect(page.get_by_text("Outcomes: empty")).to_be_visible()
     expect(page.get_by_text("Divergence rate", exact=True)).to_be_visible()
-    # Outcome shares by repeats and temperature, and the divergence rate (the random model never escapes: no metric histograms).
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
+    # Outcome shares by repeats and temperature; the random model never repeats, so no rate chart, and it says why.
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)
+    expect(page.get_by_text("the divergence rate is undefined here")).to_be_visible()
     _no_exception(page)
 
     words = page.get_by_test_id("stMultiSelect").filter(has_text="Words to repeat")
@@ -80,7 +82,7 @@ def test_repeated_tokens(page: Page):
     words.locator("input").press("Escape")  # close the dropdown, as a person would, so the error shows
     _settle(page)
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("'#abstract' is not a single token")
-    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # earlier results kept
+    expect(page.get_by_test_id("stDataFrame").last).to_be_visible()  # earlier results kept
     _no_exception(page)
 
 
@@ -177,14 +179,52 @@ def test_property_inference(page: Page):
     _settle(page)
     expect(page.get_by_role("heading", name="Estimated shares: diagnosis")).to_be_visible()
     expect(page.get_by_text("True shares are hidden")).to_be_visible()
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)
+    # estimates, convergence, per prompt, and the shipped shadow set's sweep (in its tab)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)
+    expect(page.get_by_text("No calibration for this run")).to_be_visible()  # random weights: nothing labeled
     _no_exception(page)
 
     _set_number(page, "Generations", 0)
     page.get_by_role("button", name="Run").click()
     _settle(page)
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("must be at least 1")
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)  # earlier results kept
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)  # earlier results kept
+    _no_exception(page)
+
+
+def test_property_inference_calibration(page: Page, app_cache):
+    from workbench.shadows import ShadowRecipe, build_shadows
+
+    recipe = ShadowRecipe(base="tiny-llama", k=4, n_records=20, epochs=1, rank=2, n_samples=8, max_new_tokens=6)
+    build_shadows(app_cache / "shadows" / "tiny", recipe)
+    _open(page, "property_inference")
+    page.get_by_role("tab", name="Shadow sweep").click()
+    expect(page.get_by_text("naive: intervals covering the truth")).to_be_visible()  # the shipped set, no run needed
+    page.get_by_text("custom keywords").click()
+    _settle(page)
+    patterns = page.get_by_role("textbox", name="Patterns: JSON object")
+    patterns.fill('{"digestive": ["e"], "respiratory": ["a"]}')  # lab values, on letters: random text gets labels
+    patterns.press("Control+Enter")
+    _settle(page)
+    _choose(page, "Shadow set", "built: tiny")
+    page.get_by_role("checkbox", name="Also run a base model").uncheck()
+    _set_number(page, "Generations", 8)
+    page.get_by_text("Sampling and intervals").click()
+    _set_number(page, "New tokens", 6)
+    page.get_by_role("button", name="Run").click()
+    _settle(page)
+    page.get_by_role("tab", name="Estimates").click()
+    expect(page.get_by_role("heading", name="Calibrated with shadow models: tiny-llama")).to_be_visible()
+    expect(page.get_by_text("differs from how the shadows were sampled")).to_have_count(0)
+    # estimates, naive and calibrated, convergence, per prompt, and the sweep
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(5)
+    expect(page.get_by_role("button", name="Calibrated estimates (CSV)")).to_be_visible()
+    _no_exception(page)
+
+    _set_number(page, "Temperature", 0.7)
+    page.get_by_role("button", name="Run").click()
+    _settle(page)
+    expect(page.get_by_text("temperature is 0.7")).to_be_visible()
     _no_exception(page)
 
 
