@@ -216,8 +216,6 @@ def test_sweep_and_calibrating_a_run(tiny_set):
     assert ridge.calibration.coef_.shape[1] > 2  # labels + the lab's diagnosis words
     with pytest.raises(ValueError, match="labeler the run used"):
         calibrate(result, shadows, lab_labeler("gender"))
-    with pytest.raises(ValueError, match="not all among them"):
-        shadows.fit(KeywordLabeler("diagnosis", {"flu": ["e"]}))
 
 
 def test_differences_name_each_setting():
@@ -247,3 +245,11 @@ def test_the_shipped_shadow_set():
     )  # fmt: skip
     sweep = shadows.sweep(lab_labeler("diagnosis"))
     assert sweep["true_share"].between(0, 1).all() and len(sweep) == recipe.k * 6 * 2
+
+
+def test_labelers_the_shadows_have_no_truth_for_are_refused(tiny_set):
+    shadows = tiny_set[2]
+    with pytest.raises(ValueError, match="not of 'letter'"):
+        shadows.fit(KeywordLabeler("letter", {"has e": ["e"]}))
+    with pytest.raises(ValueError, match="not all among them"):
+        shadows.sweep(KeywordLabeler("gender", {"female": ["e"], "other": ["a"]}))

@@ -49,6 +49,7 @@ METHODS = {
     "linear": "per value, true share = a + b × labeled share",
     "ridge": "ridge regression on the labeled shares and word frequencies",
 }
+LAB_VALUES = {"diagnosis": list(DIAGNOSES), "gender": list(GENDER_WORDS)}  # the properties whose truth shadows keep
 TRUST_RATIO = 2.0  # naive errors this many times the sampling noise: the naive intervals cannot be trusted
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
@@ -206,7 +207,7 @@ class ShadowSet:
     recipe: ShadowRecipe
     shadows: list[Shadow]
     command: str = ""
-    _fits: dict = field(default_factory=dict, repr=False)
+    _labels: dict = field(default_factory=dict, repr=False)  # id(labeler) -> (labeler, labels per shadow)
 
     @classmethod
     def load(cls, folder: str | Path) -> ShadowSet:
@@ -234,28 +235,19 @@ class ShadowSet:
         """K × V: each shadow's realized share of each value (0 where absent)."""
         return np.array([[s.truth[property].get(v, 0.0) for v in values] for s in self.shadows])
 
-    def _checked(self, labeler: Labeler) -> None:
-        known = set(self.truth_values(labeler.property))
-        if not set(labeler.values) <= known:
-            raise ValueError(
-                f"The shadows know the true shares of {labeler.property} values {sorted(known)}; "
-                f"the labeler's values {labeler.values} are not all among them. Use the lab's labelers."
-            )
-
-    def truth_values(self, property: str) -> list[str]:
-        if property == "diagnosis":
-            return list(DIAGNOSES)
-        if property == "gender":
-            return list(GENDER_WORDS)
-        raise ValueError(f"The shadows know the truth of diagnosis and gender, not of {property!r}.")
-
     def labels(self, labeler: Labeler) -> list[list[str | None]]:
-        """Every shadow's generations labeled by ``labeler`` (kept for the next call)."""
-        key = ("labels", id(labeler))
-        if key not in self._fits:
-            self._checked(labeler)
-            self._fits[key] = (labeler, [labeler.label(s.generations["text"].tolist()) for s in self.shadows])
-        return self._fits[key][1]
+        """Every shadow's generations labeled by ``labeler`` (kept for the next call with it)."""
+        if id(labeler) not in self._labels:
+            if labeler.property not in LAB_VALUES:
+                raise ValueError(f"The shadows know the truth of {' and '.join(LAB_VALUES)}, not of {labeler.property!r}.")
+            known = LAB_VALUES[labeler.property]
+            if not set(labeler.values) <= set(known):
+                raise ValueError(
+                    f"The shadows know the true shares of {labeler.property} values {known}; "
+                    f"the labeler's values {labeler.values} are not all among them. Use the lab's labelers."
+                )
+            self._labels[id(labeler)] = (labeler, [labeler.label(s.generations["text"].tolist()) for s in self.shadows])
+        return self._labels[id(labeler)][1]
 
     def observations(self, labeler: Labeler, method: str = "linear") -> list[np.ndarray]:
         """Every shadow's feature rows (see ``feature_rows``): word frequencies for ridge."""
@@ -267,8 +259,8 @@ class ShadowSet:
 
     def fit(self, labeler: Labeler, method: str = "linear", confidence: float = 0.95) -> Calibration:
         """The calibration map learned on all shadows."""
-        truth = self.truth(labeler.property, labeler.values)
-        return Calibration(method, confidence).fit(self.observations(labeler, method), truth, labeler.values)
+        rows = self.observations(labeler, method)
+        return Calibration(method, confidence).fit(rows, self.truth(labeler.property, labeler.values), labeler.values)
 
     def sweep(self, labeler: Labeler, method: str = "linear", confidence: float = 0.95) -> pd.DataFrame:
         """Estimate against truth on every shadow, naive and calibrated — PropInfer's main figure.
@@ -278,8 +270,8 @@ class ShadowSet:
         DataFrame(shadow, value, true_share, estimate ("naive" or "calibrated"), share,
         ci_low, ci_high, covered, error)."""
         values = labeler.values
-        truth = self.truth(labeler.property, values)
         rows = self.observations(labeler, method)
+        truth = self.truth(labeler.property, values)
         frames = []
         for k, (shadow, labels) in enumerate(zip(self.shadows, self.labels(labeler))):
             true = dict(zip(values, truth[k]))

@@ -49,15 +49,20 @@ def chromium_path():
 
 
 @pytest.fixture(scope="session")
-def app_url(chromium_path, tmp_path_factory):
+def app_cache(tmp_path_factory):
+    """The app's cache folder: a fresh one, so that lab rebuilds stay out of the real one."""
+    return tmp_path_factory.mktemp("e2e-cache")
+
+
+@pytest.fixture(scope="session")
+def app_url(chromium_path, app_cache):
     """Start `streamlit run app.py` on a free localhost port with the tiny model; always stop it."""
     port = _free_port()
     env = {
         **os.environ,
         "WORKBENCH_MODEL": "tiny-llama",
         "HF_HUB_OFFLINE": "1",
-        # a fresh cache (the tokenizer is converted again, ~8 s) so that lab rebuilds stay out of the real one
-        "WORKBENCH_CACHE": str(tmp_path_factory.mktemp("e2e-cache")),
+        "WORKBENCH_CACHE": str(app_cache),  # the tokenizer is converted again, ~8 s
     }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / "server.log", "w")
