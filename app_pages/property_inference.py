@@ -193,9 +193,11 @@ with tab_estimates:
             "map + the map's mean squared leave-one-shadow-out error; the calibrated shares are clipped at 0 and scaled to sum to 1."
         )
         if truth:
-            m1, m2 = st.columns(2)
-            m1.metric("MAE vs truth, naive", f"{table['error'].abs().mean():.3f}", f"{int(table['covered'].sum())} of {len(table)} intervals cover", delta_color="off")
-            m2.metric("MAE vs truth, calibrated", f"{table['cal_error'].abs().mean():.3f}", f"{int(table['cal_covered'].sum())} of {len(table)} intervals cover", delta_color="off")
+            m1, m2, m3, m4 = st.columns(4)
+            m1.metric("Naive: MAE vs truth", f"{table['error'].abs().mean():.3f}")
+            m2.metric("Naive: intervals covering the truth", f"{int(table['covered'].sum())} of {len(table)}")
+            m3.metric("Calibrated: MAE vs truth", f"{table['cal_error'].abs().mean():.3f}")
+            m4.metric("Calibrated: intervals covering the truth", f"{int(table['cal_covered'].sum())} of {len(table)}")
         pair = pd.concat(
             [
                 table.assign(run=f"{main_label}: naive"),

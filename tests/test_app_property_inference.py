@@ -135,3 +135,16 @@ def test_a_broken_shadow_set_is_an_error(calibrating, tiny_cache):
         assert any("not a saved lab dataset" in e.value for e in calibrating.error)
     finally:
         broken.write_text(saved)
+
+
+def test_calibration_against_a_lab_builds_truth(calibrating, tmp_path):
+    from workbench.lab import build
+
+    build(tmp_path / "lab", "tiny-llama", 30, [1], 0, 1, 1e-3, 4, "test")
+    calibrating.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
+    _run(calibrating)
+    assert not calibrating.error
+    labels = [m.label for m in calibrating.metric]
+    assert "Naive: intervals covering the truth" in labels and "Calibrated: MAE vs truth" in labels
+    table = next(d.value for d in calibrating.dataframe if "calibrated" in d.value)
+    assert {"true_share", "covered", "cal_error", "cal_covered"} <= set(table.columns)
