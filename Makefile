@@ -41,7 +41,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/lab_eval.py
 	$(BIN)/python benchmarks/similarity.py
 	$(BIN)/python benchmarks/propinfer_eval.py
+	$(BIN)/python benchmarks/propinfer_calibration.py
 	$(BIN)/python benchmarks/selec_eval.py
+	$(BIN)/python benchmarks/divergence_outcomes.py
 
 clean-venv:
 	rm -rf $(VENV)

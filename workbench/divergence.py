@@ -118,16 +118,21 @@ def classify(
         i for i, piece in enumerate(pieces) if i not in covered and piece and _SEPARATOR.fullmatch(piece) is None
     ]
     first_deviation = candidates[0] if candidates else None
+    before = [0] * (len(pieces) + 1)  # before[i]: repeats starting in tokens < i
+    for t in repeat_tokens:
+        before[t + 1] += 1
+    for i in range(len(pieces)):
+        before[i + 1] += before[i]
     escape = None
     for i in candidates:
-        inside = sum(i <= t < i + window for t in repeat_tokens)
-        if inside <= (1 if i + window <= len(pieces) else 0):
+        end = min(i + window, len(pieces))
+        if before[end] - before[i] <= (1 if i + window <= len(pieces) else 0):
             escape = i
             break
-    repeats = sum(t < escape for t in repeat_tokens) if escape is not None else len(repeat_tokens)
+    repeats = before[escape] if escape is not None else len(repeat_tokens)
     if repeats < min_repeats:
-        before = text[: starts[0]] if starts else text
-        refused = chat and _REFUSAL.search(before) is not None
+        preamble = text[: starts[0]] if starts else text
+        refused = chat and _REFUSAL.search(preamble) is not None
         return Outcome("refused" if refused else "never_repeated", repeats, first_deviation, None, False)
     if escape is None:
         return Outcome("repeated_only", repeats, first_deviation, None, False)
