@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="repeatable (default: the default model and the lab model)")
     parser.add_argument("--word", default="poem")
-    parser.add_argument("--n", type=int, default=16, help="samples per setting at temperature > 0")
+    parser.add_argument("--n", type=int, default=8, help="samples per setting at temperature > 0")
     parser.add_argument("--new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, action="append", help=f"repeatable (default {REPEATS})")

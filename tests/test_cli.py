@@ -44,6 +44,31 @@ def test_diverge_writes_results(tmp_path, capsys):
     assert pd.read_json(jsonl, lines=True)["output"].tolist() == table["output"].tolist()
 
 
+def test_diverge_sweeps_temperatures_and_writes_the_outcome_summary(tmp_path, capsys):
+    import pandas as pd
+
+    args = ["diverge", "--model", "tiny-gpt2", "--word", "poem", "--word", "book", "--repeats", "8", "--n", "2"]
+    args += ["--temperature", "0", "--temperature", "1", "--max-new-tokens", "24", "--min-repeats", "2", "--window", "8"]
+    assert main([*args, "--out", str(tmp_path / "r.csv"), "--summary", str(tmp_path / "s.csv")]) == 0
+    table, summary = pd.read_csv(tmp_path / "r.csv"), pd.read_csv(tmp_path / "s.csv")
+    assert len(table) == 8 and sorted(set(table["temperature"])) == [0, 1]
+    assert len(summary) == 4 and summary["generations"].tolist() == [2, 2, 2, 2]
+    greedy_poem = summary[(summary["word"] == "poem") & (summary["temperature"] == 0)].iloc[0]
+    assert greedy_poem["escaped"] == 1.0 and greedy_poem["rate"] == 1.0  # the random GPT-2 repeats, then escapes
+    out = capsys.readouterr().out
+    assert "8 generations; divergence rate" in out and "95% CI" in out
+
+
+def test_diverge_on_a_lab_build_counts_training_records(tmp_path, capsys):
+    from workbench.lab import build
+
+    build(tmp_path / "lab", "tiny-gpt2", 30, [1], 0, 1, 1e-3, 4, "test")
+    args = ["diverge", "--model", "tiny-gpt2", "--adapter", str(tmp_path / "lab" / "adapter"), "--word", "poem"]
+    assert main([*args, "--repeats", "8", "--temperature", "0", "--max-new-tokens", "24", "--out", str(tmp_path / "r.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "lab model: 0 of 1 escaped texts reproduce a training record" in out and "per 100 escapes (floor" in out
+
+
 def test_diverge_bad_input_is_a_clean_error(tmp_path, capsys):
     bad_corpus = tmp_path / "bad.txt"
     bad_corpus.write_bytes(b"\xff\xfe")

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.config import DTYPES, INTERVALS, ModelSpec, PropInferConfig, SamplingConfig, startup_model
 from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex, read_documents
+from workbench.divergence import DEFAULT_MIN_REPEATS, DEFAULT_WINDOW, divergence_rate, outcome_summary, rate_text, training_extraction
 from workbench.divergence import run as run_divergence
 from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset, lab_dataset_for, public_pool
 from workbench.lab import build as build_lab
@@ -73,10 +74,17 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_sampling_options(parser: argparse.ArgumentParser, defaults: type[SamplingConfig] | type[PropInferConfig]) -> None:
+def _add_sampling_options(
+    parser: argparse.ArgumentParser, defaults: type[SamplingConfig] | type[PropInferConfig], several_temperatures: bool = False
+) -> None:
     """The sampling settings both configs share, with that config's defaults."""
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
+    if several_temperatures:
+        parser.add_argument(
+            "--temperature", type=float, action="append", help=f"0 = greedy; repeatable (default {defaults.temperature})"
+        )
+    else:
+        parser.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
     parser.add_argument("--top-k", type=int, default=defaults.top_k, help="0 = off")
     parser.add_argument("--top-p", type=float, default=defaults.top_p)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -136,9 +144,10 @@ def cmd_diverge(args: argparse.Namespace) -> None:
     out = _output_path(args.out)
     if args.min_tokens < 1:
         raise ValueError("--min-tokens must be at least 1.")
+    temperatures = args.temperature or [SamplingConfig.temperature]
     cfg = SamplingConfig(
         max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
+        temperature=temperatures[0],
         top_k=args.top_k,
         top_p=args.top_p,
         n=args.n,
@@ -150,13 +159,26 @@ def cmd_diverge(args: argparse.Namespace) -> None:
     reference = load_session(args.reference, progress=_progress) if args.reference else None
     with _progress_bar() as progress:
         table = run_divergence(
-            session, args.word, args.repeats, cfg, args.prefix, args.template, corpus, args.min_tokens, reference, progress
-        )
+            session, args.word, args.repeats, cfg, args.prefix, args.template, corpus, args.min_tokens, reference, progress,
+            min_repeats=args.min_repeats, window=args.window, temperatures=temperatures,
+        )  # fmt: skip
     _write_table(table, out)
+    summary = outcome_summary(table)
+    if args.summary:
+        _write_table(summary, _output_path(args.summary))
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    rate = divergence_rate(table["outcome"].tolist())
     print(
-        f"{len(table)} generations, {table['diverged'].mean():.0%} diverged, "
+        f"{len(table)} generations; divergence rate {rate_text(rate)}; "
         f"{int((table['longest_match'] > 0).sum())} with a corpus match of >= {args.min_tokens} tokens -> {out}"
     )
+    lab = lab_dataset_for(session.spec)
+    if lab is not None:
+        found = training_extraction(table, lab, session.tokenizer, args.min_tokens)
+        print(
+            f"lab model: {found['training_hits']} of {found['escapes']} escaped texts reproduce a training record, "
+            f"{found['holdout_hits']} a held-out one: {found['per_100']:.1f} per 100 escapes (floor {found['floor_per_100']:.1f})"
+        )
 
 
 def cmd_sinks(args: argparse.Namespace) -> None:
@@ -380,7 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     diverge.add_argument("--prefix", default="", help="hint before the repetition, e.g. def, copyright")
     diverge.add_argument("--template", choices=[t for t in TEMPLATES if t], help="wrap in the chat template")
     diverge.add_argument("--n", type=int, default=SamplingConfig.n, help="samples per prompt")
-    _add_sampling_options(diverge, SamplingConfig)
+    _add_sampling_options(diverge, SamplingConfig, several_temperatures=True)
+    diverge.add_argument(
+        "--min-repeats", type=int, default=DEFAULT_MIN_REPEATS, help="r: repeats before an output counts as repeating"
+    )
+    diverge.add_argument(
+        "--window", type=int, default=DEFAULT_WINDOW, help="m: tokens of sustained other text that hold at most one repeat"
+    )
+    diverge.add_argument("--summary", help="also write the outcome summary per word x repeats x temperature (.csv, ...)")
     diverge.add_argument(
         "--corpus", default=str(REFERENCE_CORPUS), help="saved index, .txt/.jsonl file or folder (default: shipped)"
     )
