@@ -29,7 +29,7 @@ from workbench.config import ModelSpec
 from workbench.lab import DEFAULT_CANARY_COUNTS, LabDataset, build
 from workbench.propinfer import LAB_PROPERTIES, KeywordLabeler, estimate, lab_labeler, run
 from workbench.session import load_session
-from workbench.shadows import SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, calibrate, default_shadow_dir, draw_shares
+from workbench.shadows import METHODS, SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, calibrate, default_shadow_dir, draw_shares
 
 HELD_OUT_SEED = 1919  # the labs' shares and data; fixed before any result was seen
 LAB = {"n": 300, "epochs": 3, "lr": 2e-3, "rank": 16}
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shadows", default=str(SHIPPED_SHADOWS), help="shadow set folder (default: the shipped one)")
     parser.add_argument("--rebuild-shadows", action="store_true", help="build the default recipe's shadow set into the cache first")
-    parser.add_argument("--calibration", choices=["linear", "ridge"], default="linear")
+    parser.add_argument("--calibration", choices=list(METHODS), default="pooled")
     parser.add_argument("--n", type=int, default=400, help="generations per lab")
     parser.add_argument("--labs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny-llama, tiny sizes: checks that it runs")

@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument(
         "--shadows", nargs="?", const=str(SHIPPED_SHADOWS), help="calibrate on a shadow set: a folder (alone: the shipped data/shadows)"
     )
-    infer.add_argument("--calibration", choices=list(METHODS), default="linear", help="; ".join(f"{k}: {v}" for k, v in METHODS.items()))
+    infer.add_argument("--calibration", choices=list(METHODS), default="pooled", help="; ".join(f"{k}: {v}" for k, v in METHODS.items()))
     infer.set_defaults(run=cmd_propinfer)
 
     comparer = commands.add_parser("compare", help="extracted texts against candidate documents")
@@ -532,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     shadows_show.add_argument("--property", choices=LAB_PROPERTIES, default="diagnosis")
     shadows_show.add_argument("--labeler", choices=["keyword", "embedding"], default="keyword")
     shadows_show.add_argument("--patterns", help="JSON file of value -> regular expressions: a custom keyword labeler")
-    shadows_show.add_argument("--calibration", choices=list(METHODS), default="linear")
+    shadows_show.add_argument("--calibration", choices=list(METHODS), default="pooled")
     shadows_show.add_argument("--out", help="also write the sweep: .parquet, .jsonl or .csv")
     shadows_show.set_defaults(run=cmd_shadows_show)
     return parser

@@ -46,7 +46,8 @@ from workbench.session import LAB_MODEL, Progress, load_session, scaled_progress
 
 SHIPPED_SHADOWS = DATA_DIR / "shadows"
 METHODS = {
-    "linear": "per value, true share = a + b × labeled share",
+    "pooled": "one line for all values: true share = a + b × labeled share",
+    "linear": "a line per value: true share = a_v + b_v × labeled share",
     "ridge": "ridge regression on the labeled shares and word frequencies",
 }
 LAB_VALUES = {"diagnosis": list(DIAGNOSES), "gender": list(GENDER_WORDS)}  # the properties whose truth shadows keep
@@ -249,7 +250,7 @@ class ShadowSet:
             self._labels[id(labeler)] = (labeler, [labeler.label(s.generations["text"].tolist()) for s in self.shadows])
         return self._labels[id(labeler)][1]
 
-    def observations(self, labeler: Labeler, method: str = "linear") -> list[np.ndarray]:
+    def observations(self, labeler: Labeler, method: str = "pooled") -> list[np.ndarray]:
         """Every shadow's feature rows (see ``feature_rows``): word frequencies for ridge."""
         words = word_patterns(labeler.property) if _checked_method(method) == "ridge" else None
         return [
@@ -257,12 +258,12 @@ class ShadowSet:
             for s, labels in zip(self.shadows, self.labels(labeler))
         ]
 
-    def fit(self, labeler: Labeler, method: str = "linear", confidence: float = 0.95) -> Calibration:
+    def fit(self, labeler: Labeler, method: str = "pooled", confidence: float = 0.95) -> Calibration:
         """The calibration map learned on all shadows."""
         rows = self.observations(labeler, method)
         return Calibration(method, confidence).fit(rows, self.truth(labeler.property, labeler.values), labeler.values)
 
-    def sweep(self, labeler: Labeler, method: str = "linear", confidence: float = 0.95) -> pd.DataFrame:
+    def sweep(self, labeler: Labeler, method: str = "pooled", confidence: float = 0.95) -> pd.DataFrame:
         """Estimate against truth on every shadow, naive and calibrated — PropInfer's main figure.
 
         The calibrated estimate of shadow k comes from a map fitted on the other shadows
@@ -355,8 +356,9 @@ def _normalise(raw: np.ndarray) -> np.ndarray:
 class Calibration:
     """A map from what generations show to the true shares, learned on shadow models.
 
-    method "linear": per value v, true_v ≈ a_v + b_v · x_v, x_v the labeled share of v (least
-    squares over the shadows). "ridge": every true share from the labeled shares and the word
+    method "pooled": true_v ≈ a + b · x_v for every value v, x_v the labeled share of v (least
+    squares over all shadows and values: two parameters, well determined by a few shadows).
+    "linear": true_v ≈ a_v + b_v · x_v, a line per value (least squares over the shadows). "ridge": every true share from the labeled shares and the word
     frequencies together (ridge regression on standardized features, its penalty per value
     chosen by leave-one-out). Either map is affine, raw = c + W x̄ with x̄ the mean feature row;
     the calibrated shares are raw with negatives set to 0, scaled to sum to 1.
@@ -371,7 +373,7 @@ class Calibration:
     from a map fitted without it), residual_sd_ (V), naive_ (K × V labeled shares), n_ (K),
     truth_ (K × V), values_."""
 
-    def __init__(self, method: str = "linear", confidence: float = 0.95):
+    def __init__(self, method: str = "pooled", confidence: float = 0.95):
         self.method = _checked_method(method)
         if not 0 < confidence < 1:
             raise ValueError("confidence must be in (0, 1), e.g. 0.95.")
@@ -379,6 +381,12 @@ class Calibration:
 
     def _fit_map(self, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_values = Y.shape[1]
+        if self.method == "pooled":
+            x, y = X[:, :n_values].ravel(), Y.ravel()
+            slope, intercept = np.polyfit(x, y, 1) if np.ptp(x) > 1e-12 else (0.0, y.mean())
+            coef = np.zeros((n_values, X.shape[1]))
+            coef[:, :n_values] = slope * np.eye(n_values)
+            return np.full(n_values, intercept), coef
         if self.method == "linear":
             coef, intercept = np.zeros((n_values, X.shape[1])), Y.mean(axis=0)
             for v in range(n_values):
@@ -508,7 +516,7 @@ def calibrate(
     result: PropInferResult,
     shadows: ShadowSet,
     labeler: Labeler,
-    method: str = "linear",
+    method: str = "pooled",
     truth: dict[str, float] | None = None,
     target: ModelSpec | None = None,
 ) -> Calibrated:
