@@ -83,6 +83,9 @@ def main() -> None:
         lab = lab_dataset_for(session.spec)
         if lab is not None:
             found = training_extraction(table, lab, session.tokenizer)
+            if not found["escapes"]:
+                print(f"\n{name}: no sample escaped, so no escaped text to check against the training records")
+                continue
             print(
                 f"\n{name}: {found['training_hits']} of {found['escapes']} escaped texts reproduce one of the "
                 f"{found['training_records']} training records, {found['holdout_hits']} one of the "

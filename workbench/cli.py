@@ -175,10 +175,13 @@ def cmd_diverge(args: argparse.Namespace) -> None:
     lab = lab_dataset_for(session.spec)
     if lab is not None:
         found = training_extraction(table, lab, session.tokenizer, args.min_tokens)
-        print(
-            f"lab model: {found['training_hits']} of {found['escapes']} escaped texts reproduce a training record, "
-            f"{found['holdout_hits']} a held-out one: {found['per_100']:.1f} per 100 escapes (floor {found['floor_per_100']:.1f})"
-        )
+        if not found["escapes"]:
+            print("lab model: no sample escaped, so no escaped text to check against its training records")
+        else:
+            print(
+                f"lab model: {found['training_hits']} of {found['escapes']} escaped texts reproduce a training record, "
+                f"{found['holdout_hits']} a held-out one: {found['per_100']:.1f} per 100 escapes (floor {found['floor_per_100']:.1f})"
+            )
 
 
 def cmd_sinks(args: argparse.Namespace) -> None:
