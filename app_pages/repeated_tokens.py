@@ -158,8 +158,9 @@ if summary["n"].sum():
     c2.altair_chart(plots.divergence_rate(summary), width="stretch")
 else:
     c2.info("No sample repeated the word at least r times, so the divergence rate is undefined here.")
+by_setting = outcome_summary(table)
 with st.expander("Outcomes by word, repeats and temperature"):
-    st.dataframe(outcome_summary(table), key="rt_summary", hide_index=True)
+    st.dataframe(by_setting, key="rt_summary", hide_index=True)
 metric_columns = [c for c in ("perplexity", "zlib_ratio", "min_k_prob", "reference_ratio") if c in table]
 if (table["outcome"] == "escaped").any():
     for column, metric in zip(st.columns(len(metric_columns)), metric_columns):
@@ -180,7 +181,7 @@ with st.expander("Whole output"):
 d1, d2, d3 = st.columns(3)
 d1.download_button("Download CSV", table.to_csv(index=False), "repeated_tokens.csv", "text/csv", key="rt_csv")
 d3.download_button(
-    "Outcome summary (CSV)", outcome_summary(table).to_csv(index=False), "repeated_tokens_outcomes.csv", "text/csv", key="rt_csv_outcomes"
+    "Outcome summary (CSV)", by_setting.to_csv(index=False), "repeated_tokens_outcomes.csv", "text/csv", key="rt_csv_outcomes"
 )
 d2.download_button(
     "Download JSONL", table.to_json(orient="records", lines=True), "repeated_tokens.jsonl", "application/jsonl", key="rt_jsonl"

@@ -17,4 +17,3 @@ def highlight_spans(text: str, spans: Iterable[tuple[int, int]]) -> str:
         cursor = end
     pieces.append(html.escape(text[cursor:]))
     return "".join(pieces)
-
