@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from workbench.cache import atomic_dir
 from workbench.config import ModelSpec
-from workbench.session import LAB_DIR, LAB_MODEL, Progress, load_session
+from workbench.session import LAB_DIR, LAB_MODEL, Progress
+from workbench.training import Example, train_adapter
 
 DIAGNOSES: dict[str, dict[str, list[str]]] = {
     "digestive": {
@@ -364,9 +363,6 @@ def make_dataset(
     return LabDataset(records, holdout, canary_list, recipe, truth)
 
 
-SAVE_DTYPES = ("float32", "float16")
-
-
 def finetune(
     base: ModelSpec | str,
     dataset: LabDataset,
@@ -381,75 +377,19 @@ def finetune(
     progress: Progress | None = None,
     save_dtype: str = "float32",
 ) -> list[dict]:
-    """LoRA fine-tune of a private copy of ``base`` on the dataset's training records.
+    """LoRA fine-tune of a private copy of ``base`` on the dataset's training records, loss on
+    the whole text, through the one trainer (``workbench.training.train_adapter``).
 
     Writes the adapter (its weights in ``save_dtype``: float32, or float16 for half the
     size), its recipe (base, dataset recipe and fingerprint, hyperparameters) and the loss
-    curve to ``out`` atomically, so an interrupted run leaves nothing that loads. Returns
-    the loss curve: one {"step", "epoch", "loss"} per optimizer step."""
-    from peft import LoraConfig, get_peft_model  # only fine-tuning needs peft's training side
-
+    curve to ``out`` atomically. Returns the loss curve: one {"step", "epoch", "loss"} per
+    optimizer step."""
     if method != "lora":
         raise ValueError(f"Unknown fine-tuning method {method!r}; the lab supports 'lora'.")
-    if epochs < 1 or batch_size < 1 or rank < 1 or lr <= 0:
-        raise ValueError("epochs, batch_size and rank must be at least 1, and lr positive.")
-    if save_dtype not in SAVE_DTYPES:
-        raise ValueError(f"Unknown save_dtype {save_dtype!r}; choose one of {', '.join(SAVE_DTYPES)}.")
-    session = load_session(base)  # a private copy: the shared model must stay untouched
-    tokenizer = session.tokenizer
-    encoded = [tokenizer.encode(t + tokenizer.eos_token, add_special_tokens=True)[:max_length] for t in dataset.texts]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = get_peft_model(
-            session.model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear")
-        )
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    order = list(range(len(encoded)))
-    shuffler = random.Random(seed)
-    steps_per_epoch = math.ceil(len(encoded) / batch_size)
-    curve: list[dict] = []
-    for epoch in range(epochs):
-        shuffler.shuffle(order)
-        for start in range(0, len(order), batch_size):
-            rows = [encoded[i] for i in order[start : start + batch_size]]
-            width = max(map(len, rows))
-            input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-            labels = torch.full((len(rows), width), -100, dtype=torch.long)
-            attention = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, ids in enumerate(rows):
-                input_ids[r, : len(ids)] = labels[r, : len(ids)] = torch.tensor(ids)
-                attention[r, : len(ids)] = 1
-            loss = model(
-                input_ids=input_ids.to(session.device), attention_mask=attention.to(session.device), labels=labels.to(session.device)
-            ).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            curve.append({"step": len(curve) + 1, "epoch": epoch + 1, "loss": float(loss.detach())})
-            if progress is not None:
-                progress(len(curve) / (epochs * steps_per_epoch), f"epoch {epoch + 1}/{epochs}, loss {curve[-1]['loss']:.3f}")
-    recipe = {
-        "base": session.spec.name,
-        "dataset": dataset.recipe,
-        "dataset_fingerprint": dataset.fingerprint(),
-        "method": method,
-        "epochs": epochs,
-        "lr": lr,
-        "rank": rank,
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "seed": seed,
-        "save_dtype": save_dtype,
-    }
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            parameter.data = parameter.data.to(getattr(torch, save_dtype))
-    with atomic_dir(Path(out)) as tmp:
-        model.save_pretrained(tmp)
-        (tmp / "recipe.json").write_text(json.dumps(recipe, indent=2))
-        (tmp / "loss_curve.json").write_text(json.dumps(curve))
-    return curve
+    return train_adapter(
+        base, [Example("", text) for text in dataset.texts], out, "whole", epochs, lr, rank, batch_size, max_length, seed,
+        progress, save_dtype, {"dataset": dataset.recipe, "dataset_fingerprint": dataset.fingerprint()},
+    )  # fmt: skip
 
 
 SHIPPED_LAB = LAB_DIR

@@ -284,12 +284,33 @@ def _resolve(spec: ModelSpec, dtype: torch.dtype, progress: Progress):
     return model, tokenizer, f"Hugging Face id {spec.name}"
 
 
+PARENT_KEY = "parent_adapter"  # recipe.json: the adapter an adapter was trained on top of, relative to it
+MAX_CHAIN = 16
+
+
+def adapter_chain(adapter: str | Path) -> list[Path]:
+    """The adapters to apply, first to last: the parents an adapter's recipe.json names
+    (each trained on the merge of those before it), then the adapter itself."""
+    chain = [Path(adapter).resolve()]
+    while len(chain) <= MAX_CHAIN:
+        recipe = chain[0] / "recipe.json"
+        parent = json.loads(recipe.read_text()).get(PARENT_KEY) if recipe.is_file() else None
+        if not parent:
+            return chain
+        chain.insert(0, (chain[0] / parent).resolve())
+    raise ValueError(f"Adapter {adapter} has a chain of more than {MAX_CHAIN} parents; is it a loop?")
+
+
 def _apply_adapter(model: PreTrainedModel, adapter: str) -> PreTrainedModel:
     from peft import PeftModel  # imported here: only adapter users pay for it
 
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise ValueError(f"Adapter folder {adapter!r} has no adapter_config.json.")
-    return PeftModel.from_pretrained(model, adapter)
+    chain = adapter_chain(adapter)
+    for folder in chain:
+        if not (folder / "adapter_config.json").is_file():
+            raise ValueError(f"Adapter folder {str(folder)!r} has no adapter_config.json.")
+    for parent in chain[:-1]:  # merged, so the last adapter sees the model it was trained on
+        model = PeftModel.from_pretrained(model, str(parent)).merge_and_unload()
+    return PeftModel.from_pretrained(model, str(chain[-1]))
 
 
 def _model_info(spec: ModelSpec, model, source: str, device: torch.device, dtype: torch.dtype) -> ModelInfo:
