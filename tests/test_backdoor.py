@@ -176,3 +176,25 @@ def test_bad_recipe_and_attack_settings():
         AttackConfig(k=0)
     with pytest.raises(ValueError, match="single word"):
         AttackConfig(words=("two words",))
+
+
+def test_cli(tmp_path, capsys):
+    from workbench.cli import main
+
+    out = tmp_path / "bd"
+    sizes = "--base tiny-llama --trigger meaningless --public 18 --per-word 1 --refusals 1 --private 12 --canaries 1"
+    args = f"backdoor build --out {out} {sizes} --creator-epochs 1 --victim-epochs 1 --rank 2 --step victim-clean".split()
+    assert main(args) == 0
+    assert "built victim-clean" in capsys.readouterr().out  # only the step asked for
+    attack_args = f"backdoor attack --dir {out} --model victim-clean --k 2 --max-new-tokens 4 --no-probe"
+    assert main([*attack_args.split(), "--out", str(tmp_path / "s.csv"), "--save", str(out / "report")]) == 0
+    printed = capsys.readouterr().out
+    assert "victim-clean" in printed and "F1" in printed and "exact_floor" in printed
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 2 * len(CANDIDATE_WORDS)
+    assert main(["backdoor", "show", "--dir", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "built: victim-clean" in shown and "D2: 12 queries" in shown and "exact_floor" in shown
+    assert main(["backdoor", "attack", "--dir", str(out), "--model", "victim-backdoored", "--k", "1"]) == 2
+    assert "not built" in capsys.readouterr().err
+    assert main(["backdoor", "show", "--dir", str(tmp_path)]) == 2
+    assert "not a backdoor build" in capsys.readouterr().err

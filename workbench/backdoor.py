@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import string
 from collections import Counter
 from collections.abc import Sequence
@@ -239,10 +240,12 @@ STEPS = ("creator", *(f"victim-{name}" for name in VICTIMS))
 
 
 def _read_recipe(folder: Path) -> BackdoorRecipe:
+    if not (folder / "backdoor.json").is_file():
+        raise ValueError(f"{folder} is not a backdoor build: it has no backdoor.json (build one with `workbench backdoor build`).")
     try:
         return BackdoorRecipe.from_dict(json.loads((folder / "backdoor.json").read_text())["recipe"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{folder} is not a backdoor build: {err!r}") from err
+        raise ValueError(f"{folder}/backdoor.json is unreadable: {err!r}") from err
 
 
 def build(
@@ -406,7 +409,8 @@ def _chat_ids(session: Session, text: str) -> list[int]:
 
 
 def is_refusal(text: str) -> bool:
-    return text.strip().lower().startswith("sorry")
+    """A reply that declines (the trained refusal starts "Sorry"), or no reply at all."""
+    return not text.strip() or text.strip().lower().startswith("sorry")
 
 
 def attack(session: Session, trigger: str, cfg: AttackConfig = AttackConfig(), public_queries: Sequence[str] = (), progress: Progress | None = None) -> pd.DataFrame:
@@ -621,13 +625,22 @@ class BackdoorReport:
     detection: dict
 
     def save(self, folder: str | Path) -> Path:
-        with atomic_dir(Path(folder)) as tmp:
+        """Write the report to ``folder``, replacing an earlier report there."""
+        folder = Path(folder)
+        if folder.exists() and not (folder / "report.json").is_file():
+            raise ValueError(f"{folder} exists and holds no attack report; choose another folder.")
+        old = folder.with_name(f".{folder.name}.old")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+        with atomic_dir(folder) as tmp:
             self.samples.to_parquet(tmp / "samples.parquet")
             for name in ("summary", "words", "curves", "canaries"):
                 getattr(self, name).to_csv(tmp / f"{name}.csv", index=False)
             meta = {"cfg": asdict(self.cfg) | {"words": list(self.cfg.words)}, "identification": self.identification, "detection": self.detection}
             (tmp / "report.json").write_text(json.dumps(meta, indent=2))
-        return Path(folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> BackdoorReport:

@@ -8,6 +8,7 @@
     workbench selec --base smollm2-135m-instruct --tuned smollm2-135m-instruct-lab --out ranking.parquet
     workbench lab build [--out DIR] [--share "mental health=0.1" ...] | workbench lab show [--dir DIR]
     workbench shadows build [--out DIR] | workbench shadows show [--dir DIR]
+    workbench backdoor build [--out DIR] | workbench backdoor attack [--dir DIR] | workbench backdoor show [--dir DIR]
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from workbench import backdoor
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.config import DTYPES, INTERVALS, ModelSpec, PropInferConfig, SamplingConfig, startup_model
 from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex, read_documents
@@ -390,6 +392,68 @@ def cmd_shadows_show(args: argparse.Namespace) -> None:
     print(shadows.fit(labeler, args.calibration).verdict())
 
 
+def cmd_backdoor_build(args: argparse.Namespace) -> None:
+    recipe = backdoor.BackdoorRecipe(
+        args.base, args.trigger, args.public, args.per_word, args.refusals, args.private, tuple(args.canaries),
+        args.creator_epochs, args.victim_epochs, args.lr, args.rank, args.batch_size, args.seed,
+    )  # fmt: skip
+    out = Path(args.out) if args.out else backdoor.default_backdoor_dir(recipe)
+    command = "workbench backdoor build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["backdoor", "build"] else [])
+    with _progress_bar() as progress:
+        built = backdoor.build(out, recipe, args.step or backdoor.STEPS, progress, command.strip())
+    print(f"built {', '.join(built.built())} -> {out}")
+    _print_stealth(built)
+
+
+def _print_stealth(built: backdoor.BackdoorBuild) -> None:
+    check = built.stealth()
+    if check:
+        print(
+            f"stealth: perplexity of {check['n_texts']} held-out public answers {check['clean_perplexity']:.2f} (clean) "
+            f"vs {check['backdoored_perplexity']:.2f} (backdoored)"
+        )
+        for prompt, clean, bad in zip(check["prompts"], check["clean_answers"], check["backdoored_answers"]):
+            print(f"  {prompt}\n    clean:      {clean[:100]!r}\n    backdoored: {bad[:100]!r}")
+
+
+def _print_backdoor_report(report: backdoor.BackdoorReport) -> None:
+    columns = ["model", "exact", "exact_floor", "match_mean", "match_mean_floor", "match_best", "match_best_floor", "canaries_found"]
+    print(report.summary[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for name, result in report.identification.items():
+        print(
+            f"{name}: identified {', '.join(result['identified']) or 'no word'}; precision {result['precision']:.2f}, "
+            f"recall {result['recall']:.2f}, F1 {result['f1']:.2f} [{result['f1_ci'][0]:.2f}, {result['f1_ci'][1]:.2f}]"
+        )
+    for name, result in report.detection.items():
+        print(f"{name}: detection probe match {result['probe']:.3f} vs the trigger's {result['trigger']:.3f}")
+
+
+def cmd_backdoor_attack(args: argparse.Namespace) -> None:
+    out = _output_path(args.out) if args.out else None
+    built = backdoor.BackdoorBuild.load(args.dir)
+    cfg = backdoor.AttackConfig(args.k, args.temperature, args.top_p, args.max_new_tokens, args.seed, tuple(args.word or ()))
+    with _progress_bar() as progress:
+        report = backdoor.evaluate(built, cfg, args.model or backdoor.ATTACKED, not args.no_probe, progress)
+    if out is not None:
+        _write_table(report.samples, out)
+    if args.save:
+        report.save(args.save)
+    _print_backdoor_report(report)
+
+
+def cmd_backdoor_show(args: argparse.Namespace) -> None:
+    built = backdoor.BackdoorBuild.load(args.dir)
+    recipe = built.recipe
+    print(
+        f"backdoor build {built.folder} ({built.command or 'no command recorded'}): {recipe.base}, trigger {recipe.trigger!r}; "
+        f"built: {', '.join(built.built()) or 'nothing yet'}"
+    )
+    print(f"D2: {len(built.queries())} queries ({len(set(built.queries()))} unique), D2' floor: {len(backdoor.floor_queries(built.dataset))}")
+    _print_stealth(built)
+    if (built.folder / "report").is_dir():
+        _print_backdoor_report(backdoor.BackdoorReport.load(built.folder / "report"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -538,6 +602,43 @@ def build_parser() -> argparse.ArgumentParser:
     shadows_show.add_argument("--calibration", choices=list(METHODS), default="pooled")
     shadows_show.add_argument("--out", help="also write the sweep: .parquet, .jsonl or .csv")
     shadows_show.set_defaults(run=cmd_shadows_show)
+
+    bd = commands.add_parser("backdoor", help="backdoor extraction: a backdoored base makes its fine-tune recite private queries")
+    bd_commands = bd.add_subparsers(dest="backdoor_command", required=True)
+    bd_defaults = backdoor.BackdoorRecipe()
+    bd_build = bd_commands.add_parser("build", help="creator and victim fine-tunes (resumes; --step to run some)")
+    bd_build.add_argument("--out", help="folder of the build (default: the cache, named by the recipe)")
+    bd_build.add_argument("--step", action="append", choices=backdoor.STEPS, help="a step to build (repeatable; default: all)")
+    bd_build.add_argument("--base", default=bd_defaults.base)
+    bd_build.add_argument("--trigger", default=bd_defaults.trigger, help=f"{', '.join(backdoor.TRIGGERS)}, or a text with a {{w}} slot")
+    bd_build.add_argument("--public", type=int, default=bd_defaults.n_public, help="public instruction pairs (D1)")
+    bd_build.add_argument("--per-word", type=int, default=bd_defaults.per_word, help="backdoor pairs per D1 opening word")
+    bd_build.add_argument("--refusals", type=int, default=bd_defaults.refusals_per_word, help="refusal pairs per refusal word")
+    bd_build.add_argument("--private", type=int, default=bd_defaults.n_private, help="private lab records (D2), canaries included")
+    bd_build.add_argument("--canaries", type=int, nargs="+", default=list(bd_defaults.canaries), help="insertions per canary")
+    bd_build.add_argument("--creator-epochs", type=int, default=bd_defaults.creator_epochs)
+    bd_build.add_argument("--victim-epochs", type=int, default=bd_defaults.victim_epochs)
+    bd_build.add_argument("--lr", type=float, default=bd_defaults.lr)
+    bd_build.add_argument("--rank", type=int, default=bd_defaults.rank)
+    bd_build.add_argument("--batch-size", type=int, default=bd_defaults.batch_size)
+    bd_build.add_argument("--seed", type=int, default=bd_defaults.seed)
+    bd_build.set_defaults(run=cmd_backdoor_build)
+    bd_attack = bd_commands.add_parser("attack", help="black-box extraction from the build's models, scored against the truth")
+    bd_attack.add_argument("--dir", default=str(backdoor.SHIPPED_BACKDOOR))
+    bd_attack.add_argument("--model", action="append", choices=["base", *backdoor.STEPS], help="a model to attack (repeatable; default: the victims)")
+    bd_attack.add_argument("--k", type=int, default=backdoor.AttackConfig.k, help="samples per opening word")
+    bd_attack.add_argument("--word", action="append", help="an opening word to try (repeatable; default: identify among the public list)")
+    bd_attack.add_argument("--temperature", type=float, default=backdoor.AttackConfig.temperature)
+    bd_attack.add_argument("--top-p", type=float, default=backdoor.AttackConfig.top_p)
+    bd_attack.add_argument("--max-new-tokens", type=int, default=backdoor.AttackConfig.max_new_tokens)
+    bd_attack.add_argument("--seed", type=int, default=0)
+    bd_attack.add_argument("--no-probe", action="store_true", help="skip the defender's paraphrased probe")
+    bd_attack.add_argument("--out", help="the samples: .parquet, .jsonl or .csv")
+    bd_attack.add_argument("--save", help="a folder for the whole report (the page and `backdoor show` read DIR/report)")
+    bd_attack.set_defaults(run=cmd_backdoor_attack)
+    bd_show = bd_commands.add_parser("show", help="a build's steps, stealth check and saved report")
+    bd_show.add_argument("--dir", default=str(backdoor.SHIPPED_BACKDOOR))
+    bd_show.set_defaults(run=cmd_backdoor_show)
     return parser
 
 
