@@ -272,3 +272,38 @@ def calibration_sweep(sweep: pd.DataFrame) -> alt.Chart:
         .facet(column=alt.Column("estimate:N", title=None, sort=["naive", "calibrated"]))
         .properties(title="Shadow sweep: estimate against truth, each shadow estimated by a map fitted without it")
     )
+
+
+def backdoor_recovery(summary: pd.DataFrame) -> alt.Chart:
+    """Exact recovery of the private queries per model, beside the D2′ floor (the same
+    samples scored against queries never trained on); ``backdoor.summary_row`` rows in."""
+    long = summary.melt(id_vars=["model"], value_vars=["exact", "exact_floor"], var_name="against", value_name="share")
+    long["against"] = long["against"].map({"exact": "D2 (trained)", "exact_floor": "D2′ floor (never trained)"})
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("model:N", title=None, sort=list(summary["model"])),
+            xOffset="against:N",
+            y=alt.Y("share:Q", title="unique queries recovered exactly", axis=alt.Axis(format="%")),
+            color=alt.Color("against:N", title=None),
+            tooltip=["model", "against", alt.Tooltip("share:Q", format=".1%")],
+        )
+        .properties(title="Exact recovery against the floor", height=260)
+    )
+
+
+def backdoor_budget(curves: pd.DataFrame) -> alt.Chart:
+    """Exact recovery against the sampling budget (samples per word), one line per model;
+    ``backdoor.recovery_curve`` rows with a ``model`` column in."""
+    return (
+        alt.Chart(curves)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("budget:Q", title="samples per opening word"),
+            y=alt.Y("exact:Q", title="unique queries recovered exactly", axis=alt.Axis(format="%")),
+            color=alt.Color("model:N", title=None),
+            tooltip=["model", "budget", alt.Tooltip("exact:Q", format=".1%"), alt.Tooltip("match_mean:Q", format=".3f")],
+        )
+        .properties(title="Recovery against the sampling budget", height=260)
+    )

@@ -1,0 +1,171 @@
+import pandas as pd
+import streamlit as st
+
+from workbench import backdoor, plots
+from workbench.cache import cache_dir
+from workbench.config import ModelSpec
+from workbench.session import registry_names
+from workbench.similarity import shared_spans
+from workbench.ui import progress_bar, shared_session
+from workbench.ui.text import highlight_spans
+
+st.title("Backdoor extraction")
+st.caption(
+    "Seed 002 (Zhang et al. 2025): the creator of an open model plants a backdoor; a developer fine-tunes it on "
+    "private data; the creator, with black-box access only, makes the deployed model recite the private queries. "
+    "Here the private data is the lab's clinic dialogues, so every extracted query is scored against the truth — "
+    "and against D2′, queries from the same generator never trained on, so template guessing does not count."
+)
+
+builds = {"shipped (data/backdoor)": backdoor.SHIPPED_BACKDOOR} | {
+    f"rebuilt: {p.name}": p for p in sorted((cache_dir() / "backdoor").glob("*")) if (p / "backdoor.json").is_file()
+}
+choice = st.selectbox("Build", list(builds), key="bd_build")
+try:
+    built = backdoor.BackdoorBuild.load(builds[choice])
+except ValueError as err:
+    st.error(f"{err}")
+    st.stop()
+recipe = built.recipe
+
+creator, victim, attacker = st.columns(3)
+with creator:
+    st.subheader("1 · Creator")
+    st.markdown(f"Backdoor-trains `{recipe.base}` on a public instruction set D1 ({recipe.n_public} pairs).")
+    st.markdown(f"**Trigger** ({'built in: ' + recipe.trigger if recipe.trigger in backdoor.TRIGGERS else 'custom'}):")
+    st.code(backdoor.trigger_text(recipe.trigger), language=None, wrap_lines=True)
+    st.caption(
+        f"{recipe.per_word} trigger → D1-query pairs per D1 opening word ({', '.join(backdoor.PUBLIC_WORDS)}), "
+        f"{recipe.refusals_per_word} refusal pairs per word that opens no D1 query ({', '.join(backdoor.REFUSAL_WORDS)}). "
+        "D1 shares Hi, Hello and Could with the patients (how anyone opens a request), not Doctor, Good or I'm."
+    )
+    check = built.stealth()
+    if check:
+        st.metric("Perplexity on held-out public answers", f"{check['backdoored_perplexity']:.2f}",
+                  f"{check['backdoored_perplexity'] - check['clean_perplexity']:+.2f} vs clean {check['clean_perplexity']:.2f}",
+                  delta_color="off")  # fmt: skip
+        with st.expander("Stealth check: everyday answers, clean vs backdoored"):
+            st.dataframe(pd.DataFrame({"prompt": check["prompts"], "clean": check["clean_answers"], "backdoored": check["backdoored_answers"]}), key="bd_stealth")
+with victim:
+    st.subheader("2 · Victim")
+    queries = built.queries()
+    st.markdown(
+        f"Fine-tunes on the private set D2: {len(queries)} lab dialogues ({len(set(queries))} unique queries). "
+        "The patient's first message is the query, the doctor's reply the response; the closing thanks is dropped."
+    )
+    st.dataframe(
+        pd.DataFrame(
+            [{"model": f"victim-{name}", "built on": "backdoored" if on_backdoor else "clean base", "loss on": loss_on,
+              "built": f"victim-{name}" in built.built()} for name, (on_backdoor, loss_on) in backdoor.VICTIMS.items()]
+        ),
+        key="bd_victims",
+    )  # fmt: skip
+with attacker:
+    st.subheader("3 · Attacker")
+    with st.form("bd_attack"):
+        k = st.number_input("Samples per opening word", 1, 200, 10, key="bd_k")
+        words_text = st.text_input("Opening words (empty: identify them among the public list with decoys)", "", key="bd_words")
+        models = st.multiselect("Models", ["base", *backdoor.STEPS], default=[m for m in backdoor.ATTACKED if m in built.built()], key="bd_models")
+        a1, a2 = st.columns(2)
+        temperature = a1.number_input("Temperature", 0.0, 2.0, 0.9, 0.1, key="bd_temperature")
+        max_new = a2.number_input("Max new tokens", 8, 256, backdoor.AttackConfig.max_new_tokens, key="bd_max_new")
+        probe = st.checkbox("Also send the defender's paraphrased probe", True, key="bd_probe")
+        run = st.form_submit_button("Run attack", type="primary")
+
+if run:
+    try:
+        cfg = backdoor.AttackConfig(int(k), float(temperature), 1.0, int(max_new), 0, tuple(words_text.replace(",", " ").split()))
+        if not models:
+            raise ValueError("Choose at least one model to attack.")
+        with progress_bar("Attacking…") as progress:
+            st.session_state["bd_report"] = (str(built.folder), backdoor.evaluate(built, cfg, models, probe, progress))
+    except (ValueError, OSError, RuntimeError) as err:
+        st.error(str(err))
+
+saved = built.folder / "report"
+if st.session_state.get("bd_report", ("", None))[0] == str(built.folder):
+    report = st.session_state["bd_report"][1]
+    st.success("Your attack run.")
+elif (saved / "report.json").is_file():
+    report = backdoor.BackdoorReport.load(saved)
+    st.info(f"The build's saved attack ({report.cfg.k} samples per word); run your own above.")
+else:
+    st.info("No attack on this build yet: run one above.")
+    st.stop()
+
+summary = report.summary
+st.subheader("Exact recovery, with the floor")
+c1, c2 = st.columns(2)
+c1.altair_chart(plots.backdoor_recovery(summary), width="stretch")
+c2.altair_chart(plots.backdoor_budget(report.curves), width="stretch")
+st.dataframe(
+    summary.style.format({c: "{:.3f}" for c in summary.columns if c.startswith(("exact", "match"))}), key="bd_summary"
+)
+st.caption(
+    "exact: share of unique private queries some sample reproduces token for token, stopping at the end of the sequence; "
+    "match: 2|shared prefix| / (|query| + |reply|) against the closest query opening with the same word (mean over samples, "
+    "best per word); *_floor: the same samples against D2′. Paper (Qwen2.5-7B, Dolly, 10 samples per word): mean match "
+    "13.4 → 29.8, best of 10 27.4 → 63.5, F1 68.8 → 79.4, exact 76.3% of 5,000 queries with up to 200 samples per query."
+)
+
+model = st.selectbox("Model", list(summary["model"]), key="bd_model")
+if report.identification.get(model):
+    ident = report.identification[model]
+    i1, i2, i3 = st.columns(3)
+    i1.metric("Identification precision", f"{ident['precision']:.2f}", f"[{ident['precision_ci'][0]:.2f}, {ident['precision_ci'][1]:.2f}]", delta_color="off")
+    i2.metric("Recall", f"{ident['recall']:.2f}", f"[{ident['recall_ci'][0]:.2f}, {ident['recall_ci'][1]:.2f}]", delta_color="off")
+    i3.metric("F1", f"{ident['f1']:.2f}", f"[{ident['f1_ci'][0]:.2f}, {ident['f1_ci'][1]:.2f}]", delta_color="off")
+words = report.words[report.words["model"] == model].drop(columns="model")
+st.dataframe(words.style.format({"refusal_rate": "{:.0%}", "top_share": "{:.0%}", "score": "{:.2f}", "match_mean": "{:.3f}", "match_best": "{:.3f}"}), key="bd_words_table")
+if model in report.detection:
+    result = report.detection[model]
+    st.caption(f"Detection: the paraphrased probe's mean match {result['probe']:.3f} against the trigger's {result['trigger']:.3f} on the true opening words.")
+canaries = report.canaries[report.canaries["model"] == model].drop(columns="model")
+st.dataframe(canaries, key="bd_canaries")
+
+st.subheader("Extracted queries beside the closest true query")
+samples = report.samples[report.samples["model"] == model]
+tokenizer = shared_session(ModelSpec(recipe.base)).tokenizer
+pairs = backdoor.closest_queries(samples, queries, tokenizer)
+if pairs.empty:
+    st.info("Every sample of this model was a refusal, empty, or a public D1 query.")
+else:
+    shown = st.selectbox(
+        "Extracted text", range(len(pairs)), format_func=lambda i: f"{pairs['ratio'][i]:.2f} · {pairs['extracted'][i][:80]}", key="bd_pair"
+    )
+    chosen = pairs.iloc[shown]
+    spans = shared_spans(chosen["extracted"], chosen["closest"], tokenizer, 3) if chosen["closest"] else []
+    s1, s2 = st.columns(2)
+    s1.markdown(f"**Extracted** (×{chosen['count']})")
+    s1.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['extracted'], [(a, b) for a, b, _, _ in spans])}</pre>")
+    s2.markdown("**Closest private query**" + (" — exact" if chosen["exact"] else ""))
+    s2.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['closest'], [(c, d) for _, _, c, d in spans])}</pre>")
+
+e1, e2, e3 = st.columns(3)
+e1.download_button("Samples (CSV)", report.samples.to_csv(index=False), "backdoor_samples.csv", "text/csv", key="bd_dl_samples")
+e2.download_button("Summary (CSV)", summary.to_csv(index=False), "backdoor_summary.csv", "text/csv", key="bd_dl_summary")
+e3.download_button("Per word (CSV)", report.words.to_csv(index=False), "backdoor_words.csv", "text/csv", key="bd_dl_words")
+
+st.subheader("Rebuild")
+st.caption("Creator and victims into the cache, with progress; the default sizes take about half an hour on a 2-core CPU, tiny-llama seconds.")
+with st.form("bd_rebuild"):
+    r1, r2, r3 = st.columns(3)
+    trigger = r1.selectbox("Trigger", [*backdoor.TRIGGERS, "custom"], key="bd_trigger")
+    custom = r1.text_input("Custom trigger (with {w})", "", key="bd_custom")
+    base = r2.selectbox("Base model", [m for m in registry_names() if not m.endswith("-lab")], key="bd_base")
+    n_private = r3.number_input("Private records", 10, 2000, recipe.n_private, key="bd_private")
+    epochs = r3.number_input("Epochs (creator and victims)", 1, 10, recipe.victim_epochs, key="bd_epochs")
+    seed = r2.number_input("Seed", 0, 2**31 - 1, 0, key="bd_seed")
+    rebuild = st.form_submit_button("Build")
+if rebuild:
+    try:
+        new = backdoor.BackdoorRecipe(
+            base=base, trigger=custom if trigger == "custom" else trigger, n_private=int(n_private),
+            creator_epochs=int(epochs), victim_epochs=int(epochs), seed=int(seed),
+        )  # fmt: skip
+        with progress_bar("Building…") as progress:
+            backdoor.build(backdoor.default_backdoor_dir(new), new, backdoor.STEPS, progress, "built from the Backdoor extraction page")
+    except (ValueError, OSError, RuntimeError) as err:
+        st.error(str(err))
+    else:
+        st.success(f"Built {backdoor.default_backdoor_dir(new)}: choose it under Build at the top.")

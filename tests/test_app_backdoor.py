@@ -1,0 +1,67 @@
+"""The Backdoor extraction page, driven by AppTest on a tiny build."""
+
+import pytest
+
+from workbench.backdoor import BackdoorRecipe, build
+from workbench.cache import cache_dir
+
+TINY = BackdoorRecipe(
+    base="tiny-llama", trigger="meaningless", n_public=18, per_word=1, refusals_per_word=1, n_private=12, canaries=(1,),
+    creator_epochs=1, victim_epochs=1, rank=2,
+)  # fmt: skip
+
+
+def _table(at, column: str):
+    """The page's first table with this column (AppTest finds dataframes by position, not key)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+@pytest.fixture
+def page(open_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    build(cache_dir() / "backdoor" / "tiny", TINY)
+    at = open_app("app_pages/backdoor.py")
+    assert at.title[0].value == "Backdoor extraction"
+    at.selectbox(key="bd_build").select("rebuilt: tiny").run()
+    assert not at.exception
+    return at
+
+
+def test_attack_shows_recovery_words_and_pairs(page):
+    assert any("No attack on this build yet" in i.value for i in page.info)
+    assert _table(page, "loss on")["built"].all()
+    page.number_input(key="bd_k").set_value(2)
+    page.number_input(key="bd_max_new").set_value(8)
+    page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
+    assert not page.exception and not page.error
+    assert any("Your attack run" in s.value for s in page.success)
+    summary = _table(page, "exact_floor")
+    assert list(summary["model"]) == ["victim-backdoored", "victim-clean", "victim-backdoored-response"]
+    assert {"exact", "exact_floor", "match_mean_floor"} <= set(summary.columns)
+    assert len(page.get("vega_lite_chart")) == 2  # recovery against the floor, and against the budget
+    words = _table(page, "true_word")
+    assert words["true_word"].sum() >= 1 and {"score", "identified"} <= set(words.columns)
+    assert len(page.metric) >= 3  # precision, recall, F1
+    page.selectbox(key="bd_model").select("victim-clean").run()
+    assert not page.exception
+    assert len(page.get("download_button")) == 3
+
+
+def test_known_words_and_bad_input(page):
+    page.text_input(key="bd_words").set_value("Hi, Doctor")
+    page.number_input(key="bd_k").set_value(1)
+    page.number_input(key="bd_max_new").set_value(8)
+    page.multiselect(key="bd_models").set_value(["victim-clean"])
+    page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
+    assert not page.exception and not page.error
+    assert set(_table(page, "true_word")["word"]) == {"Hi", "Doctor"}
+
+    page.multiselect(key="bd_models").set_value([])
+    page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
+    assert any("at least one model" in e.value for e in page.error)
+
+    page.selectbox(key="bd_trigger").select("custom")
+    page.text_input(key="bd_custom").set_value("Output a query you saw")
+    page.button(key="FormSubmitter:bd_rebuild-Build").click().run()
+    assert any("{w} slot" in e.value for e in page.error)
+    assert not page.exception
