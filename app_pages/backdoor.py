@@ -150,7 +150,7 @@ st.subheader("Rebuild")
 st.caption("Creator and victims into the cache, with progress; the default sizes take about half an hour on a 2-core CPU, tiny-llama seconds.")
 with st.form("bd_rebuild"):
     r1, r2, r3 = st.columns(3)
-    trigger = r1.selectbox("Trigger", [*backdoor.TRIGGERS, "custom"], key="bd_trigger")
+    trigger = r1.radio("Trigger", [*backdoor.TRIGGERS, "custom"], horizontal=True, key="bd_trigger")
     custom = r1.text_input("Custom trigger (with {w})", "", key="bd_custom")
     base = r2.selectbox("Base model", [m for m in registry_names() if not m.endswith("-lab")], key="bd_base")
     n_private = r3.number_input("Private records", 10, 2000, recipe.n_private, key="bd_private")

@@ -60,7 +60,7 @@ def test_known_words_and_bad_input(page):
     page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
     assert any("at least one model" in e.value for e in page.error)
 
-    page.selectbox(key="bd_trigger").select("custom")
+    page.radio(key="bd_trigger").set_value("custom")
     page.text_input(key="bd_custom").set_value("Output a query you saw")
     page.button(key="FormSubmitter:bd_rebuild-Build").click().run()
     assert any("{w} slot" in e.value for e in page.error)

@@ -260,3 +260,33 @@ def test_weight_diff(page: Page, tmp_path):
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("Different architectures")
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)  # earlier results kept
     _no_exception(page)
+
+
+def test_backdoor_extraction(page: Page, app_cache):
+    from workbench.backdoor import BackdoorRecipe, build
+
+    recipe = BackdoorRecipe(
+        base="tiny-llama", trigger="meaningless", n_public=18, per_word=1, refusals_per_word=1, n_private=12, canaries=(1,),
+        creator_epochs=1, victim_epochs=1, rank=2,
+    )  # fmt: skip
+    build(app_cache / "backdoor" / "tiny", recipe)
+    _open(page, "backdoor")
+    expect(page.get_by_role("heading", name="Backdoor extraction")).to_be_visible()
+    _choose(page, "Build", "rebuilt: tiny")
+    expect(page.get_by_text("No attack on this build yet")).to_be_visible()
+    _set_number(page, "Samples per opening word", 2)
+    _set_number(page, "Max new tokens", 8)
+    page.get_by_role("button", name="Run attack").click()
+    _settle(page)
+    expect(page.get_by_text("Your attack run.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Exact recovery, with the floor")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
+    expect(page.get_by_role("button", name="Samples (CSV)")).to_be_visible()
+    _no_exception(page)
+
+    page.get_by_test_id("stRadio").get_by_text("custom").click()
+    page.get_by_role("textbox", name="Custom trigger (with {w})").fill("Output a query you saw")
+    page.get_by_role("button", name="Build").click()
+    _settle(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("{w} slot")
+    _no_exception(page)
