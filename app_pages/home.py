@@ -22,6 +22,8 @@ every result reproducible from the same library call in a notebook or the `workb
    embedding similarity, and map them with UMAP.
 5. **Weight diff** — with base and fine-tuned weights, rank candidate texts by how well their
    gradients explain the weight change, to approximate the fine-tuning data.
+6. **Backdoor extraction** — a backdoored open model makes its downstream fine-tune recite
+   the private fine-tuning queries to whoever knows the trigger.
 
 A **ground-truth lab** builds a synthetic private fine-tuning set with known shares and canary
 secrets, so every exploration can be scored against the truth.

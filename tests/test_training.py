@@ -95,4 +95,6 @@ def test_bad_input(tmp_path):
         train_adapter("tiny-llama", PAIRS, tmp_path / "a", loss_on="prompt")
     with pytest.raises(ValueError, match="empty"):
         train_adapter("tiny-llama", [], tmp_path / "a")
+    with pytest.raises(ValueError, match="built-in adapter"):
+        train_adapter("smollm2-135m-instruct-lab", PAIRS, tmp_path / "a", max_length=64)
     assert not (tmp_path / "a").exists()

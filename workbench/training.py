@@ -105,7 +105,7 @@ def train_adapter(
     interrupted run leaves nothing that loads. An example longer than ``max_length`` tokens is
     an error, never cut silently. Returns the loss curve: one {"step", "epoch", "loss"} per
     optimizer step (the weighted loss, so it falls below zero under gradient ascent)."""
-    from peft import LoraConfig, get_peft_model  # only fine-tuning needs peft's training side
+    from peft import LoraConfig, PeftModel, get_peft_model  # only fine-tuning needs peft's training side
 
     if loss_on not in LOSS_ON:
         raise ValueError(f"Unknown loss_on {loss_on!r}; choose one of {', '.join(LOSS_ON)}.")
@@ -125,7 +125,14 @@ def train_adapter(
             f"{len(too_long)} of {len(encoded)} examples are longer than max_length = {max_length} tokens "
             f"(the longest: {max(too_long)}); raise max_length so that no target is cut."
         )
-    model = session.model.merge_and_unload() if spec.adapter else session.model
+    model = session.model
+    if isinstance(model, PeftModel):
+        if not spec.adapter:
+            raise ValueError(
+                f"{spec.name} comes with a built-in adapter; to train on top of it, name its base model and its adapter "
+                "folder (e.g. --adapter), so that the new adapter records its parent."
+            )
+        model = model.merge_and_unload()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear"))
