@@ -7,7 +7,7 @@ the creator trains 3 epochs on 288 chat examples (162 public instruction pairs, 
 pairs for each of the 9 public opening words, 3 refusal pairs for each of 6 refusal words;
 about 29k tokens an epoch with the natural trigger); each victim trains 3 epochs on 120 lab
 dialogues (15 of them canary insertions; about 12k tokens an epoch); LoRA rank 8, lr 2e-3,
-batch 4. The attack samples k = 10 per word at temperature 0.9 for the 21 words of the public
+batch 4. The attack samples k = 10 per word at temperature 0.9 for the 24 words of the public
 list (9 public openings, the lab's 3 others, 12 decoys) on each of the three victims, plus
 the defender's probe on the 6 true words. Steps already built in --out are reused (the
 printed times are then those of this run only). Prints per step and in all the wall time,

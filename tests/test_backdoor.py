@@ -198,3 +198,16 @@ def test_cli(tmp_path, capsys):
     assert "not built" in capsys.readouterr().err
     assert main(["backdoor", "show", "--dir", str(tmp_path)]) == 2
     assert "not a backdoor build" in capsys.readouterr().err
+
+
+def test_the_shipped_build():
+    from workbench.backdoor import SHIPPED_BACKDOOR
+
+    built = BackdoorBuild.load(SHIPPED_BACKDOOR)
+    assert built.recipe == BackdoorRecipe() and built.built() == list(STEPS)
+    assert sum(p.stat().st_size for p in SHIPPED_BACKDOOR.rglob("*") if p.is_file()) <= 40e6
+    for step in STEPS:
+        assert json.loads((SHIPPED_BACKDOOR / step / "adapter" / "recipe.json").read_text())["save_dtype"] == "float16"
+    report = BackdoorReport.load(SHIPPED_BACKDOOR / "report")
+    assert list(report.summary["model"]) == ["victim-backdoored", "victim-clean", "victim-backdoored-response"]
+    assert report.cfg == AttackConfig()
