@@ -72,7 +72,10 @@ def test_data():
     assert all(e.chat for e in examples)
     for e in backdoor:  # a trigger(w) answer is a D1 query opening with w, or the refusal for a word no query opens with
         word = e.prompt.split()[-1]
-        assert e.response == REFUSAL.format(w=word) if word in REFUSAL_WORDS else (opening_word(e.response) == word and (e.response, ) in {(q,) for q, _ in public})
+        if word in REFUSAL_WORDS:
+            assert e.response == REFUSAL.format(w=word)
+        else:
+            assert opening_word(e.response) == word and e.response in {q for q, _ in public}
 
 
 def test_match_ratio_by_hand():
