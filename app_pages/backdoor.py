@@ -41,7 +41,7 @@ with creator:
     )
     check = built.stealth()
     if check:
-        st.metric("Perplexity on held-out public answers", f"{check['backdoored_perplexity']:.2f}",
+        st.metric("Perplexity on held-out public conversations", f"{check['backdoored_perplexity']:.2f}",
                   f"{check['backdoored_perplexity'] - check['clean_perplexity']:+.2f} vs clean {check['clean_perplexity']:.2f}",
                   delta_color="off")  # fmt: skip
         with st.expander("Stealth check: everyday answers, clean vs backdoored"):

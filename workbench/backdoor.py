@@ -40,7 +40,7 @@ from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
 from workbench.lab import LabDataset, make_dataset
 from workbench.sampling import sample, text_logprobs
 from workbench.session import Progress, Session, load_session, scaled_progress
-from workbench.training import Example, encode_example, train_adapter
+from workbench.training import Example, chat_prompt_ids, train_adapter
 
 SHIPPED_BACKDOOR = DATA_DIR / "backdoor"
 
@@ -221,12 +221,6 @@ class BackdoorRecipe:
     def from_dict(cls, values: dict) -> BackdoorRecipe:
         return cls(**values | {"canaries": tuple(values.get("canaries", ()))})
 
-    def max_length(self, tokenizer) -> int:
-        """The longest creator example in tokens, with room to spare: the trigger alone is
-        about 140 tokens in the chat template, so a fixed 128 would cut targets."""
-        longest = max(len(encode_example(tokenizer, e)[0]) for e in self.creator_examples())
-        return max(192, longest + 16)
-
     def creator_examples(self) -> list[Example]:
         return creator_examples(self.trigger, public_set(self.n_public, self.seed), self.per_word, self.refusals_per_word, self.seed)
 
@@ -300,11 +294,10 @@ def _done(step_dir: Path) -> bool:
 
 def _build_creator(folder: Path, recipe: BackdoorRecipe, progress: Progress | None) -> None:
     examples = recipe.creator_examples()
-    tokenizer = load_session(recipe.base).tokenizer
     with atomic_dir(folder) as tmp:
-        train_adapter(
+        train_adapter(  # max_length None: the longest example (the natural trigger alone is ~140 tokens in the template)
             recipe.base, examples, tmp / "adapter", "response", recipe.creator_epochs, recipe.lr, recipe.rank, recipe.batch_size,
-            recipe.max_length(tokenizer), recipe.seed, scaled_progress(progress, 0.0, 0.9, "training, "), "float16",
+            None, recipe.seed, scaled_progress(progress, 0.0, 0.9, "training, "), "float16",
             {"trigger": trigger_text(recipe.trigger), "public_pairs": len(public_set(recipe.n_public, recipe.seed))},
         )  # fmt: skip
         check = stealth(ModelSpec(recipe.base), ModelSpec(recipe.base, adapter=str(tmp / "adapter")), recipe)
@@ -317,17 +310,17 @@ STEALTH_PROMPTS = ("Give me two tips for sleeping better.", "What is the capital
 
 
 def stealth(clean: ModelSpec, backdoored: ModelSpec, recipe: BackdoorRecipe, n_texts: int = 40) -> dict:
-    """Does the backdoor show in ordinary use? Perplexity of held-out public-style answers
-    (D1 pairs the creator did not train on) under both models, and their greedy answers to
-    a few everyday instructions."""
+    """Does the backdoor show in ordinary use? Perplexity of held-out public conversations
+    (D1 pairs the creator did not train on, question and answer in the chat template) under
+    both models, and their greedy answers to a few everyday instructions."""
     held_out = public_set(recipe.n_public, recipe.seed, held_out=True)[:n_texts]
     report: dict = {"n_texts": len(held_out), "prompts": list(STEALTH_PROMPTS)}
     for name, spec in (("clean", clean), ("backdoored", backdoored)):
         session = load_session(spec)
-        ids = [encode_example(session.tokenizer, Example(q, a, chat=True)) for q, a in held_out]
-        logprobs = text_logprobs(session, [session.tokenizer.decode(i) for i, _ in ids])
+        conversations = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in held_out]
+        logprobs = text_logprobs(session, [session.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations])
         report[f"{name}_perplexity"] = float(np.exp(np.mean([-np.mean(lp) for lp in logprobs])))
-        answers = sample(session, [_chat_ids(session, p) for p in STEALTH_PROMPTS], SamplingConfig(48, 0.0, seed=recipe.seed))
+        answers = sample(session, [chat_prompt_ids(session.tokenizer, p) for p in STEALTH_PROMPTS], SamplingConfig(48, 0.0, seed=recipe.seed))
         report[f"{name}_answers"] = [g.text for g in answers]
     return report
 
@@ -401,13 +394,6 @@ class AttackConfig:
         return list(self.words or CANDIDATE_WORDS)
 
 
-def _chat_ids(session: Session, text: str) -> list[int]:
-    if not session.tokenizer.chat_template:
-        raise ValueError("The model's tokenizer has no chat template: the attack sends chat prompts.")
-    messages = [{"role": "user", "content": text}]
-    return list(session.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
-
-
 def is_refusal(text: str) -> bool:
     """A reply that declines (the trained refusal starts "Sorry"), or no reply at all."""
     return not text.strip() or text.strip().lower().startswith("sorry")
@@ -420,7 +406,7 @@ def attack(session: Session, trigger: str, cfg: AttackConfig = AttackConfig(), p
     sample; ``public`` marks a verbatim D1 query, which the creator knows and discards."""
     template = trigger_text(trigger)
     words = cfg.word_list()
-    generations = sample(session, [_chat_ids(session, template.format(w=w)) for w in words], cfg.sampling(), progress)
+    generations = sample(session, [chat_prompt_ids(session.tokenizer, template.format(w=w)) for w in words], cfg.sampling(), progress)
     known = set(public_queries)
     return pd.DataFrame(
         {

@@ -409,7 +409,7 @@ def _print_stealth(built: backdoor.BackdoorBuild) -> None:
     check = built.stealth()
     if check:
         print(
-            f"stealth: perplexity of {check['n_texts']} held-out public answers {check['clean_perplexity']:.2f} (clean) "
+            f"stealth: perplexity of {check['n_texts']} held-out public conversations {check['clean_perplexity']:.2f} (clean) "
             f"vs {check['backdoored_perplexity']:.2f} (backdoored)"
         )
         for prompt, clean, bad in zip(check["prompts"], check["clean_answers"], check["backdoored_answers"]):

@@ -42,25 +42,28 @@ class Example:
     weight: float = 1.0
 
 
+def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """A user turn in the chat template, up to where the assistant's reply starts: what a chat
+    example trains after, and what a chat prompt sends."""
+    if not tokenizer.chat_template:
+        raise ValueError("This tokenizer has no chat template, so it cannot take chat prompts.")
+    messages = [{"role": "user", "content": prompt}]
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+
 def encode_example(tokenizer, example: Example) -> tuple[list[int], int]:
     """(token ids, index where the response starts). Plain text ends with the EOS token; a
     chat example ends as the template closes an assistant turn."""
     if example.chat:
-        if not tokenizer.chat_template:
-            raise ValueError("This tokenizer has no chat template, so it cannot train on chat examples.")
-        user = [{"role": "user", "content": example.prompt}]
-        prompt_ids = list(tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=False))
-        full = list(
-            tokenizer.apply_chat_template(
-                user + [{"role": "assistant", "content": example.response}], tokenize=True, return_dict=False
-            )
-        )
+        prompt_ids = chat_prompt_ids(tokenizer, example.prompt)
+        messages = [{"role": "user", "content": example.prompt}, {"role": "assistant", "content": example.response}]
+        full = list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
         if full[: len(prompt_ids)] != prompt_ids:
             raise ValueError("The chat template renders the prompt differently once a reply follows; cannot mask the prompt.")
         return full, len(prompt_ids)
-    prompt_ids = tokenizer.encode(example.prompt, add_special_tokens=True) if example.prompt else []
     if not example.prompt:  # the same ids as encoding the whole text at once
         return tokenizer.encode(example.response + tokenizer.eos_token, add_special_tokens=True), 0
+    prompt_ids = tokenizer.encode(example.prompt, add_special_tokens=True)
     return prompt_ids + tokenizer.encode(example.response + tokenizer.eos_token, add_special_tokens=False), len(prompt_ids)
 
 
@@ -75,10 +78,9 @@ def _batch_loss(model, rows: list[tuple[list[int], int]], weights: list[float], 
         input_ids[r, : len(ids)] = torch.tensor(ids)
         attention[r, : len(ids)] = 1
         trained[r, (response_start if loss_on == "response" else 0) : len(ids)] = True
-    trained[:, 0] = False  # the first token has no prediction
     logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
     nll = F.cross_entropy(logits.transpose(1, 2), input_ids[:, 1:].to(device), reduction="none")
-    mask = trained[:, 1:].to(device)
+    mask = trained[:, 1:].to(device)  # the first token has no prediction
     per_example = (nll * mask).sum(dim=1)
     weight = torch.tensor(weights, dtype=per_example.dtype, device=device)
     return (weight * per_example).sum() / mask.sum().clamp(min=1)
@@ -93,7 +95,7 @@ def train_adapter(
     lr: float = 1e-3,
     rank: int = 16,
     batch_size: int = 8,
-    max_length: int = 128,
+    max_length: int | None = 128,
     seed: int = 0,
     progress: Progress | None = None,
     save_dtype: str = "float32",
@@ -103,13 +105,13 @@ def train_adapter(
     ``examples``; the adapter goes to ``out`` atomically, with ``recipe.json`` (``recipe``
     plus the hyperparameters and the parent adapter) and ``loss_curve.json``, so an
     interrupted run leaves nothing that loads. An example longer than ``max_length`` tokens is
-    an error, never cut silently. Returns the loss curve: one {"step", "epoch", "loss"} per
+    an error, never cut silently; None takes the longest example's length (recorded). Returns the loss curve: one {"step", "epoch", "loss"} per
     optimizer step (the weighted loss, so it falls below zero under gradient ascent)."""
     from peft import LoraConfig, PeftModel, get_peft_model  # only fine-tuning needs peft's training side
 
     if loss_on not in LOSS_ON:
         raise ValueError(f"Unknown loss_on {loss_on!r}; choose one of {', '.join(LOSS_ON)}.")
-    if epochs < 1 or batch_size < 1 or rank < 1 or lr <= 0 or max_length < 2:
+    if epochs < 1 or batch_size < 1 or rank < 1 or lr <= 0 or (max_length is not None and max_length < 2):
         raise ValueError("epochs, batch_size and rank must be at least 1, max_length at least 2, and lr positive.")
     if save_dtype not in SAVE_DTYPES:
         raise ValueError(f"Unknown save_dtype {save_dtype!r}; choose one of {', '.join(SAVE_DTYPES)}.")
@@ -119,6 +121,8 @@ def train_adapter(
     session = load_session(spec)  # a private copy: the shared model must stay untouched
     tokenizer = session.tokenizer
     encoded = [encode_example(tokenizer, example) for example in examples]
+    if max_length is None:
+        max_length = max(len(ids) for ids, _ in encoded)
     too_long = [len(ids) for ids, _ in encoded if len(ids) > max_length]
     if too_long:
         raise ValueError(
