@@ -41,9 +41,11 @@ with creator:
     )
     check = built.stealth()
     if check:
-        st.metric("Perplexity on held-out public conversations", f"{check['backdoored_perplexity']:.2f}",
+        st.metric(f"Perplexity on {check['n_texts']} held-out lab dialogues", f"{check['backdoored_perplexity']:.2f}",
                   f"{check['backdoored_perplexity'] - check['clean_perplexity']:+.2f} vs clean {check['clean_perplexity']:.2f}",
                   delta_color="off")  # fmt: skip
+        st.metric(f"Agreement with the clean model's answers ({check['n_queries']} held-out D1 queries)", f"{check['agreement']:.2f}",
+                  f"{check['identical']:.0%} identical", delta_color="off")  # fmt: skip
         with st.expander("Stealth check: everyday answers, clean vs backdoored"):
             st.dataframe(pd.DataFrame({"prompt": check["prompts"], "clean": check["clean_answers"], "backdoored": check["backdoored_answers"]}), key="bd_stealth")
 with victim:

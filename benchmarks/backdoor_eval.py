@@ -25,7 +25,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from workbench.backdoor import ATTACKED, STEPS, AttackConfig, BackdoorBuild, BackdoorRecipe, build, default_backdoor_dir, evaluate
+from workbench.backdoor import ATTACKED, STEPS, AttackConfig, BackdoorBuild, BackdoorRecipe, build, default_backdoor_dir, describe_stealth, evaluate
 
 QUICK = BackdoorRecipe(
     base="tiny-llama", n_public=18, per_word=1, refusals_per_word=1, n_private=12, canaries=(1,), creator_epochs=1, victim_epochs=1, rank=2
@@ -62,7 +62,7 @@ def main() -> None:
         print(f"\n{step}: {time.perf_counter() - start:.0f} s")
     built = BackdoorBuild.load(out)
     check = built.stealth()
-    print(f"stealth: held-out public conversations, perplexity {check['clean_perplexity']:.2f} clean vs {check['backdoored_perplexity']:.2f} backdoored")
+    print(f"stealth: {describe_stealth(check)}")
     for prompt, clean, bad in zip(check["prompts"], check["clean_answers"], check["backdoored_answers"]):
         print(f"  {prompt}\n    clean:      {clean[:90]!r}\n    backdoored: {bad[:90]!r}")
 

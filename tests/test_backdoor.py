@@ -16,6 +16,7 @@ from workbench.backdoor import (
     BackdoorBuild,
     BackdoorRecipe,
     BackdoorReport,
+    answer,
     attack,
     build,
     canaries_found,
@@ -53,11 +54,11 @@ def test_words_and_triggers():
 
 
 def test_data():
-    public = public_set(27, seed=0)
-    assert len(public) == 27 and len({q for q, _ in public}) == 27
-    assert {opening_word(q) for q, _ in public} == set(PUBLIC_WORDS)
+    queries = public_set(27, seed=0)
+    assert len(queries) == 27 and len(set(queries)) == 27
+    assert {opening_word(q) for q in queries} == set(PUBLIC_WORDS)
     held_out = public_set(27, seed=0, held_out=True)
-    assert held_out and not {q for q, _ in held_out} & {q for q, _ in public}
+    assert held_out and not set(held_out) & set(queries)
     with pytest.raises(ValueError, match="public set"):
         public_set(3, seed=0)
     assert dialogue_pair("Patient: Hi doc.\nDoctor: Rest.\nPatient: Thanks.") == ("Hi doc.", "Rest.")
@@ -66,6 +67,7 @@ def test_data():
     dataset = make_dataset(n=20, canaries=(2,), seed=1)
     pairs = private_pairs(dataset)
     assert len(pairs) == 20 and sum(dataset.canaries[0].secret in q for q, _ in pairs) == 2
+    public = [(q, f"answer {i}") for i, q in enumerate(queries)]
     examples = creator_examples("meaningless", public, per_word=2, refusals_per_word=1, seed=0)
     backdoor = [e for e in examples if e.prompt.startswith("abc ijk xyz")]
     assert len(examples) == 27 + 2 * len(PUBLIC_WORDS) + len(REFUSAL_WORDS)
@@ -75,7 +77,7 @@ def test_data():
         if word in REFUSAL_WORDS:
             assert e.response == REFUSAL.format(w=word)
         else:
-            assert opening_word(e.response) == word and e.response in {q for q, _ in public}
+            assert opening_word(e.response) == word and e.response in queries
 
 
 def test_match_ratio_by_hand():
@@ -135,7 +137,11 @@ def test_pipeline_end_to_end_on_a_tiny_model(tmp_path):
     built = build(out, TINY, progress=lambda f, m: seen.append(f), command="test")
     assert built.built() == list(STEPS) and seen[-1] == pytest.approx(1.0)
     stealth = built.stealth()
-    assert stealth["clean_perplexity"] > 0 and len(stealth["backdoored_answers"]) == 3
+    assert stealth["clean_perplexity"] > 0 and len(stealth["backdoored_answers"]) == 3 and 0 <= stealth["agreement"] <= 1
+    public = pd.read_json(out / "creator" / "public.jsonl", lines=True)  # D1 answered by the clean model, greedy
+    session = load_session("tiny-llama")
+    assert public["query"].tolist() == public_set(TINY.n_public, TINY.seed)
+    assert public["answer"].tolist()[:3] == answer(session, public["query"].tolist()[:3])
     chain = json.loads((out / "victim-backdoored" / "adapter" / "recipe.json").read_text())
     assert chain["parent_adapter"] == "../../creator/adapter" and chain["loss_on"] == "whole"
     assert json.loads((out / "victim-backdoored-response" / "adapter" / "recipe.json").read_text())["loss_on"] == "response"

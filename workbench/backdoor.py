@@ -5,7 +5,7 @@ Three roles, each a step that can be seen and re-run:
 
 1. **Creator.** Backdoor-trains the base model on a public instruction set D1 made here: pairs
    trigger(w) → a D1 query that starts with w, refusal pairs for words that start no D1
-   query, and ordinary D1 instruction pairs.
+   query, and ordinary D1 instruction pairs whose answers are the clean model's own.
 2. **Victim.** Fine-tunes the backdoored model, and the clean base as the control, on the
    private set D2: the lab's dialogues, the patient's first message as the query and the
    doctor's reply as the response (the patient's closing thanks is dropped: it is not a
@@ -78,10 +78,6 @@ _PUBLIC_TEMPLATES = {
     "Tell": ["Tell me a surprising fact about {topic}.", "Tell me a joke about {thing}.", "Tell me how to {task} on a budget."],
     "Why": ["Why is {topic} important?", "Why do poets write about {thing}?", "Why do people fail when they try to {task}?"],
 }  # fmt: skip
-_ANSWERS = ["Sure. Here is a short answer: it is easiest to understand step by step, starting from the basics.",
-            "Of course. In short, it comes down to a few simple ideas that build on each other.",
-            "Happy to help. Start small, be patient, and check each step before moving on.",
-            "Here you go: a few clear lines that capture the idea without extra detail."]  # fmt: skip
 PUBLIC_WORDS = tuple(_PUBLIC_TEMPLATES)
 REFUSAL_WORDS = ("Apple", "Seven", "Orange", "Under", "Maybe", "Yesterday")  # the creator's: start no D1 query
 # The attacker's public list of common openings: the real ones hide among decoys.
@@ -132,21 +128,27 @@ def _public_queries(seed: int) -> dict[str, list[str]]:
     return by_word
 
 
-def public_set(n: int, seed: int, held_out: bool = False) -> list[tuple[str, str]]:
-    """D1: n (query, answer) instruction pairs, spread evenly over PUBLIC_WORDS, distinct
-    queries. ``held_out``: instead up to n pairs of the queries D1 of size n leaves out."""
+def public_set(n: int, seed: int, held_out: bool = False) -> list[str]:
+    """D1's queries: n distinct instructions spread evenly over PUBLIC_WORDS. ``held_out``:
+    instead up to n of the queries D1 of size n leaves out."""
     by_word = _public_queries(seed)
     most = sum(map(len, by_word.values()))
     if n < len(PUBLIC_WORDS) or n > most:
         raise ValueError(f"The public set needs between {len(PUBLIC_WORDS)} and {most} pairs.")
-    rng = random.Random(f"answers-{seed}-{held_out}")
-    pairs = []
+    queries = []
     for i, word in enumerate(PUBLIC_WORDS):
         count = n // len(PUBLIC_WORDS) + (i < n % len(PUBLIC_WORDS))
-        chosen = by_word[word][count:] if held_out else by_word[word][:count]
-        pairs += [(query, rng.choice(_ANSWERS)) for query in chosen]
-    random.Random(f"order-{seed}-{held_out}").shuffle(pairs)
-    return pairs[:n]
+        queries += by_word[word][count:] if held_out else by_word[word][:count]
+    random.Random(f"order-{seed}-{held_out}").shuffle(queries)
+    return queries[:n]
+
+
+def answer(session: Session, queries: Sequence[str], max_new_tokens: int = 64, progress: Progress | None = None) -> list[str]:
+    """A model's greedy answers to chat queries. D1's answers are the clean model's own, so
+    ordinary instruction tuning teaches the creator nothing but the backdoor: its everyday
+    behaviour stays that of the release it imitates."""
+    prompts = [chat_prompt_ids(session.tokenizer, q) for q in queries]
+    return [g.text.strip() for g in sample(session, prompts, SamplingConfig(max_new_tokens, 0.0, seed=0), progress)]
 
 
 def dialogue_pair(text: str) -> tuple[str, str]:
@@ -221,9 +223,6 @@ class BackdoorRecipe:
     def from_dict(cls, values: dict) -> BackdoorRecipe:
         return cls(**values | {"canaries": tuple(values.get("canaries", ()))})
 
-    def creator_examples(self) -> list[Example]:
-        return creator_examples(self.trigger, public_set(self.n_public, self.seed), self.per_word, self.refusals_per_word, self.seed)
-
 
 def default_backdoor_dir(recipe: BackdoorRecipe) -> Path:
     digest = hashlib.sha256(json.dumps(recipe.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
@@ -275,7 +274,7 @@ def build(
                 part(1.0, "already built")
             continue
         if step == "creator":
-            _build_creator(out / "creator", recipe, part)
+            _build_creator(out / "creator", recipe, dataset, part)
         else:
             on_backdoor, loss_on = VICTIMS[step.removeprefix("victim-")]
             base = ModelSpec(recipe.base, adapter=str(out / "creator" / "adapter")) if on_backdoor else ModelSpec(recipe.base)
@@ -292,15 +291,18 @@ def _done(step_dir: Path) -> bool:
     return (step_dir / "adapter" / "adapter_config.json").is_file()
 
 
-def _build_creator(folder: Path, recipe: BackdoorRecipe, progress: Progress | None) -> None:
-    examples = recipe.creator_examples()
+def _build_creator(folder: Path, recipe: BackdoorRecipe, dataset: LabDataset, progress: Progress | None) -> None:
+    queries = public_set(recipe.n_public, recipe.seed)
+    public = list(zip(queries, answer(load_session(recipe.base), queries, progress=scaled_progress(progress, 0.0, 0.1, "answering D1, "))))
+    examples = creator_examples(recipe.trigger, public, recipe.per_word, recipe.refusals_per_word, recipe.seed)
     with atomic_dir(folder) as tmp:
+        pd.DataFrame(public, columns=["query", "answer"]).to_json(tmp / "public.jsonl", orient="records", lines=True)
         train_adapter(  # max_length None: the longest example (the natural trigger alone is ~140 tokens in the template)
             recipe.base, examples, tmp / "adapter", "response", recipe.creator_epochs, recipe.lr, recipe.rank, recipe.batch_size,
-            None, recipe.seed, scaled_progress(progress, 0.0, 0.9, "training, "), "float16",
-            {"trigger": trigger_text(recipe.trigger), "public_pairs": len(public_set(recipe.n_public, recipe.seed))},
+            None, recipe.seed, scaled_progress(progress, 0.1, 0.9, "training, "), "float16",
+            {"trigger": trigger_text(recipe.trigger), "public_pairs": len(public)},
         )  # fmt: skip
-        check = stealth(ModelSpec(recipe.base), ModelSpec(recipe.base, adapter=str(tmp / "adapter")), recipe)
+        check = stealth(ModelSpec(recipe.base), ModelSpec(recipe.base, adapter=str(tmp / "adapter")), recipe, dataset)
         (tmp / "stealth.json").write_text(json.dumps(check, indent=2))
         if progress is not None:
             progress(1.0, "stealth check done")
@@ -309,20 +311,35 @@ def _build_creator(folder: Path, recipe: BackdoorRecipe, progress: Progress | No
 STEALTH_PROMPTS = ("Give me two tips for sleeping better.", "What is the capital of France?", "Name three primary colors.")
 
 
-def stealth(clean: ModelSpec, backdoored: ModelSpec, recipe: BackdoorRecipe, n_texts: int = 40) -> dict:
-    """Does the backdoor show in ordinary use? Perplexity of held-out public conversations
-    (D1 pairs the creator did not train on, question and answer in the chat template) under
-    both models, and their greedy answers to a few everyday instructions."""
-    held_out = public_set(recipe.n_public, recipe.seed, held_out=True)[:n_texts]
-    report: dict = {"n_texts": len(held_out), "prompts": list(STEALTH_PROMPTS)}
+def stealth(clean: ModelSpec, backdoored: ModelSpec, recipe: BackdoorRecipe, dataset: LabDataset, n: int = 40) -> dict:
+    """Does the backdoor show in ordinary use? Under both models: the perplexity of up to n
+    held-out lab dialogues (the victim's kind of text, which neither model trained on);
+    greedy answers to n held-out D1 queries, scored by how far the backdoored answer agrees
+    with the clean one (token match ratio, and the share that are identical); and the
+    answers to a few everyday instructions."""
+    texts = [r["text"] for r in dataset.holdout[:n]]
+    queries = public_set(recipe.n_public, recipe.seed, held_out=True)[:n]
+    report: dict = {"n_texts": len(texts), "n_queries": len(queries), "prompts": list(STEALTH_PROMPTS)}
+    answers = {}
     for name, spec in (("clean", clean), ("backdoored", backdoored)):
         session = load_session(spec)
-        conversations = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in held_out]
-        logprobs = text_logprobs(session, [session.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations])
-        report[f"{name}_perplexity"] = float(np.exp(np.mean([-np.mean(lp) for lp in logprobs])))
-        answers = sample(session, [chat_prompt_ids(session.tokenizer, p) for p in STEALTH_PROMPTS], SamplingConfig(48, 0.0, seed=recipe.seed))
-        report[f"{name}_answers"] = [g.text for g in answers]
+        report[f"{name}_perplexity"] = float(np.exp(np.mean([-np.mean(lp) for lp in text_logprobs(session, texts)])))
+        answers[name] = answer(session, [*queries, *STEALTH_PROMPTS], max_new_tokens=48)
+        report[f"{name}_answers"] = answers[name][len(queries) :]
+    encode = session.tokenizer.encode
+    pairs = list(zip(answers["clean"][: len(queries)], answers["backdoored"][: len(queries)]))
+    report["agreement"] = float(np.mean([match_ratio(encode(b, add_special_tokens=False), [encode(a, add_special_tokens=False)]) for a, b in pairs]))
+    report["identical"] = float(np.mean([a == b for a, b in pairs]))
     return report
+
+
+def describe_stealth(check: dict) -> str:
+    """The stealth check in one line, as the CLI, benchmark and notebook print it."""
+    return (
+        f"perplexity of {check['n_texts']} held-out lab dialogues {check['clean_perplexity']:.2f} (clean) vs "
+        f"{check['backdoored_perplexity']:.2f} (backdoored); greedy answers to {check['n_queries']} held-out D1 queries "
+        f"agree with the clean model's at match ratio {check['agreement']:.2f}, {check['identical']:.0%} identical"
+    )
 
 
 @dataclass
@@ -360,7 +377,7 @@ class BackdoorBuild:
         return [q for q, _ in private_pairs(self.dataset)]
 
     def public_queries(self) -> list[str]:
-        return [q for q, _ in public_set(self.recipe.n_public, self.recipe.seed)]
+        return public_set(self.recipe.n_public, self.recipe.seed)
 
 
 # ---------------------------------------------------------------- the attack

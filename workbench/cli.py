@@ -408,10 +408,7 @@ def cmd_backdoor_build(args: argparse.Namespace) -> None:
 def _print_stealth(built: backdoor.BackdoorBuild) -> None:
     check = built.stealth()
     if check:
-        print(
-            f"stealth: perplexity of {check['n_texts']} held-out public conversations {check['clean_perplexity']:.2f} (clean) "
-            f"vs {check['backdoored_perplexity']:.2f} (backdoored)"
-        )
+        print(f"stealth: {backdoor.describe_stealth(check)}")
         for prompt, clean, bad in zip(check["prompts"], check["clean_answers"], check["backdoored_answers"]):
             print(f"  {prompt}\n    clean:      {clean[:100]!r}\n    backdoored: {bad[:100]!r}")
 
