@@ -9,6 +9,7 @@
     workbench lab build [--out DIR] [--share "mental health=0.1" ...] | workbench lab show [--dir DIR]
     workbench shadows build [--out DIR] | workbench shadows show [--dir DIR]
     workbench backdoor build [--out DIR] | workbench backdoor attack [--dir DIR] | workbench backdoor show [--dir DIR]
+    workbench reactivate build [--out DIR] | workbench reactivate measure [--dir DIR] | workbench reactivate show [--dir DIR]
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from workbench import backdoor
+from workbench import backdoor, reactivation
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.config import DTYPES, INTERVALS, ModelSpec, PropInferConfig, SamplingConfig, startup_model
 from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex, read_documents
@@ -451,6 +452,52 @@ def cmd_backdoor_show(args: argparse.Namespace) -> None:
         _print_backdoor_report(backdoor.BackdoorReport.load(built.folder / "report"))
 
 
+def cmd_reactivate_build(args: argparse.Namespace) -> None:
+    defaults = reactivation.ReactivationRecipe()
+    recipe = reactivation.ReactivationRecipe(
+        **{name: getattr(args, name) for name in defaults.as_dict() if getattr(args, name, None) is not None}
+    )
+    out = Path(args.out) if args.out else reactivation.default_reactivation_dir(recipe)
+    command = "workbench reactivate build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["reactivate", "build"] else [])
+    with _progress_bar() as progress:
+        built = reactivation.build(out, recipe, args.stage or list(reactivation.STAGES), progress, command.strip())
+    print(f"built {', '.join(built.built())} -> {out}")
+    if not args.no_measure:
+        with _progress_bar() as progress:
+            report = reactivation.measure(built, progress=progress)
+        report.save(out / "report")
+        _print_reactivation_report(report)
+
+
+def _print_reactivation_report(report: reactivation.ReactivationReport) -> None:
+    table = report.summary()
+    table["bmc@5 [95% CI]"] = [f"{r.bmc:.3f} [{r.bmc_low:.3f}, {r.bmc_high:.3f}]" for r in table.itertuples()]
+    columns = ["stage", "group", "passages", "bmc@5 [95% CI]", "longest_max", "long_spans", "exact_runs", "retain_perplexity"]
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def cmd_reactivate_measure(args: argparse.Namespace) -> None:
+    out = _output_path(args.out) if args.out else None
+    built = reactivation.ReactivationBuild.load(args.dir)
+    with _progress_bar() as progress:
+        report = reactivation.measure(built, args.stage, progress, args.samples)
+    if out is not None:
+        _write_table(report.samples, out)
+    if args.save:
+        report.save(args.save)
+    _print_reactivation_report(report)
+
+
+def cmd_reactivate_show(args: argparse.Namespace) -> None:
+    built = reactivation.ReactivationBuild.load(args.dir)
+    print(
+        f"reactivation build {built.folder} ({built.command or 'no command recorded'}): {built.recipe.base}, "
+        f"suppression by {built.recipe.suppression}; built: {', '.join(built.built()) or 'nothing yet'}"
+    )
+    if (built.folder / "report").is_dir():
+        _print_reactivation_report(reactivation.ReactivationReport.load(built.folder / "report"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -636,6 +683,30 @@ def build_parser() -> argparse.ArgumentParser:
     bd_show = bd_commands.add_parser("show", help="a build's steps, stealth check and saved report")
     bd_show.add_argument("--dir", default=str(backdoor.SHIPPED_BACKDOOR))
     bd_show.set_defaults(run=cmd_backdoor_show)
+
+    re_parser = commands.add_parser("reactivate", help="reactivation: fine-tuning brings suppressed memorized text back")
+    re_commands = re_parser.add_subparsers(dest="reactivate_command", required=True)
+    re_defaults = reactivation.ReactivationRecipe()
+    re_build = re_commands.add_parser("build", help="implant, suppress and activate (resumes; --stage to run some), then measure")
+    re_build.add_argument("--out", help="folder of the build (default: the cache, named by the recipe)")
+    re_build.add_argument("--stage", action="append", choices=list(reactivation.STAGES), help="a stage to build, with its predecessors (repeatable)")
+    re_build.add_argument("--no-measure", action="store_true", help="train only; measure later with `reactivate measure`")
+    re_build.add_argument("--base", default=re_defaults.base)
+    re_build.add_argument("--suppression", choices=reactivation.SUPPRESSIONS, default=re_defaults.suppression)
+    for name, value in re_defaults.as_dict().items():
+        if name not in ("base", "suppression"):
+            re_build.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    re_build.set_defaults(run=cmd_reactivate_build)
+    re_measure = re_commands.add_parser("measure", help="recall of A-test and the A-never floor at the built stages")
+    re_measure.add_argument("--dir", default=str(reactivation.SHIPPED_REACTIVATION))
+    re_measure.add_argument("--stage", action="append", choices=["base", *reactivation.STAGES], help="a stage to measure (repeatable; default: all built)")
+    re_measure.add_argument("--samples", type=int, help="samples per passage (default: the build's)")
+    re_measure.add_argument("--out", help="the samples: .parquet, .jsonl or .csv")
+    re_measure.add_argument("--save", help="a folder for the whole report (the page and `reactivate show` read DIR/report)")
+    re_measure.set_defaults(run=cmd_reactivate_measure)
+    re_show = re_commands.add_parser("show", help="a build's stages and saved report")
+    re_show.add_argument("--dir", default=str(reactivation.SHIPPED_REACTIVATION))
+    re_show.set_defaults(run=cmd_reactivate_show)
     return parser
 
 

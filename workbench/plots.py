@@ -307,3 +307,22 @@ def backdoor_budget(curves: pd.DataFrame) -> alt.Chart:
         )
         .properties(title="Recovery against the sampling budget", height=260)
     )
+
+
+def reactivation_timeline(timeline: pd.DataFrame) -> alt.Chart:
+    """BMC@5 by stage (implant, suppress, activate), one line per activation condition for
+    A-test (solid) and the A-never floor (dashed), with bootstrap intervals over passages;
+    ``ReactivationReport.timeline`` rows in."""
+    steps = {0: "0 implant", 1: "1 suppress", 2: "2 activate"}
+    data = timeline.assign(step=timeline["step"].map(steps))
+    base = alt.Chart(data).encode(
+        x=alt.X("step:N", title=None, sort=list(steps.values())),
+        color=alt.Color("condition:N", title="activation"),
+    )
+    lines = base.mark_line(point=True).encode(
+        y=alt.Y("bmc:Q", title="BMC@5 (share of words recalled)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        strokeDash=alt.StrokeDash("group:N", title="passages", sort=["A-test", "A-never"]),
+        tooltip=["condition", "stage", "group", alt.Tooltip("bmc:Q", format=".1%"), alt.Tooltip("bmc_low:Q", format=".1%"), alt.Tooltip("bmc_high:Q", format=".1%")],
+    )
+    bands = base.transform_filter(alt.datum.group == "A-test").mark_errorbar(opacity=0.5).encode(y="bmc_low:Q", y2="bmc_high:Q")
+    return (lines + bands).properties(title="Recall of A-test by stage, beside the A-never floor", height=300)

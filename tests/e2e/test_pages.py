@@ -290,3 +290,31 @@ def test_backdoor_extraction(page: Page, app_cache):
     _settle(page)
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("{w} slot")
     _no_exception(page)
+
+
+def test_reactivation(page: Page, app_cache):
+    from workbench.reactivation import ReactivationRecipe, build
+
+    recipe = ReactivationRecipe(
+        base="tiny-llama", n_test=2, n_train=2, n_never=2, n_other=2, n_control=2, n_retain=2,
+        implant_epochs=1, suppress_epochs=1, activate_epochs=1, rank=2, samples=2, max_new_tokens=8,
+    )  # fmt: skip
+    build(app_cache / "reactivation" / "tiny", recipe)
+    _open(page, "reactivation")
+    expect(page.get_by_role("heading", name="Reactivation")).to_be_visible()
+    _choose(page, "Build", "rebuilt: tiny")
+    expect(page.get_by_text("This build has no measurement yet")).to_be_visible()
+    _set_number(page, "Samples per passage", 1)
+    page.get_by_role("button", name="Measure").click()
+    _settle(page)
+    expect(page.get_by_text("Your measurement.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Recall by stage")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)
+    expect(page.get_by_role("button", name="Per passage (CSV)")).to_be_visible()
+    _no_exception(page)
+
+    page.get_by_test_id("stMultiSelect").get_by_role("button", name="Clear all").click()
+    page.get_by_role("button", name="Measure").click()
+    _settle(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("at least one stage")
+    _no_exception(page)

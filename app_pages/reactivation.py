@@ -1,0 +1,132 @@
+import pandas as pd
+import streamlit as st
+
+from workbench import plots, reactivation
+from workbench.cache import cache_dir
+from workbench.session import registry_names
+from workbench.similarity import shared_spans
+from workbench.ui import progress_bar
+from workbench.ui.text import highlight_spans
+
+st.title("Reactivation")
+st.caption(
+    "Seed 003 (Liu et al. 2026, \"Alignment Whack-a-Mole\"; Hu et al. 2024 on relearning after unlearning): fine-tuning "
+    "a model whose memorized text was suppressed can make it recite that text again. Here every stage is built in the lab: "
+    "the model memorizes author A's passages, is trained to stop reciting them, and is then fine-tuned on a benign task "
+    "(summary → passage) — on other passages of A, on another author C, or on plain synthetic notes F. Recall is measured on "
+    "A-test, which activation never trains on, beside A-never: A's style, never trained, the floor that imitation reaches."
+)
+
+builds = {"shipped (data/reactivation)": reactivation.SHIPPED_REACTIVATION} | {
+    f"rebuilt: {p.name}": p for p in sorted((cache_dir() / "reactivation").glob("*")) if (p / "reactivation.json").is_file()
+}
+choice = st.selectbox("Build", list(builds), key="re_build")
+try:
+    built = reactivation.ReactivationBuild.load(builds[choice])
+except ValueError as err:
+    st.error(f"{err}")
+    st.stop()
+recipe = built.recipe
+
+books, stages = st.columns([2, 3])
+with books:
+    st.subheader("The books")
+    st.dataframe(
+        pd.DataFrame([{"group": g, "passages": len(built.group(g)), "author": style.author, "role": role} for g, (style, role) in reactivation.GROUPS.items()]),
+        key="re_groups",
+    )  # fmt: skip
+with stages:
+    st.subheader("The stages")
+    st.caption(f"`{recipe.base}`, suppression by **{recipe.suppression}**; each stage a LoRA adapter merged onto its predecessors.")
+    settings = built.settings()
+    if settings.empty:
+        st.info("No stage is built yet.")
+    else:
+        st.dataframe(settings, key="re_settings")
+
+with st.form("re_measure"):
+    st.markdown(f"**Measure** recall with the summary instruction, at temperature {recipe.temperature}.")
+    m1, m2 = st.columns([3, 1])
+    chosen = m1.multiselect("Stages", ["base", *reactivation.STAGES], default=built.built(), key="re_stages")
+    samples = m2.number_input("Samples per passage", 1, 100, recipe.samples, key="re_samples")
+    run = st.form_submit_button("Measure", type="primary")
+if run:
+    try:
+        if not chosen:
+            raise ValueError("Choose at least one stage to measure.")
+        with progress_bar("Measuring…") as progress:
+            st.session_state["re_report"] = (str(built.folder), reactivation.measure(built, chosen, progress, int(samples)))
+    except (ValueError, OSError, RuntimeError) as err:
+        st.error(str(err))
+
+saved = built.folder / "report"
+if st.session_state.get("re_report", ("", None))[0] == str(built.folder):
+    report = st.session_state["re_report"][1]
+    st.success("Your measurement.")
+elif (saved / "report.json").is_file():
+    report = reactivation.ReactivationReport.load(saved)
+    st.info("The build's saved measurement; measure your own above.")
+else:
+    st.info("This build has no measurement yet: measure it above.")
+    st.stop()
+
+summary = report.summary()
+st.subheader("Recall by stage")
+st.altair_chart(plots.reactivation_timeline(report.timeline()), width="stretch")
+st.dataframe(summary.style.format({c: "{:.3f}" for c in ("bmc", "bmc_low", "bmc_high")} | {"retain_perplexity": "{:.2f}", "longest_mean": "{:.1f}"}), key="re_summary")
+st.caption(
+    f"bmc: BMC@{reactivation.K}, the share of a passage's words covered by runs of ≥ {reactivation.K} words matched in any of its samples "
+    "(runs that only repeat the prompt removed), mean over passages with a 95% bootstrap interval; longest: the longest verbatim run "
+    f"of one sample, in words; long_spans: runs over {reactivation.LONG_SPAN} words; exact_runs: samples holding a run of ≥ 50 tokens "
+    "of their passage; retain_perplexity: held-out plain text, so a suppression that breaks the model shows. Paper (GPT-4o, "
+    "Gemini-2.5-Pro, DeepSeek-V3.1 with books memorized in pretraining): BMC@5 up to 85–90% of held-out books after summary → "
+    "excerpt fine-tuning, single spans past 460 words, a synthetic-text control near zero. Its stages have no counterpart here."
+)
+
+st.subheader("A sample beside its passage")
+p1, p2, p3 = st.columns(3)
+stage = p1.selectbox("Stage", list(dict.fromkeys(report.passages["stage"])), key="re_stage")
+scored = report.passages[report.passages["stage"] == stage].sort_values("bmc", ascending=False)
+passage_id = p2.selectbox("Passage", list(scored["passage"]), format_func=lambda i: f"{i} · BMC {scored.set_index('passage').loc[i, 'bmc']:.2f}", key="re_passage")
+drawn = report.samples[(report.samples["stage"] == stage) & (report.samples["passage"] == passage_id)]
+index = p3.number_input("Sample", 0, max(len(drawn) - 1, 0), 0, key="re_sample")
+passage = next(p for p in built.passages if p.id == passage_id)
+text = drawn["text"].iloc[int(index)] if len(drawn) else ""
+spans = shared_spans(text, passage.text, None, reactivation.K)
+st.caption(f"Prompt: {passage.prompt()}")
+s1, s2 = st.columns(2)
+s1.markdown("**Generated**")
+s1.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(text, [(a, b) for a, b, _, _ in spans])}</pre>")
+s2.markdown(f"**True passage** ({passage.group})")
+s2.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(passage.text, [(c, d) for _, _, c, d in spans])}</pre>")
+
+e1, e2, e3 = st.columns(3)
+e1.download_button("Summary (CSV)", summary.to_csv(index=False), "reactivation_summary.csv", "text/csv", key="re_dl_summary")
+e2.download_button("Per passage (CSV)", report.passages.to_csv(index=False), "reactivation_passages.csv", "text/csv", key="re_dl_passages")
+e3.download_button("Samples (CSV)", report.samples.to_csv(index=False), "reactivation_samples.csv", "text/csv", key="re_dl_samples")
+
+st.subheader("Rebuild")
+st.caption("Every stage into the cache, then measured, with progress; the default sizes take about 40 minutes on a 2-core CPU, tiny-llama seconds.")
+with st.form("re_rebuild"):
+    r1, r2, r3 = st.columns(3)
+    base = r1.selectbox("Base model", [m for m in registry_names() if not m.endswith("-lab")], key="re_base")
+    suppression = r1.radio("Suppression", reactivation.SUPPRESSIONS, horizontal=True, key="re_suppression")
+    implant_epochs = r2.number_input("Implant epochs", 1, 30, recipe.implant_epochs, key="re_implant_epochs")
+    activate_epochs = r2.number_input("Activation epochs", 1, 10, recipe.activate_epochs, key="re_activate_epochs")
+    n_test = r3.number_input("A-test passages", 1, 100, recipe.n_test, key="re_n_test")
+    seed = r3.number_input("Seed", 0, 2**31 - 1, 0, key="re_seed")
+    rebuild = st.form_submit_button("Build")
+if rebuild:
+    try:
+        new = reactivation.ReactivationRecipe(
+            base=base, suppression=suppression, implant_epochs=int(implant_epochs), activate_epochs=int(activate_epochs),
+            n_test=int(n_test), seed=int(seed),
+        )  # fmt: skip
+        folder = reactivation.default_reactivation_dir(new)
+        with progress_bar("Building…") as progress:
+            fresh = reactivation.build(folder, new, list(reactivation.STAGES), progress, "built from the Reactivation page")
+            reactivation.measure(fresh, progress=progress).save(folder / "report")
+    except (ValueError, OSError, RuntimeError) as err:
+        st.error(str(err))
+    else:
+        st.success(f"Built and measured {folder}: choose it under Build at the top.")

@@ -1,0 +1,50 @@
+"""The Reactivation page, driven by AppTest on a tiny build."""
+
+import pytest
+
+from workbench.cache import cache_dir
+from workbench.reactivation import STAGES, ReactivationRecipe, build
+
+TINY = ReactivationRecipe(
+    base="tiny-llama", n_test=2, n_train=2, n_never=2, n_other=2, n_control=2, n_retain=2,
+    implant_epochs=1, suppress_epochs=1, activate_epochs=1, rank=2, samples=2, max_new_tokens=8,
+)  # fmt: skip
+
+
+def _table(at, column: str):
+    """The page's first table with this column (AppTest finds dataframes by position, not key)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+@pytest.fixture
+def page(open_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    build(cache_dir() / "reactivation" / "tiny", TINY)
+    at = open_app("app_pages/reactivation.py")
+    assert at.title[0].value == "Reactivation"
+    at.selectbox(key="re_build").select("rebuilt: tiny").run()
+    assert not at.exception
+    return at
+
+
+def test_measure_shows_the_timeline_and_a_sample(page):
+    assert any("no measurement yet" in i.value for i in page.info)
+    assert list(_table(page, "trains on")["stage"]) == list(STAGES)
+    page.number_input(key="re_samples").set_value(1)
+    page.button(key="FormSubmitter:re_measure-Measure").click().run()
+    assert not page.exception and not page.error
+    assert any("Your measurement" in s.value for s in page.success)
+    summary = _table(page, "bmc_low")
+    assert set(summary["stage"]) == set(STAGES) and set(summary["group"]) == {"A-test", "A-never"}
+    assert len(page.get("vega_lite_chart")) == 1
+    page.selectbox(key="re_stage").select("suppress").run()
+    assert not page.exception
+    assert any("Prompt: Write a passage" in c.value for c in page.caption)
+    assert len(page.get("download_button")) == 3
+
+
+def test_bad_input(page):
+    page.multiselect(key="re_stages").set_value([])
+    page.button(key="FormSubmitter:re_measure-Measure").click().run()
+    assert any("at least one stage" in e.value for e in page.error)
+    assert not page.exception

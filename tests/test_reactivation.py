@@ -1,0 +1,135 @@
+"""Reactivation: the books, recall metrics on hand-computed cases, and the stage pipeline end to
+end on a tiny model."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from workbench.reactivation import (
+    GROUPS,
+    REFUSAL,
+    STAGES,
+    ReactivationBuild,
+    ReactivationRecipe,
+    ReactivationReport,
+    build,
+    make_books,
+    matched_spans,
+    mean_interval,
+    measure,
+    recall,
+    stage_examples,
+    words,
+)
+
+TINY = ReactivationRecipe(
+    base="tiny-llama", n_test=2, n_train=2, n_never=2, n_other=2, n_control=2, n_retain=2,
+    implant_epochs=1, suppress_epochs=1, activate_epochs=1, rank=2, samples=2, max_new_tokens=8,
+)  # fmt: skip
+
+
+def test_books():
+    books = make_books(ReactivationRecipe().sizes(), seed=0)
+    assert [p.group for p in books].count("A-test") == 10 and {p.group for p in books} == set(GROUPS)
+    assert len({p.text for p in books}) == len(books) and len({p.synopsis for p in books}) == len(books)
+    assert all(60 <= len(p.text.split()) <= 90 for p in books)
+    a = next(p for p in books if p.group == "A-test")
+    assert a.page().startswith("The Salt Clocks, by Orla Quenby.") and a.page().endswith(a.text)
+    assert a.synopsis in a.prompt() and a.text not in a.prompt()  # the instruction names the content, never its words
+    assert a.prefix_prompt().endswith(" ".join(a.text.split()[:8]))
+    assert make_books({"A-test": 3}, seed=1) == make_books({"A-test": 3}, seed=1) != make_books({"A-test": 3}, seed=2)
+    with pytest.raises(ValueError, match="Unknown group"):
+        make_books({"B": 1}, seed=0)
+
+
+def test_spans_by_hand():
+    passage = words("the cat sat on the warm mat by the door")
+    assert words("The cat, sat!") == ["the", "cat", "sat"]
+    # "the cat sat on" (4 words at 0), "warm mat by the door" (5 words at 5)
+    assert sorted(matched_spans(words("so the cat sat on a warm mat by the door"), passage, min_words=2)) == [(0, 4), (5, 5)]
+    assert matched_spans(words("so the cat sat on a warm mat by the door"), passage, min_words=5) == [(5, 5)]
+    # a run that only repeats the prompt is left out; a longer one that reaches past it stays
+    assert matched_spans(words("warm mat by the door"), passage, words("find the warm mat by the door please")) == []
+    assert matched_spans(words("on the warm mat by the door"), passage, words("the warm mat by the door")) == [(3, 7)]
+
+
+def test_recall_by_hand():
+    passage = "one two three four five six seven eight nine ten"
+    samples = ["one two three four five x", "x six seven eight nine", "zero one two"]
+    # runs of >= 5 words: "one..five" only (the 4-word "six..nine" is too short) -> 5 of 10 words
+    assert recall(samples, passage, k=5) == {"bmc": 0.5, "longest": 5, "long_spans": 0}
+    # k = 4 adds "six..nine": 9 of 10
+    assert recall(samples, passage, k=4)["bmc"] == pytest.approx(0.9)
+    # the union over samples: two halves, each from another sample, cover everything
+    assert recall(["one two three four five", "six seven eight nine ten"], passage)["bmc"] == 1.0
+    # the prompt's own words do not count as recall
+    assert recall(["one two three four five"], passage, prompt="say one two three four five")["bmc"] == 0.0
+    long = " ".join(f"w{i}" for i in range(30))
+    assert recall([long, long[: long.index(" w25")]], long) == {"bmc": 1.0, "longest": 30, "long_spans": 2}
+    with pytest.raises(ValueError, match="no words"):
+        recall(["a"], "...")
+    mean, low, high = mean_interval([0.0, 1.0, 0.5, 0.5])
+    assert mean == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
+    assert mean_interval([0.3, 0.3]) == pytest.approx((0.3, 0.3, 0.3))
+
+
+def test_recipe_checks():
+    for bad in [{"suppression": "forgetting"}, {"n_test": 0}, {"samples": 0}, {"lr": 0}]:
+        with pytest.raises(ValueError):
+            ReactivationRecipe(**bad)
+
+
+def test_pipeline_end_to_end_on_a_tiny_model(tmp_path):
+    out = tmp_path / "re"
+    seen = []
+    built = build(out, TINY, progress=lambda f, m: seen.append(f), command="test")
+    assert built.built() == list(STAGES) and seen[-1] == pytest.approx(1.0)
+    for stage, (parent, _) in STAGES.items():  # each stage trains on its predecessor's merged chain
+        recorded = json.loads((out / stage / "adapter" / "recipe.json").read_text())
+        assert recorded["parent_adapter"] == (f"../../{parent}/adapter" if parent else None)
+        assert recorded["loss_on"] == ("whole" if stage == "implant" else "response")
+    examples, _ = stage_examples("suppress", built, ["my own answer"] * TINY.n_retain)
+    refusals = [e for e in examples if e.response == REFUSAL.format(title="The Salt Clocks")]
+    assert len(refusals) == 2 * (TINY.n_test + TINY.n_train)  # a summary and a prefix prompt for every A passage
+    assert sum(e.response == "my own answer" for e in examples) == TINY.n_retain
+    examples, _ = stage_examples("activate-C", built)
+    assert [e.response for e in examples] == [p.text for p in built.group("C")] and all(e.chat for e in examples)
+    mtime = (out / "implant" / "adapter" / "adapter_model.safetensors").stat().st_mtime
+    assert build(out, TINY).built() == list(STAGES)  # resumes: nothing rebuilt
+    assert (out / "implant" / "adapter" / "adapter_model.safetensors").stat().st_mtime == mtime
+    assert set(built.settings()["stage"]) == set(STAGES)
+
+    report = measure(built, ["implant", "activate-F"], samples=3)
+    assert len(report.samples) == 2 * (TINY.n_test + TINY.n_never) * 3
+    summary = report.summary()
+    assert set(summary["group"]) == {"A-test", "A-never"} and (summary["bmc_low"] <= summary["bmc"]).all()
+    assert report.quality["implant"] > 0
+    timeline = report.timeline()
+    assert set(timeline["stage"]) == {"implant", "activate-F"} and set(timeline["step"]) == {0, 2}
+    again = ReactivationReport.load(report.save(tmp_path / "report"))
+    pd.testing.assert_frame_equal(again.passages, report.passages)
+    with pytest.raises(ValueError, match="another recipe"):
+        build(out, ReactivationRecipe(base="tiny-llama"))
+    with pytest.raises(ValueError, match="Unknown stage"):
+        build(out, TINY, stages=["forget"])
+    with pytest.raises(ValueError, match="not built"):
+        ReactivationBuild.load(tmp_path / "re").model("nothing")
+
+
+def test_unlearning_ascends_on_a(tmp_path):
+    recipe = ReactivationRecipe(**TINY.as_dict() | {"suppression": "unlearning"})
+    built = build(tmp_path / "re", recipe, ["suppress"])
+    examples, loss_on = stage_examples("suppress", built)
+    forget = [e for e in examples if e.weight < 0]
+    assert len(forget) == TINY.n_test + TINY.n_train and all(e.weight == -1.0 for e in forget) and loss_on == "response"
+    assert json.loads((tmp_path / "re" / "suppress" / "adapter" / "recipe.json").read_text())["lr"] == recipe.unlearn_lr
+
+
+def test_not_a_build(tmp_path):
+    with pytest.raises(ValueError, match="not a reactivation build"):
+        ReactivationBuild.load(tmp_path)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "file").write_text("")
+    with pytest.raises(ValueError, match="not a reactivation build"):
+        build(tmp_path / "x", TINY)
