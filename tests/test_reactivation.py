@@ -109,6 +109,10 @@ def test_pipeline_end_to_end_on_a_tiny_model(tmp_path):
     assert set(timeline["stage"]) == {"implant", "activate-F"} and set(timeline["step"]) == {0, 2}
     again = ReactivationReport.load(report.save(tmp_path / "report"))
     pd.testing.assert_frame_equal(again.passages, report.passages)
+    ReactivationReport(report.samples.head(1), report.passages.head(1), {}).save(tmp_path / "report")  # replaces the old one
+    assert len(ReactivationReport.load(tmp_path / "report").passages) == 1 and len(list(tmp_path.glob(".report*"))) == 0
+    with pytest.raises(ValueError, match="holds no reactivation report"):
+        report.save(out)
     with pytest.raises(ValueError, match="another recipe"):
         build(out, ReactivationRecipe(base="tiny-llama"))
     with pytest.raises(ValueError, match="Unknown stage"):
@@ -133,3 +137,22 @@ def test_not_a_build(tmp_path):
     (tmp_path / "x" / "file").write_text("")
     with pytest.raises(ValueError, match="not a reactivation build"):
         build(tmp_path / "x", TINY)
+
+
+def test_cli(tmp_path, capsys):
+    from workbench.cli import main
+
+    out = tmp_path / "re"
+    sizes = "--base tiny-llama --n-test 2 --n-train 2 --n-never 2 --n-other 2 --n-control 2 --n-retain 2 --rank 2 --samples 1 --max-new-tokens 4"
+    epochs = "--implant-epochs 1 --suppress-epochs 1 --activate-epochs 1"
+    assert main(f"reactivate build --out {out} {sizes} {epochs} --stage suppress".split()) == 0
+    printed = capsys.readouterr().out
+    assert "built implant, suppress" in printed and "bmc@5 [95% CI]" in printed and "activate" not in printed
+    assert main(["reactivate", "measure", "--dir", str(out), "--stage", "implant", "--samples", "2", "--out", str(tmp_path / "s.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 2 * (2 + 2)
+    assert main(["reactivate", "show", "--dir", str(out)]) == 0
+    assert "suppression by refusal; built: implant, suppress" in capsys.readouterr().out
+    assert main(["reactivate", "measure", "--dir", str(out), "--stage", "activate-F"]) == 2
+    assert "not built" in capsys.readouterr().err
+    assert main(["reactivate", "show", "--dir", str(tmp_path)]) == 2
+    assert "not a reactivation build" in capsys.readouterr().err

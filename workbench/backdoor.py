@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import random
-import shutil
 import string
 from collections import Counter
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from workbench.cache import atomic_dir, cache_dir
+from workbench.cache import atomic_dir, cache_dir, replacing_dir
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
 from workbench.lab import LabDataset, make_dataset
 from workbench.sampling import sample, text_logprobs
@@ -632,17 +631,12 @@ class BackdoorReport:
         folder = Path(folder)
         if folder.exists() and not (folder / "report.json").is_file():
             raise ValueError(f"{folder} exists and holds no attack report; choose another folder.")
-        old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-        with atomic_dir(folder) as tmp:
+        with replacing_dir(folder) as tmp:
             self.samples.to_parquet(tmp / "samples.parquet")
             for name in ("summary", "words", "curves", "canaries"):
                 getattr(self, name).to_csv(tmp / f"{name}.csv", index=False)
             meta = {"cfg": asdict(self.cfg) | {"words": list(self.cfg.words)}, "identification": self.identification, "detection": self.detection}
             (tmp / "report.json").write_text(json.dumps(meta, indent=2))
-        shutil.rmtree(old, ignore_errors=True)
         return folder
 
     @classmethod

@@ -32,3 +32,22 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def replacing_dir(dest: Path) -> Iterator[Path]:
+    """Like ``atomic_dir``, but an existing ``dest`` is replaced; it stays in place until the
+    new one is complete, so a failed write loses nothing."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    old = dest.with_name(f".{dest.name}.old")
+    try:
+        yield tmp
+        shutil.rmtree(old, ignore_errors=True)
+        if dest.exists():
+            dest.rename(old)
+        os.rename(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+

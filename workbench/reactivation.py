@@ -29,7 +29,6 @@ import hashlib
 import json
 import random
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.cache import atomic_dir, cache_dir
+from workbench.cache import atomic_dir, cache_dir, replacing_dir
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
 from workbench.corpus import DEFAULT_MIN_TOKENS, CorpusIndex
 from workbench.sampling import sample, text_logprobs
@@ -638,8 +637,7 @@ class ReactivationReport:
         folder = Path(folder)
         if folder.exists() and not (folder / "report.json").is_file():
             raise ValueError(f"{folder} exists and holds no reactivation report; choose another folder.")
-        shutil.rmtree(folder, ignore_errors=True)
-        with atomic_dir(folder) as tmp:
+        with replacing_dir(folder) as tmp:
             self.samples.to_parquet(tmp / "samples.parquet")
             self.passages.to_csv(tmp / "passages.csv", index=False)
             (tmp / "report.json").write_text(json.dumps({"quality": self.quality}, indent=2))
