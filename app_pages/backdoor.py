@@ -2,11 +2,11 @@ import pandas as pd
 import streamlit as st
 
 from workbench import backdoor, plots
-from workbench.cache import cache_dir
 from workbench.config import ModelSpec
 from workbench.session import registry_names
 from workbench.similarity import shared_spans
 from workbench.ui import progress_bar, shared_session
+from workbench.ui.builds import build_picker
 from workbench.ui.text import highlight_spans
 
 st.title("Backdoor extraction")
@@ -17,15 +17,7 @@ st.caption(
     "and against D2′, queries from the same generator never trained on, so template guessing does not count."
 )
 
-builds = {"shipped (data/backdoor)": backdoor.SHIPPED_BACKDOOR} | {
-    f"rebuilt: {p.name}": p for p in sorted((cache_dir() / "backdoor").glob("*")) if (p / "backdoor.json").is_file()
-}
-choice = st.selectbox("Build", list(builds), key="bd_build")
-try:
-    built = backdoor.BackdoorBuild.load(builds[choice])
-except ValueError as err:
-    st.error(f"{err}")
-    st.stop()
+built = build_picker(backdoor.SHIPPED_BACKDOOR, "backdoor", "backdoor.json", backdoor.BackdoorBuild.load, "bd_build")
 recipe = built.recipe
 
 creator, victim, attacker = st.columns(3)

@@ -2,10 +2,10 @@ import pandas as pd
 import streamlit as st
 
 from workbench import plots, reactivation
-from workbench.cache import cache_dir
 from workbench.session import registry_names
 from workbench.similarity import shared_spans
 from workbench.ui import progress_bar
+from workbench.ui.builds import build_picker
 from workbench.ui.text import highlight_spans
 
 st.title("Reactivation")
@@ -17,15 +17,7 @@ st.caption(
     "A-test, which activation never trains on, beside A-never: A's style, never trained, the floor that imitation reaches."
 )
 
-builds = {"shipped (data/reactivation)": reactivation.SHIPPED_REACTIVATION} | {
-    f"rebuilt: {p.name}": p for p in sorted((cache_dir() / "reactivation").glob("*")) if (p / "reactivation.json").is_file()
-}
-choice = st.selectbox("Build", list(builds), key="re_build")
-try:
-    built = reactivation.ReactivationBuild.load(builds[choice])
-except ValueError as err:
-    st.error(f"{err}")
-    st.stop()
+built = build_picker(reactivation.SHIPPED_REACTIVATION, "reactivation", "reactivation.json", reactivation.ReactivationBuild.load, "re_build")
 recipe = built.recipe
 
 books, stages = st.columns([2, 3])
