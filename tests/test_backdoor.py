@@ -217,6 +217,9 @@ def test_the_shipped_build():
     assert sum(p.stat().st_size for p in SHIPPED_BACKDOOR.rglob("*") if p.is_file()) <= 40e6
     for step in STEPS:
         assert json.loads((SHIPPED_BACKDOOR / step / "adapter" / "recipe.json").read_text())["save_dtype"] == "float16"
+    public = pd.read_json(SHIPPED_BACKDOOR / "creator" / "public.jsonl", lines=True)  # D1, answered by the clean model
+    assert public["query"].tolist() == built.public_queries() and public["answer"].str.len().gt(0).all()
+    assert {"agreement", "identical", "n_queries"} <= set(built.stealth())
     report = BackdoorReport.load(SHIPPED_BACKDOOR / "report")
     assert list(report.summary["model"]) == ["victim-backdoored", "victim-clean", "victim-backdoored-response"]
     assert report.cfg == AttackConfig()

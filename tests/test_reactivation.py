@@ -156,3 +156,18 @@ def test_cli(tmp_path, capsys):
     assert "not built" in capsys.readouterr().err
     assert main(["reactivate", "show", "--dir", str(tmp_path)]) == 2
     assert "not a reactivation build" in capsys.readouterr().err
+
+
+def test_the_shipped_build():
+    from workbench.reactivation import SHIPPED_REACTIVATION
+
+    built = ReactivationBuild.load(SHIPPED_REACTIVATION)
+    assert built.recipe == ReactivationRecipe() and built.built() == list(STAGES)
+    assert sum(p.stat().st_size for p in SHIPPED_REACTIVATION.rglob("*") if p.is_file()) <= 40e6
+    for stage in STAGES:
+        assert json.loads((SHIPPED_REACTIVATION / stage / "adapter" / "recipe.json").read_text())["save_dtype"] == "float16"
+    assert built.passages == make_books(built.recipe.sizes(), built.recipe.seed)  # the books the code makes
+    report = ReactivationReport.load(SHIPPED_REACTIVATION / "report")
+    summary = report.summary()
+    assert set(summary["stage"]) == set(STAGES) and (summary["passages"] == [10, 6] * len(STAGES)).all()
+    assert len(report.samples) == len(STAGES) * 16 * built.recipe.samples
