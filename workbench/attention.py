@@ -29,7 +29,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from workbench.config import SamplingConfig
 from workbench.divergence import run
 from workbench.sampling import prompt_ids
-from workbench.session import Progress, Session, scaled_progress
+from workbench.session import Progress, Session, require_weights, scaled_progress
 
 SINK_THRESHOLD = 0.3
 SINK_ATTENTION = "workbench_sink_column"
@@ -82,12 +82,14 @@ AttentionMaskInterface.register(SINK_ATTENTION, sdpa_mask)
 
 def _language_model(session: Session) -> PreTrainedModel:
     """The transformers model under an optional peft wrapper."""
+    require_weights(session, "Attention-sink analysis")
     model = session.model
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _checked_ids(session: Session, prompt: str | Sequence[int]) -> list[int]:
     """Token ids of a prompt, checked against the context window."""
+    require_weights(session, "Attention-sink analysis")
     ids = prompt_ids(session, prompt)
     if len(ids) > session.info.context_length:
         raise ValueError(f"The prompt is {len(ids)} tokens; the context window is {session.info.context_length}.")

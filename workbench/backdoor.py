@@ -26,7 +26,7 @@ import math
 import random
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -654,11 +654,18 @@ class BackdoorReport:
 
 
 def evaluate(
-    build: BackdoorBuild, cfg: AttackConfig = AttackConfig(), models: Sequence[str] = ATTACKED, probe: bool = True, progress: Progress | None = None
+    build: BackdoorBuild,
+    cfg: AttackConfig = AttackConfig(),
+    models: Sequence[str] = ATTACKED,
+    probe: bool = True,
+    progress: Progress | None = None,
+    served: Mapping[str, ModelSpec] | None = None,
 ) -> BackdoorReport:
     """Attack every model in ``models`` (``base``, ``creator`` or a built victim) with the
     build's trigger and score it against D2 with the D2′ floor; with ``probe``, also send
-    the defender's paraphrased probe to each model."""
+    the defender's paraphrased probe to each model. ``served`` maps a model of the build to
+    the spec of a served copy (an endpoint), attacked in its place."""
+    served = served or {}
     trigger = trigger_text(build.recipe.trigger)
     queries = build.queries()
     true_words = {opening_word(q) for q in queries}
@@ -666,7 +673,7 @@ def evaluate(
     parts, summary, words, curves, canaries, ident, detect = [], [], [], [], [], {}, {}
     for i, name in enumerate(models):
         part = scaled_progress(progress, i / len(models), (i + 1) / len(models), f"{name}: ")
-        session = load_session(build.model(name))
+        session = load_session(served.get(name) or build.model(name))
         samples = attack(session, trigger, cfg, public, scaled_progress(part, 0.0, 0.8 if probe else 1.0))
         tokenizer = session.tokenizer
         summary.append(summary_row(name, samples, build, tokenizer))

@@ -45,6 +45,7 @@ from workbench.propinfer import (
 )
 from workbench.propinfer import run as run_propinfer
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
+from workbench.endpoint import API_KEY_VARIABLES
 from workbench.session import LAB_MODEL, Progress, load_session, registry_names
 from workbench.shadows import METHODS, SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, calibrate, default_shadow_dir, summarize
 from workbench.similarity import best_per_text, compare, passages, read_texts
@@ -53,6 +54,8 @@ OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
 
 
 def _spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    if args.endpoint:
+        return _served_spec(args, args.model)
     return ModelSpec(
         name=args.model,
         device=args.device,
@@ -60,6 +63,39 @@ def _spec_from_args(args: argparse.Namespace) -> ModelSpec:
         adapter=args.adapter,
         trust_remote_code=args.trust_remote_code,
     )
+
+
+def _served_spec(args: argparse.Namespace, default_tokenizer: str) -> ModelSpec:
+    if not args.served_model:
+        raise ValueError("--endpoint needs --served-model NAME: the model's name on the server.")
+    return ModelSpec(
+        args.served_model,
+        endpoint=args.endpoint,
+        tokenizer=args.tokenizer or default_tokenizer,
+        lab_build=args.lab_build,
+        concurrency=args.concurrency,
+        send_seed=args.send_seed,
+    )
+
+
+def _add_endpoint_options(parser: argparse.ArgumentParser, tokenizer_default: str) -> None:
+    served = parser.add_argument_group(
+        "served model", f"an OpenAI-compatible server such as vLLM; the API key comes from ${API_KEY_VARIABLES[0]}"
+    )
+    served.add_argument("--endpoint", help="the server's URL, e.g. http://127.0.0.1:8000/v1")
+    served.add_argument("--served-model", help="the model's name on the server")
+    served.add_argument("--tokenizer", help=f"local tokenizer of the served model: registry name, folder or Hugging Face id (default: {tokenizer_default})")
+    served.add_argument("--lab-build", help="the lab build (DIR with dataset/) the served model was fine-tuned on, for its truth")
+    served.add_argument("--concurrency", type=int, default=ModelSpec.concurrency, help="requests in flight at once")
+    served.add_argument("--send-seed", action="store_true", help="send each sample's seed (vLLM's CPU engine crashes on seeds)")
+
+
+def _save_endpoint_record(session, cfg: SamplingConfig, out: Path) -> None:
+    """Beside a table made over an endpoint: the server, its version and what was sent."""
+    if not session.has_weights:
+        record = out.with_name(out.stem + ".endpoint.json")
+        record.write_text(json.dumps(session.record(cfg), indent=2))
+        print(f"served by {session.server['name']} {session.server['version']}; request settings -> {record}")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +111,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="let a Hub model run its own code (off by default)"
     )
+    _add_endpoint_options(parser, "--model")
 
 
 def _add_sampling_options(
@@ -166,6 +203,7 @@ def cmd_diverge(args: argparse.Namespace) -> None:
             min_repeats=args.min_repeats, window=args.window, temperatures=temperatures,
         )  # fmt: skip
     _write_table(table, out)
+    _save_endpoint_record(session, cfg, out)
     summary = outcome_summary(table)
     if args.summary:
         _write_table(summary, _output_path(args.summary))
@@ -233,6 +271,7 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
     else:
         estimates = against_truth(result.estimates, truth) if truth else result.estimates
     _write_table(estimates, out)
+    _save_endpoint_record(session, cfg.sampling(), out)
     if generations_out is not None:
         _write_table(result.generations, generations_out)
     unlabeled = int(estimates["unlabeled"].iloc[0])
@@ -430,8 +469,13 @@ def cmd_backdoor_attack(args: argparse.Namespace) -> None:
     out = _output_path(args.out) if args.out else None
     built = backdoor.BackdoorBuild.load(args.dir)
     cfg = backdoor.AttackConfig(args.k, args.temperature, args.top_p, args.max_new_tokens, args.seed, tuple(args.word or ()))
+    models, served = args.model or list(backdoor.ATTACKED), {}
+    if args.endpoint:
+        if len(models) != 1:
+            raise ValueError("With --endpoint, give one --model: the build's step that the served model is.")
+        served = {models[0]: _served_spec(args, built.recipe.base)}
     with _progress_bar() as progress:
-        report = backdoor.evaluate(built, cfg, args.model or backdoor.ATTACKED, not args.no_probe, progress)
+        report = backdoor.evaluate(built, cfg, models, not args.no_probe, progress, served)
     if out is not None:
         _write_table(report.samples, out)
     if args.save:
@@ -679,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     bd_attack.add_argument("--no-probe", action="store_true", help="skip the defender's paraphrased probe")
     bd_attack.add_argument("--out", help="the samples: .parquet, .jsonl or .csv")
     bd_attack.add_argument("--save", help="a folder for the whole report (the page and `backdoor show` read DIR/report)")
+    _add_endpoint_options(bd_attack, "the build's base")
     bd_attack.set_defaults(run=cmd_backdoor_attack)
     bd_show = bd_commands.add_parser("show", help="a build's steps, stealth check and saved report")
     bd_show.add_argument("--dir", default=str(backdoor.SHIPPED_BACKDOOR))

@@ -22,6 +22,15 @@ class ModelSpec:
         present, else cpu + float32.
     adapter: optional folder of a peft (LoRA) adapter applied on top of the model.
     trust_remote_code: lets a Hub model run its own Python code; off unless asked for.
+
+    A served model (``endpoint`` set: the URL of an OpenAI-compatible server such as vLLM):
+    name is the model's name on the server, and
+    tokenizer: the local tokenizer source (a registry name, folder, .gguf or Hugging Face id)
+        that matches the served model; token ids, pieces and chat templates come from it.
+    lab_build: a lab build folder (DIR with dataset/) whose truth the served model carries.
+    concurrency: requests in flight at once, so that the server can batch them.
+    send_seed: send each sample's seed (only to a server that takes seeds: vLLM's CPU
+        engine crashes on them). The API key is read from the environment, never stored here.
     """
 
     name: str = DEFAULT_MODEL
@@ -29,11 +38,29 @@ class ModelSpec:
     dtype: str | None = None
     adapter: str | None = None
     trust_remote_code: bool = False
+    endpoint: str | None = None
+    tokenizer: str | None = None
+    lab_build: str | None = None
+    concurrency: int = 16
+    send_seed: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("Model name is empty: give a registry name, a Hugging Face id or a path.")
         object.__setattr__(self, "name", self.name.strip())
+        if self.endpoint is not None:
+            endpoint = self.endpoint.strip().rstrip("/")
+            if not endpoint.startswith(("http://", "https://")):
+                raise ValueError(f"The endpoint {self.endpoint!r} is not a URL: give e.g. http://127.0.0.1:8000/v1.")
+            object.__setattr__(self, "endpoint", endpoint)
+            if not (self.tokenizer or "").strip():
+                raise ValueError("A served model needs a local tokenizer: a registry name, folder or Hugging Face id.")
+            if self.adapter or self.device or self.dtype:
+                raise ValueError("A served model's adapter, device and dtype are the server's: serve it with them.")
+            if self.concurrency < 1:
+                raise ValueError("concurrency must be at least 1.")
+        elif self.tokenizer or self.lab_build:
+            raise ValueError("tokenizer and lab_build are settings of a served model: give its endpoint too.")
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"Unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}.")
         if self.device is not None and self.device.split(":")[0] not in DEVICES:

@@ -429,7 +429,15 @@ def build(
 def lab_dataset_for(spec: ModelSpec) -> LabDataset | None:
     """The lab dataset a model was fine-tuned on, when it is a lab model: the registry's lab
     model, or any model whose adapter folder sits in a lab build (DIR/adapter beside
-    DIR/dataset). None for other models: their truth is unknown."""
+    DIR/dataset), or a served model tied to a lab build. None for other models: their truth
+    is unknown."""
+    if spec.lab_build:
+        folder = Path(spec.lab_build) / "dataset"
+        if not (folder / "manifest.json").is_file():
+            raise ValueError(f"{spec.lab_build} is not a lab build: it has no dataset/manifest.json.")
+        return LabDataset.load(folder)
+    if spec.endpoint:
+        return None  # a served model's name on the server says nothing of its training data
     if spec.name == LAB_MODEL and not spec.adapter:
         return LabDataset.load(SHIPPED_LAB / "dataset")
     if spec.adapter and (Path(spec.adapter).parent / "dataset" / "manifest.json").is_file():

@@ -1,6 +1,7 @@
 """Batched, seeded sampling with per-token log-probabilities, and teacher-forced scoring.
 
-Prompts are left-padded into batches and decoded with the model's KV cache. Sample j of
+Prompts are left-padded into batches and decoded with the model's KV cache; a served model
+(``workbench.endpoint``) gets the same jobs as concurrent requests, under the same contract. Sample j of
 prompt i draws from its own ``torch.Generator`` seeded from (seed, i, j), so the same seed
 gives the same outputs whatever the batch size or the other prompts in the batch.
 """
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from workbench import endpoint
 from workbench.config import SamplingConfig
 from workbench.session import Progress, Session
 
@@ -157,12 +159,40 @@ def sample(
             f"exceeds the context window of {context} tokens."
         )
     jobs = [(p, s) for p in range(len(prompts)) for s in range(cfg.n if counts is None else counts[p])]
+    seeds = [sample_seed(cfg.seed, p, s) for p, s in jobs]
+
+    def generation(job: int, output: tuple[list[int], list[float], str]) -> Generation:
+        (p, s), (ids, logprobs, reason) = jobs[job], output
+        return Generation(
+            prompt_index=p,
+            sample_index=s,
+            seed=seeds[job],
+            prompt_ids=tuple(encoded[p]),
+            token_ids=tuple(ids),
+            text=session.tokenizer.decode(ids, skip_special_tokens=True),
+            logprobs=tuple(logprobs),
+            stop_reason=reason,
+        )
+
+    if session.has_weights:
+        outputs = _sample_in_process(session, encoded, jobs, seeds, cfg, progress)
+    else:
+        try:
+            outputs = endpoint.sample_outputs(session, [encoded[p] for p, _ in jobs], seeds, cfg, progress)
+        except endpoint.IncompleteRun as err:
+            err.completed = [generation(job, output) for job, output in sorted(err.completed.items())]
+            raise
+    if progress is not None:
+        progress(1.0, f"Sampled {len(jobs)} continuations")
+    return [generation(job, output) for job, output in enumerate(outputs)]
+
+
+def _sample_in_process(session: Session, encoded, jobs, seeds, cfg: SamplingConfig, progress: Progress | None):
     stop_ids = _stop_ids(session)
-    generations: list[Generation] = []
+    outputs = []
     total_steps = len(jobs) * cfg.max_new_tokens
     for start in range(0, len(jobs), cfg.batch_size):
         batch = jobs[start : start + cfg.batch_size]
-        seeds = [sample_seed(cfg.seed, p, s) for p, s in batch]
         done_before = start * cfg.max_new_tokens
 
         def on_step(step: int, _done=done_before, _size=len(batch)) -> None:
@@ -171,23 +201,10 @@ def sample(
 
         # Locked per batch, not per call: other users of the shared model get turns between batches.
         with session.lock, torch.inference_mode():
-            outputs = _sample_batch(session, [encoded[p] for p, _ in batch], seeds, cfg, stop_ids, on_step)
-        for (p, s), seed, (ids, logprobs, reason) in zip(batch, seeds, outputs):
-            generations.append(
-                Generation(
-                    prompt_index=p,
-                    sample_index=s,
-                    seed=seed,
-                    prompt_ids=tuple(encoded[p]),
-                    token_ids=tuple(ids),
-                    text=session.tokenizer.decode(ids, skip_special_tokens=True),
-                    logprobs=tuple(logprobs),
-                    stop_reason=reason,
-                )
+            outputs += _sample_batch(
+                session, [encoded[p] for p, _ in batch], seeds[start : start + len(batch)], cfg, stop_ids, on_step
             )
-    if progress is not None:
-        progress(1.0, f"Sampled {len(jobs)} continuations")
-    return generations
+    return outputs
 
 
 def text_logprobs(session: Session, texts: Sequence[str], batch_size: int = 16) -> list[np.ndarray]:
@@ -198,6 +215,10 @@ def text_logprobs(session: Session, texts: Sequence[str], batch_size: int = 16) 
     tokenizer = session.tokenizer
     context = session.info.context_length
     encoded = [tokenizer.encode(t)[:context] for t in texts]
+    if not session.has_weights:
+        scored = [ids for ids in encoded if len(ids) >= 2]
+        by_text = iter(endpoint.text_logprobs(session, scored))
+        return [np.asarray(next(by_text)) if len(ids) >= 2 else np.zeros(0) for ids in encoded]
     results: list[np.ndarray] = []
     for start in range(0, len(encoded), batch_size):
         rows = encoded[start : start + batch_size]

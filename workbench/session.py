@@ -74,6 +74,16 @@ class Session:
     device: torch.device
     info: ModelInfo
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    has_weights = True  # a served model (workbench.endpoint.EndpointSession) has none
+
+
+def require_weights(session, what: str) -> None:
+    """Raise ValueError when ``what`` (a white-box exploration) is asked of a served model."""
+    if not session.has_weights:
+        raise ValueError(
+            f"{what} needs the model's weights, and {session.info.name} is served at {session.spec.endpoint}, which "
+            "gives completions and log-probs only. Load the model in-process for this."
+        )
 
 
 @dataclass(frozen=True)
@@ -252,6 +262,25 @@ def _report(progress: Progress | None, fraction: float, message: str) -> None:
         progress(fraction, message)
 
 
+def load_tokenizer(source: str, progress: Progress | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer alone (no weights) of a registry name, .gguf file, folder or Hugging Face id."""
+    path = Path(source).expanduser()
+    if source in REGISTRY or (path.suffix == ".gguf" and path.is_file()):
+        # Every registry model uses the default model's tokenizer.
+        tokenizer = AutoTokenizer.from_pretrained(gguf_tokenizer_dir(path if path.is_file() else smollm2_gguf_path(), progress))
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else source)
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"Cannot load a tokenizer from {source!r}: give a registry name ({', '.join(registry_names())}), "
+                "a model folder, a .gguf file or a Hugging Face id."
+            ) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def _unknown_model_error(name: str, tried: str) -> ValueError:
     return ValueError(
         f"Cannot load model {name!r}: {tried}. Registry names: {', '.join(registry_names())}; "
@@ -333,13 +362,18 @@ def _model_info(spec: ModelSpec, model, source: str, device: torch.device, dtype
 
 
 def load_session(spec: ModelSpec | str, progress: Progress | None = None) -> Session:
-    """Load a model by registry name, Hugging Face id, local folder or ``.gguf`` path.
+    """Load a model by registry name, Hugging Face id, local folder or ``.gguf`` path, or
+    connect to a served one (``spec.endpoint``; see ``workbench.endpoint``).
 
     Raises ``ValueError`` (listing the registry names and what was tried) when the model
     cannot be found. ``progress(fraction, message)`` hears about slow steps such as the
     first conversion of a GGUF file."""
     if isinstance(spec, str):
         spec = ModelSpec(spec)
+    if spec.endpoint is not None:
+        from workbench.endpoint import connect  # the openai client is only needed for served models
+
+        return connect(spec, progress)
     try:
         device = torch.device(spec.device or default_device())
     except RuntimeError as err:

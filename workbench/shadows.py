@@ -487,6 +487,14 @@ class Calibration:
 # ---------------------------------------------------------------- a target
 
 
+def _base_of(target: ModelSpec) -> str:
+    """The base model a target was fine-tuned from, as far as its spec tells."""
+    recipe = Path(target.lab_build or "") / "adapter" / "recipe.json"
+    if target.lab_build and recipe.is_file():
+        return json.loads(recipe.read_text()).get("base", target.name)
+    return DEFAULT_MODEL if target.name == LAB_MODEL and not target.adapter else target.name
+
+
 def differences(recipe: ShadowRecipe, result: PropInferResult, target: ModelSpec | None = None) -> list[str]:
     """How a run was sampled differently from the shadows, one sentence each ([] when alike):
     the map holds only for generations made the same way."""
@@ -499,7 +507,7 @@ def differences(recipe: ShadowRecipe, result: PropInferResult, target: ModelSpec
         if getattr(result.cfg, name) != getattr(recipe, name):
             found.append(f"{name} is {getattr(result.cfg, name)}, the shadows' {getattr(recipe, name)}")
     if target is not None:
-        base = DEFAULT_MODEL if target.name == LAB_MODEL and not target.adapter else target.name
+        base = _base_of(target)
         if base != recipe.base:
             found.append(f"the shadows were fine-tuned from {recipe.base}, the target is {base}")
     return found

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from workbench.cache import atomic_dir
 from workbench.config import ModelSpec
-from workbench.session import PARENT_KEY, Progress, load_session
+from workbench.session import PARENT_KEY, Progress, load_session, require_weights
 
 SAVE_DTYPES = ("float32", "float16")
 LOSS_ON = ("whole", "response")
@@ -119,6 +119,7 @@ def train_adapter(
         raise ValueError("There is nothing to train on: the example list is empty.")
     spec = ModelSpec(base) if isinstance(base, str) else base
     session = load_session(spec)  # a private copy: the shared model must stay untouched
+    require_weights(session, "Fine-tuning")
     tokenizer = session.tokenizer
     encoded = [encode_example(tokenizer, example) for example in examples]
     if max_length is None:
