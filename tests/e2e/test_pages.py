@@ -160,7 +160,7 @@ def test_compare(page: Page):
         files=[{"name": "bad.txt", "mimeType": "text/plain", "buffer": b"\x00\x01binary"}]
     )
     # The upload is a separate request: wait until the widget lists the file before running.
-    expect(page.get_by_test_id("stFileUploaderFile").first).to_contain_text("bad.txt", timeout=60_000)
+    expect(page.get_by_test_id("stFileChipName").first).to_contain_text("bad.txt", timeout=60_000)
     _settle(page)
     page.get_by_role("button", name="Compare", exact=True).click()
     _settle(page)
