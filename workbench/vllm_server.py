@@ -51,7 +51,7 @@ def environment() -> dict[str, str]:
     return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
 
 
-def _healthy(url: str) -> bool:
+def is_up(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
             return answer.status == 200
@@ -60,25 +60,27 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def running(port: int = 8011, log: Path | None = None, lab: bool = True, progress: Progress | None = None) -> Iterator[str]:
-    """Start the server, yield its base URL once /health answers, and stop it afterwards.
+def running(
+    port: int = 8011, host: str = "127.0.0.1", lab: bool = True, log: Path | None = None, progress: Progress | None = None
+) -> Iterator[str]:
+    """Start the server on ``host``, yield its URL once /health answers, and stop it afterwards.
 
     Raises ValueError when vLLM is not installed, or when the server exits or does not answer
     within START_TIMEOUT_S (the end of its log is in the message)."""
     if not available():
         raise ValueError(f"vLLM is not installed at {VLLM_PYTHON}: run `make vllm` first.")
-    url = f"http://127.0.0.1:{port}"
-    if _healthy(url):
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if is_up(url):
         raise ValueError(f"Port {port} already answers /health: stop that server or choose another port.")
     log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"workbench-vllm-{port}.log"
     started = time.monotonic()
     with open(log, "wb") as sink:
         # Its own process group, so that stopping it stops the engine processes it starts too.
         server = subprocess.Popen(
-            command(port, lab=lab), stdout=sink, stderr=subprocess.STDOUT, env=environment(), start_new_session=True
+            command(port, host, lab), stdout=sink, stderr=subprocess.STDOUT, env=environment(), start_new_session=True
         )
     try:
-        while not _healthy(url):
+        while not is_up(url):
             elapsed = time.monotonic() - started
             if server.poll() is not None or elapsed > START_TIMEOUT_S:
                 tail = log.read_text(errors="replace").strip().splitlines()[-8:]
