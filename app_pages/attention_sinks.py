@@ -29,7 +29,7 @@ st.caption(
     "one repeated token starts to look like a first token (Yona et al. 2025), which is how repeated-token "
     "prompts derail models. Compare a normal prompt with a repeated-token prompt, then scale heads down."
 )
-session = require_session()
+session = require_session(needs_weights="Attention-sink analysis")
 
 left, right = st.columns(2)
 normal_text = left.text_area("Normal prompt", PROSE, height=140, key="as_prompt")

@@ -37,12 +37,19 @@ if session is None:
     st.warning("No model is loaded: pick one in the sidebar.")
 else:
     info = session.info
-    st.success(
-        f"Working on **{info.name}** — {info.n_layers} layers × {info.n_heads} heads, "
-        f"{info.context_length:,}-token context, on {info.device} ({info.dtype})."
-    )
+    if session.has_weights:
+        st.success(
+            f"Working on **{info.name}** — {info.n_layers} layers × {info.n_heads} heads, "
+            f"{info.context_length:,}-token context, on {info.device} ({info.dtype})."
+        )
+    else:
+        st.success(
+            f"Working on **{info.name}**, served by {session.server['name']} {session.server['version']} at "
+            f"{session.spec.endpoint} ({info.context_length:,}-token context). The black-box pages run over it; "
+            "attention sinks and weight diff need weights and ask for an in-process model."
+        )
 st.caption(
-    "Pick another model in the sidebar: a registry name, a Hugging Face id, a local folder or a "
-    ".gguf file. Property inference and Weight diff choose their own models (by default the lab model "
+    "Pick another model in the sidebar: a registry name, a Hugging Face id, a local folder, a "
+    ".gguf file or a model served over an OpenAI-compatible endpoint (vLLM). Property inference and Weight diff choose their own models (by default the lab model "
     "and its base), so that they can be scored against the lab's truth."
 )

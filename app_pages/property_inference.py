@@ -106,7 +106,7 @@ if st.button("Run", type="primary", key="pi_run"):
         truth = dataset.truth["realized"].get(prop) if dataset is not None else None
         shadows = ShadowSet.load(sets[set_label]) if calibrate_on and sets else None  # likewise a broken shadow set
         specs = [target, ModelSpec(base_name)] if with_base else [target]
-        runs = {}
+        runs, served = {}, {}
         with progress_bar() as progress:
             for k, spec in enumerate(specs):
                 with st.spinner(f"Loading {spec.name}…"):
@@ -114,6 +114,8 @@ if st.button("Run", type="primary", key="pi_run"):
                 label = session.info.name if k == 0 else f"base: {session.info.name}"
                 part = scaled_progress(progress, k / len(specs), (k + 1) / len(specs), f"{label}: ")
                 runs[label] = run(session, prompt_text.splitlines(), cfg, labeler, part, style)
+                if not session.has_weights:
+                    served[label] = session.record(cfg.sampling())
         calibrated = calibration_failed = None
         if shadows is not None:
             try:
@@ -122,7 +124,7 @@ if st.button("Run", type="primary", key="pi_run"):
                 calibration_failed = str(err)
         st.session_state["pi_result"] = {
             "runs": runs, "truth": truth, "property": prop, "cfg": cfg, "calibrated": calibrated,
-            "calibration_failed": calibration_failed, "shadow_set": set_label,
+            "calibration_failed": calibration_failed, "shadow_set": set_label, "served": served,
         }  # fmt: skip
     except ValueError as err:
         st.error(str(err))
@@ -163,7 +165,12 @@ with tab_estimates:
     st.subheader(f"Estimated shares: {result['property']}")
     st.caption(
         f"{cfg.n_samples} generations per model · seed {cfg.seed} · temperature {cfg.temperature}, top-p {cfg.top_p}, "
-        f"{cfg.max_new_tokens} new tokens · {cfg.interval} intervals at {cfg.confidence:.0%}. The same seed repeats this run exactly. "
+        f"{cfg.max_new_tokens} new tokens · {cfg.interval} intervals at {cfg.confidence:.0%}. "
+        + (
+            "The same seed repeats this run exactly. "
+            if not result["served"]
+            else f"{', '.join(result['served'])} served by an endpoint: whether the same seed repeats it is the server's promise. "
+        )
         + ("True shares: the lab dataset's realized shares." if truth else "True shares are hidden: this is not a lab model.")
     )
     columns = st.columns(len(runs))
@@ -228,3 +235,7 @@ with tab_estimates:
         "Generations (JSONL)", generations.to_json(orient="records", lines=True), "propinfer_generations.jsonl", "application/jsonl", key="pi_dl_generations"
     )
     d3.download_button("Convergence (CSV)", curve.to_csv(index=False), "propinfer_convergence.csv", "text/csv", key="pi_dl_convergence")
+    if result["served"]:
+        d1.download_button(
+            "Request settings (JSON)", json.dumps(result["served"], indent=2), "propinfer.endpoint.json", "application/json", key="pi_dl_endpoint"
+        )

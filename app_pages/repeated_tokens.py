@@ -9,7 +9,7 @@ from workbench.divergence import DEFAULT_MIN_REPEATS, DEFAULT_WINDOW, OUTCOMES, 
 from workbench.lab import lab_dataset_for
 from workbench.prompts import DEFAULT_WORDS, HINT_PREFIXES, repeated_token_prompt
 from workbench.session import registry_names
-from workbench.ui import last_result, progress_bar, require_session, shared_session
+from workbench.ui import last_result, progress_bar, require_session, served_note, shared_session
 from workbench.ui.corpus import reference_corpus, uploaded_corpus
 from workbench.ui.text import highlight_spans
 
@@ -21,6 +21,7 @@ st.caption(
     "after the escape, and look it up in a reference corpus."
 )
 session = require_session()
+served_note(session)
 
 left, right = st.columns(2)
 words = left.multiselect(
@@ -110,6 +111,7 @@ if st.button("Run", type="primary", key="rt_run"):
             st.session_state["rt_result"] = {
                 "table": table, "model": session.info.name, "cfg": cfg, "corpus": corpus_source,
                 "outcome_settings": (int(min_repeats), int(window)), "extraction": extraction,
+                "served": None if session.has_weights else session.record(cfg),
             }  # fmt: skip
         except ValueError as err:
             st.error(str(err))
@@ -125,7 +127,12 @@ st.caption(
     f"Model {result['model']} · seed {cfg.seed} · {len(table)} generations · temperatures "
     f"{', '.join(f'{t:g}' for t in sorted(table['temperature'].unique()))}, top-k {cfg.top_k}, top-p {cfg.top_p}, "
     f"{cfg.max_new_tokens} new tokens · r = {r_used} repeats, m = {m_used}-token window · {result['corpus'].lower()} corpus. "
-    "The same seed and settings repeat this run exactly."
+    + (
+        "The same seed and settings repeat this run exactly."
+        if result["served"] is None
+        else f"Served by {result['served']['server']['name']} {result['served']['server']['version']}: whether the same "
+        "settings repeat this run is the server's promise (see the request settings download)."
+    )
 )
 outcomes = table["outcome"].tolist()
 m1, m2, m3 = st.columns(3)
@@ -186,3 +193,7 @@ d3.download_button(
 d2.download_button(
     "Download JSONL", table.to_json(orient="records", lines=True), "repeated_tokens.jsonl", "application/jsonl", key="rt_jsonl"
 )
+if result["served"] is not None:
+    d3.download_button(
+        "Request settings (JSON)", json.dumps(result["served"], indent=2), "repeated_tokens.endpoint.json", "application/json", key="rt_endpoint"
+    )

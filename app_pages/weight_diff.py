@@ -25,7 +25,7 @@ names = registry_names()
 
 c1, c2 = st.columns(2)
 base_name = c1.selectbox("Base model", names, index=names.index(DEFAULT_MODEL), key="wd_base")
-tuned_spec = model_picker(c2, "Fine-tuned model", LAB_MODEL, "wd_tuned")
+tuned_spec = model_picker(c2, "Fine-tuned model", LAB_MODEL, "wd_tuned", needs_weights=True)
 try:
     dataset = lab_dataset_for(tuned_spec)
 except ValueError as err:  # a lab folder that is missing or broken: no lab pool, the upload still works

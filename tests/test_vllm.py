@@ -122,3 +122,20 @@ def test_the_backdoor_attack_runs_over_the_endpoint(served):
     report = backdoor.evaluate(built, cfg, ["base"], probe=False, served={"base": _spec(served)})
     assert list(report.summary["model"]) == ["base"]
     assert len(report.samples) == 2 and set(report.samples["word"]) == {word}
+
+
+def test_the_app_runs_repeated_tokens_on_a_served_model(served, open_app, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_ENDPOINT", served)
+    monkeypatch.setenv("WORKBENCH_SERVED_MODEL", vllm_server.SERVED_NAME)
+    at = open_app("app_pages/repeated_tokens.py")
+    assert any("Served by vLLM" in i.value and "server's promise" in i.value for i in at.info)
+    at.number_input(key="rt_n").set_value(2)
+    at.number_input(key="rt_max_new_tokens").set_value(8)
+    at.button(key="rt_run").click().run()
+    assert not at.exception and not at.error
+    assert len(at.dataframe[1].value) == 2  # the generations (after the outcome summary)
+    assert "Request settings (JSON)" in [b.label for b in at.get("download_button")]
+
+    at.switch_page("app_pages/attention_sinks.py").run()
+    assert not at.exception
+    assert any("needs the model's weights" in w.value for w in at.warning)

@@ -6,12 +6,16 @@ browser session); which model a user is looking at lives in ``st.session_state``
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
-from workbench.config import DTYPES, ModelSpec, startup_model
+from workbench.config import DEFAULT_MODEL, DTYPES, ModelSpec, startup_model
+from workbench.endpoint import API_KEY_VARIABLES
 from workbench.session import Session, load_session, registry_names
 
 OTHER = "Other (Hugging Face id or path)…"
+SERVED = "Served model (OpenAI-compatible endpoint)…"
 _ACTIVE = "active_model_spec"
 _FAILED = "failed_model_spec"
 
@@ -32,10 +36,14 @@ def _requested_spec() -> ModelSpec:
     """The spec the sidebar widgets ask for; raises ValueError for an invalid one."""
     start = startup_model()
     names = registry_names()
-    options = [*names, OTHER]
-    choice = st.sidebar.selectbox(
-        "Model", options, index=options.index(start) if start in names else len(names), key="model_choice"
-    )
+    options = [*names, OTHER, SERVED]
+    if os.environ.get("WORKBENCH_ENDPOINT"):
+        index = len(options) - 1
+    else:
+        index = options.index(start) if start in names else len(names)
+    choice = st.sidebar.selectbox("Model", options, index=index, key="model_choice")
+    if choice == SERVED:
+        return _served_spec()
     name = choice
     if choice == OTHER:
         name = st.sidebar.text_input(
@@ -59,6 +67,36 @@ def _requested_spec() -> ModelSpec:
     return ModelSpec(
         name=name, dtype=None if dtype == "auto" else dtype, adapter=adapter.strip() or None, trust_remote_code=trust
     )
+
+
+def _served_spec() -> ModelSpec:
+    """A served model: the endpoint, its name there and a local tokenizer (defaults from the
+    environment: WORKBENCH_ENDPOINT, WORKBENCH_SERVED_MODEL, WORKBENCH_TOKENIZER)."""
+    url = st.sidebar.text_input(
+        "Endpoint URL", os.environ.get("WORKBENCH_ENDPOINT", "http://127.0.0.1:8000/v1"), key="model_endpoint",
+        help="An OpenAI-compatible server that returns log-probs, e.g. vLLM (`make serve-vllm`).",
+    )  # fmt: skip
+    name = st.sidebar.text_input("Served model name", os.environ.get("WORKBENCH_SERVED_MODEL", DEFAULT_MODEL), key="model_served")
+    with st.sidebar.expander("Endpoint options"):
+        tokenizer = st.text_input(
+            "Local tokenizer", os.environ.get("WORKBENCH_TOKENIZER", DEFAULT_MODEL), key="model_tokenizer",
+            help="A registry name, folder or Hugging Face id with the served model's tokenizer: token ids, pieces and chat templates come from it.",
+        )  # fmt: skip
+        lab_build = st.text_input(
+            "Lab build folder (optional)", key="model_lab_build",
+            help="When the served model is a lab model (e.g. data/lab served as an adapter), its build folder gives the truth.",
+        )  # fmt: skip
+        concurrency = st.number_input("Requests in flight", 1, 256, ModelSpec.concurrency, key="model_concurrency")
+        send_seed = st.checkbox(
+            "Send seeds", key="model_send_seed",
+            help="Only for a server that takes them: vLLM on a GPU does, vLLM's CPU engine crashes on a seeded request.",
+        )  # fmt: skip
+        key_set = next((v for v in API_KEY_VARIABLES if os.environ.get(v)), None)
+        st.caption(f"API key: read from ${key_set} (never shown)." if key_set else f"API key: none (set ${API_KEY_VARIABLES[0]} before starting the app).")
+    return ModelSpec(
+        name, endpoint=url, tokenizer=tokenizer, lab_build=lab_build.strip() or None,
+        concurrency=int(concurrency), send_seed=send_seed,
+    )  # fmt: skip
 
 
 def model_sidebar() -> Session | None:
@@ -102,28 +140,49 @@ def active_session() -> Session | None:
 SIDEBAR_MODEL = "(sidebar model)"
 
 
-def model_picker(where, label: str, default: str, key: str) -> ModelSpec:
+def model_picker(where, label: str, default: str, key: str, needs_weights: bool = False) -> ModelSpec:
     """A page's own model choice: a registry name, or the model loaded in the sidebar (any id,
-    folder or adapter) when there is one. Returns the chosen spec; ``where`` is st or a column."""
+    folder, adapter or endpoint) when there is one; not a served one when the page ``needs_weights``.
+    Returns the chosen spec; ``where`` is st or a column."""
     active = active_session()
-    options = ([SIDEBAR_MODEL] if active is not None else []) + registry_names()
+    offered = active is not None and (active.has_weights or not needs_weights)
+    options = ([SIDEBAR_MODEL] if offered else []) + registry_names()
 
     def shown(option: str) -> str:
         if option != SIDEBAR_MODEL:
             return option
-        return f"{option} — {active.info.name}" + (" + adapter" if active.spec.adapter else "")
+        return f"{option} — {active.info.name}" + (" + adapter" if active.spec.adapter else "") + ("" if active.has_weights else " (served)")
 
     choice = where.selectbox(label, options, index=options.index(default), key=key, format_func=shown)
     return active.spec if choice == SIDEBAR_MODEL else ModelSpec(choice)
 
 
-def require_session() -> Session:
-    """The active session; without one, a warning and the end of the page's run."""
+def require_session(needs_weights: str | None = None) -> Session:
+    """The active session; without one, a warning and the end of the page's run. A page whose
+    exploration ``needs_weights`` (named there) says so and stops for a served model."""
     session = active_session()
     if session is None:
         st.warning("No model is loaded: pick one in the sidebar.")
         st.stop()
+    if needs_weights and not session.has_weights:
+        st.warning(
+            f"{needs_weights} needs the model's weights; {session.info.name} is served at {session.spec.endpoint}, "
+            "which gives completions and log-probs only. Pick an in-process model in the sidebar for this page."
+        )
+        st.stop()
     return session
+
+
+def served_note(session) -> None:
+    """For a served model: where results come from, and whose promise their reproducibility is."""
+    if session.has_weights:
+        return
+    server = session.server
+    seeds = "each sample's seed is sent" if session.spec.send_seed else "no seed is sent (the server does not take one safely)"
+    st.info(
+        f"Served by {server['name']} {server['version']} at {server['url']}; {seeds}. Reproducibility over an "
+        "endpoint is the server's promise, not the workbench's: the same settings may not give the same samples."
+    )
 
 
 def _compact(count: int) -> str:
@@ -135,6 +194,23 @@ def _compact(count: int) -> str:
 
 def model_card(session: Session) -> None:
     info = session.info
+    if not session.has_weights:
+        spec, server = session.spec, session.server
+        st.markdown(
+            f"""**Model card** (served)
+
+| model | `{info.name}` |
+|---|---|
+| server | {server['name']} {server['version']} |
+| endpoint | `{spec.endpoint}` |
+| tokenizer | `{spec.tokenizer}` |
+| context | {info.context_length:,} tokens |
+| in flight | {spec.concurrency} requests |
+| seeds | {'sent' if spec.send_seed else 'not sent'} |
+""",
+            help="White-box pages (attention sinks, weight diff, lab builds) need the weights and refuse a served model.",
+        )
+        return
     st.markdown(
         f"""**Model card**
 
