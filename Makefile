@@ -55,7 +55,7 @@ browser:
 test: $(STAMP) $(VLLM_STAMP) browser
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/sinks.py
@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/propinfer_calibration.py
 	$(BIN)/python benchmarks/selec_eval.py
 	$(BIN)/python benchmarks/divergence_outcomes.py
+	$(BIN)/python benchmarks/endpoint.py
 
 clean-venv:
 	rm -rf $(VENV) $(VLLM_VENV)

@@ -12,6 +12,7 @@ import socket
 import numpy as np
 import pytest
 import torch
+from test_notebooks import SERVED_NOTEBOOK, executed
 
 from workbench import backdoor, vllm_server
 from workbench.cli import main
@@ -139,3 +140,10 @@ def test_the_app_runs_repeated_tokens_on_a_served_model(served, open_app, monkey
     at.switch_page("app_pages/attention_sinks.py").run()
     assert not at.exception
     assert any("needs the model's weights" in w.value for w in at.warning)
+
+
+def test_the_served_models_notebook_runs(served, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_ENDPOINT", served)
+    outputs = executed(SERVED_NOTEBOOK)
+    assert any("vLLM" in str(o.get("data", {})) for o in outputs)
+    assert any("true_share" in str(o.get("data", {})) for o in outputs)
