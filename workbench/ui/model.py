@@ -154,6 +154,8 @@ def model_picker(where, label: str, default: str, key: str, needs_weights: bool 
         return f"{option} — {active.info.name}" + (" + adapter" if active.spec.adapter else "") + ("" if active.has_weights else " (served)")
 
     choice = where.selectbox(label, options, index=options.index(default), key=key, format_func=shown)
+    if active is not None and not offered:
+        where.caption(f"The sidebar's served model ({active.info.name}) is not offered: this needs the weights.")
     return active.spec if choice == SIDEBAR_MODEL else ModelSpec(choice)
 
 
