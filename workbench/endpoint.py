@@ -34,6 +34,9 @@ TIMEOUT_S = 300.0  # one request; a long generation on a busy CPU server takes m
 RETRIES = 2  # the openai client retries connection errors, 429 and 5xx with backoff
 FALLBACK_CONTEXT = 2048
 TOKEN_ID_PREFIX = "token_id:"
+# Prompt log-probs one request at a time: vLLM 0.32's CPU engine with LoRA enabled dies when two
+# requests that ask for them share a batch (its LoRA logits kernel takes one row per request).
+SCORING_CONCURRENCY = 1
 
 Output = tuple[list[int], list[float], str]  # token ids, their log-probs, stop reason ("eos" or "length")
 
@@ -194,12 +197,12 @@ def _complete(session: EndpointSession, prompt: list[int], cfg: SamplingConfig, 
 
 
 def _run_concurrently(
-    session: EndpointSession, calls: Sequence[Callable[[], object]], progress: Progress | None, label: str
+    session: EndpointSession, calls: Sequence[Callable[[], object]], progress: Progress | None, label: str, limit: int | None = None
 ) -> list:
-    """Results of ``calls`` in order, ``spec.concurrency`` in flight at a time. The first failure
-    stops what has not started and raises IncompleteRun holding what has come back."""
+    """Results of ``calls`` in order, ``limit`` (default ``spec.concurrency``) in flight at a time.
+    The first failure stops what has not started and raises IncompleteRun holding what has come back."""
     results: dict[int, object] = {}
-    with ThreadPoolExecutor(max_workers=session.spec.concurrency) as pool:
+    with ThreadPoolExecutor(max_workers=limit or session.spec.concurrency) as pool:
         futures = {pool.submit(call): index for index, call in enumerate(calls)}
         pending = set(futures)
         while pending:
@@ -257,4 +260,4 @@ def _prompt_logprobs(session: EndpointSession, ids: list[int]) -> list[float]:
 
 def text_logprobs(session: EndpointSession, encoded: Sequence[list[int]], progress: Progress | None = None) -> list[list[float]]:
     calls = [lambda ids=ids: _prompt_logprobs(session, ids) for ids in encoded]
-    return _run_concurrently(session, calls, progress, "Scored")
+    return _run_concurrently(session, calls, progress, "Scored", limit=SCORING_CONCURRENCY)
