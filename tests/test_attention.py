@@ -28,10 +28,9 @@ def _reference_columns(session, prompt, sink_index=0):
 
 
 @pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])
-@pytest.mark.parametrize("block", [5, 256])
-def test_sink_columns_equal_full_attentions(fixture, block, request):
+def test_sink_columns_equal_full_attentions(fixture, request):
     session = request.getfixturevalue(fixture)
-    columns = sink_columns(session, PROSE, block=block)
+    columns = sink_columns(session, PROSE)
     assert columns.shape == (session.info.n_layers, session.info.n_heads, len(session.tokenizer.encode(PROSE)))
     np.testing.assert_allclose(columns, _reference_columns(session, PROSE), atol=1e-5)
     assert session.model.config._attn_implementation == "eager"  # restored
@@ -209,3 +208,42 @@ def test_hooks_on_gpt_neox(tiny_llama, tmp_path):
     assert not torch.equal(before, scaled) and not torch.equal(before, ablated)
     assert torch.equal(before, _logits(neox, "a b c d"))
     np.testing.assert_allclose(sink_columns(neox, "a b c d e f"), _reference_columns(neox, "a b c d e f"), atol=1e-5)
+
+
+def test_sink_columns_of_a_sliding_window_model(tiny_llama, tmp_path):
+    """A sliding window masks the sink from queries past it: the mask path, exact too."""
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    from workbench.session import load_session
+
+    config = MistralConfig(
+        vocab_size=len(tiny_llama.tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, sliding_window=8, max_position_embeddings=256,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    tiny_llama.tokenizer.save_pretrained(tmp_path)
+    mistral = load_session(str(tmp_path))
+    columns = sink_columns(mistral, PROSE)
+    np.testing.assert_allclose(columns, _reference_columns(mistral, PROSE), atol=1e-5)
+    assert columns[:, :, 8:].max() == 0  # beyond the window, no query sees the first token
+    assert columns[:, :, 1:8].min() > 0
+
+
+@pytest.mark.parametrize("block", [5, 256])
+def test_sink_columns_with_a_soft_cap_take_the_blockwise_path(tiny_llama, tmp_path, block):
+    """The CPU flash kernel applies no soft cap (Gemma 2 caps its scores): rows in blocks, exact."""
+    from transformers import AutoModelForCausalLM, Gemma2Config
+
+    from workbench.session import load_session
+
+    config = Gemma2Config(
+        vocab_size=len(tiny_llama.tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, attn_logit_softcapping=0.5, sliding_window=8,
+        max_position_embeddings=256,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    tiny_llama.tokenizer.save_pretrained(tmp_path)
+    gemma = load_session(str(tmp_path))
+    np.testing.assert_allclose(sink_columns(gemma, PROSE, block=block), _reference_columns(gemma, PROSE), atol=1e-5)

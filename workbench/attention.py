@@ -7,9 +7,10 @@ least 0.3 (Gu et al. 2025).
 
 ``sink_columns`` keeps only that one column of every attention matrix: it runs the model
 with an attention function, registered through transformers' ``AttentionInterface``, that
-computes exact softmax attention in blocks of query rows and records column s of each
-block. Memory grows as layers × heads × tokens (plus one block of rows), not tokens², so
-the default model's full 8,192-token context fits on a CPU.
+computes exact attention with torch's CPU flash-attention kernel and derives column s from
+the log-sum-exp the kernel returns (in blocks of query rows where that kernel does not
+apply). Memory grows as layers × heads × tokens, not tokens², and the scan costs about one
+forward pass, so the default model's full 8,192-token context is quick on a CPU.
 """
 
 from __future__ import annotations
@@ -39,17 +40,51 @@ _capture: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar
 
 
 def _sink_column_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Exact attention computed in blocks of query rows; records A[:, :, :, sink] per layer.
+    """Exact attention that records A[:, :, :, sink] per layer, without the attention matrix.
 
     Shapes follow transformers' eager attention: query (B, H, T, D), key/value
     (B, H_kv, S, D) with H a multiple of H_kv (grouped-query attention); returns the output
-    as (B, T, H, D) and no weights."""
+    as (B, T, H, D) and no weights. On the CPU, torch's flash-attention kernel returns each
+    query's log-sum-exp of scores beside the output, so the sink column is
+    exp(q·k_sink·scale + mask − lse): one extra dot product per query. Elsewhere, and with a
+    soft cap (which that kernel does not apply), softmax attention is computed in blocks of rows."""
     capture = _capture.get()
     groups = query.shape[1] // key.shape[1]
     key = key.repeat_interleave(groups, dim=1)
     value = value.repeat_interleave(groups, dim=1)
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    softcap = kwargs.get("softcap")
+    keys = key.shape[2]
+    if attention_mask is not None and attention_mask.dtype == torch.bool:  # True = attend; as an additive mask
+        attention_mask = torch.zeros((), dtype=query.dtype, device=query.device).masked_fill(
+            ~attention_mask[:, :, :, :keys], -math.inf
+        )
+    elif attention_mask is not None:
+        attention_mask = attention_mask[:, :, :, :keys]
+    if query.device.type == "cpu" and not kwargs.get("softcap"):
+        output, column = _flash_with_sink_column(query, key, value, attention_mask, scaling, capture)
+    else:
+        output, column = _blockwise_with_sink_column(query, key, value, attention_mask, scaling, capture, kwargs.get("softcap"))
+    if capture:
+        capture["columns"][module.layer_idx] = column[0]
+    return output.transpose(1, 2).contiguous(), None
+
+
+def _flash_with_sink_column(query, key, value, mask, scaling, capture):
+    output, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, 0.0, is_causal=mask is None, attn_mask=mask, scale=scaling
+    )
+    if not capture:
+        return output, None
+    sink = capture["sink"]
+    logits = torch.matmul(query, key[:, :, sink, :, None]).squeeze(-1).float() * scaling
+    if mask is None:  # causal, queries and keys aligned (no cache): queries before the sink cannot see it
+        logits[:, :, :sink] = -math.inf
+    else:
+        logits = logits + mask[:, :, :, sink].float()
+    return output, torch.exp(logits - lse.float())
+
+
+def _blockwise_with_sink_column(query, key, value, mask, scaling, capture, softcap):
     length, keys = query.shape[2], key.shape[2]
     block = capture["block"] if capture else length
     output = torch.empty_like(query)
@@ -60,20 +95,16 @@ def _sink_column_attention(module, query, key, value, attention_mask, scaling=No
         scores = torch.matmul(query[:, :, start:stop], key.transpose(-1, -2)).float() * scaling
         if softcap:
             scores = torch.tanh(scores / softcap) * softcap
-        if attention_mask is None:  # purely causal: the mask function let the caller build it
+        if mask is None:  # purely causal: the mask function let the caller build it
             query_positions = torch.arange(start, stop, device=query.device) + (keys - length)
             scores = scores.masked_fill(key_positions[None, :] > query_positions[:, None], -math.inf)
-        elif attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask[:, :, start:stop, :keys], -math.inf)
         else:
-            scores = scores + attention_mask[:, :, start:stop, :keys]
+            scores = scores + mask[:, :, start:stop]
         weights = torch.softmax(scores, dim=-1)
         if capture:
             column[:, :, start:stop] = weights[..., capture["sink"]]
         output[:, :, start:stop] = torch.matmul(weights.to(value.dtype), value)
-    if capture:
-        capture["columns"][module.layer_idx] = column[0]
-    return output.transpose(1, 2).contiguous(), None
+    return output, column
 
 
 AttentionInterface.register(SINK_ATTENTION, _sink_column_attention)
