@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,22 @@ def test_text_logprobs_shapes(tiny_llama):
         ids = tiny_llama.tokenizer("hello there my friend", return_tensors="pt").input_ids
         logp = torch.log_softmax(tiny_llama.model(ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
     np.testing.assert_allclose(longer, logp.numpy(), atol=1e-5)
+
+
+def test_rows_that_stop_leave_the_batch_without_changing_the_others(tiny_llama):
+    """Samples of one prompt share its prefill, and finished rows are dropped mid-batch:
+    each sample is still what it is alone (batch size 1)."""
+    cfg = SamplingConfig(max_new_tokens=12, n=8, seed=4)
+    free = sample(tiny_llama, ["poem poem"], cfg)
+    config = tiny_llama.model.generation_config
+    saved = config.eos_token_id
+    config.eos_token_id = [free[j].token_ids[j + 1] for j in range(4)]  # sample j stops by step j + 1
+    try:
+        together = sample(tiny_llama, ["poem poem"], cfg)
+        alone = sample(tiny_llama, ["poem poem"], replace(cfg, batch_size=1))
+    finally:
+        config.eos_token_id = saved
+    assert [(g.token_ids, g.stop_reason) for g in together] == [(g.token_ids, g.stop_reason) for g in alone]
+    np.testing.assert_allclose(np.concatenate([g.logprobs for g in together]), np.concatenate([g.logprobs for g in alone]), atol=1e-5)
+    stopped = [len(g.token_ids) for g in together if g.stop_reason == "eos"]
+    assert len(stopped) >= 2 and len(set(stopped)) >= 2

@@ -8,7 +8,8 @@ gives the same outputs whatever the batch size or the other prompts in the batch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,10 +84,45 @@ def _warpers(cfg: SamplingConfig) -> LogitsProcessorList:
     return warpers
 
 
+@contextmanager
+def sdpa_attention(model) -> Iterator[None]:
+    """SDPA attention for the duration: models load with eager attention so that attention
+    weights can be read, which sampling and scoring do not need. Take the session lock first."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    previous = inner.config._attn_implementation
+    try:
+        inner.set_attn_implementation("sdpa")
+    except (ValueError, ImportError):  # an architecture without SDPA keeps its attention
+        yield
+        return
+    try:
+        yield
+    finally:
+        inner.set_attn_implementation(previous)
+
+
+def _draw(probs: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """One token per row by inverse CDF: each row's generator draws one uniform, so a row's
+    token does not depend on the other rows, and the whole batch is drawn in one operation."""
+    uniforms = torch.cat([torch.rand(1, generator=g, device=probs.device) for g in generators])
+    cdf = probs.cumsum(-1)
+    targets = uniforms[:, None] * cdf[:, -1:]  # scaled by the row's total: its sum is 1 up to rounding
+    return torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
 def _sample_batch(session, rows, seeds, cfg, stop_ids, on_step) -> list[tuple[list[int], list[float], str]]:
+    """Sample the rows together. Identical prompts are run through the model once and their
+    cache shared; finished rows leave the batch once a quarter of it has finished."""
     model, device = session.model, session.device
     pad_id = session.tokenizer.pad_token_id
-    input_ids, attention, position_ids = _left_padded(rows, pad_id, device)
+    unique = list(dict.fromkeys(tuple(r) for r in rows))
+    source = torch.tensor([unique.index(tuple(r)) for r in rows], device=device)
+    input_ids, attention, position_ids = _left_padded([list(u) for u in unique], pad_id, device)
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, logits_to_keep=1)
+    cache = out.cache
+    cache.reorder_cache(source)
+    logits = out.logits[:, -1, :].float()[source]
+    attention, position_ids = attention[source], position_ids[source, -1:]
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     warpers = _warpers(cfg)
     stop = torch.tensor(sorted(stop_ids), device=device)
@@ -95,36 +131,32 @@ def _sample_batch(session, rows, seeds, cfg, stop_ids, on_step) -> list[tuple[li
     chosen_logprobs = torch.zeros((batch, cfg.max_new_tokens), device=device)
     lengths = torch.full((batch,), cfg.max_new_tokens, dtype=torch.long, device=device)
     stopped = torch.zeros(batch, dtype=torch.bool, device=device)
-
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True)
-    seen = input_ids
+    active = torch.arange(batch, device=device)  # the rows still in the batch, in batch order
     for step in range(cfg.max_new_tokens):
-        logits = out.logits[:, -1, :].float()
         if cfg.temperature == 0:
             next_ids = logits.argmax(-1)
         else:
-            probs = torch.softmax(warpers(seen, logits), dim=-1)
-            next_ids = torch.cat([torch.multinomial(probs[r], 1, generator=generators[r]) for r in range(batch)])
+            probs = torch.softmax(warpers(None, logits), dim=-1)
+            next_ids = _draw(probs, [generators[r] for r in active.tolist()])
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids[:, None]).squeeze(-1)
-        newly_stopped = torch.isin(next_ids, stop) & ~stopped
-        lengths[newly_stopped] = step
-        stopped |= newly_stopped
-        running = ~stopped
-        tokens[running, step] = next_ids[running]
-        chosen_logprobs[running, step] = logprobs[running]
+        running = ~stopped[active]
+        newly_stopped = torch.isin(next_ids, stop) & running
+        lengths[active[newly_stopped]] = step
+        stopped[active[newly_stopped]] = True
+        running &= ~newly_stopped
+        tokens[active[running], step] = next_ids[running]
+        chosen_logprobs[active[running], step] = logprobs[running]
         on_step(step + 1)
         if bool(stopped.all()) or step + 1 == cfg.max_new_tokens:
             break
-        seen = torch.cat([seen, next_ids[:, None]], dim=-1)
-        attention = torch.cat([attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], dim=-1)
-        position_ids = position_ids[:, -1:] + 1
-        out = model(
-            input_ids=next_ids[:, None],
-            attention_mask=attention,
-            position_ids=position_ids,
-            past_key_values=out.past_key_values,
-            use_cache=True,
-        )
+        if (~running).sum() * 4 >= len(active):  # drop the finished rows: their cache is dead weight
+            keep = running.nonzero().squeeze(-1)
+            cache.reorder_cache(keep)
+            active, next_ids, attention, position_ids = active[keep], next_ids[keep], attention[keep], position_ids[keep]
+        attention = torch.cat([attention, torch.ones((len(active), 1), dtype=attention.dtype, device=device)], dim=-1)
+        position_ids = position_ids + 1
+        out = model(input_ids=next_ids[:, None], attention_mask=attention, position_ids=position_ids, cache=cache, use_cache=True)
+        cache, logits = out.cache, out.logits[:, -1, :].float()
     results = []
     for r in range(batch):
         n = int(lengths[r])
@@ -200,7 +232,7 @@ def _sample_in_process(session: Session, encoded, jobs, seeds, cfg: SamplingConf
                 progress((_done + step * _size) / total_steps, f"Sampling {start + _size}/{len(jobs)}")
 
         # Locked per batch, not per call: other users of the shared model get turns between batches.
-        with session.lock, torch.inference_mode():
+        with session.lock, torch.inference_mode(), sdpa_attention(session.model):
             outputs += _sample_batch(
                 session, [encoded[p] for p, _ in batch], seeds[start : start + len(batch)], cfg, stop_ids, on_step
             )
@@ -227,7 +259,7 @@ def text_logprobs(session: Session, texts: Sequence[str], batch_size: int = 16) 
             results.extend(np.zeros(0) for _ in rows)
             continue
         input_ids, attention, position_ids = _left_padded(scored, tokenizer.pad_token_id, session.device)
-        with session.lock, torch.inference_mode():
+        with session.lock, torch.inference_mode(), sdpa_attention(session.model):
             logits = session.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
             logprobs = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
         by_row = iter(logprobs.cpu().numpy())
