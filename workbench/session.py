@@ -2,7 +2,8 @@
 
 One ``Session`` is shared by every user of a process (every browser tab of the app), so
 every model call takes ``session.lock``. Models are loaded with eager attention so that
-attention weights can be read for the attention-sink exploration.
+attention weights can be read for the attention-sink exploration; sampling and scoring switch
+to SDPA for their calls (``workbench.sampling.sdpa_attention``).
 """
 
 from __future__ import annotations
