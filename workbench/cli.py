@@ -150,12 +150,15 @@ def _progress_bar() -> Iterator[Progress]:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    info = load_session(_spec_from_args(args), progress=_progress).info
+    session = load_session(_spec_from_args(args), progress=_progress)
+    card = session.info.as_dict()
+    if not session.has_weights:  # a served model: what the server tells, not layer counts it does not
+        card = {"name": card["name"], "context_length": card["context_length"], "vocab_size": card["vocab_size"], **session.record()}
     if args.json:
-        print(json.dumps(info.as_dict(), indent=2))
+        print(json.dumps(card, indent=2))
     else:
-        width = max(map(len, info.as_dict()))
-        for key, value in info.as_dict().items():
+        width = max(map(len, card))
+        for key, value in card.items():
             print(f"{key:<{width}}  {value}")
 
 
