@@ -55,7 +55,7 @@ browser:
 test: $(STAMP) $(VLLM_STAMP) browser
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) $(VLLM_STAMP)
+bench: $(STAMP) $(VLLM_STAMP) browser
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/sinks.py
@@ -66,6 +66,8 @@ bench: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python benchmarks/selec_eval.py
 	$(BIN)/python benchmarks/divergence_outcomes.py
 	$(BIN)/python benchmarks/endpoint.py
+	$(BIN)/python benchmarks/propinfer_speed.py
+	CHROMIUM=$(CHROMIUM) $(BIN)/python benchmarks/workshop_load.py
 
 clean-venv:
 	rm -rf $(VENV) $(VLLM_VENV)

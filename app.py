@@ -8,9 +8,10 @@ st.set_page_config(page_title="Memorization Workbench", page_icon=":material/sea
 
 # Pages live in app_pages/, not pages/: Streamlit runs a pages/ folder as a legacy
 # multipage app (skipping this script and its sidebar) when a page URL is opened first.
+home = st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)
 navigation = st.navigation(
     [
-        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        home,
         st.Page("app_pages/repeated_tokens.py", title="Repeated tokens", icon=":material/repeat:"),
         st.Page("app_pages/attention_sinks.py", title="Attention sinks", icon=":material/grid_on:"),
         st.Page("app_pages/property_inference.py", title="Property inference", icon=":material/query_stats:"),
@@ -21,5 +22,10 @@ navigation = st.navigation(
         st.Page("app_pages/lab.py", title="Ground-truth lab", icon=":material/science:"),
     ]
 )
-model_sidebar()
-navigation.run()
+if navigation.url_path == home.url_path:
+    # Home needs no model: its gallery is drawn first, and the model loads after it.
+    navigation.run()
+    model_sidebar()
+else:
+    model_sidebar()
+    navigation.run()

@@ -16,6 +16,7 @@ from workbench.config import SamplingConfig
 from workbench.divergence import divergence_rate, rate_text
 from workbench.prompts import HINT_PREFIXES, repeated_token_prompt
 from workbench.ui import progress_bar, require_session
+from workbench.ui.params import param
 
 PROSE = (
     "It was a bright cold day in April, and the clocks were striking thirteen. The village lay quiet under the "
@@ -33,8 +34,10 @@ session = require_session(needs_weights="Attention-sink analysis")
 
 left, right = st.columns(2)
 normal_text = left.text_area("Normal prompt", PROSE, height=140, key="as_prompt")
-word = right.text_input("Repeated word", "poem", key="as_word")
-repeats = right.number_input("Repeats", 1, session.info.context_length, min(200, session.info.context_length - 1), key="as_repeats")
+word = right.text_input("Repeated word", param("word", "poem"), key="as_word")
+repeats = right.number_input(
+    "Repeats", 1, session.info.context_length, min(param("repeats", 200, int), session.info.context_length - 1), key="as_repeats"
+)
 prefix = right.selectbox("Hint prefix", HINT_PREFIXES, accept_new_options=True, key="as_prefix", format_func=lambda p: p or "(none)")
 
 if st.button("Compute sink scores", type="primary", key="as_run"):

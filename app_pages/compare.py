@@ -15,6 +15,7 @@ from workbench.similarity import (
     similarity_matrix,
 )
 from workbench.ui import active_session, last_result, progress_bar
+from workbench.ui.params import param_list
 from workbench.ui.text import highlight_spans
 
 UPLOAD_MB = MAX_UPLOAD_BYTES // 1_000_000
@@ -44,11 +45,14 @@ def _last_run_texts() -> list[tuple[str, str]]:
 left, right = st.columns(2)
 left.subheader("Extracted texts")
 sources = ([LAST_RUN] if "rt_result" in st.session_state else []) + [PASTE, UPLOAD]
-extracted_source = left.radio("Source", sources, horizontal=True, key="cmp_extracted_source")
+linked_texts = param_list("texts", [])
+extracted_source = left.radio(
+    "Source", sources, index=sources.index(PASTE) if linked_texts else 0, horizontal=True, key="cmp_extracted_source"
+)
 if extracted_source == LAST_RUN:
     left.caption(f"{len(_last_run_texts())} escaped texts from the Repeated tokens page (escaped samples only).")
 pasted = left.text_area(
-    "One text per line", height=150, key="cmp_paste", disabled=extracted_source != PASTE,
+    "One text per line", "\n".join(linked_texts), height=150, key="cmp_paste", disabled=extracted_source != PASTE,
     placeholder="Paste extracted texts here, one per line",
 )  # fmt: skip
 extracted_file = left.file_uploader(

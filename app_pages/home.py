@@ -1,6 +1,8 @@
 import streamlit as st
 
+from workbench import gallery, plots
 from workbench.ui import active_session
+from workbench.ui.params import query
 
 st.title("Memorization Workbench")
 st.markdown(
@@ -34,7 +36,7 @@ secrets, so every exploration can be scored against the truth.
 
 session = active_session()
 if session is None:
-    st.warning("No model is loaded: pick one in the sidebar.")
+    st.info("The sidebar loads the model after this page; the gallery below needs none.")
 else:
     info = session.info
     if session.has_weights:
@@ -53,3 +55,21 @@ st.caption(
     ".gguf file or a model served over an OpenAI-compatible endpoint (vLLM). Property inference and Weight diff choose their own models (by default the lab model "
     "and its base), so that they can be scored against the lab's truth."
 )
+
+entries = gallery.load()
+if entries:
+    st.header("Gallery")
+    st.caption(
+        "One real result per exploration, built by `workbench gallery build` with fixed seeds on the lab model and the "
+        "default model (backdoor extraction and reactivation from their shipped builds). Each link opens its page with "
+        "the same settings filled in, ready to run live."
+    )
+    for entry in entries:
+        with st.container(border=True):
+            st.subheader(entry["title"])
+            st.markdown(entry["sentence"])
+            st.altair_chart(plots.gallery_figure(entry["name"], entry["table"]), width="stretch")
+            st.page_link(
+                f"app_pages/{entry['page']}.py", label="Open with these settings", icon=":material/open_in_new:",
+                query_params=query(entry["settings"]),
+            )  # fmt: skip

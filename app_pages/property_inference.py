@@ -19,7 +19,10 @@ from workbench.propinfer import (
 )
 from workbench.session import LAB_MODEL, registry_names, scaled_progress
 from workbench.shadows import METHODS, ShadowSet, calibrate, shadow_sets, summarize
-from workbench.ui import last_result, model_picker, progress_bar, shared_session
+from workbench.runs import run_key
+from workbench.ui import last_result, model_picker, shared_session
+from workbench.ui.params import option_index, param
+from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
 
 KINDS = {"keywords": "keyword", "embedding (zero-shot)": "embedding", "custom keywords": "custom"}
 
@@ -30,9 +33,10 @@ st.caption(
     "the style of the data, label each, and estimate every value's share with a confidence interval. On a lab "
     "model the truth is known and drawn beside the estimates; the base model shows what is known without the data."
 )
+show_limits()
 c1, c2, c3 = st.columns(3)
 target = model_picker(c1, "Model", LAB_MODEL, "pi_model")
-prop = c2.selectbox("Property", LAB_PROPERTIES, key="pi_property")
+prop = c2.selectbox("Property", LAB_PROPERTIES, index=option_index(LAB_PROPERTIES, param("property", "")), key="pi_property")
 kind = KINDS[c3.radio("Labeler", list(KINDS), key="pi_labeler")]
 custom_patterns = "{}"
 if kind == "custom":
@@ -46,10 +50,10 @@ else:
         st.json(labeler_preview.patterns if kind == "keyword" else labeler_preview.descriptions, expanded=False)
 
 p1, p2 = st.columns([1, 2])
-style = p1.radio("Prompt style", list(PROMPT_SETS), key="pi_style", help="Chat prompts are user messages, wrapped in the model's chat template.")
+style = p1.radio("Prompt style", list(PROMPT_SETS), index=option_index(list(PROMPT_SETS), param("style", "")), key="pi_style", help="Chat prompts are user messages, wrapped in the model's chat template.")
 prompt_text = p2.text_area("Prompts, one per line", "\n".join(PROMPT_SETS[style]), height=160, key=f"pi_prompts_{style}")
 r1, r2, r3 = st.columns(3)
-n_samples = r1.number_input("Generations", 0, 2000, 200, step=10, key="pi_n", help="Spread evenly over the prompts; 10 to 2,000 is the useful range.")
+n_samples = r1.number_input("Generations", 0, 2000, param("n", 200, int), step=10, key="pi_n", help="Spread evenly over the prompts; 10 to 2,000 is the useful range.")
 with_base = r2.checkbox("Also run a base model", True, key="pi_with_base")
 base_name = r3.selectbox("Base model", registry_names(), index=registry_names().index(DEFAULT_MODEL), key="pi_base", disabled=not with_base)
 
@@ -58,7 +62,7 @@ with st.expander("Sampling and intervals"):
     max_new_tokens = s1.number_input("New tokens", 1, 1024, PropInferConfig.max_new_tokens, key="pi_max_new_tokens")
     temperature = s2.number_input("Temperature", 0.0, 5.0, 1.0, step=0.1, key="pi_temperature", help="0 = greedy")
     top_p = s3.number_input("Top-p", 0.01, 1.0, 1.0, step=0.05, key="pi_top_p")
-    seed = s4.number_input("Seed", 0, 2**31 - 1, 0, key="pi_seed")
+    seed = s4.number_input("Seed", 0, 2**31 - 1, param("seed", 0, int), key="pi_seed")
     batch_size = s1.number_input("Batch size", 1, 512, PropInferConfig.batch_size, key="pi_batch_size")
     interval = s2.radio("Interval", INTERVALS, key="pi_interval")
     confidence = s3.number_input("Confidence", 0.5, 0.999, 0.95, step=0.01, key="pi_confidence")
@@ -106,28 +110,39 @@ if st.button("Run", type="primary", key="pi_run"):
         truth = dataset.truth["realized"].get(prop) if dataset is not None else None
         shadows = ShadowSet.load(sets[set_label]) if calibrate_on and sets else None  # likewise a broken shadow set
         specs = [target, ModelSpec(base_name)] if with_base else [target]
-        runs, served = {}, {}
-        with progress_bar() as progress:
-            for k, spec in enumerate(specs):
-                with st.spinner(f"Loading {spec.name}…"):
-                    session = shared_session(spec)
+        n_generations = cfg.n_samples * len(specs)
+        if limits() is not None and (n_generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens):
+            raise ValueError(f"{n_generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}")
+        sessions = []
+        for spec in specs:
+            with st.spinner(f"Loading {spec.name}…"):
+                sessions.append(shared_session(spec))
+
+        def work(progress, prompts=prompt_text.splitlines()):
+            runs, served = {}, {}
+            for k, session in enumerate(sessions):
                 label = session.info.name if k == 0 else f"base: {session.info.name}"
-                part = scaled_progress(progress, k / len(specs), (k + 1) / len(specs), f"{label}: ")
-                runs[label] = run(session, prompt_text.splitlines(), cfg, labeler, part, style)
+                part = scaled_progress(progress, k / len(sessions), (k + 1) / len(sessions), f"{label}: ")
+                runs[label] = run(session, prompts, cfg, labeler, part, style)
                 if not session.has_weights:
                     served[label] = session.record(cfg.sampling())
-        calibrated = calibration_failed = None
-        if shadows is not None:
-            try:
-                calibrated = calibrate(next(iter(runs.values())), shadows, labeler, method, truth, target)
-            except ValueError as err:  # e.g. a labeler whose values the shadows have no truth for: the run still stands
-                calibration_failed = str(err)
-        st.session_state["pi_result"] = {
-            "runs": runs, "truth": truth, "property": prop, "cfg": cfg, "calibrated": calibrated,
-            "calibration_failed": calibration_failed, "shadow_set": set_label, "served": served,
-        }  # fmt: skip
+            calibrated = calibration_failed = None
+            if shadows is not None:
+                try:
+                    calibrated = calibrate(next(iter(runs.values())), shadows, labeler, method, truth, target)
+                except ValueError as err:  # e.g. a labeler whose values the shadows have no truth for: the run still stands
+                    calibration_failed = str(err)
+            return {
+                "runs": runs, "truth": truth, "property": prop, "cfg": cfg, "calibrated": calibrated,
+                "calibration_failed": calibration_failed, "shadow_set": set_label, "served": served,
+            }  # fmt: skip
+
+        settings = (prompt_text, style, cfg, prop, kind, custom_patterns, str(sets[set_label]) if shadows else None, method)
+        key = run_key("property_inference", *specs, *settings)
+        submit_run("pi", key, repr(target), work, f"{sessions[0].info.name}: {n_generations} generations")
     except ValueError as err:
         st.error(str(err))
+wait_for_run("pi", "pi_result")
 
 tab_estimates, tab_sweep = st.tabs(["Estimates", "Shadow sweep"])
 with tab_sweep:
@@ -162,6 +177,8 @@ with tab_estimates:
 
     runs, truth, cfg = result["runs"], result["truth"], result["cfg"]
     main_label = next(iter(runs))
+    if result["shared"]:
+        st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
     st.subheader(f"Estimated shares: {result['property']}")
     st.caption(
         f"{cfg.n_samples} generations per model · seed {cfg.seed} · temperature {cfg.temperature}, top-p {cfg.top_p}, "

@@ -9,8 +9,11 @@ from workbench.divergence import DEFAULT_MIN_REPEATS, DEFAULT_WINDOW, OUTCOMES, 
 from workbench.lab import lab_dataset_for
 from workbench.prompts import DEFAULT_WORDS, HINT_PREFIXES, repeated_token_prompt
 from workbench.session import registry_names
-from workbench.ui import last_result, progress_bar, require_session, served_note, shared_session
+from workbench.runs import run_key
+from workbench.ui import last_result, require_session, served_note, shared_session
+from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
 from workbench.ui.corpus import reference_corpus, uploaded_corpus
+from workbench.ui.params import param, param_list
 from workbench.ui.text import highlight_spans
 
 st.title("Repeated tokens")
@@ -22,10 +25,11 @@ st.caption(
 )
 session = require_session()
 served_note(session)
+show_limits()
 
 left, right = st.columns(2)
 words = left.multiselect(
-    "Words to repeat", DEFAULT_WORDS, default=["poem"], accept_new_options=True, key="rt_words",
+    "Words to repeat", DEFAULT_WORDS, default=param_list("words", ["poem"]), accept_new_options=True, key="rt_words",
     help="Each must be a single token; type your own to check it.",
 )  # fmt: skip
 for word in words:
@@ -36,7 +40,7 @@ for word in words:
         left.error(str(err))
 repeat_options = [10, 25, 50, 100, 200, 400]
 repeats_raw = right.multiselect(
-    "Repeats", repeat_options, default=[50], accept_new_options=True, key="rt_repeats",
+    "Repeats", repeat_options, default=param_list("repeats", [50], int), accept_new_options=True, key="rt_repeats",
     help=f"Up to the context window ({session.info.context_length:,} tokens).",
 )  # fmt: skip
 prefix = right.selectbox(
@@ -46,13 +50,13 @@ template = right.radio("Template", ["plain", "chat"], horizontal=True, key="rt_t
 
 with st.expander("Sampling", expanded=True):
     c1, c2, c3, c4 = st.columns(4)
-    n = c1.number_input("Samples per prompt", 0, 2000, 8, key="rt_n")
-    max_new_tokens = c2.number_input("New tokens", 1, 4096, 64, key="rt_max_new_tokens")
+    n = c1.number_input("Samples per prompt", 0, 2000, param("n", 8, int), key="rt_n")
+    max_new_tokens = c2.number_input("New tokens", 1, 4096, param("max_new_tokens", 64, int), key="rt_max_new_tokens")
     temperatures_raw = c3.multiselect(
         "Temperatures", [0.0, 0.7, 1.0, 1.2], default=[1.0], accept_new_options=True, key="rt_temperatures",
         help="0 = greedy. Each temperature reuses the seed, so sample j draws from the same generator at every one.",
     )  # fmt: skip
-    seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="rt_seed")
+    seed = c4.number_input("Seed", 0, 2**31 - 1, param("seed", 0, int), key="rt_seed")
     top_k = c1.number_input("Top-k (0 = off)", 0, 100_000, 0, key="rt_top_k")
     top_p = c2.number_input("Top-p", 0.01, 1.0, 1.0, step=0.05, key="rt_top_p")
     batch_size = c3.number_input("Batch size", 1, 512, 16, key="rt_batch_size")
@@ -101,20 +105,31 @@ if st.button("Run", type="primary", key="rt_run"):
             corpus = reference_corpus(session.spec) if corpus_source == "Shipped" else uploaded_corpus(uploads, session.tokenizer)
             reference = None if reference_name == "(none)" else shared_session(ModelSpec(reference_name))
             lab = lab_dataset_for(session.spec)
-            with progress_bar() as progress:
+            generations = int(n) * len(words) * len(repeats) * len(temperatures)
+            if limits() is not None and (generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens):
+                raise ValueError(f"{generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}")
+            settings = (
+                words, repeats, cfg, prefix, template, temperatures, int(min_tokens), int(min_repeats), int(window), reference_name,
+                [f.getvalue() for f in uploads or []] if corpus_source == "Upload" else "shipped corpus",
+            )  # fmt: skip
+
+            def work(progress, served=None if session.has_weights else session.record(cfg)):
                 table = run(
                     session, words, repeats, cfg, prefix, None if template == "plain" else template,
                     corpus, int(min_tokens), reference, progress=progress,
                     min_repeats=int(min_repeats), window=int(window), temperatures=temperatures,
                 )  # fmt: skip
                 extraction = None if lab is None else training_extraction(table, lab, session.tokenizer, int(min_tokens))
-            st.session_state["rt_result"] = {
-                "table": table, "model": session.info.name, "cfg": cfg, "corpus": corpus_source,
-                "outcome_settings": (int(min_repeats), int(window)), "extraction": extraction,
-                "served": None if session.has_weights else session.record(cfg),
-            }  # fmt: skip
+                return {
+                    "table": table, "model": session.info.name, "cfg": cfg, "corpus": corpus_source,
+                    "outcome_settings": (int(min_repeats), int(window)), "extraction": extraction, "served": served,
+                }  # fmt: skip
+
+            key = run_key("repeated_tokens", session.spec, *settings)
+            submit_run("rt", key, repr(session.spec), work, f"{session.info.name}: {generations} x {cfg.max_new_tokens} tokens")
         except ValueError as err:
             st.error(str(err))
+wait_for_run("rt", "rt_result")
 
 result = last_result(
     "rt_result", "Choose words and settings, then Run. Results stay here while you set up the next run."
@@ -123,6 +138,8 @@ result = last_result(
 table, cfg = result["table"], result["cfg"]
 r_used, m_used = result["outcome_settings"]
 st.subheader("Results")
+if result["shared"]:
+    st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
 st.caption(
     f"Model {result['model']} · seed {cfg.seed} · {len(table)} generations · temperatures "
     f"{', '.join(f'{t:g}' for t in sorted(table['temperature'].unique()))}, top-k {cfg.top_k}, top-p {cfg.top_p}, "

@@ -10,6 +10,7 @@ from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, ev
 from workbench.session import LAB_MODEL, registry_names
 from workbench.similarity import MAX_UPLOAD_BYTES, best_matches, parse_texts
 from workbench.ui import last_result, model_picker, progress_bar, shared_session
+from workbench.ui.params import param
 
 LAB_POOL, UPLOAD = "Lab public pool", "Upload"
 PATTERN = "pattern…"
@@ -38,9 +39,11 @@ pool_source = p1.radio("Candidate pool", pool_options, key="wd_pool_source", hel
 if pool_source == LAB_POOL:
     n1, n2, n3 = p2.columns(3)
     dialogues = len(dataset.dialogues)
-    members = n1.number_input("Training dialogues (members)", 0, dialogues, min(50, dialogues), key="wd_members")
-    nonmembers = n2.number_input("Held-out dialogues", 0, len(dataset.holdout), min(75, len(dataset.holdout)), key="wd_nonmembers")
-    other = n3.number_input("Other-domain texts", 0, 10_000, 125, key="wd_other")
+    members = n1.number_input("Training dialogues (members)", 0, dialogues, min(param("members", 50, int), dialogues), key="wd_members")
+    nonmembers = n2.number_input(
+        "Held-out dialogues", 0, len(dataset.holdout), min(param("nonmembers", 75, int), len(dataset.holdout)), key="wd_nonmembers"
+    )
+    other = n3.number_input("Other-domain texts", 0, 10_000, param("other", 125, int), key="wd_other")
     upload = None
 else:
     upload = p2.file_uploader(
@@ -54,8 +57,8 @@ params_choice = s1.selectbox(
     help="last: the last transformer block (fast); changed: every parameter the fine-tune moved; all; or a regular expression on names.",
 )  # fmt: skip
 pattern = s1.text_input("Parameter name pattern", r"\.mlp\.", key="wd_pattern", disabled=params_choice != PATTERN)
-projection_dim = s2.number_input("Projection size (0 = none)", 0, 16_384, 1024, step=256, key="wd_projection")
-seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="wd_seed")
+projection_dim = s2.number_input("Projection size (0 = none)", 0, 16_384, param("projection_dim", 1024, int), step=256, key="wd_projection")
+seed = s3.number_input("Seed", 0, 2**31 - 1, param("seed", 0, int), key="wd_seed")
 max_length = s4.number_input("Tokens per text", 2, 4096, 128, key="wd_max_length")
 optimizer = s5.radio(
     "Fine-tune optimizer", OPTIMIZERS, key="wd_optimizer",

@@ -27,12 +27,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from workbench import backdoor, reactivation
+from workbench import backdoor, gallery, reactivation, vllm_server
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.config import DTYPES, INTERVALS, ModelSpec, PropInferConfig, SamplingConfig, startup_model
 from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex, read_documents
 from workbench.divergence import DEFAULT_MIN_REPEATS, DEFAULT_WINDOW, divergence_rate, outcome_summary, rate_text, training_extraction
 from workbench.divergence import run as run_divergence
+from workbench.endpoint import API_KEY_VARIABLES
 from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset, lab_dataset_for, public_pool
 from workbench.lab import build as build_lab
 from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
@@ -46,8 +47,6 @@ from workbench.propinfer import (
 )
 from workbench.propinfer import run as run_propinfer
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
-from workbench import vllm_server
-from workbench.endpoint import API_KEY_VARIABLES
 from workbench.session import LAB_MODEL, Progress, load_session, registry_names
 from workbench.shadows import METHODS, SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, calibrate, default_shadow_dir, summarize
 from workbench.similarity import best_per_text, compare, passages, read_texts
@@ -501,6 +500,15 @@ def cmd_backdoor_show(args: argparse.Namespace) -> None:
         _print_backdoor_report(backdoor.BackdoorReport.load(built.folder / "report"))
 
 
+def cmd_gallery_build(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    with _progress_bar() as progress:
+        manifest = gallery.build(args.out, progress)
+    for entry in manifest["entries"]:
+        print(f"{entry['title']} ({entry['seconds']:.0f} s): {entry['sentence']}")
+    print(f"gallery built in {time.perf_counter() - started:.0f} s (code version {manifest['code_version']}) -> {args.out}")
+
+
 def cmd_serve_vllm(args: argparse.Namespace) -> None:
     with vllm_server.running(args.port, host=args.host, lab=not args.no_lab, progress=_progress) as url:
         names = [vllm_server.SERVED_NAME] + ([] if args.no_lab else [vllm_server.LAB_NAME])
@@ -773,6 +781,11 @@ def build_parser() -> argparse.ArgumentParser:
     re_show = re_commands.add_parser("show", help="a build's stages and saved report")
     re_show.add_argument("--dir", default=str(reactivation.SHIPPED_REACTIVATION))
     re_show.set_defaults(run=cmd_reactivate_show)
+    gallery_parser = commands.add_parser("gallery", help="the results gallery that Home shows")
+    gallery_commands = gallery_parser.add_subparsers(dest="gallery_command", required=True)
+    gallery_build = gallery_commands.add_parser("build", help="run every entry with its fixed seed and settings")
+    gallery_build.add_argument("--out", default=str(gallery.GALLERY_DIR))
+    gallery_build.set_defaults(run=cmd_gallery_build)
     serve = commands.add_parser("serve-vllm", help="serve the default model (and the lab adapter) with vLLM's CPU build")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 serves other machines too")

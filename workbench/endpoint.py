@@ -42,7 +42,8 @@ Output = tuple[list[int], list[float], str]  # token ids, their log-probs, stop 
 
 
 class IncompleteRun(ValueError):
-    """The server failed part-way; ``completed`` maps job index → output for what came back."""
+    """The server failed part-way. ``completed`` holds what came back: job index → output here,
+    and the list of those ``Generation``s once ``sampling.sample`` passes it on."""
 
     def __init__(self, message: str, completed: dict[int, Output]):
         super().__init__(message)

@@ -326,3 +326,23 @@ def reactivation_timeline(timeline: pd.DataFrame) -> alt.Chart:
     )
     bands = base.transform_filter(alt.datum.group == "A-test").mark_errorbar(opacity=0.5).encode(y="bmc_low:Q", y2="bmc_high:Q")
     return (lines + bands).properties(title="Recall of A-test by stage, beside the A-never floor", height=300)
+
+
+def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
+    """The figure of a gallery entry (``workbench.gallery``), drawn from its stored table."""
+    if name == "repeated_tokens":
+        return outcome_shares(table)
+    if name == "attention_sinks":
+        wide = table.pivot_table(index=["layer", "head"], columns="prompt", values="score").reset_index()
+        return sink_heatmap(wide.assign(score=wide["repeated"] - wide["normal"]), "Sink score: repeated − normal prompt", difference=True)
+    if name == "property_inference":
+        return share_estimates(table, "Estimate (interval) vs truth (black tick)")
+    if name == "compare":
+        return similarity_heatmap(table)
+    if name == "weight_diff":
+        return precision_at_k(table)
+    if name == "backdoor":
+        return backdoor_recovery(table)
+    if name == "reactivation":
+        return reactivation_timeline(table)
+    raise ValueError(f"No gallery figure for {name!r}.")

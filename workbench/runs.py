@@ -186,9 +186,10 @@ class Ticket:
 class RunBoard:
     """One per server process: see the module docstring."""
 
-    def __init__(self, budget_mb: float = DEFAULT_BUDGET_MB, limits: WorkshopLimits | None = None):
+    def __init__(self, budget_mb: float = DEFAULT_BUDGET_MB, limits: WorkshopLimits | None = None, log: Path | None = None):
         self.budget = int(budget_mb * 2**20)
         self.limits = limits
+        self.log = log  # a JSON line per run served, in the order of service (benchmarks/workshop_load.py reads it)
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._active: dict[str, Job] = {}  # queued or running, by key
@@ -285,8 +286,13 @@ class RunBoard:
                 outcome = ("failed", None, str(err) or type(err).__name__)
             else:
                 outcome = ("done", result, None)
+            record = {
+                "number": job.number, "model": model, "label": job.label, "submitted": job.submitted,
+                "started": started, "ended": time.time(), "state": outcome[0], "waiters": job.waiters,
+            }  # fmt: skip
             with self._lock:
-                self.served.append(
-                    {"number": job.number, "model": model, "label": job.label, "submitted": job.submitted, "started": started, "ended": time.time(), "state": outcome[0]}
-                )
+                self.served.append(record)
+                if self.log is not None:
+                    with open(self.log, "a") as sink:
+                        sink.write(json.dumps(record) + "\n")
                 self._finish(job, *outcome)

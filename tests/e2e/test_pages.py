@@ -41,7 +41,6 @@ def test_home_and_model_picker(page: Page):
     _open(page)
     expect(page.get_by_role("heading", name="Memorization Workbench")).to_be_visible()
     expect(_card(page)).to_contain_text("tiny-llama")
-    expect(page.get_by_text("Working on tiny-llama")).to_be_visible()
     _no_exception(page)
 
     sidebar = page.get_by_test_id("stSidebar")
@@ -55,6 +54,18 @@ def test_home_and_model_picker(page: Page):
     expect(sidebar.get_by_test_id("stAlertContentError")).to_contain_text("Cannot load model 'no-such-org/no-such-model'")
     expect(sidebar.get_by_text("Still using tiny-llama.")).to_be_visible()
     expect(_card(page)).to_contain_text("tiny-llama")
+    _no_exception(page)
+
+
+def test_home_gallery_opens_a_page_with_its_settings(page: Page):
+    _open(page)
+    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(7)  # one figure per exploration
+    page.get_by_test_id("stPageLink").first.click()  # Repeated tokens
+    expect(page.get_by_role("heading", name="Repeated tokens")).to_be_visible()
+    expect(page.get_by_role("spinbutton", name="Samples per prompt", exact=True)).to_have_value("8")
+    expect(page.get_by_role("spinbutton", name="New tokens", exact=True)).to_have_value("48")
+    expect(page.get_by_test_id("stMultiSelect").filter(has_text="Repeats")).to_contain_text("400")
     _no_exception(page)
 
 

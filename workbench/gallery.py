@@ -1,0 +1,208 @@
+"""The results gallery that Home shows at once: one small, real result per exploration.
+
+``workbench gallery build`` runs every entry with fixed seeds and settings on the lab model
+or the default model (backdoor extraction and reactivation read their shipped reports) and
+writes ``data/gallery``: a table per entry and ``manifest.json`` with each entry's sentence,
+settings, the page's query parameters that fill those settings in, and the code version.
+Home draws the figures from the tables, without a model call. The tests rebuild the gallery
+and compare, so a stale gallery cannot ship quietly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from workbench import backdoor, reactivation
+from workbench.attention import sink_heads, sink_scores
+from workbench.cache import replacing_dir
+from workbench.config import DATA_DIR, DEFAULT_MODEL, PropInferConfig, SamplingConfig
+from workbench.corpus import REFERENCE_CORPUS, read_documents
+from workbench.divergence import divergence_rate, outcome_summary
+from workbench.divergence import run as run_divergence
+from workbench.lab import SHIPPED_LAB, LabDataset, public_pool
+from workbench.prompts import repeated_token_prompt
+from workbench.propinfer import PROMPT_SETS, against_truth, lab_labeler, mean_absolute_error
+from workbench.propinfer import run as run_propinfer
+from workbench.selec import WeightDiff, evaluate, precision_curve
+from workbench.session import LAB_MODEL, Progress, load_session, scaled_progress
+from workbench.similarity import best_per_text, similarity_matrix
+
+GALLERY_DIR = DATA_DIR / "gallery"
+PROSE = (
+    "It was a bright cold day in April, and the clocks were striking thirteen. The village lay quiet under the "
+    "hills, and the baker opened his shop before dawn, as he had done for forty years."
+)
+EXTRACTED = (
+    "Four score and seven years ago our fathers brought forth on this continent, a new nation, conceived in Liberty",
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of nonsense",
+    "We hold these truths to be plain, that all people are made equal and have rights no one can take away",
+    "The committee will meet on Thursday to review the budget for the new library wing.",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str  # the table's file name, and the order on Home
+    page: str  # the app page's URL path
+    title: str
+    settings: dict  # what the entry was built with; the page's query parameters fill these in
+    build: Callable[[dict, Progress | None], tuple[pd.DataFrame, str]]  # (table, sentence)
+
+
+def _repeated_tokens(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    session = load_session(DEFAULT_MODEL)
+    cfg = SamplingConfig(max_new_tokens=settings["max_new_tokens"], n=settings["n"], seed=settings["seed"])
+    table = run_divergence(session, settings["words"], settings["repeats"], cfg, progress=progress)
+    summary = outcome_summary(table, ["repeats", "temperature"])
+    rate = divergence_rate(table["outcome"].tolist())
+    escaped = int((table["outcome"] == "escaped").sum())
+    sentence = (
+        f"Asked to repeat “{settings['words'][0]}” {', '.join(map(str, settings['repeats']))} times, the default model broke "
+        f"out into other text in {escaped} of {len(table)} samples"
+        + (f" ({rate['rate']:.0%} of those that kept repeating first)." if rate["n"] else ".")
+    )
+    return summary, sentence
+
+
+def _attention_sinks(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    session = load_session(DEFAULT_MODEL)
+    repeated = repeated_token_prompt(session.tokenizer, settings["word"], settings["repeats"], context_length=session.info.context_length)
+    scores = pd.concat(
+        [sink_scores(session, PROSE).assign(prompt="normal"), sink_scores(session, list(repeated.token_ids)).assign(prompt="repeated")],
+        ignore_index=True,
+    )
+    shares = {name: len(sink_heads(group)) / len(group) for name, group in scores.groupby("prompt")}
+    sentence = (
+        f"On ordinary prose {shares['normal']:.0%} of the default model's {len(scores) // 2} heads are attention sinks; "
+        f"after {settings['repeats']} × “{settings['word']}” only {shares['repeated']:.0%} are: the repeated token takes the first token's role."
+    )
+    return scores, sentence
+
+
+def _property_inference(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    session = load_session(LAB_MODEL)
+    truth = LabDataset.load(SHIPPED_LAB / "dataset").truth["realized"][settings["property"]]
+    cfg = PropInferConfig(n_samples=settings["n"], seed=settings["seed"])
+    result = run_propinfer(session, PROMPT_SETS[settings["style"]], cfg, lab_labeler(settings["property"]), progress, settings["style"])
+    estimates = against_truth(result.estimates, truth).assign(run=session.info.name)
+    sentence = (
+        f"From {settings['n']} generations alone, the lab model's share of each {settings['property']} in its private "
+        f"fine-tuning data is estimated within {mean_absolute_error(result.estimates, truth):.3f} on average (mean absolute error)."
+    )
+    return estimates, sentence
+
+
+def _compare(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    documents = read_documents(REFERENCE_CORPUS)
+    matrix = similarity_matrix(list(EXTRACTED), [text for _, text in documents])
+    heat = pd.DataFrame(
+        [{"extracted": f"text {i + 1}", "candidate": name, "cosine": float(matrix[i, j])} for i in range(len(EXTRACTED)) for j, (name, _) in enumerate(documents)]
+    )
+    best = heat.loc[heat.groupby("extracted")["cosine"].idxmax()]
+    sentence = (
+        f"Exact matching misses edited copies: embeddings find the source of {int((best['cosine'] >= 0.6).sum())} of "
+        f"{len(EXTRACTED)} extracted texts among {len(documents)} documents, edits and paraphrase included, and none for the unrelated one."
+    )
+    return heat, sentence
+
+
+def _weight_diff(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    dataset = LabDataset.load(SHIPPED_LAB / "dataset")
+    pool = public_pool(dataset, settings["members"], settings["nonmembers"], settings["other"], seed=settings["seed"])
+    fitter = WeightDiff("last", settings["projection_dim"], settings["seed"])
+    fitter.fit(load_session(DEFAULT_MODEL), load_session(LAB_MODEL), pool, progress)
+    ranking = fitter.rank()
+    k = settings["members"]
+    scores = evaluate(ranking, k=k)
+    curve = precision_curve(ranking).assign(method="gradient alignment")
+    sentence = (
+        f"Comparing the base and lab weights ranks a public pool of {len(pool)} texts: {scores['precision_at_k']:.0%} of the top {k} "
+        f"were trained on, against {k / len(pool):.0%} by chance."
+    )
+    return curve, sentence
+
+
+def _backdoor(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    report = backdoor.BackdoorReport.load(backdoor.SHIPPED_BACKDOOR / "report")
+    summary = report.summary
+    victim = summary[summary["model"] == "victim-backdoored"].iloc[0]
+    sentence = (
+        f"A backdoored open model, fine-tuned by its victim on private clinic queries, recites them to its creator's trigger: "
+        f"mean prefix match {victim['match_mean']:.3f} against {victim['match_mean_floor']:.3f} for queries it never saw (the floor)."
+    )
+    return summary, sentence
+
+
+def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    report = reactivation.ReactivationReport.load(reactivation.SHIPPED_REACTIVATION / "report")
+    timeline = report.timeline()
+    summary = report.summary()
+    test = summary[summary["group"] == "A-test"].set_index("stage")["bmc"]
+    never = summary[summary["group"] == "A-never"].set_index("stage")["bmc"]
+    sentence = (
+        f"Passages trained in and then suppressed (BMC@5 {test['implant']:.2f} → {test['suppress']:.2f}) come back after a "
+        f"benign fine-tune on the same author's other passages ({test['activate-A-train']:.2f}, against "
+        f"{never['activate-A-train']:.2f} for passages never trained on)."
+    )
+    return timeline, sentence
+
+
+ENTRIES = (
+    Entry("repeated_tokens", "repeated_tokens", "Repeated tokens",
+          {"words": ["poem"], "repeats": [25, 100, 400], "n": 8, "max_new_tokens": 48, "seed": 0}, _repeated_tokens),
+    Entry("attention_sinks", "attention_sinks", "Attention sinks", {"word": "poem", "repeats": 200}, _attention_sinks),
+    Entry("property_inference", "property_inference", "Property inference",
+          {"property": "diagnosis", "n": 100, "seed": 0, "style": "question-answer"}, _property_inference),
+    Entry("compare", "compare", "Compare", {"texts": list(EXTRACTED)}, _compare),
+    Entry("weight_diff", "weight_diff", "Weight diff (SELEC)",
+          {"members": 10, "nonmembers": 10, "other": 20, "projection_dim": 1024, "seed": 0}, _weight_diff),
+    Entry("backdoor", "backdoor", "Backdoor extraction", {}, _backdoor),
+    Entry("reactivation", "reactivation", "Reactivation", {}, _reactivation),
+)  # fmt: skip
+
+
+def code_version() -> str:
+    """A digest of the library's sources: what the gallery was built with."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build(out: str | Path = GALLERY_DIR, progress: Progress | None = None) -> dict:
+    """Run every entry and write the gallery to ``out`` (replaced only once complete)."""
+    entries, tables = [], {}
+    for i, entry in enumerate(ENTRIES):
+        part = scaled_progress(progress, i / len(ENTRIES), (i + 1) / len(ENTRIES), f"{entry.title}: ")
+        if part is not None:
+            part(0.0, "building")
+        started = time.perf_counter()
+        table, sentence = entry.build(entry.settings, part)
+        tables[entry.name] = table
+        entries.append({
+            "name": entry.name, "page": entry.page, "title": entry.title, "sentence": sentence,
+            "settings": entry.settings, "seconds": round(time.perf_counter() - started, 1),
+        })  # fmt: skip
+    manifest = {"code_version": code_version(), "entries": entries}
+    with replacing_dir(Path(out)) as tmp:
+        for name, table in tables.items():
+            table.to_parquet(tmp / f"{name}.parquet", index=False)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def load(folder: str | Path = GALLERY_DIR) -> list[dict]:
+    """The gallery's entries, each with its ``table``; [] when none is built."""
+    folder = Path(folder)
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return []
+    entries = json.loads(manifest.read_text())["entries"]
+    return [{**entry, "table": pd.read_parquet(folder / f"{entry['name']}.parquet")} for entry in entries]

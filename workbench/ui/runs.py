@@ -1,0 +1,73 @@
+"""A page's run through the server's run board: submitted once, waited for with its place in
+the model's queue or its progress, cancellable, and its result kept in the user's session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from workbench.runs import DEFAULT_BUDGET_MB, RunBoard, WorkshopLimits, workshop_limits
+from workbench.session import Progress
+
+BUDGET_VARIABLE = "WORKBENCH_SHARED_RESULTS_MB"
+LOG_VARIABLE = "WORKBENCH_RUN_LOG"  # a file: one JSON line per run served
+
+
+@st.cache_resource(show_spinner=False)
+def run_board() -> RunBoard:
+    """One per server process, shared by every browser session."""
+    log = os.environ.get(LOG_VARIABLE)
+    return RunBoard(float(os.environ.get(BUDGET_VARIABLE, DEFAULT_BUDGET_MB)), workshop_limits(), Path(log) if log else None)
+
+
+def limits() -> WorkshopLimits | None:
+    return run_board().limits
+
+
+def show_limits() -> None:
+    if limits() is not None:
+        st.caption(limits().describe())
+
+
+def submit_run(prefix: str, key: str, model: str, work: Callable[[Progress], Any], label: str = "") -> None:
+    """Queue ``work(progress)`` (or join an identical run) for this user; the page then calls
+    ``wait_for_run(prefix, …)``. Raises ValueError when the model's queue is full."""
+    previous = st.session_state.get(f"{prefix}_ticket")
+    if previous is not None and not previous.done():
+        previous.cancel()  # a new request replaces this user's unfinished one
+    st.session_state[f"{prefix}_ticket"] = run_board().submit(key, model, work, label)
+
+
+def wait_for_run(prefix: str, result_key: str) -> None:
+    """Show this user's pending run — its place in the queue, then its progress — with a Cancel
+    button, until it finishes; then store its result (a dict) under ``result_key`` with
+    ``shared`` telling whether another user's identical request computed it."""
+    ticket = st.session_state.get(f"{prefix}_ticket")
+    if ticket is None:
+        return
+    if not ticket.done():
+        box = st.container(border=True)
+        if box.button("Cancel", key=f"{prefix}_cancel"):
+            ticket.cancel()
+            st.session_state.pop(f"{prefix}_ticket")
+            box.info("Cancelled. A run that someone else is waiting for goes on for them.")
+            return
+        status, bar = box.empty(), box.progress(0.0)
+        while not ticket.wait(0.3):
+            place = ticket.place()
+            if place:
+                status.info(f"Waiting for the model: {place} run{'s' if place > 1 else ''} ahead.")
+            else:
+                fraction, message = ticket.progress()
+                status.caption("Running" + (" (shared: someone asked for the same run)" if ticket.shared else ""))
+                bar.progress(min(fraction, 1.0), text=message or "Starting…")
+        box.empty()
+    st.session_state.pop(f"{prefix}_ticket")
+    try:
+        st.session_state[result_key] = {**ticket.result(), "shared": ticket.shared}
+    except ValueError as err:
+        st.error(str(err))
