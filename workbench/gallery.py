@@ -45,6 +45,7 @@ EXTRACTED = (
     "We hold these truths to be plain, that all people are made equal and have rights no one can take away",
     "The committee will meet on Thursday to review the budget for the new library wing.",
 )
+EXTRACTED_KINDS = ("an exact excerpt", "an edited excerpt", "a paraphrase", "an unrelated sentence")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def _attention_sinks(settings: dict, progress: Progress | None) -> tuple[pd.Data
     shares = {name: len(sink_heads(group)) / len(group) for name, group in scores.groupby("prompt")}
     sentence = (
         f"On ordinary prose {shares['normal']:.0%} of the default model's {len(scores) // 2} heads are attention sinks; "
-        f"after {settings['repeats']} × “{settings['word']}” only {shares['repeated']:.0%} are: the repeated token takes the first token's role."
+        f"after {settings['repeats']} × “{settings['word']}”, {shares['repeated']:.0%} are."
     )
     return scores, sentence
 
@@ -92,9 +93,11 @@ def _property_inference(settings: dict, progress: Progress | None) -> tuple[pd.D
     cfg = PropInferConfig(n_samples=settings["n"], seed=settings["seed"])
     result = run_propinfer(session, PROMPT_SETS[settings["style"]], cfg, lab_labeler(settings["property"]), progress, settings["style"])
     estimates = against_truth(result.estimates, truth).assign(run=session.info.name)
+    uniform = sum(abs(share - 1 / len(truth)) for share in truth.values()) / len(truth)
     sentence = (
         f"From {settings['n']} generations alone, the lab model's share of each {settings['property']} in its private "
-        f"fine-tuning data is estimated within {mean_absolute_error(result.estimates, truth):.3f} on average (mean absolute error)."
+        f"fine-tuning data is estimated within {mean_absolute_error(result.estimates, truth):.3f} on average (mean absolute "
+        f"error; a uniform guess is off by {uniform:.3f})."
     )
     return estimates, sentence
 
@@ -105,11 +108,9 @@ def _compare(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, s
     heat = pd.DataFrame(
         [{"extracted": f"text {i + 1}", "candidate": name, "cosine": float(matrix[i, j])} for i in range(len(EXTRACTED)) for j, (name, _) in enumerate(documents)]
     )
-    best = heat.loc[heat.groupby("extracted")["cosine"].idxmax()]
-    sentence = (
-        f"Exact matching misses edited copies: embeddings find the source of {int((best['cosine'] >= 0.6).sum())} of "
-        f"{len(EXTRACTED)} extracted texts among {len(documents)} documents, edits and paraphrase included, and none for the unrelated one."
-    )
+    best = heat.loc[heat.groupby("extracted", sort=False)["cosine"].idxmax()]
+    matches = "; ".join(f"{kind} → {row.candidate} ({row.cosine:.2f})" for kind, row in zip(EXTRACTED_KINDS, best.itertuples()))
+    sentence = f"The closest of {len(documents)} reference documents by embedding cosine, for {matches}."
     return heat, sentence
 
 
