@@ -30,6 +30,7 @@ def test_home_shows_the_gallery_even_when_no_model_loads(open_app, monkeypatch):
         raise ValueError("no model in this test")
 
     monkeypatch.setattr(workbench.ui.model, "load_session", no_model)
+    workbench.ui.model.shared_session.clear()  # no model loaded by earlier tests either
     at = open_app()
     assert not at.exception
     titles = [h.value for h in at.subheader]
