@@ -61,7 +61,7 @@ def test_home_gallery_opens_a_page_with_its_settings(page: Page):
     _open(page)
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(7)  # one figure per exploration
-    page.get_by_test_id("stPageLink").first.click()  # Repeated tokens
+    page.get_by_test_id("stMain").locator("a[href*='repeated_tokens']").first.click()
     expect(page.get_by_role("heading", name="Repeated tokens")).to_be_visible()
     expect(page.get_by_role("spinbutton", name="Samples per prompt", exact=True)).to_have_value("8")
     expect(page.get_by_role("spinbutton", name="New tokens", exact=True)).to_have_value("48")
