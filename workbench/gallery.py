@@ -32,7 +32,7 @@ from workbench.propinfer import PROMPT_SETS, against_truth, lab_labeler, mean_ab
 from workbench.propinfer import run as run_propinfer
 from workbench.selec import WeightDiff, evaluate, precision_curve
 from workbench.session import LAB_MODEL, Progress, load_session, scaled_progress
-from workbench.similarity import best_per_text, similarity_matrix
+from workbench.similarity import similarity_matrix
 
 GALLERY_DIR = DATA_DIR / "gallery"
 PROSE = (
