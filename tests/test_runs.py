@@ -1,6 +1,7 @@
 """The run board: identical runs computed once, never mixed up; a first-come, first-served
 queue per model; cancelling detaches; the memory budget; workshop limits."""
 
+import json
 import shutil
 import threading
 
@@ -128,3 +129,18 @@ def test_workshop_limits_cap_the_queue(monkeypatch):
         board.submit("one too many", "model", Gate(2))
     gate.release.set()
     waiting.release.set()
+
+
+def test_the_log_holds_each_run_served_and_each_result_handed_over(tmp_path):
+    log = tmp_path / "runs.jsonl"
+    board = RunBoard(log=log)
+    gate = Gate("A")
+    first, second = board.submit("key", "model", gate), board.submit("key", "model", gate)
+    gate.release.set()
+    assert first.wait(10) and second.result() == "A" and first.result() == "A"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    runs = [e for e in entries if "state" in e]
+    deliveries = [e for e in entries if "delivered" in e]
+    assert [(r["number"], r["state"]) for r in runs] == [(first.job.number, "done")]
+    assert [(d["delivered"], d["shared"]) for d in deliveries] == [(first.job.number, True), (first.job.number, False)]
+    assert all(d["asked"] <= runs[0]["ended"] <= d["at"] for d in deliveries)

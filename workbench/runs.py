@@ -150,6 +150,7 @@ class Ticket:
     job: Job
     shared: bool
     cancelled: bool = False
+    asked: float = field(default_factory=time.time)  # the server's clock
 
     @property
     def state(self) -> str:
@@ -174,6 +175,7 @@ class Ticket:
             raise ValueError("The run has not finished.")
         if self.job.state != "done":
             raise ValueError(self.job.error or "The run was cancelled.")
+        self.board.record({"delivered": self.job.number, "asked": self.asked, "at": time.time(), "shared": self.shared})
         return self.job.result
 
     def cancel(self) -> None:
@@ -189,7 +191,9 @@ class RunBoard:
     def __init__(self, budget_mb: float = DEFAULT_BUDGET_MB, limits: WorkshopLimits | None = None, log: Path | None = None):
         self.budget = int(budget_mb * 2**20)
         self.limits = limits
-        self.log = log  # a JSON line per run served, in the order of service (benchmarks/workshop_load.py reads it)
+        # JSON lines: each run served, in the order of service, and each result handed to a user
+        # (benchmarks/workshop_load.py reads them)
+        self.log = log
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._active: dict[str, Job] = {}  # queued or running, by key
@@ -262,6 +266,12 @@ class RunBoard:
         with self._lock:
             return sum(size for _, size in self._finished.values())
 
+    def record(self, entry: dict) -> None:
+        """Append ``entry`` to the log file, when there is one."""
+        if self.log is not None:
+            with open(self.log, "a") as sink:
+                sink.write(json.dumps(entry) + "\n")
+
     def _serve(self, model: str) -> None:
         while True:
             with self._lock:
@@ -292,7 +302,5 @@ class RunBoard:
             }  # fmt: skip
             with self._lock:
                 self.served.append(record)
-                if self.log is not None:
-                    with open(self.log, "a") as sink:
-                        sink.write(json.dumps(record) + "\n")
+                self.record(record)
                 self._finish(job, *outcome)
