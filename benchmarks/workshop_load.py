@@ -102,7 +102,8 @@ def open_user(browser, url: str, seed: int, samples: int, new_tokens: int):
 
 
 def scenario(browser, url: str, seeds: list[int], samples: int, new_tokens: int) -> dict:
-    """All users click Run together; returns latencies (s), errors and the click order."""
+    """All users click Run together; returns their latencies (s), errors, shared results, the
+    first click and when each page showed its results (wall clock)."""
     users = [open_user(browser, url, seed, samples, new_tokens) for seed in seeds]
     clicked = []  # wall clock, as the server's run log
     for _, page in users:
