@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -86,7 +87,7 @@ def browser_launcher(executable: str, cpus: str | None, folder: Path) -> str:
     if cpus is None:
         return executable
     launcher = folder / "chromium-pinned"
-    launcher.write_text(f'#!/bin/sh\nexec taskset -c {cpus} {executable} "$@"\n')
+    launcher.write_text(f'#!/bin/sh\nexec {shlex.join(pinned([executable], cpus))} "$@"\n')
     launcher.chmod(0o755)
     return str(launcher)
 
@@ -191,7 +192,8 @@ def main() -> None:
     runs = log["runs"]
     computed = runs[1:served_before]
     served = runs[:1], computed, runs[served_before:]
-    waits = [[d["at"] - d["asked"] for d in log["deliveries"] if d["delivered"] in {r["number"] for r in part}] for part in served]
+    numbers = [{r["number"] for r in part} for part in served]
+    waits = [[d["at"] - d["asked"] for d in log["deliveries"] if d["delivered"] in part] for part in numbers]
     print(f"Repeated tokens, {args.samples} samples x {args.new_tokens} new tokens, default model; {os.cpu_count()} cores: server on {server_cpus or 'all'}, browsers on {browser_cpus or 'all'}")
     for name, result, part, wait in zip(
         ["K = 1", f"K = {args.identical}, identical settings", f"K = {args.different}, different settings"], [one, identical, different], served, waits
