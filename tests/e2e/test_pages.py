@@ -263,7 +263,7 @@ def test_weight_diff(page: Page, tmp_path):
     page.get_by_role("button", name="Run").click()
     _settle(page)
     expect(page.get_by_role("heading", name="Ranking")).to_be_visible()
-    expect(page.get_by_text("Random baseline")).to_be_visible()
+    expect(page.get_by_text("Random baseline", exact=True)).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
     _no_exception(page)
 
