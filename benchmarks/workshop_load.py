@@ -156,6 +156,27 @@ def logged(run_log: Path) -> dict:
     return {"runs": [e for e in entries if "state" in e], "deliveries": [e for e in entries if "delivered" in e]}
 
 
+def server_drawing_seconds(samples: int, new_tokens: int, repeats: int = 10) -> float:
+    """The server's share of drawing one result page: the page script re-run with a result in
+    hand (AppTest, default model), median over repeats."""
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    app.run()
+    app.switch_page("app_pages/repeated_tokens.py").run()
+    app.number_input(key="rt_n").set_value(samples)
+    app.number_input(key="rt_max_new_tokens").set_value(new_tokens)
+    app.button(key="rt_run").click().run()
+    if not app.subheader or app.subheader[0].value != "Results":
+        raise RuntimeError("the page showed no results under AppTest")
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        app.run()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
 def ratio(many: list[float], one: list[float]) -> float:
     return np.percentile(many, 95) / one[0] if many and one else float("inf")
 
@@ -169,6 +190,8 @@ def main() -> None:
     parser.add_argument("--placement", choices=["split", "shared"], default="split", help="split: the browsers on the last core, the server on the others")
     args = parser.parse_args()
 
+    os.environ.pop("WORKBENCH_MODEL", None)  # the embedded default model, as the server's
+    drawing = server_drawing_seconds(args.samples, args.new_tokens)
     work = Path(tempfile.mkdtemp(prefix="workshop-load-"))
     run_log = work / "runs.jsonl"
     port = free_port()
@@ -201,6 +224,7 @@ def main() -> None:
         print(describe(name, result, wait))
         print(breakdown(result, part))
     print(f"identical users: {len(computed)} run(s) computed for {args.identical} users")
+    print(f"drawing one result page takes the server {drawing:.3f} s (its script, AppTest), so {args.identical} pages {drawing * args.identical:.1f} s; the rest of the on-screen time after a run is spent outside the page script (messages to the pages and the browsers drawing)")
     order = [r["number"] for r in runs[served_before:]]
     in_order = order == sorted(order)
     print(f"different settings: runs served in arrival order (server's numbers, in order of service): {order} -> {in_order}")
