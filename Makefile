@@ -41,6 +41,8 @@ $(VLLM_STAMP): Makefile
 	touch $(VLLM_STAMP)
 
 # The default model (and the lab adapter, as model `lab`) on http://127.0.0.1:$(PORT)/v1.
+# One plain command, no shell syntax: make then runs it without a shell and passes a SIGTERM it
+# gets on to it, and the command stops vLLM (a shell in between would die and leave it running).
 serve-vllm: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/workbench serve-vllm --port $(PORT)
 

@@ -513,8 +513,9 @@ def cmd_serve_vllm(args: argparse.Namespace) -> None:
     with vllm_server.running(args.port, host=args.host, lab=not args.no_lab, progress=_progress) as url:
         names = [vllm_server.SERVED_NAME] + ([] if args.no_lab else [vllm_server.LAB_NAME])
         print(
-            f"vLLM serves {', '.join(names)} at {url}/v1 (Ctrl-C stops it). Try:\n"
-            f"  workbench diverge --endpoint {url}/v1 --served-model {vllm_server.SERVED_NAME} --out served.csv"
+            f"vLLM serves {', '.join(names)} at {url}/v1 (Ctrl-C, SIGTERM or SIGHUP stops it). Try:\n"
+            f"  workbench diverge --endpoint {url}/v1 --served-model {vllm_server.SERVED_NAME} --out served.csv",
+            flush=True,
         )
         try:
             while vllm_server.is_up(url):
@@ -522,6 +523,9 @@ def cmd_serve_vllm(args: argparse.Namespace) -> None:
         except KeyboardInterrupt:
             print("stopping the server")
             return
+        except SystemExit:  # SIGTERM or SIGHUP: stopped as on Ctrl-C, exiting 128 + the signal's number
+            print("stopping the server", flush=True)
+            raise
     raise ValueError("The vLLM server stopped.")
 
 

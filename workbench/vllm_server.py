@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -59,11 +60,38 @@ def is_up(url: str) -> bool:
         return False
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # how a process manager, `kill` or a closed terminal stop a service
+
+
+@contextmanager
+def _exit_on_stop_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise SystemExit(128 + signal), as Ctrl+C raises
+    KeyboardInterrupt, so that the ``finally`` of whoever started the server stops it. Only the
+    first such signal raises: a second one must not interrupt the stopping. Python lets only
+    the main thread set handlers; elsewhere the block runs with the handlers as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_once(signum: int, _frame) -> None:
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    previous = {stop_signal: signal.signal(stop_signal, exit_once) for stop_signal in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for stop_signal, handler in previous.items():
+            signal.signal(stop_signal, handler)
+
+
 @contextmanager
 def running(
     port: int = 8011, host: str = "127.0.0.1", lab: bool = True, log: Path | None = None, progress: Progress | None = None
 ) -> Iterator[str]:
-    """Start the server on ``host``, yield its URL once /health answers, and stop it afterwards.
+    """Start the server on ``host``, yield its URL once /health answers, and stop it afterwards,
+    also when this process is told to stop by SIGTERM or SIGHUP (they raise SystemExit here).
 
     Raises ValueError when vLLM is not installed, or when the server exits or does not answer
     within START_TIMEOUT_S (the end of its log is in the message)."""
@@ -74,24 +102,25 @@ def running(
         raise ValueError(f"Port {port} already answers /health: stop that server or choose another port.")
     log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"workbench-vllm-{port}.log"
     started = time.monotonic()
-    with open(log, "wb") as sink:
-        # Its own process group, so that stopping it stops the engine processes it starts too.
-        server = subprocess.Popen(
-            command(port, host, lab), stdout=sink, stderr=subprocess.STDOUT, env=environment(), start_new_session=True
-        )
-    try:
-        while not is_up(url):
-            elapsed = time.monotonic() - started
-            if server.poll() is not None or elapsed > START_TIMEOUT_S:
-                tail = log.read_text(errors="replace").strip().splitlines()[-8:]
-                reason = f"exited with code {server.returncode}" if server.poll() is not None else f"did not answer in {elapsed:.0f} s"
-                raise ValueError(f"The vLLM server {reason}; the end of {log}:\n" + "\n".join(tail))
-            if progress is not None:
-                progress(min(elapsed / 150, 0.99), f"Starting vLLM ({elapsed:.0f} s; the first start compiles, ~1–2.5 min)")
-            time.sleep(2)
-        yield url
-    finally:
-        _stop(server)
+    with _exit_on_stop_signals():
+        with open(log, "wb") as sink:
+            # Its own process group, so that stopping it stops the engine processes it starts too.
+            server = subprocess.Popen(
+                command(port, host, lab), stdout=sink, stderr=subprocess.STDOUT, env=environment(), start_new_session=True
+            )
+        try:
+            while not is_up(url):
+                elapsed = time.monotonic() - started
+                if server.poll() is not None or elapsed > START_TIMEOUT_S:
+                    tail = log.read_text(errors="replace").strip().splitlines()[-8:]
+                    reason = f"exited with code {server.returncode}" if server.poll() is not None else f"did not answer in {elapsed:.0f} s"
+                    raise ValueError(f"The vLLM server {reason}; the end of {log}:\n" + "\n".join(tail))
+                if progress is not None:
+                    progress(min(elapsed / 150, 0.99), f"Starting vLLM ({elapsed:.0f} s; the first start compiles, ~1–2.5 min)")
+                time.sleep(2)
+            yield url
+        finally:
+            _stop(server)
 
 
 def _stop(server: subprocess.Popen) -> None:
