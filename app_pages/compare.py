@@ -88,7 +88,8 @@ unit = c2.radio(
 
 def _uploaded(file, field: str, what: str) -> list[tuple[str, str]]:
     if file is None:
-        raise ValueError(f"Upload a .txt or .jsonl file of {what}.")
+        # A file whose upload is still under way reaches the app only with the rerun after it.
+        raise ValueError(f"Upload a .txt or .jsonl file of {what} (one still uploading counts once its upload has finished).")
     return parse_texts(file.name, file.getvalue(), field.strip() or "text")
 
 

@@ -71,7 +71,7 @@ def _pool() -> pd.DataFrame:
     if pool_source == LAB_POOL:
         return public_pool(dataset, int(members), int(nonmembers), int(other), seed=int(seed))
     if upload is None:
-        raise ValueError("Upload a .txt or .jsonl file of candidate texts.")
+        raise ValueError("Upload a .txt or .jsonl file of candidate texts (one still uploading counts once its upload has finished).")
     return pd.DataFrame({"text": [text for _, text in parse_texts(upload.name, upload.getvalue())]})
 
 

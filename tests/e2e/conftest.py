@@ -114,13 +114,47 @@ def browser(chromium_path):
         browser.close()
 
 
+class ScriptRuns:
+    """The app's script runs as its websocket reports them (one ForwardMsg per frame): a run
+    starts with ``new_session`` and ends with ``script_finished``. A run stopped early for a
+    rerun is not counted: the rerun that replaces it is.
+
+    This is the signal that the app has taken an input: a widget change reaches the server only
+    as a rerun, and an upload only once its request is done (the file's chip shows before)."""
+
+    def __init__(self) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self._message = ForwardMsg
+        self.finished = 0
+        self.running = False
+
+    def listen(self, websocket) -> None:
+        if "_stcore/stream" in websocket.url:
+            websocket.on("framereceived", self._frame)
+
+    def _frame(self, payload: str | bytes) -> None:
+        if isinstance(payload, str):
+            return
+        message = self._message.FromString(payload)
+        kind = message.WhichOneof("type")
+        if kind == "new_session":
+            self.running = True
+        elif kind == "script_finished" and message.script_finished != self._message.FINISHED_EARLY_FOR_RERUN:
+            self.running = False
+            self.finished += 1
+
+
 @pytest.fixture
 def page(browser, app_url, request):
-    """A fresh browser session per test; a screenshot is saved for each, pass or fail."""
+    """A fresh browser session per test, its script runs followed in ``page.runs``; a
+    screenshot is saved for each test, pass or fail."""
     context = browser.new_context(viewport={"width": 1400, "height": 2400})
     page = context.new_page()
     page.set_default_timeout(120_000)
     page.app_url = app_url
+    page.runs = ScriptRuns()
+    page.on("websocket", page.runs.listen)
     yield page
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()

@@ -1,36 +1,64 @@
 """Every page in a real browser: open it, run its main action on the tiny model, check
-that results render and no exception box appears, and try one bad input."""
+that results render and no exception box appears, and try one bad input.
+
+Each input that reruns the app is made inside ``_rerun``, which returns once the run it led to
+has finished (``page.runs``, from the app's websocket): the next click then sees that input."""
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from playwright.sync_api import Page, expect
 
+RUN_TIMEOUT_S = 180  # the slowest step, a first UMAP compile on two busy cores, takes about a minute
+
+
+def _wait_until(page: Page, condition: Callable[[], bool], failure: str) -> None:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{failure} within {RUN_TIMEOUT_S} s")
+        page.wait_for_timeout(50)  # lets Playwright deliver the websocket's frames
+
+
+@contextmanager
+def _rerun(page: Page) -> Iterator[None]:
+    """Make one input inside the block; on leaving it, wait until the script run that the input
+    led to has finished. An input that leads to no run fails here: nothing would have read it."""
+    _wait_until(page, lambda: not page.runs.running, "the app did not finish its previous run")
+    before = page.runs.finished
+    yield
+    _wait_until(page, lambda: page.runs.finished > before and not page.runs.running, "no script run followed the input")
+
 
 def _open(page: Page, path: str = "") -> None:
-    page.goto(f"{page.app_url}/{path}")
+    with _rerun(page):
+        page.goto(f"{page.app_url}/{path}")
     expect(page.get_by_test_id("stSidebar").get_by_text("Model card")).to_be_visible()
-
-
-def _settle(page: Page) -> None:
-    """Wait until the script run triggered last has finished."""
-    page.wait_for_timeout(300)
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=180_000)
 
 
 def _no_exception(page: Page) -> None:
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
-def _set_number(page: Page, label: str, value: int) -> None:
+def _set_number(page: Page, label: str, value: float) -> None:
+    """A number field outside a form: Enter commits it, and the app reruns."""
     field = page.get_by_role("spinbutton", name=label, exact=True)
-    field.fill(str(value))
-    field.press("Enter")
-    _settle(page)
+    with _rerun(page):
+        field.fill(str(value))
+        field.press("Enter")
+
+
+def _click(page: Page, button: str) -> None:
+    with _rerun(page):
+        page.get_by_role("button", name=button, exact=True).click()
 
 
 def _choose(page: Page, label: str, option: str) -> None:
     """Pick ``option`` in the main area's first selectbox whose label contains ``label``."""
-    page.get_by_test_id("stMain").get_by_test_id("stSelectbox").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option).click()
-    _settle(page)
+    with _rerun(page):
+        page.get_by_test_id("stMain").get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+        page.get_by_role("option", name=option).click()
 
 
 def _card(page: Page):
@@ -44,13 +72,13 @@ def test_home_and_model_picker(page: Page):
     _no_exception(page)
 
     sidebar = page.get_by_test_id("stSidebar")
-    sidebar.get_by_test_id("stSelectbox").filter(has_text="Model").click()
-    page.get_by_role("option", name="Other (Hugging Face id or path)…").click()
-    _settle(page)
+    with _rerun(page):
+        sidebar.get_by_test_id("stSelectbox").filter(has_text="Model").click()
+        page.get_by_role("option", name="Other (Hugging Face id or path)…").click()
     custom = sidebar.get_by_label("Hugging Face id, model folder or .gguf file")
-    custom.fill("no-such-org/no-such-model")
-    custom.press("Enter")
-    _settle(page)
+    with _rerun(page):
+        custom.fill("no-such-org/no-such-model")
+        custom.press("Enter")
     expect(sidebar.get_by_test_id("stAlertContentError")).to_contain_text("Cannot load model 'no-such-org/no-such-model'")
     expect(sidebar.get_by_text("Still using tiny-llama.")).to_be_visible()
     expect(_card(page)).to_contain_text("tiny-llama")
@@ -61,7 +89,8 @@ def test_home_gallery_opens_a_page_with_its_settings(page: Page):
     _open(page)
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(7)  # one figure per exploration
-    page.get_by_test_id("stMain").locator("a[href*='repeated_tokens']").first.click()
+    with _rerun(page):
+        page.get_by_test_id("stMain").locator("a[href*='repeated_tokens']").first.click()
     expect(page.get_by_role("heading", name="Repeated tokens")).to_be_visible()
     expect(page.get_by_role("spinbutton", name="Samples per prompt", exact=True)).to_have_value("8")
     expect(page.get_by_role("spinbutton", name="New tokens", exact=True)).to_have_value("48")
@@ -74,8 +103,7 @@ def test_repeated_tokens(page: Page):
     expect(page.get_by_role("heading", name="Repeated tokens")).to_be_visible()
     _set_number(page, "Samples per prompt", 2)
     _set_number(page, "New tokens", 8)
-    page.get_by_role("button", name="Run").click()
-    _settle(page)
+    _click(page, "Run")
     expect(page.get_by_role("heading", name="Results")).to_be_visible()
     # The last table is the generations (the outcome summary sits in a closed expander).
     expect(page.get_by_test_id("stDataFrame").last).to_be_visible()
@@ -88,10 +116,10 @@ def test_repeated_tokens(page: Page):
     _no_exception(page)
 
     words = page.get_by_test_id("stMultiSelect").filter(has_text="Words to repeat")
-    words.locator("input").fill("#abstract")
-    words.locator("input").press("Enter")
+    with _rerun(page):
+        words.locator("input").fill("#abstract")
+        words.locator("input").press("Enter")
     words.locator("input").press("Escape")  # close the dropdown, as a person would, so the error shows
-    _settle(page)
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("'#abstract' is not a single token")
     expect(page.get_by_test_id("stDataFrame").last).to_be_visible()  # earlier results kept
     _no_exception(page)
@@ -101,22 +129,20 @@ def test_attention_sinks(page: Page):
     _open(page, "attention_sinks")
     expect(page.get_by_role("heading", name="Attention sinks")).to_be_visible()
     _set_number(page, "Repeats", 30)
-    page.get_by_role("button", name="Compute sink scores").click()
-    _settle(page)
+    _click(page, "Compute sink scores")
     expect(page.get_by_role("heading", name="One head, position by position")).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(5)
     _set_number(page, "Samples", 2)
     _set_number(page, "New tokens", 6)
-    page.get_by_role("button", name="Run with and without").click()
-    _settle(page)
+    _click(page, "Run with and without")
     expect(page.get_by_text("Divergence rate without mitigation")).to_be_visible()
     _no_exception(page)
 
     prompt = page.get_by_role("textbox", name="Normal prompt")
-    prompt.fill("   ")
-    prompt.press("Control+Enter")
-    page.get_by_role("button", name="Compute sink scores").click()
-    _settle(page)
+    with _rerun(page):
+        prompt.fill("   ")
+        prompt.press("Control+Enter")
+    _click(page, "Compute sink scores")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("The prompt is empty")
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(5)  # earlier results kept
     _no_exception(page)
@@ -129,10 +155,10 @@ def test_lab(page: Page):
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)  # loss curve
     _no_exception(page)
 
+    # A form: its fields reach the app only with the submit button's run.
     share = page.get_by_role("spinbutton", name="digestive", exact=True)
     share.fill("0.9")
-    page.get_by_role("button", name="Rebuild").click()
-    _settle(page)
+    _click(page, "Rebuild")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("must sum to 1")
     share.fill("0.3")
 
@@ -141,8 +167,7 @@ def test_lab(page: Page):
     page.get_by_role("spinbutton", name="Records", exact=True).fill("40")
     page.get_by_role("textbox", name="Canary insertions").fill("1, 2")
     page.get_by_role("spinbutton", name="Epochs", exact=True).fill("1")
-    page.get_by_role("button", name="Rebuild").click()
-    _settle(page)
+    _click(page, "Rebuild")
     expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("Built")
     _no_exception(page)
 
@@ -151,32 +176,56 @@ def test_compare(page: Page):
     _open(page, "compare")
     expect(page.get_by_role("heading", name="Compare")).to_be_visible()
     pasted = page.get_by_role("textbox", name="One text per line")
-    pasted.fill("Four score and seven years ago our fathers brought forth on this continent\nLorem ipsum dolor sit amet")
-    pasted.press("Control+Enter")
-    _settle(page)
-    page.get_by_role("button", name="Compare", exact=True).click()
-    _settle(page)
+    with _rerun(page):
+        pasted.fill("Four score and seven years ago our fathers brought forth on this continent\nLorem ipsum dolor sit amet")
+        pasted.press("Control+Enter")
+    _click(page, "Compare")
     expect(page.get_by_role("heading", name="Best matches")).to_be_visible()
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)  # heatmap
     expect(page.locator("mark").first).to_be_visible()  # shared runs highlighted side by side
-    page.get_by_role("button", name="Draw UMAP map").click()
-    _settle(page)
+    _click(page, "Draw UMAP map")
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
     _no_exception(page)
 
-    page.get_by_test_id("stRadio").first.get_by_text("Upload").click()
-    _settle(page)
+    with _rerun(page):
+        page.get_by_test_id("stRadio").first.get_by_text("Upload").click()
+    # The file's chip shows while its upload request is still under way; the widget's value, and
+    # so the next click's, holds the file only from the rerun that the finished upload starts.
+    with _rerun(page):
+        page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
+            files=[{"name": "bad.txt", "mimeType": "text/plain", "buffer": b"\x00\x01binary"}]
+        )
+    _click(page, "Compare")
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("looks like a binary file")
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # earlier results kept
+    _no_exception(page)
+
+
+def test_an_upload_reaches_the_app_only_with_the_run_after_its_request(page: Page):
+    """The race behind test_compare's failures, made certain by holding the upload request: the
+    file's chip shows at once, no run follows until the request is done, and a click meanwhile
+    runs without the file. ``_rerun`` around an upload therefore waits for the request."""
+    held = []
+    page.route("**/_stcore/upload_file/**", lambda route: held.append(route))
+    _open(page, "compare")
+    with _rerun(page):
+        page.get_by_test_id("stRadio").first.get_by_text("Upload").click()
+    runs_before = page.runs.finished
     page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
         files=[{"name": "bad.txt", "mimeType": "text/plain", "buffer": b"\x00\x01binary"}]
     )
-    # The upload is a separate request: wait until the widget lists the file before running.
-    expect(page.get_by_test_id("stFileChipName").first).to_contain_text("bad.txt", timeout=60_000)
-    _settle(page)
-    page.get_by_role("button", name="Compare", exact=True).click()
-    _settle(page)
+    expect(page.get_by_test_id("stFileChipName").first).to_contain_text("bad.txt")
+    _wait_until(page, lambda: len(held) == 1, "the upload request was not sent")
+    page.wait_for_timeout(2_000)
+    assert page.runs.finished == runs_before and not page.runs.running
+    _click(page, "Compare")
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("Upload a .txt or .jsonl file of extracted texts")
+
+    with _rerun(page):
+        held[0].continue_()
+    _click(page, "Compare")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("looks like a binary file")
-    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # earlier results kept
     _no_exception(page)
 
 
@@ -188,8 +237,7 @@ def test_property_inference(page: Page):
     _set_number(page, "Generations", 6)
     page.get_by_text("Sampling and intervals").click()
     _set_number(page, "New tokens", 4)
-    page.get_by_role("button", name="Run").click()
-    _settle(page)
+    _click(page, "Run")
     expect(page.get_by_role("heading", name="Estimated shares: diagnosis")).to_be_visible()
     expect(page.get_by_text("True shares are hidden")).to_be_visible()
     # estimates, convergence, per prompt, and the shipped shadow set's sweep (in its tab)
@@ -198,8 +246,7 @@ def test_property_inference(page: Page):
     _no_exception(page)
 
     _set_number(page, "Generations", 0)
-    page.get_by_role("button", name="Run").click()
-    _settle(page)
+    _click(page, "Run")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("must be at least 1")
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)  # earlier results kept
     _no_exception(page)
@@ -213,21 +260,20 @@ def test_property_inference_calibration(page: Page, app_cache):
     _open(page, "property_inference")
     page.get_by_role("tab", name="Shadow sweep").click()
     expect(page.get_by_text("naive: intervals covering the truth")).to_be_visible()  # the shipped set, no run needed
-    page.get_by_text("custom keywords").click()
-    _settle(page)
+    with _rerun(page):
+        page.get_by_text("custom keywords").click()
     patterns = page.get_by_role("textbox", name="Patterns: JSON object")
-    patterns.fill('{"digestive": ["e"], "respiratory": ["a"]}')  # lab values, on letters: random text gets labels
-    patterns.press("Control+Enter")
-    _settle(page)
+    with _rerun(page):
+        patterns.fill('{"digestive": ["e"], "respiratory": ["a"]}')  # lab values, on letters: random text gets labels
+        patterns.press("Control+Enter")
     _choose(page, "Shadow set", "built: tiny")
     _choose(page, "Model", "(sidebar model) — tiny-llama")
-    page.get_by_text("Also run a base model").click()
-    _settle(page)
+    with _rerun(page):
+        page.get_by_text("Also run a base model").click()
     _set_number(page, "Generations", 8)
     page.get_by_text("Sampling and intervals").click()
     _set_number(page, "New tokens", 6)
-    page.get_by_role("button", name="Run").click()
-    _settle(page)
+    _click(page, "Run")
     page.get_by_role("tab", name="Estimates").click()
     expect(page.get_by_role("heading", name="Calibrated with shadow models: tiny-llama")).to_be_visible()
     expect(page.get_by_text("differs from how the shadows were sampled")).to_have_count(0)
@@ -237,8 +283,7 @@ def test_property_inference_calibration(page: Page, app_cache):
     _no_exception(page)
 
     _set_number(page, "Temperature", 0.7)
-    page.get_by_role("button", name="Run").click()
-    _settle(page)
+    _click(page, "Run")
     expect(page.get_by_text("temperature is 0.7")).to_be_visible()
     _no_exception(page)
 
@@ -252,24 +297,22 @@ def test_weight_diff(page: Page, tmp_path):
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_text("Loading options").click()
     adapter = sidebar.get_by_role("textbox", name="LoRA adapter folder (optional)")
-    adapter.fill(str(tmp_path / "lab" / "adapter"))
-    adapter.press("Enter")
-    _settle(page)
+    with _rerun(page):
+        adapter.fill(str(tmp_path / "lab" / "adapter"))
+        adapter.press("Enter")
     _choose(page, "Base model", "tiny-llama")
     _choose(page, "Fine-tuned model", "(sidebar model) — tiny-llama + adapter")
     _set_number(page, "Training dialogues (members)", 8)
     _set_number(page, "Held-out dialogues", 4)
     _set_number(page, "Other-domain texts", 8)
-    page.get_by_role("button", name="Run").click()
-    _settle(page)
+    _click(page, "Run")
     expect(page.get_by_role("heading", name="Ranking")).to_be_visible()
     expect(page.get_by_text("Random baseline", exact=True)).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
     _no_exception(page)
 
     _choose(page, "Base model", "tiny-gpt2")
-    page.get_by_role("button", name="Run").click()
-    _settle(page)
+    _click(page, "Run")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("Different architectures")
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)  # earlier results kept
     _no_exception(page)
@@ -287,10 +330,10 @@ def test_backdoor_extraction(page: Page, app_cache):
     expect(page.get_by_role("heading", name="Backdoor extraction")).to_be_visible()
     _choose(page, "Build", "rebuilt: tiny")
     expect(page.get_by_text("No attack on this build yet")).to_be_visible()
-    _set_number(page, "Samples per opening word", 2)
-    _set_number(page, "Max new tokens", 8)
-    page.get_by_role("button", name="Run attack").click()
-    _settle(page)
+    # Forms, here and below: their fields reach the app only with the submit button's run.
+    page.get_by_role("spinbutton", name="Samples per opening word", exact=True).fill("2")
+    page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("8")
+    _click(page, "Run attack")
     expect(page.get_by_text("Your attack run.")).to_be_visible()
     expect(page.get_by_role("heading", name="Exact recovery, with the floor")).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
@@ -299,8 +342,7 @@ def test_backdoor_extraction(page: Page, app_cache):
 
     page.get_by_test_id("stRadio").get_by_text("custom").click()
     page.get_by_role("textbox", name="Custom trigger (with {w})").fill("Output a query you saw")
-    page.get_by_role("button", name="Build").click()
-    _settle(page)
+    _click(page, "Build")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("{w} slot")
     _no_exception(page)
 
@@ -317,9 +359,9 @@ def test_reactivation(page: Page, app_cache):
     expect(page.get_by_role("heading", name="Reactivation")).to_be_visible()
     _choose(page, "Build", "rebuilt: tiny")
     expect(page.get_by_text("This build has no measurement yet")).to_be_visible()
-    _set_number(page, "Samples per passage", 1)
-    page.get_by_role("button", name="Measure").click()
-    _settle(page)
+    # A form: its fields reach the app only with the submit button's run.
+    page.get_by_role("spinbutton", name="Samples per passage", exact=True).fill("1")
+    _click(page, "Measure")
     expect(page.get_by_text("Your measurement.")).to_be_visible()
     expect(page.get_by_role("heading", name="Recall by stage")).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)
@@ -327,7 +369,6 @@ def test_reactivation(page: Page, app_cache):
     _no_exception(page)
 
     page.get_by_test_id("stMultiSelect").get_by_role("button", name="Clear all").click()
-    page.get_by_role("button", name="Measure").click()
-    _settle(page)
+    _click(page, "Measure")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("at least one stage")
     _no_exception(page)
