@@ -24,11 +24,22 @@ def _wait_until(page: Page, condition: Callable[[], bool], failure: str) -> None
 @contextmanager
 def _rerun(page: Page) -> Iterator[None]:
     """Make one input inside the block; on leaving it, wait until the script run that the input
-    led to has finished. An input that leads to no run fails here: nothing would have read it."""
+    led to has finished, and the page has drawn that (the websocket's frames reach the test
+    before the page has handled them). An input that leads to no run fails here: nothing would
+    have read it."""
     _wait_until(page, lambda: not page.runs.running, "the app did not finish its previous run")
     before = page.runs.finished
     yield
     _wait_until(page, lambda: page.runs.finished > before and not page.runs.running, "no script run followed the input")
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+
+
+def _upload(page: Page, name: str, content: bytes) -> None:
+    """Set a file on the first uploader. A disabled uploader drops the file without a word, so
+    wait until the page has enabled it (the run that enables it may have ended undrawn)."""
+    dropzone = page.get_by_test_id("stFileUploaderDropzoneInput").first
+    expect(dropzone).to_be_enabled()
+    dropzone.set_input_files(files=[{"name": name, "mimeType": "text/plain", "buffer": content}])
 
 
 def _open(page: Page, path: str = "") -> None:
@@ -193,9 +204,7 @@ def test_compare(page: Page):
     # The file's chip shows while its upload request is still under way; the widget's value, and
     # so the next click's, holds the file only from the rerun that the finished upload starts.
     with _rerun(page):
-        page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
-            files=[{"name": "bad.txt", "mimeType": "text/plain", "buffer": b"\x00\x01binary"}]
-        )
+        _upload(page, "bad.txt", b"\x00\x01binary")
     _click(page, "Compare")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("looks like a binary file")
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # earlier results kept
@@ -212,9 +221,7 @@ def test_an_upload_reaches_the_app_only_with_the_run_after_its_request(page: Pag
     with _rerun(page):
         page.get_by_test_id("stRadio").first.get_by_text("Upload").click()
     runs_before = page.runs.finished
-    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(
-        files=[{"name": "bad.txt", "mimeType": "text/plain", "buffer": b"\x00\x01binary"}]
-    )
+    _upload(page, "bad.txt", b"\x00\x01binary")
     expect(page.get_by_test_id("stFileChipName").first).to_contain_text("bad.txt")
     _wait_until(page, lambda: len(held) == 1, "the upload request was not sent")
     page.wait_for_timeout(2_000)
