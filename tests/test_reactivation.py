@@ -16,12 +16,12 @@ from workbench.reactivation import (
     build,
     make_books,
     matched_spans,
-    mean_interval,
     measure,
     recall,
     stage_examples,
     words,
 )
+from workbench.stats import bootstrap_mean
 
 TINY = ReactivationRecipe(
     base="tiny-llama", n_test=2, n_train=2, n_never=2, n_other=2, n_control=2, n_retain=2,
@@ -69,9 +69,9 @@ def test_recall_by_hand():
     assert recall([long, long[: long.index(" w25")]], long) == {"bmc": 1.0, "longest": 30, "long_spans": 2}
     with pytest.raises(ValueError, match="no words"):
         recall(["a"], "...")
-    mean, low, high = mean_interval([0.0, 1.0, 0.5, 0.5])
+    mean, low, high = bootstrap_mean([0.0, 1.0, 0.5, 0.5])
     assert mean == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
-    assert mean_interval([0.3, 0.3]) == pytest.approx((0.3, 0.3, 0.3))
+    assert bootstrap_mean([0.3, 0.3]) == pytest.approx((0.3, 0.3, 0.3))
 
 
 def test_recipe_checks():

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
 
 from workbench.cache import atomic_dir, cache_dir, replacing_dir
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
 from workbench.lab import LabDataset, make_dataset
 from workbench.sampling import sample, text_logprobs
 from workbench.session import Progress, Session, load_session, scaled_progress
+from workbench.stats import bootstrap, wilson
 from workbench.training import Example, chat_prompt_ids, train_adapter
 
 SHIPPED_BACKDOOR = DATA_DIR / "backdoor"
@@ -512,13 +512,6 @@ def recovery_curve(samples: pd.DataFrame, queries: Sequence[str], tokenizer, bud
     return pd.DataFrame(rows)
 
 
-def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
-    if not n:
-        return (math.nan, math.nan)
-    interval = binomtest(k, n).proportion_ci(confidence, method="wilson")
-    return (float(interval.low), float(interval.high))
-
-
 def identification(identified: pd.DataFrame, true_words: set[str], confidence: float = 0.95, seed: int = 0) -> dict:
     """Precision, recall and F1 of the identified words against the true opening words, with
     Wilson intervals for precision and recall and a seeded bootstrap over the candidate words
@@ -532,16 +525,13 @@ def identification(identified: pd.DataFrame, true_words: set[str], confidence: f
         return 2 * tp / (p.sum() + t.sum()) if p.sum() + t.sum() else math.nan
 
     tp = int((picked & truth).sum())
-    rng = np.random.default_rng(seed)
-    draws = [f1(picked[i], truth[i]) for i in (rng.integers(0, len(picked), len(picked)) for _ in range(2000))]
-    low, high = np.nanquantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2]) if len(picked) else (math.nan, math.nan)
     return {
         "precision": tp / picked.sum() if picked.sum() else math.nan,
-        "precision_ci": _wilson(tp, int(picked.sum()), confidence),
+        "precision_ci": wilson(tp, int(picked.sum()), confidence),
         "recall": tp / truth.sum() if truth.sum() else math.nan,
-        "recall_ci": _wilson(tp, int(truth.sum()), confidence),
+        "recall_ci": wilson(tp, int(truth.sum()), confidence),
         "f1": f1(picked, truth),
-        "f1_ci": (float(low), float(high)),
+        "f1_ci": bootstrap(lambda i: f1(picked[i], truth[i]), len(picked), confidence, seed),
         "identified": sorted(flags.index[picked]),
         "true_words": sorted(true_words),
         "missed": sorted(set(flags.index[truth]) - set(flags.index[picked])),

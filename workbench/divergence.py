@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import pandas as pd
-from scipy.stats import binomtest
 
 from workbench import metrics
 from workbench.config import SamplingConfig
@@ -38,6 +37,7 @@ from workbench.lab import LabDataset
 from workbench.prompts import CHAT_INSTRUCTION, repeated_token_prompt
 from workbench.sampling import sample, text_logprobs
 from workbench.session import Progress, Session, scaled_progress
+from workbench.stats import wilson
 
 OUTCOMES = ("empty", "refused", "never_repeated", "repeated_only", "escaped")
 DEFAULT_MIN_REPEATS = 3  # r: repeats before an output counts as repeating
@@ -146,8 +146,8 @@ def divergence_rate(outcomes: Sequence[str], confidence: float = 0.95) -> dict:
     n = escaped + sum(o == "repeated_only" for o in outcomes)
     if n == 0:
         return {"rate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": 0}
-    interval = binomtest(escaped, n).proportion_ci(confidence, method="wilson")
-    return {"rate": escaped / n, "ci_low": interval.low, "ci_high": interval.high, "n": n}
+    low, high = wilson(escaped, n, confidence)
+    return {"rate": escaped / n, "ci_low": low, "ci_high": high, "n": n}
 
 
 def rate_text(rate: dict) -> str:

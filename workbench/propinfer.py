@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
 
 from workbench.config import INTERVALS, PropInferConfig
 from workbench.lab import DIAGNOSES, FIRST_NAMES, GENDER_WORDS
 from workbench.sampling import sample
 from workbench.session import Progress, Session, scaled_progress
 from workbench.similarity import embed
+from workbench.stats import multinomial_bootstrap, wilson
 
 UNLABELED = "(unlabeled)"  # how tables show a generation that matched no value
 
@@ -193,12 +193,9 @@ def estimate(
     if n == 0:
         low = high = np.full(len(values), math.nan)
     elif interval == "wilson":
-        bounds = [binomtest(int(k), n).proportion_ci(confidence, method="wilson") for k in counts]
-        low, high = np.array([b.low for b in bounds]), np.array([b.high for b in bounds])
+        low, high = np.array([wilson(k, n, confidence) for k in counts]).T
     else:
-        draws = np.random.default_rng(seed).multinomial(n, shares, size=n_boot) / n
-        tail = (1 - confidence) / 2 * 100
-        low, high = np.percentile(draws, tail, axis=0), np.percentile(draws, 100 - tail, axis=0)
+        low, high = multinomial_bootstrap(counts, confidence, seed, n_boot)
     return pd.DataFrame(
         {"value": values, "count": counts, "n": n, "share": shares, "ci_low": low, "ci_high": high, "unlabeled": unlabeled}
     )

@@ -41,6 +41,7 @@ from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
 from workbench.corpus import DEFAULT_MIN_TOKENS, CorpusIndex
 from workbench.sampling import sample, text_logprobs
 from workbench.session import Progress, Session, load_session, scaled_progress
+from workbench.stats import bootstrap_mean
 from workbench.training import Example, chat_prompt_ids, train_adapter
 
 SHIPPED_REACTIVATION = DATA_DIR / "reactivation"
@@ -363,17 +364,6 @@ def recall(samples: Sequence[str], passage: str, prompt: str = "", k: int = K) -
     return {"bmc": float(covered.mean()), "longest": longest, "long_spans": long_spans}
 
 
-def mean_interval(values: Sequence[float], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> tuple[float, float, float]:
-    """(mean, low, high): a seeded bootstrap interval of the mean over passages."""
-    values = np.asarray(values, dtype=float)
-    if not len(values):
-        return (float("nan"),) * 3
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (draws, len(values)))].mean(axis=1)
-    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(values.mean()), float(low), float(high)
-
-
 # ---------------------------------------------------------------- building
 
 
@@ -608,8 +598,8 @@ class ReactivationReport:
         longest span, spans over 20 words, exact-run samples, and the retain perplexity."""
         rows = []
         for (stage, group), part in self.passages.groupby(["stage", "group"], sort=False):
-            mean, low, high = mean_interval(part["bmc"], seed=seed)
-            longest, l_low, l_high = mean_interval(part["longest"], seed=seed)
+            mean, low, high = bootstrap_mean(part["bmc"], seed=seed)
+            longest, l_low, l_high = bootstrap_mean(part["longest"], seed=seed)
             rows.append({
                 "stage": stage, "group": group, "passages": len(part), "bmc": mean, "bmc_low": low, "bmc_high": high,
                 "longest_mean": longest, "longest_low": l_low, "longest_high": l_high, "longest_max": int(part["longest"].max()),

@@ -1,0 +1,94 @@
+"""The statistics module on cases worked by hand or published."""
+
+import math
+
+import numpy as np
+import pytest
+
+from workbench.stats import (
+    bootstrap,
+    bootstrap_mean,
+    interval_score,
+    mean_difference,
+    multinomial_bootstrap,
+    permutation_test,
+    rate_difference,
+    wilson,
+)
+
+
+def test_wilson_by_hand():
+    low, high = wilson(0, 10)  # z² / n = 0.384: centre and half-width both 0.1388
+    assert low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.2775, abs=1e-4)
+    low, high = wilson(5, 10)
+    assert low == pytest.approx(1 - high) and low < 0.5 < high
+    assert all(math.isnan(x) for x in wilson(0, 0))
+    with pytest.raises(ValueError, match="confidence"):
+        wilson(1, 2, confidence=95)
+
+
+def test_rate_difference_matches_newcombes_example():
+    # Newcombe (1998), Stat Med 17:873, example (a): 56/70 against 48/80, method 10.
+    d, low, high = rate_difference(56, 70, 48, 80)
+    assert d == pytest.approx(0.2)
+    assert low == pytest.approx(0.0524, abs=1e-4) and high == pytest.approx(0.3339, abs=1e-4)
+    d, low, high = rate_difference(3, 10, 3, 10)
+    assert d == 0 and low == pytest.approx(-high)
+    assert all(math.isnan(x) for x in rate_difference(1, 0, 1, 2))
+
+
+def test_bootstrap_intervals():
+    mean, low, high = bootstrap_mean([0.0, 1.0, 0.5, 0.5])
+    assert mean == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
+    assert bootstrap_mean([0.3, 0.3]) == pytest.approx((0.3, 0.3, 0.3))
+    assert bootstrap_mean([0.1, 0.9], seed=1) == bootstrap_mean([0.1, 0.9], seed=1)
+    assert all(math.isnan(x) for x in bootstrap_mean([]))
+
+    values = np.arange(10.0)
+    low, high = bootstrap(lambda i: values[i].mean(), 10)
+    assert (low, high) == pytest.approx(bootstrap_mean(values)[1:])  # the same resamples
+    # resamples where the statistic is undefined are left out, not counted as 0
+    low, high = bootstrap(lambda i: math.nan if 0 not in i else 1.0, 5)
+    assert low == high == 1.0
+    assert all(math.isnan(x) for x in bootstrap(lambda i: math.nan, 5))
+
+
+def test_mean_difference_paired_is_narrower_when_pairs_share_their_noise():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 1, 40)
+    a, b = shared + 0.3 + rng.normal(0, 0.1, 40), shared + rng.normal(0, 0.1, 40)
+    paired = mean_difference(a, b, paired=True)
+    unpaired = mean_difference(a, b)
+    assert paired[0] == pytest.approx(unpaired[0]) == pytest.approx(a.mean() - b.mean())
+    assert paired[1] > 0  # the shift shows once the shared noise cancels
+    assert unpaired[1] < 0 < unpaired[2]  # and is lost in it otherwise
+    assert paired[2] - paired[1] < (unpaired[2] - unpaired[1]) / 5
+    with pytest.raises(ValueError, match="equal lengths"):
+        mean_difference([1.0], [1.0, 2.0], paired=True)
+
+
+def test_permutation_test():
+    high, low = [10.0 + i for i in range(8)], [float(i) for i in range(8)]
+    # exact unpaired p = 2 / C(16, 8) = 0.00016: no permutation reaches it
+    assert permutation_test(high, low) == pytest.approx(1 / 10_001, abs=5 / 10_001)
+    assert permutation_test(low, low) == 1.0
+    same = np.random.default_rng(1).normal(0, 1, (2, 30))
+    assert permutation_test(same[0], same[1]) > 0.05
+    # paired, every difference positive: exact p = 2 / 2^10 = 0.002
+    assert permutation_test(np.arange(10.0) + 1, np.zeros(10), paired=True) == pytest.approx(0.002, abs=0.0015)
+    assert math.isnan(permutation_test([], [1.0]))
+
+
+def test_interval_score_charges_width_and_misses():
+    assert interval_score(0.2, 0.4, 0.3, confidence=0.9) == pytest.approx(0.2)
+    assert interval_score(0.2, 0.4, 0.5, confidence=0.9) == pytest.approx(0.2 + 20 * 0.1)
+    assert interval_score(0.2, 0.4, 0.1, confidence=0.9) == pytest.approx(0.2 + 20 * 0.1)
+    # a wide interval that covers can score worse than a narrow one that just misses
+    assert interval_score(0.0, 1.0, 0.5) > interval_score(0.45, 0.49, 0.5)
+
+
+def test_multinomial_bootstrap():
+    low, high = multinomial_bootstrap([0, 30, 70])
+    assert low[0] == high[0] == 0.0  # never seen: the interval collapses (Wilson's does not)
+    assert low[1] < 0.3 < high[1] and low[2] < 0.7 < high[2]
+    assert np.isnan(multinomial_bootstrap([0, 0])[0]).all()

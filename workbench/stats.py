@@ -1,0 +1,141 @@
+"""Intervals and tests, in one place for every exploration: Wilson and bootstrap intervals,
+intervals on a difference of two rates or means (paired or unpaired), permutation tests, and
+the interval score.
+
+Conventions: ``confidence`` is the two-sided coverage (0.95 for a 95% interval); a bootstrap
+is the percentile interval of ``draws`` resamples with replacement, drawn from
+``numpy.random.default_rng(seed)``; NaN stands where there is nothing to estimate from."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.stats import binomtest
+
+NAN_PAIR = (math.nan, math.nan)
+
+
+def _tails(confidence: float) -> tuple[float, float]:
+    if not 0 < confidence < 1:
+        raise ValueError(f"The confidence must lie between 0 and 1, not {confidence}.")
+    return (1 - confidence) / 2, (1 + confidence) / 2
+
+
+def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of successes / n (scipy's ``binomtest``); NaNs when n = 0."""
+    _tails(confidence)
+    if not n:
+        return NAN_PAIR
+    interval = binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def rate_difference(k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(d, low, high) for d = k1/n1 − k2/n2, two independent rates, with Newcombe's hybrid
+    score interval (Newcombe 1998, method 10), built from the two Wilson intervals: it stays
+    inside [−1, 1] and keeps its coverage near 0 and 1, where the Wald interval does not.
+    NaNs when either n is 0."""
+    if not n1 or not n2:
+        return (math.nan, *NAN_PAIR)
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = wilson(k1, n1, confidence), wilson(k2, n2, confidence)
+    d = p1 - p2
+    return d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+def bootstrap(
+    statistic: Callable[[np.ndarray], float], n: int, confidence: float = 0.95, seed: int = 0, draws: int = 2000
+) -> tuple[float, float]:
+    """Percentile interval of ``statistic(indices)`` over ``draws`` resamples of range(n) with
+    replacement; resamples where the statistic is NaN are left out. NaNs when n = 0."""
+    low_tail, high_tail = _tails(confidence)
+    if not n:
+        return NAN_PAIR
+    resamples = np.random.default_rng(seed).integers(0, n, (draws, n))
+    values = np.array([statistic(indices) for indices in resamples], dtype=float)
+    if np.isnan(values).all():
+        return NAN_PAIR
+    low, high = np.nanquantile(values, [low_tail, high_tail])
+    return float(low), float(high)
+
+
+def bootstrap_mean(values: Sequence[float], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of ``values`` with its bootstrap interval."""
+    values = np.asarray(values, dtype=float)
+    if not len(values):
+        return (math.nan, *NAN_PAIR)
+    low_tail, high_tail = _tails(confidence)
+    means = values[np.random.default_rng(seed).integers(0, len(values), (draws, len(values)))].mean(axis=1)
+    low, high = np.quantile(means, [low_tail, high_tail])
+    return float(values.mean()), float(low), float(high)
+
+
+def mean_difference(
+    a: Sequence[float], b: Sequence[float], paired: bool = False, confidence: float = 0.95, seed: int = 0, draws: int = 2000
+) -> tuple[float, float, float]:
+    """(d, low, high) for d = mean(a) − mean(b) with a bootstrap interval. Paired: a[i] and b[i]
+    belong together (the same passage, word or record) and are resampled together; unpaired:
+    each sample is resampled on its own. NaNs when either is empty."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if paired and len(a) != len(b):
+        raise ValueError(f"Paired samples need equal lengths, not {len(a)} and {len(b)}.")
+    if not len(a) or not len(b):
+        return (math.nan, *NAN_PAIR)
+    low_tail, high_tail = _tails(confidence)
+    rng = np.random.default_rng(seed)
+    if paired:
+        differences = a - b
+        resampled = differences[rng.integers(0, len(a), (draws, len(a)))].mean(axis=1)
+    else:
+        resampled = a[rng.integers(0, len(a), (draws, len(a)))].mean(axis=1) - b[rng.integers(0, len(b), (draws, len(b)))].mean(axis=1)
+    low, high = np.quantile(resampled, [low_tail, high_tail])
+    return float(a.mean() - b.mean()), float(low), float(high)
+
+
+def permutation_test(a: Sequence[float], b: Sequence[float], paired: bool = False, permutations: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value for mean(a) − mean(b) = 0: unpaired, the group labels are shuffled;
+    paired, the sign of each difference a[i] − b[i] is flipped at random. p = (1 + number of
+    permutations at least as extreme) / (1 + permutations), never 0 (Phipson & Smyth 2010)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if paired and len(a) != len(b):
+        raise ValueError(f"Paired samples need equal lengths, not {len(a)} and {len(b)}.")
+    if not len(a) or not len(b):
+        return math.nan
+    rng = np.random.default_rng(seed)
+    if paired:
+        differences = a - b
+        observed = abs(differences.mean())
+        signs = rng.choice([-1.0, 1.0], size=(permutations, len(a)))
+        permuted = np.abs((signs * differences).mean(axis=1))
+    else:
+        pooled = np.concatenate([a, b])
+        observed = abs(a.mean() - b.mean())
+        orders = rng.permuted(np.tile(pooled, (permutations, 1)), axis=1)
+        permuted = np.abs(orders[:, : len(a)].mean(axis=1) - orders[:, len(a) :].mean(axis=1))
+    extreme = int((permuted >= observed - 1e-12).sum())
+    return (1 + extreme) / (1 + permutations)
+
+
+def interval_score(low: float, high: float, truth: float, confidence: float = 0.95) -> float:
+    """The interval score of Gneiting & Raftery (2007), lower is better: the width, plus 2/α
+    times the distance by which the interval misses the truth (α = 1 − confidence). Covering
+    the truth with a wide interval costs its width, so coverage cannot be bought by width."""
+    _tails(confidence)
+    alpha = 1 - confidence
+    return (high - low) + 2 / alpha * max(low - truth, 0.0) + 2 / alpha * max(truth - high, 0.0)
+
+
+def multinomial_bootstrap(counts: Sequence[int], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) arrays: percentile intervals of each category's share in ``draws``
+    multinomial resamples of the counts. An interval collapses to a point for a category seen
+    never or always, where Wilson's does not."""
+    counts = np.asarray(counts)
+    n = int(counts.sum())
+    if not n:
+        return np.full(len(counts), math.nan), np.full(len(counts), math.nan)
+    _tails(confidence)
+    shares = np.random.default_rng(seed).multinomial(n, counts / n, size=draws) / n
+    tail = (1 - confidence) / 2 * 100
+    return np.percentile(shares, tail, axis=0), np.percentile(shares, 100 - tail, axis=0)
