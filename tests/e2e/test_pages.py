@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
-RUN_TIMEOUT_S = 180  # the slowest step, a first UMAP compile on two busy cores, takes about a minute
+RUN_TIMEOUT_S = 180  # per step, as the old helper waited; no step came near it in the 10-run check
 
 
 def _wait_until(page: Page, condition: Callable[[], bool], failure: str) -> None:
@@ -34,10 +34,22 @@ def _rerun(page: Page) -> Iterator[None]:
     expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
 
 
-def _upload(page: Page, name: str, content: bytes) -> None:
-    """Set a file on the first uploader. A disabled uploader drops the file without a word, so
+def _extracted_texts(page: Page) -> Locator:
+    """Compare's left column: its Source radio and uploader, never the candidates' alike ones."""
+    return page.get_by_test_id("stColumn").filter(has=page.get_by_role("heading", name="Extracted texts"))
+
+
+def _choose_upload(page: Page) -> None:
+    column = _extracted_texts(page)
+    with _rerun(page):
+        column.get_by_test_id("stRadio").get_by_text("Upload", exact=True).click()
+    expect(column.get_by_role("radio", name="Upload")).to_be_checked()
+
+
+def _upload(area: Locator, name: str, content: bytes) -> None:
+    """Set a file on ``area``'s uploader. A disabled uploader drops the file without a word, so
     wait until the page has enabled it (the run that enables it may have ended undrawn)."""
-    dropzone = page.get_by_test_id("stFileUploaderDropzoneInput").first
+    dropzone = area.get_by_test_id("stFileUploaderDropzoneInput")
     expect(dropzone).to_be_enabled()
     dropzone.set_input_files(files=[{"name": name, "mimeType": "text/plain", "buffer": content}])
 
@@ -199,12 +211,11 @@ def test_compare(page: Page):
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
     _no_exception(page)
 
-    with _rerun(page):
-        page.get_by_test_id("stRadio").first.get_by_text("Upload").click()
+    _choose_upload(page)
     # The file's chip shows while its upload request is still under way; the widget's value, and
     # so the next click's, holds the file only from the rerun that the finished upload starts.
     with _rerun(page):
-        _upload(page, "bad.txt", b"\x00\x01binary")
+        _upload(_extracted_texts(page), "bad.txt", b"\x00\x01binary")
     _click(page, "Compare")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("looks like a binary file")
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # earlier results kept
@@ -218,11 +229,10 @@ def test_an_upload_reaches_the_app_only_with_the_run_after_its_request(page: Pag
     held = []
     page.route("**/_stcore/upload_file/**", lambda route: held.append(route))
     _open(page, "compare")
-    with _rerun(page):
-        page.get_by_test_id("stRadio").first.get_by_text("Upload").click()
+    _choose_upload(page)
     runs_before = page.runs.finished
-    _upload(page, "bad.txt", b"\x00\x01binary")
-    expect(page.get_by_test_id("stFileChipName").first).to_contain_text("bad.txt")
+    _upload(_extracted_texts(page), "bad.txt", b"\x00\x01binary")
+    expect(_extracted_texts(page).get_by_test_id("stFileChipName")).to_contain_text("bad.txt")
     _wait_until(page, lambda: len(held) == 1, "the upload request was not sent")
     page.wait_for_timeout(2_000)
     assert page.runs.finished == runs_before and not page.runs.running
