@@ -83,13 +83,11 @@ def mean_difference(
         raise ValueError(f"Paired samples need equal lengths, not {len(a)} and {len(b)}.")
     if not len(a) or not len(b):
         return (math.nan, *NAN_PAIR)
+    if paired:  # the mean of the pairs' differences
+        return bootstrap_mean(a - b, confidence, seed, draws)
     low_tail, high_tail = _tails(confidence)
     rng = np.random.default_rng(seed)
-    if paired:
-        differences = a - b
-        resampled = differences[rng.integers(0, len(a), (draws, len(a)))].mean(axis=1)
-    else:
-        resampled = a[rng.integers(0, len(a), (draws, len(a)))].mean(axis=1) - b[rng.integers(0, len(b), (draws, len(b)))].mean(axis=1)
+    resampled = a[rng.integers(0, len(a), (draws, len(a)))].mean(axis=1) - b[rng.integers(0, len(b), (draws, len(b)))].mean(axis=1)
     low, high = np.quantile(resampled, [low_tail, high_tail])
     return float(a.mean() - b.mean()), float(low), float(high)
 
