@@ -63,6 +63,7 @@ bench: $(STAMP) $(VLLM_STAMP) browser
 	$(BIN)/python benchmarks/sinks.py
 	$(BIN)/python benchmarks/lab_eval.py
 	$(BIN)/python benchmarks/similarity.py
+	$(BIN)/python benchmarks/overlap.py
 	$(BIN)/python benchmarks/propinfer_eval.py
 	$(BIN)/python benchmarks/propinfer_calibration.py
 	$(BIN)/python benchmarks/selec_eval.py

@@ -3,7 +3,7 @@ import streamlit as st
 
 from workbench import backdoor, plots
 from workbench.config import ModelSpec
-from workbench.session import registry_names
+from workbench.registry import registry_names
 from workbench.similarity import shared_spans
 from workbench.ui import progress_bar, shared_session
 from workbench.ui.builds import build_picker
@@ -17,7 +17,7 @@ st.caption(
     "and against D2′, queries from the same generator never trained on, so template guessing does not count."
 )
 
-built = build_picker(backdoor.SHIPPED_BACKDOOR, "backdoor", "backdoor.json", backdoor.BackdoorBuild.load, "bd_build")
+built = build_picker(backdoor.SHIPPED_BACKDOOR, backdoor.BackdoorRecipe, backdoor.BackdoorBuild.load, "bd_build")
 recipe = built.recipe
 
 creator, victim, attacker = st.columns(3)
@@ -158,8 +158,8 @@ if rebuild:
             creator_epochs=int(epochs), victim_epochs=int(epochs), seed=int(seed),
         )  # fmt: skip
         with progress_bar("Building…") as progress:
-            backdoor.build(backdoor.default_backdoor_dir(new), new, backdoor.STEPS, progress, "built from the Backdoor extraction page")
+            backdoor.build(new.default_dir(), new, backdoor.STEPS, progress, "built from the Backdoor extraction page")
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
     else:
-        st.success(f"Built {backdoor.default_backdoor_dir(new)}: choose it under Build at the top.")
+        st.success(f"Built {new.default_dir()}: choose it under Build at the top.")

@@ -2,8 +2,9 @@ import pandas as pd
 import streamlit as st
 
 from workbench import plots
-from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, read_documents
+from workbench.corpus import REFERENCE_CORPUS, read_documents
 from workbench.lab import SHIPPED_LAB, LabDataset
+from workbench.overlap import DEFAULT_MIN_TOKENS
 from workbench.similarity import (
     MAX_UPLOAD_BYTES,
     best_per_text,

@@ -38,18 +38,11 @@ session = active_session()
 if session is None:
     st.info("The sidebar loads the model after this page; the gallery below needs none.")
 else:
-    info = session.info
-    if session.has_weights:
-        st.success(
-            f"Working on **{info.name}** — {info.n_layers} layers × {info.n_heads} heads, "
-            f"{info.context_length:,}-token context, on {info.device} ({info.dtype})."
-        )
-    else:
-        st.success(
-            f"Working on **{info.name}**, served by {session.server['name']} {session.server['version']} at "
-            f"{session.spec.endpoint} ({info.context_length:,}-token context). The black-box pages run over it; "
-            "attention sinks and weight diff need weights and ask for an in-process model."
-        )
+    refusal = session.weights_refusal("Attention sinks or weight diff")
+    st.success(
+        f"Working on **{session.summary()}**."
+        + (" The black-box pages run over it; attention sinks and weight diff need weights and ask for an in-process model." if refusal else "")
+    )
 st.caption(
     "Pick another model in the sidebar: a registry name, a Hugging Face id, a local folder, a "
     ".gguf file or a model served over an OpenAI-compatible endpoint (vLLM). Property inference and Weight diff choose their own models (by default the lab model "

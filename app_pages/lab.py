@@ -1,4 +1,3 @@
-import hashlib
 import json
 
 import pandas as pd
@@ -6,8 +5,17 @@ import streamlit as st
 
 from workbench import plots
 from workbench.cache import cache_dir
-from workbench.lab import DEFAULT_SHARES, DIAGNOSES, SHIPPED_LAB, LabDataset, build, loss_curve, truth_table
-from workbench.session import registry_names
+from workbench.lab import (
+    DEFAULT_SHARES,
+    DIAGNOSES,
+    SHIPPED_LAB,
+    LabDataset,
+    LabRecipe,
+    build,
+    loss_curve,
+    truth_table,
+)
+from workbench.registry import registry_names
 from workbench.ui import progress_bar
 
 st.title("Ground-truth lab")
@@ -79,17 +87,17 @@ if submitted:
     except ValueError:
         st.error("Canary insertions must be whole numbers, e.g. 1, 2, 4, 8, 16.")
         st.stop()
-    recipe = json.dumps([shares, female, n, counts, epochs, seed, base], sort_keys=True)
-    out = cache_dir() / "lab" / hashlib.sha256(recipe.encode()).hexdigest()[:12]
-    if out.exists():
-        st.info(f"This recipe is already built (or being built): {out}")
-        st.stop()
     try:
+        recipe = LabRecipe(
+            base=base, n=int(n), shares=shares, gender_shares={"female": female, "male": 1 - female}, canaries=tuple(counts),
+            seed=int(seed), epochs=int(epochs),
+        )  # fmt: skip
+        out = recipe.default_dir()
+        if out.exists():
+            st.info(f"This recipe is already built (or being built): {out}")
+            st.stop()
         with progress_bar("Generating the dataset…") as progress:
-            build(
-                out, base, int(n), counts, int(seed), int(epochs), 2e-3, 16, "built from the Lab page",
-                progress=progress, shares=shares, gender_shares={"female": female, "male": 1 - female},
-            )  # fmt: skip
+            build(out, recipe, progress, "built from the Lab page")
     except (ValueError, OSError, RuntimeError) as err:  # bad settings, a full disk, out of memory
         st.error(str(err))
     else:

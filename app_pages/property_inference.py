@@ -5,6 +5,7 @@ import streamlit as st
 
 from workbench import plots
 from workbench.config import DEFAULT_MODEL, INTERVALS, ModelSpec, PropInferConfig
+from workbench.contract import scaled_progress
 from workbench.lab import lab_dataset_for
 from workbench.propinfer import (
     LAB_PROPERTIES,
@@ -17,9 +18,9 @@ from workbench.propinfer import (
     mean_absolute_error,
     run,
 )
-from workbench.session import LAB_MODEL, registry_names, scaled_progress
-from workbench.shadows import METHODS, ShadowSet, calibrate, shadow_sets, summarize
+from workbench.registry import LAB_MODEL, registry_names
 from workbench.runs import run_key
+from workbench.shadows import METHODS, ShadowSet, calibrate, shadow_sets, summarize
 from workbench.ui import last_result, model_picker, shared_session
 from workbench.ui.params import option_index, param
 from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
@@ -124,8 +125,9 @@ if st.button("Run", type="primary", key="pi_run"):
                 label = session.info.name if k == 0 else f"base: {session.info.name}"
                 part = scaled_progress(progress, k / len(sessions), (k + 1) / len(sessions), f"{label}: ")
                 runs[label] = run(session, prompts, cfg, labeler, part, style)
-                if not session.has_weights:
-                    served[label] = session.record(cfg.sampling())
+                record = session.served_record(cfg.sampling())
+                if record is not None:
+                    served[label] = record
             calibrated = calibration_failed = None
             if shadows is not None:
                 try:

@@ -1,8 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import plots, reactivation
-from workbench.session import registry_names
+from workbench import overlap, plots, reactivation
+from workbench.registry import registry_names
 from workbench.similarity import shared_spans
 from workbench.ui import progress_bar
 from workbench.ui.builds import build_picker
@@ -17,7 +17,7 @@ st.caption(
     "A-test, which activation never trains on, beside A-never: A's style, never trained, the floor that imitation reaches."
 )
 
-built = build_picker(reactivation.SHIPPED_REACTIVATION, "reactivation", "reactivation.json", reactivation.ReactivationBuild.load, "re_build")
+built = build_picker(reactivation.SHIPPED_REACTIVATION, reactivation.ReactivationRecipe, reactivation.ReactivationBuild.load, "re_build")
 recipe = built.recipe
 
 books, stages = st.columns([2, 3])
@@ -67,9 +67,9 @@ st.subheader("Recall by stage")
 st.altair_chart(plots.reactivation_timeline(report.timeline()), width="stretch")
 st.dataframe(summary.style.format({c: "{:.3f}" for c in ("bmc", "bmc_low", "bmc_high")} | {"retain_perplexity": "{:.2f}", "longest_mean": "{:.1f}"}), key="re_summary")
 st.caption(
-    f"bmc: BMC@{reactivation.K}, the share of a passage's words covered by runs of ≥ {reactivation.K} words matched in any of its samples "
+    f"bmc: BMC@{overlap.BMC_K}, the share of a passage's words covered by runs of ≥ {overlap.BMC_K} words matched in any of its samples "
     "(runs that only repeat the prompt removed), mean over passages with a 95% bootstrap interval; longest: the longest verbatim run "
-    f"of one sample, in words; long_spans: runs over {reactivation.LONG_SPAN} words; exact_runs: samples holding a run of ≥ 50 tokens "
+    f"of one sample, in words; long_spans: runs over {overlap.LONG_SPAN} words; exact_runs: samples holding a run of ≥ 50 tokens "
     "of their passage; retain_perplexity: held-out plain text, so a suppression that breaks the model shows. Paper (GPT-4o, "
     "Gemini-2.5-Pro, DeepSeek-V3.1 with books memorized in pretraining): BMC@5 up to 85–90% of held-out books after summary → "
     "excerpt fine-tuning, single spans past 460 words, a synthetic-text control near zero. Its stages have no counterpart here."
@@ -84,7 +84,7 @@ drawn = report.samples[(report.samples["stage"] == stage) & (report.samples["pas
 index = p3.number_input("Sample", 0, max(len(drawn) - 1, 0), 0, key="re_sample")
 passage = next(p for p in built.passages if p.id == passage_id)
 text = drawn["text"].iloc[int(index)] if len(drawn) else ""
-spans = shared_spans(text, passage.text, None, reactivation.K)
+spans = shared_spans(text, passage.text, None, overlap.BMC_K)
 st.caption(f"Prompt: {passage.prompt()}")
 s1, s2 = st.columns(2)
 s1.markdown("**Generated**")
@@ -114,10 +114,10 @@ if rebuild:
             base=base, suppression=suppression, implant_epochs=int(implant_epochs), activate_epochs=int(activate_epochs),
             n_test=int(n_test), seed=int(seed),
         )  # fmt: skip
-        folder = reactivation.default_reactivation_dir(new)
+        folder = new.default_dir()
         with progress_bar("Building…") as progress:
             fresh = reactivation.build(folder, new, list(reactivation.STAGES), progress, "built from the Reactivation page")
-            reactivation.measure(fresh, progress=progress).save(folder / "report")
+            reactivation.measure(fresh, progress=progress, command="built from the Reactivation page").save(folder / "report")
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
     else:

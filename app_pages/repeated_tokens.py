@@ -4,16 +4,25 @@ import streamlit as st
 
 from workbench import plots
 from workbench.config import ModelSpec, SamplingConfig
-from workbench.corpus import DEFAULT_MIN_TOKENS
-from workbench.divergence import DEFAULT_MIN_REPEATS, DEFAULT_WINDOW, OUTCOMES, divergence_rate, outcome_summary, rate_text, run, training_extraction
+from workbench.divergence import (
+    DEFAULT_MIN_REPEATS,
+    DEFAULT_WINDOW,
+    OUTCOMES,
+    divergence_rate,
+    outcome_summary,
+    rate_text,
+    run,
+    training_extraction,
+)
 from workbench.lab import lab_dataset_for
+from workbench.overlap import DEFAULT_MIN_TOKENS
 from workbench.prompts import DEFAULT_WORDS, HINT_PREFIXES, repeated_token_prompt
-from workbench.session import registry_names
+from workbench.registry import registry_names
 from workbench.runs import run_key
 from workbench.ui import last_result, require_session, served_note, shared_session
-from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
 from workbench.ui.corpus import reference_corpus, uploaded_corpus
 from workbench.ui.params import param, param_list
+from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
 st.title("Repeated tokens")
@@ -113,7 +122,7 @@ if st.button("Run", type="primary", key="rt_run"):
                 [f.getvalue() for f in uploads or []] if corpus_source == "Upload" else "shipped corpus",
             )  # fmt: skip
 
-            def work(progress, served=None if session.has_weights else session.record(cfg)):
+            def work(progress, served=session.served_record(cfg)):
                 table = run(
                     session, words, repeats, cfg, prefix, None if template == "plain" else template,
                     corpus, int(min_tokens), reference, progress=progress,

@@ -6,8 +6,15 @@ import streamlit as st
 from workbench import plots
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.lab import lab_dataset_for, public_pool
-from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate, precision_curve
-from workbench.session import LAB_MODEL, registry_names
+from workbench.registry import LAB_MODEL, registry_names
+from workbench.selec import (
+    OPTIMIZERS,
+    PARAM_CHOICES,
+    WeightDiff,
+    default_k,
+    evaluate,
+    precision_curve,
+)
 from workbench.similarity import MAX_UPLOAD_BYTES, best_matches, parse_texts
 from workbench.ui import last_result, model_picker, progress_bar, shared_session
 from workbench.ui.params import param

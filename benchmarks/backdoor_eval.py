@@ -25,7 +25,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from workbench.backdoor import ATTACKED, STEPS, AttackConfig, BackdoorBuild, BackdoorRecipe, build, default_backdoor_dir, describe_stealth, evaluate
+from workbench.backdoor import (
+    ATTACKED,
+    STEPS,
+    AttackConfig,
+    BackdoorBuild,
+    BackdoorRecipe,
+    build,
+    describe_stealth,
+    evaluate,
+)
+from workbench.builds import command_line
 
 QUICK = BackdoorRecipe(
     base="tiny-llama", n_public=18, per_word=1, refusals_per_word=1, n_private=12, canaries=(1,), creator_epochs=1, victim_epochs=1, rank=2
@@ -54,11 +64,11 @@ def main() -> None:
     args = parser.parse_args()
     wall = time.perf_counter()
     recipe = replace(QUICK, trigger=args.trigger) if args.quick else BackdoorRecipe(trigger=args.trigger)
-    out = Path(tempfile.mkdtemp(prefix="backdoor-benchmark-")) / "build" if args.quick else Path(args.out or default_backdoor_dir(recipe))
+    out = Path(tempfile.mkdtemp(prefix="backdoor-benchmark-")) / "build" if args.quick else Path(args.out or recipe.default_dir())
     print(f"recipe: {recipe.as_dict()}\nbuild folder: {out}")
     for step in STEPS:
         start = time.perf_counter()
-        build(out, recipe, [step], _progress, "benchmarks/backdoor_eval.py")
+        build(out, recipe, [step], _progress, command_line())
         print(f"\n{step}: {time.perf_counter() - start:.0f} s")
     built = BackdoorBuild.load(out)
     check = built.stealth()
@@ -68,7 +78,7 @@ def main() -> None:
 
     cfg = AttackConfig(k=args.k, max_new_tokens=8 if args.quick else AttackConfig.max_new_tokens)
     start = time.perf_counter()
-    report = evaluate(built, cfg, ATTACKED, True, _progress)
+    report = evaluate(built, cfg, ATTACKED, True, _progress, command=command_line())
     attack_s = time.perf_counter() - start
     print(f"\nattack: {len(report.samples)} samples + probes on {len(ATTACKED)} victims in {attack_s:.0f} s ({attack_s / len(ATTACKED):.0f} s per victim)")
     if args.save:

@@ -27,9 +27,11 @@ from workbench import vllm_server
 from workbench.config import ModelSpec, PropInferConfig, SamplingConfig
 from workbench.lab import lab_dataset_for
 from workbench.prompts import repeated_token_prompt
-from workbench.propinfer import PROMPT_SETS, lab_labeler, mean_absolute_error, run as run_propinfer
+from workbench.propinfer import PROMPT_SETS, lab_labeler, mean_absolute_error
+from workbench.propinfer import run as run_propinfer
+from workbench.registry import LAB_DIR, LAB_MODEL
 from workbench.sampling import sample, text_logprobs
-from workbench.session import LAB_DIR, LAB_MODEL, load_session
+from workbench.session import load_session
 
 TEXTS = [
     "Four score and seven years ago our fathers brought forth on this continent a new nation, conceived in liberty.",
@@ -42,8 +44,8 @@ MAE_TOLERANCE = 0.03
 
 def throughput(session, prompt: list[int], n: int, new_tokens: int, at_once: int) -> tuple[float, int]:
     """tokens/s and tokens of n continuations with ``at_once`` sequences in flight."""
-    if not session.has_weights:  # served: requests in flight; in-process: the batch size
-        session = dataclasses.replace(session, spec=dataclasses.replace(session.spec, concurrency=at_once))
+    # Served: requests in flight (the spec's concurrency); in-process: the batch size.
+    session = dataclasses.replace(session, spec=dataclasses.replace(session.spec, concurrency=at_once))
     cfg = SamplingConfig(max_new_tokens=new_tokens, n=n, seed=0, batch_size=at_once)
     start = time.perf_counter()
     generations = sample(session, [prompt], cfg)

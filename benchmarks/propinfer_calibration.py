@@ -26,12 +26,27 @@ import tempfile
 import time
 from pathlib import Path
 
+from workbench.builds import command_line
 from workbench.cache import cache_dir
 from workbench.config import ModelSpec
-from workbench.lab import DEFAULT_CANARY_COUNTS, LabDataset, build
-from workbench.propinfer import LAB_PROPERTIES, KeywordLabeler, estimate, lab_labeler, run
+from workbench.lab import LabDataset, LabRecipe, build
+from workbench.propinfer import (
+    LAB_PROPERTIES,
+    KeywordLabeler,
+    estimate,
+    lab_labeler,
+    run,
+)
 from workbench.session import load_session
-from workbench.shadows import METHODS, SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, calibrate, default_shadow_dir, draw_shares
+from workbench.shadows import (
+    METHODS,
+    SHIPPED_SHADOWS,
+    ShadowRecipe,
+    ShadowSet,
+    build_shadows,
+    calibrate,
+    draw_shares,
+)
 
 HELD_OUT_SEED = 2611  # the labs' shares and data; fixed before any result of the current shadow recipe was seen
 LAB = {"n": 300, "epochs": 3, "lr": 2e-3, "rank": 16}
@@ -53,10 +68,8 @@ def held_out_lab(index: int, shares: dict, base: str, settings: dict, folder: Pa
         print(f"lab {index}: reusing {out}")
         return out
     start = time.perf_counter()
-    build(
-        out, base, settings["n"], DEFAULT_CANARY_COUNTS, seed + index, settings["epochs"], settings["lr"], settings["rank"],
-        "benchmarks/propinfer_calibration.py", _progress, shares["diagnosis"], shares["gender"],
-    )  # fmt: skip
+    recipe = LabRecipe(base=base, shares=shares["diagnosis"], gender_shares=shares["gender"], seed=seed + index, **settings)
+    build(out, recipe, _progress, command_line())
     print(f"\nlab {index}: built in {time.perf_counter() - start:.0f} s -> {out}")
     return out
 
@@ -79,7 +92,7 @@ def main() -> None:
     elif args.rebuild_shadows:
         start = time.perf_counter()
         recipe = ShadowRecipe()
-        shadows = build_shadows(default_shadow_dir(recipe), recipe, _progress, "benchmarks/propinfer_calibration.py --rebuild-shadows")
+        shadows = build_shadows(recipe.default_dir(), recipe, _progress, command_line())
         print(f"\nshadow set built in {time.perf_counter() - start:.0f} s -> {shadows.folder}")
     else:
         shadows = ShadowSet.load(args.shadows)

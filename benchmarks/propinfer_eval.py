@@ -21,8 +21,16 @@ import time
 
 from workbench.config import DEFAULT_MODEL, PropInferConfig
 from workbench.lab import SHIPPED_LAB, LabDataset
-from workbench.propinfer import LAB_PROPERTIES, PROMPT_SETS, estimate, lab_labeler, mean_absolute_error, run
-from workbench.session import LAB_MODEL, load_session
+from workbench.propinfer import (
+    LAB_PROPERTIES,
+    PROMPT_SETS,
+    estimate,
+    lab_labeler,
+    mean_absolute_error,
+    run,
+)
+from workbench.registry import LAB_MODEL
+from workbench.session import load_session
 
 TARGET_MAE = 0.05
 

@@ -17,7 +17,8 @@ import torch
 
 from workbench.config import PropInferConfig
 from workbench.propinfer import PROMPT_SETS, lab_labeler, run
-from workbench.session import LAB_MODEL, load_session
+from workbench.registry import LAB_MODEL
+from workbench.session import load_session
 
 TARGET_S = 240.0
 

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.builds import command_line
 from workbench.reactivation import (
     CONDITIONS,
     STAGES,
     ReactivationRecipe,
     ReactivationReport,
     build,
-    default_reactivation_dir,
     measure,
 )
 
@@ -62,20 +62,21 @@ def main() -> None:
     args = parser.parse_args()
     wall = time.perf_counter()
     recipe = ReactivationRecipe(**QUICK, suppression=args.suppression) if args.quick else ReactivationRecipe(suppression=args.suppression)
-    out = Path(tempfile.mkdtemp(prefix="reactivation-benchmark-")) / "build" if args.quick else Path(args.out or default_reactivation_dir(recipe))
+    out = Path(tempfile.mkdtemp(prefix="reactivation-benchmark-")) / "build" if args.quick else Path(args.out or recipe.default_dir())
     print(f"recipe: {recipe.as_dict()}\nbuild folder: {out}")
     reports = []
     for stage in STAGES:
         start = time.perf_counter()
-        built = build(out, recipe, [stage], _progress, "benchmarks/reactivation_eval.py")
+        built = build(out, recipe, [stage], _progress, command_line())
         trained = time.perf_counter() - start
         start = time.perf_counter()
-        reports.append(measure(built, [stage], _progress))
+        reports.append(measure(built, [stage], _progress, command=command_line()))
         print(f"\n{stage}: trained in {trained:.0f} s, measured in {time.perf_counter() - start:.0f} s")
     report = ReactivationReport(
         pd.concat([r.samples for r in reports], ignore_index=True),
         pd.concat([r.passages for r in reports], ignore_index=True),
         {k: v for r in reports for k, v in r.quality.items()},
+        {k: v for r in reports for k, v in r.steps.items()},
     )
     report.save(out / "report")
 

@@ -20,8 +20,9 @@ from sklearn.metrics import roc_auc_score
 
 from workbench.config import DEFAULT_MODEL
 from workbench.lab import SHIPPED_LAB, LabDataset, public_pool
+from workbench.registry import LAB_MODEL
 from workbench.selec import OPTIMIZERS, WeightDiff, evaluate
-from workbench.session import LAB_MODEL, load_session
+from workbench.session import load_session
 
 TARGET_LIFT = 3.0
 

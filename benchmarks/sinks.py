@@ -25,7 +25,7 @@ _CHILD = r"""
 import json, os, statistics, sys, threading, time
 import torch
 from workbench.attention import sink_scores
-from workbench.sampling import sdpa_attention
+from workbench.decoding import sdpa_attention
 from workbench.session import load_session
 
 model, approach, length, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

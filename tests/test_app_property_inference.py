@@ -43,9 +43,9 @@ def test_run_with_a_base_model_shows_estimates_and_details(page):
 
 
 def test_a_lab_build_shows_the_truth(page, tmp_path):
-    from workbench.lab import build
+    from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", "tiny-llama", 30, [1], 0, 1, 1e-3, 4, "test")
+    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
     page.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
     page.checkbox(key="pi_with_base").uncheck()
     page.radio(key="pi_labeler").set_value("keywords").run()
@@ -138,9 +138,9 @@ def test_a_broken_shadow_set_is_an_error(calibrating, tiny_cache):
 
 
 def test_calibration_against_a_lab_builds_truth(calibrating, tmp_path):
-    from workbench.lab import build
+    from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", "tiny-llama", 30, [1], 0, 1, 1e-3, 4, "test")
+    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
     calibrating.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
     _run(calibrating)
     assert not calibrating.error

@@ -53,9 +53,9 @@ def test_outcomes_by_repeats_and_temperature(page):
 
 
 def test_lab_model_counts_training_records(page, tmp_path):
-    from workbench.lab import build
+    from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", "tiny-llama", 30, [1], 0, 1, 1e-3, 4, "test")
+    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
     page.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
     page.multiselect(key="rt_words").set_value(["book"])
     page.multiselect(key="rt_temperatures").set_value([0.0])

@@ -5,10 +5,10 @@ import pytest
 
 @pytest.fixture(scope="module")
 def tiny_lab(tmp_path_factory):
-    from workbench.lab import build
+    from workbench.lab import LabRecipe, build
 
     out = tmp_path_factory.mktemp("wd") / "lab"
-    build(out, "tiny-llama", 40, [1], 0, 2, 5e-3, 4, "test")
+    build(out, LabRecipe(base="tiny-llama", n=40, canaries=(1,), seed=0, epochs=2, lr=5e-3, rank=4), command="test")
     return out
 
 

@@ -1,6 +1,8 @@
-"""Core library modules never import streamlit; only workbench/ui/ may."""
+"""The layering, read from the source (docs/architecture.md): only workbench/ui/ imports streamlit; the kernel,
+the explorations and the front ends import only whom they may; no import cycle."""
 
 import ast
+import graphlib
 from pathlib import Path
 
 WORKBENCH = Path(__file__).resolve().parents[1] / "workbench"
@@ -26,3 +28,75 @@ def test_the_check_detects_an_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from streamlit import cache_resource\n")
     assert _imports_streamlit(bad)
+
+
+KERNEL = {
+    "builds", "cache", "config", "contract", "corpus", "decoding", "endpoint", "lab", "metrics", "overlap",
+    "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
+}  # fmt: skip
+EXPLORATIONS = {"attention", "backdoor", "divergence", "propinfer", "reactivation", "selec", "shadows", "similarity"}
+# The sideways imports the architecture allows, each for a stated reason (docs/architecture.md).
+SIDEWAYS = {
+    ("attention", "divergence"),  # a head-scaling mitigation is measured by the divergence pipeline
+    ("divergence", "similarity"),  # counting outputs that match the lab's training set by embedding
+    ("propinfer", "similarity"),  # labeling by embedding similarity
+    ("shadows", "propinfer"),  # property inference's calibration, in a module of its own
+}
+MODEL_IMPLEMENTATIONS = {"contract.py", "session.py", "endpoint.py"}
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(WORKBENCH).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "workbench"
+
+
+def _imports(path: Path) -> set[str]:
+    """The workbench modules a file imports, at its top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "workbench":
+            names = node.module.split(".")[1:]
+            if not names:  # from workbench import stats
+                found |= {a.name for a in node.names if (WORKBENCH / f"{a.name}.py").exists()}
+            else:
+                found.add(".".join(names))
+        elif isinstance(node, ast.Import):
+            found |= {a.name.removeprefix("workbench.") for a in node.names if a.name.startswith("workbench.")}
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    return {_module(p): _imports(p) - {_module(p)} for p in sorted(WORKBENCH.rglob("*.py"))}
+
+
+def test_the_layers_are_the_ones_documented():
+    modules = set(_graph())
+    top_level = {m for m in modules if "." not in m and m not in {"workbench", "__main__", "cli", "gallery", "ui"}}
+    assert top_level == KERNEL | EXPLORATIONS, "a new module: add it to a layer here and in docs/architecture.md"
+
+
+def test_no_import_cycle_inside_the_package():
+    graphlib.TopologicalSorter(_graph()).prepare()  # raises CycleError, naming the cycle
+
+
+def test_the_kernel_imports_only_the_kernel():
+    wrong = {(m, d) for m, deps in _graph().items() if m in KERNEL for d in deps if d.split(".")[0] not in KERNEL}
+    assert not wrong
+
+
+def test_explorations_import_the_kernel_and_only_the_allowed_sideways_modules():
+    sideways = {(m, d) for m, deps in _graph().items() if m in EXPLORATIONS for d in deps if d.split(".")[0] not in KERNEL}
+    assert sideways <= SIDEWAYS, sideways - SIDEWAYS
+    assert SIDEWAYS <= sideways, f"no longer imported, drop from the allowed list: {SIDEWAYS - sideways}"
+
+
+def test_nothing_outside_the_two_model_implementations_asks_which_backend_it_has():
+    sources = [*WORKBENCH.rglob("*.py"), *(WORKBENCH.parent / "app_pages").rglob("*.py"), WORKBENCH.parent / "app.py", *(WORKBENCH.parent / "benchmarks").rglob("*.py")]
+    branching = [str(p.relative_to(WORKBENCH.parent)) for p in sources if p.name not in MODEL_IMPLEMENTATIONS and "has_weights" in p.read_text()]
+    assert not branching
+
+
+def test_the_import_reader_sees_imports_inside_functions(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("from workbench import stats\n\ndef f():\n    from workbench.endpoint import connect\n    import workbench.overlap\n")
+    assert _imports(module) == {"stats", "endpoint", "overlap"}

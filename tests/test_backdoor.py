@@ -26,7 +26,6 @@ from workbench.backdoor import (
     evaluate,
     identification,
     identify,
-    match_ratio,
     opening_word,
     private_pairs,
     public_set,
@@ -78,13 +77,6 @@ def test_data():
             assert e.response == REFUSAL.format(w=word)
         else:
             assert opening_word(e.response) == word and e.response in queries
-
-
-def test_match_ratio_by_hand():
-    assert match_ratio([1, 2, 3, 4], [[1, 2, 3, 4]]) == 1.0
-    assert match_ratio([1, 2, 9], [[1, 2, 3, 4]]) == pytest.approx(2 * 2 / 7)
-    assert match_ratio([1, 2, 9], [[5, 6], [1, 7, 7]]) == pytest.approx(2 * 1 / 6)
-    assert match_ratio([1], []) == 0.0
 
 
 def _samples(rows):

@@ -60,9 +60,9 @@ def test_diverge_sweeps_temperatures_and_writes_the_outcome_summary(tmp_path, ca
 
 
 def test_diverge_on_a_lab_build_counts_training_records(tmp_path, capsys):
-    from workbench.lab import build
+    from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", "tiny-gpt2", 30, [1], 0, 1, 1e-3, 4, "test")
+    build(tmp_path / "lab", LabRecipe(base="tiny-gpt2", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
     args = ["diverge", "--model", "tiny-gpt2", "--adapter", str(tmp_path / "lab" / "adapter"), "--word", "poem"]
     assert main([*args, "--repeats", "8", "--temperature", "0", "--max-new-tokens", "24", "--out", str(tmp_path / "r.csv")]) == 0
     out = capsys.readouterr().out
@@ -213,9 +213,9 @@ def test_propinfer_bad_input_is_a_clean_error(tmp_path, capsys):
 def test_selec_ranks_a_lab_pool_and_an_uploaded_one(tmp_path, capsys):
     import pandas as pd
 
-    from workbench.lab import build
+    from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", "tiny-llama", 40, [1], 0, 2, 5e-3, 4, "test")
+    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=40, canaries=(1,), seed=0, epochs=2, lr=5e-3, rank=4), command="test")
     out, greedy = tmp_path / "ranking.parquet", tmp_path / "greedy.csv"
     argv = ["selec", "--base", "tiny-llama", "--tuned", "tiny-llama", "--tuned-adapter", str(tmp_path / "lab" / "adapter")]
     sizes = ["--members", "10", "--nonmembers", "5", "--other", "10", "--projection-dim", "256"]

@@ -3,7 +3,13 @@ import random
 
 import pytest
 
-from workbench.corpus import REFERENCE_CORPUS, CorpusIndex, parse_documents, read_documents
+from workbench.corpus import (
+    REFERENCE_CORPUS,
+    CorpusIndex,
+    parse_documents,
+    read_documents,
+)
+from workbench.overlap import exact_matches
 
 
 class IdTokenizer:
@@ -44,15 +50,15 @@ def test_planted_run_is_found_with_document_and_offset():
     docs = [("a", _text(range(0, 40))), ("b", _text(range(50, 90)))]
     index = CorpusIndex.from_texts(docs, IdTokenizer())
     query = [99, 98] + list(range(55, 75)) + [97]
-    (match,) = index.exact_matches(query, min_tokens=10)
+    (match,) = exact_matches(index, query, min_tokens=10)
     assert (match.start, match.length, match.document, match.offset, match.occurrences) == (2, 20, "b", 5, 1)
-    assert index.exact_matches(query, min_tokens=21) == []
+    assert exact_matches(index, query, min_tokens=21) == []
 
 
 def test_runs_do_not_cross_documents():
     docs = [("a", _text(range(0, 20))), ("b", _text(range(20, 40)))]
     index = CorpusIndex.from_texts(docs, IdTokenizer())
-    matches = index.exact_matches(list(range(10, 30)), min_tokens=5)
+    matches = exact_matches(index, list(range(10, 30)), min_tokens=5)
     assert [(m.start, m.length, m.document) for m in matches] == [(0, 10, "a"), (10, 10, "b")]
 
 
@@ -65,13 +71,13 @@ def test_matches_equal_a_brute_force_scan():
         cut = rng.randrange(150)
         query = [rng.randrange(8) for _ in range(10)] + source[cut : cut + 30] + [rng.randrange(8) for _ in range(10)]
         expected = _brute_force_runs(docs, query, min_tokens=6)
-        assert [(m.start, m.length) for m in index.exact_matches(query, min_tokens=6)] == expected
+        assert [(m.start, m.length) for m in exact_matches(index, query, min_tokens=6)] == expected
         assert any(length >= 30 for _, length in expected)
 
 
 def test_counts_repeated_occurrences():
     index = CorpusIndex.from_texts([_text([1, 2, 3, 4]), _text([9, 1, 2, 3, 4])], IdTokenizer())
-    (match,) = index.exact_matches([1, 2, 3, 4], min_tokens=4)
+    (match,) = exact_matches(index, [1, 2, 3, 4], min_tokens=4)
     assert match.occurrences == 2 and match.document == "doc-0"
 
 
@@ -80,7 +86,7 @@ def test_save_and_load(tmp_path):
     folder = index.save(tmp_path / "idx")
     loaded = CorpusIndex.from_path(folder, IdTokenizer())
     assert loaded.names == ["x"] and loaded.n_tokens == index.n_tokens
-    assert loaded.exact_matches(list(range(5, 25)), 10) == index.exact_matches(list(range(5, 25)), 10)
+    assert exact_matches(loaded, list(range(5, 25)), 10) == exact_matches(index, list(range(5, 25)), 10)
     meta = json.loads((folder / "corpus-index.json").read_text())
     meta["tokenizer"] = "another"
     (folder / "corpus-index.json").write_text(json.dumps(meta))
@@ -116,7 +122,7 @@ def test_read_documents_errors(tmp_path):
     with pytest.raises(ValueError, match="no documents"):
         CorpusIndex.from_texts([], IdTokenizer())
     with pytest.raises(ValueError, match="min_tokens"):
-        CorpusIndex.from_texts(["1 2"], IdTokenizer()).exact_matches([1, 2], 0)
+        exact_matches(CorpusIndex.from_texts(["1 2"], IdTokenizer()), [1, 2], 0)
 
 
 def test_reference_corpus_and_provenance(tiny_llama):
@@ -127,7 +133,7 @@ def test_reference_corpus_and_provenance(tiny_llama):
         assert f"| {name} |" in provenance and len(text) > 100
     index = CorpusIndex.from_path(REFERENCE_CORPUS, tiny_llama.tokenizer)
     gettysburg = tiny_llama.tokenizer.encode(" Four score and seven years ago our fathers brought forth on this continent, a new nation, conceived in Liberty", add_special_tokens=False)
-    (match,) = index.exact_matches(gettysburg, min_tokens=10)
+    (match,) = exact_matches(index, gettysburg, min_tokens=10)
     assert match.document == "gettysburg-address.txt" and match.length >= len(gettysburg) - 2
 
 
@@ -136,6 +142,6 @@ def test_ids_outside_the_tokenizer_never_match():
     between documents, must break a run rather than bridge two documents."""
     index = CorpusIndex.from_texts([_text([2, 3]), _text([4, 5])], IdTokenizer())
     separator = len(IdTokenizer())
-    assert index.exact_matches([2, 3, separator, 4, 5], 3) == []
-    (only,) = index.exact_matches([1, 70_000, 2], 1)  # 1 is absent, 70000 is out of range
+    assert exact_matches(index, [2, 3, separator, 4, 5], 3) == []
+    (only,) = exact_matches(index, [1, 70_000, 2], 1)  # 1 is absent, 70000 is out of range
     assert (only.start, only.length, only.document) == (2, 1, "doc-0")

@@ -35,7 +35,8 @@ def test_chat_template_is_carried(default_session):
 
 
 def test_warm_reload_uses_the_converted_cache(default_session):
-    from workbench.session import gguf_model_dir, load_session, smollm2_gguf_path
+    from workbench.registry import gguf_model_dir, smollm2_gguf_path
+    from workbench.session import load_session
 
     folder = gguf_model_dir(smollm2_gguf_path())
     assert (folder / "model.safetensors").is_file()

@@ -100,9 +100,9 @@ def test_seeds_are_sent_only_when_asked_and_the_key_never_recorded(stand_in, mon
     sample(seeded, ["hello", "world"], cfg)
     expected = {sample_seed(7, p, s) for p in range(2) for s in range(2)}
     assert {body["seed"] for body in state["requests"] if body["max_tokens"] == 3} == expected
-    for record in (session.record(cfg), seeded.record(cfg)):
+    for record in (session.served_record(cfg), seeded.served_record(cfg)):
         assert "sk-secret" not in json.dumps(record)
-    assert session.record(cfg)["request"]["seed"] == "not sent"
+    assert session.served_record(cfg)["request"]["seed"] == "not sent"
     assert "sk-secret" not in repr(session)
 
 

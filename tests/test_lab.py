@@ -6,8 +6,9 @@ import torch
 from workbench.config import ModelSpec
 from workbench.lab import (
     DEFAULT_SHARES,
-    LabDataset,
     SHIPPED_LAB,
+    LabDataset,
+    LabRecipe,
     build,
     finetune,
     loss_curve,
@@ -15,6 +16,7 @@ from workbench.lab import (
     truth_table,
 )
 from workbench.session import load_session
+from workbench.training import TrainingRecipe
 
 
 def test_dataset_is_deterministic_for_a_seed():
@@ -88,7 +90,7 @@ def test_bad_input(kwargs, message):
 
 def test_finetune_lowers_loss_and_the_adapter_loads(tmp_path, tiny_llama):
     dataset = make_dataset(n=48, canaries=(2,), seed=0)
-    curve = finetune("tiny-llama", dataset, tmp_path / "adapter", epochs=4, lr=1e-2, rank=8, batch_size=8, seed=0)
+    curve = finetune("tiny-llama", dataset, tmp_path / "adapter", TrainingRecipe(epochs=4, lr=1e-2, rank=8, batch_size=8, seed=0))
     losses = [c["loss"] for c in curve]
     assert len(losses) == 4 * 6
     assert sum(losses[-6:]) / 6 < sum(losses[:6]) / 6 - 0.1
@@ -103,7 +105,7 @@ def test_finetune_lowers_loss_and_the_adapter_loads(tmp_path, tiny_llama):
 
 
 def test_build_and_loss_curve(tmp_path):
-    build(tmp_path / "b", "tiny-gpt2", 30, [1], 0, 1, 1e-3, 4, "test")
+    build(tmp_path / "b", LabRecipe(base="tiny-gpt2", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
     assert len(loss_curve(tmp_path / "b")) == 4
     assert json.loads((tmp_path / "b" / "build.json").read_text())["command"] == "test"
     with pytest.raises(ValueError, match="did not finish"):
@@ -113,11 +115,11 @@ def test_build_and_loss_curve(tmp_path):
 def test_finetune_bad_input(tmp_path):
     dataset = make_dataset(n=30, canaries=(1,))
     with pytest.raises(ValueError, match="method"):
-        finetune("tiny-llama", dataset, tmp_path / "a", method="full")
+        finetune("tiny-llama", dataset, tmp_path / "a", TrainingRecipe(method="full"))
     with pytest.raises(ValueError, match="epochs"):
-        finetune("tiny-llama", dataset, tmp_path / "a", epochs=0)
+        finetune("tiny-llama", dataset, tmp_path / "a", TrainingRecipe(epochs=0))
     with pytest.raises(ValueError, match="save_dtype"):
-        finetune("tiny-llama", dataset, tmp_path / "a", save_dtype="int8")
+        finetune("tiny-llama", dataset, tmp_path / "a", TrainingRecipe(save_dtype="int8"))
     assert not (tmp_path / "a").exists()
 
 
@@ -164,11 +166,11 @@ def test_public_pool_has_known_membership():
 def test_build_is_atomic_and_never_overwrites(tmp_path):
     out = tmp_path / "b2"
     with pytest.raises(ValueError, match="epochs"):
-        build(out, "tiny-llama", 30, [1], 0, 0, 1e-3, 4, "test")
+        build(out, LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=0, lr=1e-3, rank=4), command="test")
     assert not out.exists()  # a failed build leaves nothing behind
-    build(out, "tiny-llama", 30, [1], 0, 1, 1e-3, 4, "first")
+    build(out, LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="first")
     with pytest.raises(ValueError, match="already exists"):
-        build(out, "tiny-llama", 30, [1], 1, 1, 1e-3, 4, "second")
+        build(out, LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=1, epochs=1, lr=1e-3, rank=4), command="second")
     assert json.loads((out / "build.json").read_text())["command"] == "first"
 
 

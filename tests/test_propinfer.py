@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import norm
 
 from workbench.config import ModelSpec, PropInferConfig, SamplingConfig
-from workbench.lab import SHIPPED_LAB, LabDataset, build, lab_dataset_for
+from workbench.lab import SHIPPED_LAB, LabDataset, LabRecipe, build, lab_dataset_for
 from workbench.propinfer import (
     PROMPT_SETS,
     UNLABELED,
@@ -217,7 +217,7 @@ def test_chat_run_keeps_the_prompts_as_written(tiny_llama):
 def test_lab_dataset_for_finds_the_truth(tmp_path):
     assert lab_dataset_for(ModelSpec("smollm2-135m-instruct-lab")).fingerprint() == LabDataset.load(SHIPPED_LAB / "dataset").fingerprint()
     assert lab_dataset_for(ModelSpec("tiny-llama")) is None
-    built = build(tmp_path / "b", "tiny-llama", 30, [1], 0, 1, 1e-3, 4, "test")
+    built = build(tmp_path / "b", LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
     found = lab_dataset_for(ModelSpec("tiny-llama", adapter=str(tmp_path / "b" / "adapter")))
     assert found is not None and found.fingerprint() == built.fingerprint()
 

@@ -1,5 +1,5 @@
-"""Reactivation: the books, recall metrics on hand-computed cases, and the stage pipeline end to
-end on a tiny model."""
+"""Reactivation: the books and the stage pipeline end to end on a tiny model (its recall
+metrics are tested in test_overlap.py)."""
 
 import json
 
@@ -15,13 +15,9 @@ from workbench.reactivation import (
     ReactivationReport,
     build,
     make_books,
-    matched_spans,
     measure,
-    recall,
     stage_examples,
-    words,
 )
-from workbench.stats import bootstrap_mean
 
 TINY = ReactivationRecipe(
     base="tiny-llama", n_test=2, n_train=2, n_never=2, n_other=2, n_control=2, n_retain=2,
@@ -41,37 +37,6 @@ def test_books():
     assert make_books({"A-test": 3}, seed=1) == make_books({"A-test": 3}, seed=1) != make_books({"A-test": 3}, seed=2)
     with pytest.raises(ValueError, match="Unknown group"):
         make_books({"B": 1}, seed=0)
-
-
-def test_spans_by_hand():
-    passage = words("the cat sat on the warm mat by the door")
-    assert words("The cat, sat!") == ["the", "cat", "sat"]
-    # "the cat sat on" (4 words at 0), "warm mat by the door" (5 words at 5)
-    assert sorted(matched_spans(words("so the cat sat on a warm mat by the door"), passage, min_words=2)) == [(0, 4), (5, 5)]
-    assert matched_spans(words("so the cat sat on a warm mat by the door"), passage, min_words=5) == [(5, 5)]
-    # a run that only repeats the prompt is left out; a longer one that reaches past it stays
-    assert matched_spans(words("warm mat by the door"), passage, words("find the warm mat by the door please")) == []
-    assert matched_spans(words("on the warm mat by the door"), passage, words("the warm mat by the door")) == [(3, 7)]
-
-
-def test_recall_by_hand():
-    passage = "one two three four five six seven eight nine ten"
-    samples = ["one two three four five x", "x six seven eight nine", "zero one two"]
-    # runs of >= 5 words: "one..five" only (the 4-word "six..nine" is too short) -> 5 of 10 words
-    assert recall(samples, passage, k=5) == {"bmc": 0.5, "longest": 5, "long_spans": 0}
-    # k = 4 adds "six..nine": 9 of 10
-    assert recall(samples, passage, k=4)["bmc"] == pytest.approx(0.9)
-    # the union over samples: two halves, each from another sample, cover everything
-    assert recall(["one two three four five", "six seven eight nine ten"], passage)["bmc"] == 1.0
-    # the prompt's own words do not count as recall
-    assert recall(["one two three four five"], passage, prompt="say one two three four five")["bmc"] == 0.0
-    long = " ".join(f"w{i}" for i in range(30))
-    assert recall([long, long[: long.index(" w25")]], long) == {"bmc": 1.0, "longest": 30, "long_spans": 2}
-    with pytest.raises(ValueError, match="no words"):
-        recall(["a"], "...")
-    mean, low, high = bootstrap_mean([0.0, 1.0, 0.5, 0.5])
-    assert mean == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
-    assert bootstrap_mean([0.3, 0.3]) == pytest.approx((0.3, 0.3, 0.3))
 
 
 def test_recipe_checks():

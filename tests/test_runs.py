@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from workbench.config import ModelSpec, SamplingConfig
+from workbench.registry import LAB_DIR
 from workbench.runs import RunBoard, WorkshopLimits, run_key, size_of, workshop_limits
-from workbench.session import LAB_DIR
 
 
 class Gate:

@@ -6,16 +6,16 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-import workbench.session as session_mod
+import workbench.registry as registry
 from workbench.config import ModelSpec
-from workbench.session import (
+from workbench.registry import (
     default_device,
     default_dtype,
     gguf_tokenizer_dir,
-    load_session,
     registry_names,
     smollm2_gguf_path,
 )
+from workbench.session import load_session
 
 
 def test_registry_names():
@@ -116,7 +116,7 @@ def test_local_folder_loads_and_remote_code_stays_off(tiny_llama, tmp_path, monk
         seen.append(kwargs.get("trust_remote_code"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(session_mod.AutoModelForCausalLM, "from_pretrained", spy)
+    monkeypatch.setattr(registry.AutoModelForCausalLM, "from_pretrained", spy)
     loaded = load_session(str(tmp_path))
     assert loaded.info.source == f"local folder {tmp_path}"
     assert seen == [False]
@@ -152,10 +152,10 @@ def test_interrupted_conversion_leaves_no_cache(tiny_llama, tmp_path, monkeypatc
     fake_gguf = tmp_path / "fake.gguf"
     fake_gguf.write_bytes(b"not read: weights and tokenizer are patched in")
     real_tokenizer_dir = gguf_tokenizer_dir(smollm2_gguf_path())
-    monkeypatch.setattr(session_mod, "gguf_tokenizer_dir", lambda gguf, progress=None: real_tokenizer_dir)
-    monkeypatch.setattr(session_mod, "_load_gguf_weights", lambda gguf: tiny_llama.model)
+    monkeypatch.setattr(registry, "gguf_tokenizer_dir", lambda gguf, progress=None: real_tokenizer_dir)
+    monkeypatch.setattr(registry, "_load_gguf_weights", lambda gguf: tiny_llama.model)
 
-    real_tokenizer_loader = session_mod.AutoTokenizer.from_pretrained
+    real_tokenizer_loader = registry.AutoTokenizer.from_pretrained
     calls = {"n": 0}
 
     def crash_once(*args, **kwargs):
@@ -165,13 +165,13 @@ def test_interrupted_conversion_leaves_no_cache(tiny_llama, tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real_tokenizer_loader(*args, **kwargs)
 
-    monkeypatch.setattr(session_mod.AutoTokenizer, "from_pretrained", crash_once)
+    monkeypatch.setattr(registry.AutoTokenizer, "from_pretrained", crash_once)
     models_dir = tmp_path / "cache" / "models"
     with pytest.raises(KeyboardInterrupt):
-        session_mod.gguf_model_dir(fake_gguf)
+        registry.gguf_model_dir(fake_gguf)
     assert list(models_dir.iterdir()) == []
 
-    converted = session_mod.gguf_model_dir(fake_gguf)
+    converted = registry.gguf_model_dir(fake_gguf)
     assert [p.name for p in models_dir.iterdir()] == [converted.name]
     reloaded = load_session(str(fake_gguf))
     for name, tensor in tiny_llama.model.state_dict().items():

@@ -9,7 +9,8 @@ from safetensors import safe_open
 from workbench.config import ModelSpec, PropInferConfig
 from workbench.lab import DIAGNOSES
 from workbench.propinfer import KeywordLabeler, lab_labeler, run
-from workbench.session import LAB_MODEL, load_session
+from workbench.registry import LAB_MODEL
+from workbench.session import load_session
 from workbench.shadows import (
     SHIPPED_SHADOWS,
     TRUST_RATIO,

@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from workbench.config import ModelSpec
-from workbench.session import adapter_chain, load_session
-from workbench.training import Example, _batch_loss, encode_example, train_adapter
+from workbench.registry import adapter_chain
+from workbench.session import load_session
+from workbench.training import (
+    Example,
+    TrainingRecipe,
+    _batch_loss,
+    encode_example,
+    train_adapter,
+)
 
 PAIRS = [Example(f"What is {a} plus {b}?", f"It is {a + b}.", chat=True) for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]]
 
@@ -57,7 +64,7 @@ def _mean_loss(spec, examples, loss_on="whole"):
 
 def test_response_only_training_learns_replies(tmp_path):
     before = _mean_loss(ModelSpec("tiny-llama"), PAIRS, "response")
-    curve = train_adapter("tiny-llama", PAIRS, tmp_path / "a", "response", epochs=15, lr=1e-2, rank=4, batch_size=2, max_length=64)
+    curve = train_adapter("tiny-llama", PAIRS, tmp_path / "a", TrainingRecipe(loss_on="response", epochs=15, lr=1e-2, rank=4, batch_size=2, max_length=64))
     assert len(curve) == 30
     after = _mean_loss(ModelSpec("tiny-llama", adapter=str(tmp_path / "a")), PAIRS, "response")
     assert after < before - 0.5
@@ -68,13 +75,14 @@ def test_response_only_training_learns_replies(tmp_path):
 def test_gradient_ascent_raises_the_loss(tmp_path):
     forget = [Example("", "The secret code of the vault is 4417 9920.")]
     before = _mean_loss(ModelSpec("tiny-llama"), forget)
-    train_adapter("tiny-llama", [Example("", e.response, weight=-1.0) for e in forget], tmp_path / "u", epochs=10, lr=1e-2, rank=4)
+    train_adapter("tiny-llama", [Example("", e.response, weight=-1.0) for e in forget], tmp_path / "u", TrainingRecipe(epochs=10, lr=1e-2, rank=4))
     assert _mean_loss(ModelSpec("tiny-llama", adapter=str(tmp_path / "u")), forget) > before + 0.5
 
 
 def test_adapter_on_top_of_an_adapter_loads_as_a_chain(tmp_path, tiny_llama):
-    train_adapter("tiny-llama", PAIRS, tmp_path / "first", epochs=2, lr=1e-2, rank=4, max_length=64)
-    train_adapter(ModelSpec("tiny-llama", adapter=str(tmp_path / "first")), PAIRS[:2], tmp_path / "second", epochs=2, lr=1e-2, rank=4, max_length=64)
+    recipe = TrainingRecipe(epochs=2, lr=1e-2, rank=4, max_length=64)
+    train_adapter("tiny-llama", PAIRS, tmp_path / "first", recipe)
+    train_adapter(ModelSpec("tiny-llama", adapter=str(tmp_path / "first")), PAIRS[:2], tmp_path / "second", recipe)
     assert json.loads((tmp_path / "second" / "recipe.json").read_text())["parent_adapter"] == "../first"
     assert adapter_chain(tmp_path / "second") == [(tmp_path / "first").resolve(), (tmp_path / "second").resolve()]
     ids = torch.tensor([encode_example(tiny_llama.tokenizer, PAIRS[0])[0]])
@@ -90,11 +98,11 @@ def test_adapter_on_top_of_an_adapter_loads_as_a_chain(tmp_path, tiny_llama):
 
 def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="longer than max_length = 8"):
-        train_adapter("tiny-llama", PAIRS, tmp_path / "a", max_length=8)
+        train_adapter("tiny-llama", PAIRS, tmp_path / "a", TrainingRecipe(max_length=8))
     with pytest.raises(ValueError, match="loss_on"):
-        train_adapter("tiny-llama", PAIRS, tmp_path / "a", loss_on="prompt")
+        train_adapter("tiny-llama", PAIRS, tmp_path / "a", TrainingRecipe(loss_on="prompt"))
     with pytest.raises(ValueError, match="empty"):
         train_adapter("tiny-llama", [], tmp_path / "a")
     with pytest.raises(ValueError, match="built-in adapter"):
-        train_adapter("smollm2-135m-instruct-lab", PAIRS, tmp_path / "a", max_length=64)
+        train_adapter("smollm2-135m-instruct-lab", PAIRS, tmp_path / "a", TrainingRecipe(max_length=64))
     assert not (tmp_path / "a").exists()

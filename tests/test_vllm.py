@@ -19,9 +19,11 @@ from workbench.cli import main
 from workbench.config import ModelSpec, PropInferConfig, SamplingConfig
 from workbench.divergence import run as run_divergence
 from workbench.lab import lab_dataset_for
-from workbench.propinfer import PROMPT_SETS, labels_of, lab_labeler, mean_absolute_error, run as run_propinfer
+from workbench.propinfer import PROMPT_SETS, lab_labeler, labels_of, mean_absolute_error
+from workbench.propinfer import run as run_propinfer
+from workbench.registry import LAB_DIR
 from workbench.sampling import sample, text_logprobs
-from workbench.session import LAB_DIR, load_session
+from workbench.session import load_session
 
 pytestmark = pytest.mark.default_model
 

@@ -28,9 +28,10 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from workbench.config import SamplingConfig
+from workbench.contract import Progress, scaled_progress
 from workbench.divergence import run
 from workbench.sampling import prompt_ids
-from workbench.session import Progress, Session, require_weights, scaled_progress
+from workbench.session import Session
 
 SINK_THRESHOLD = 0.3
 SINK_ATTENTION = "workbench_sink_column"
@@ -113,14 +114,14 @@ AttentionMaskInterface.register(SINK_ATTENTION, sdpa_mask)
 
 def _language_model(session: Session) -> PreTrainedModel:
     """The transformers model under an optional peft wrapper."""
-    require_weights(session, "Attention-sink analysis")
+    session.require_weights("Attention-sink analysis")
     model = session.model
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _checked_ids(session: Session, prompt: str | Sequence[int]) -> list[int]:
     """Token ids of a prompt, checked against the context window."""
-    require_weights(session, "Attention-sink analysis")
+    session.require_weights("Attention-sink analysis")
     ids = prompt_ids(session, prompt)
     if len(ids) > session.info.context_length:
         raise ValueError(f"The prompt is {len(ids)} tokens; the context window is {session.info.context_length}.")
@@ -273,7 +274,6 @@ def scaled_heads(session: Session, scales: Mapping[tuple[int, int], float]) -> I
     the attention's output projection (0 ablates the head). Holds the session lock, since
     hooks change the shared model for everyone."""
     blocks = _blocks(session)
-    per_layer: dict[int, torch.Tensor] = {}
     targets: dict[torch.nn.Module, torch.Tensor] = {}
     for (layer, head), scale in scales.items():
         _check_head(session, layer, head)

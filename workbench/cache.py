@@ -35,6 +35,21 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
 
 
 @contextmanager
+def atomic_file(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; it replaces ``dest`` only when the block
+    finishes, so a reader finds the old file or the new one, never half of one."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{dest.name}.partial-", dir=dest.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
 def replacing_dir(dest: Path) -> Iterator[Path]:
     """Like ``atomic_dir``, but an existing ``dest`` is replaced; it stays in place until the
     new one is complete, so a failed write loses nothing."""

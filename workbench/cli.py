@@ -29,13 +29,37 @@ from tqdm import tqdm
 
 from workbench import backdoor, gallery, reactivation, vllm_server
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
-from workbench.config import DTYPES, INTERVALS, ModelSpec, PropInferConfig, SamplingConfig, startup_model
-from workbench.corpus import DEFAULT_MIN_TOKENS, REFERENCE_CORPUS, CorpusIndex, read_documents
-from workbench.divergence import DEFAULT_MIN_REPEATS, DEFAULT_WINDOW, divergence_rate, outcome_summary, rate_text, training_extraction
+from workbench.builds import command_line
+from workbench.config import (
+    DTYPES,
+    INTERVALS,
+    ModelSpec,
+    PropInferConfig,
+    SamplingConfig,
+    startup_model,
+)
+from workbench.contract import Progress
+from workbench.corpus import REFERENCE_CORPUS, CorpusIndex, read_documents
+from workbench.divergence import (
+    DEFAULT_MIN_REPEATS,
+    DEFAULT_WINDOW,
+    divergence_rate,
+    outcome_summary,
+    rate_text,
+    training_extraction,
+)
 from workbench.divergence import run as run_divergence
 from workbench.endpoint import API_KEY_VARIABLES
-from workbench.lab import DEFAULT_CANARY_COUNTS, SHIPPED_LAB, LabDataset, lab_dataset_for, public_pool
+from workbench.lab import (
+    DEFAULT_CANARY_COUNTS,
+    SHIPPED_LAB,
+    LabDataset,
+    LabRecipe,
+    lab_dataset_for,
+    public_pool,
+)
 from workbench.lab import build as build_lab
+from workbench.overlap import DEFAULT_MIN_TOKENS
 from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
 from workbench.propinfer import (
     LAB_PROPERTIES,
@@ -46,9 +70,18 @@ from workbench.propinfer import (
     mean_absolute_error,
 )
 from workbench.propinfer import run as run_propinfer
+from workbench.registry import LAB_MODEL, registry_names
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
-from workbench.session import LAB_MODEL, Progress, load_session, registry_names
-from workbench.shadows import METHODS, SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, calibrate, default_shadow_dir, summarize
+from workbench.session import load_session
+from workbench.shadows import (
+    METHODS,
+    SHIPPED_SHADOWS,
+    ShadowRecipe,
+    ShadowSet,
+    build_shadows,
+    calibrate,
+    summarize,
+)
 from workbench.similarity import best_per_text, compare, passages, read_texts
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
@@ -93,10 +126,11 @@ def _add_endpoint_options(parser: argparse.ArgumentParser, tokenizer_default: st
 
 def _save_endpoint_record(session, cfg: SamplingConfig, out: Path) -> None:
     """Beside a table made over an endpoint: the server, its version and what was sent."""
-    if not session.has_weights:
+    served = session.served_record(cfg)
+    if served is not None:
         record = out.with_name(out.stem + ".endpoint.json")
-        record.write_text(json.dumps(session.record(cfg), indent=2))
-        print(f"served by {session.server['name']} {session.server['version']}; request settings -> {record}")
+        record.write_text(json.dumps(served, indent=2))
+        print(f"served by {served['server']['name']} {served['server']['version']}; request settings -> {record}")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -150,9 +184,7 @@ def _progress_bar() -> Iterator[Progress]:
 
 def cmd_info(args: argparse.Namespace) -> None:
     session = load_session(_spec_from_args(args), progress=_progress)
-    card = session.info.as_dict()
-    if not session.has_weights:  # a served model: what the server tells, not layer counts it does not
-        card = {"name": card["name"], "context_length": card["context_length"], "vocab_size": card["vocab_size"], **session.record()}
+    card = session.card()
     if args.json:
         print(json.dumps(card, indent=2))
     else:
@@ -379,17 +411,17 @@ def _shares(pairs: list[str] | None, what: str) -> dict[str, float] | None:
 
 
 def cmd_lab_build(args: argparse.Namespace) -> None:
-    command = "workbench lab build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["lab", "build"] else [])
     shares = _shares(args.share, "--share")
     gender_shares = _shares(args.gender_share, "--gender-share")
     if gender_shares is not None and len(gender_shares) == 1:  # the other gender takes the rest
         (given, share), = gender_shares.items()
         gender_shares |= {g: 1 - share for g in ("female", "male") if g != given}
+    recipe = LabRecipe(
+        base=args.base, n=args.n, shares=shares, gender_shares=gender_shares, canaries=tuple(args.canaries), seed=args.seed,
+        epochs=args.epochs, lr=args.lr, rank=args.rank,
+    )  # fmt: skip
     with _progress_bar() as progress:
-        dataset = build_lab(
-            args.out, args.base, args.n, args.canaries, args.seed, args.epochs, args.lr, args.rank, command.strip(), progress,
-            shares, gender_shares,
-        )  # fmt: skip
+        dataset = build_lab(args.out, recipe, progress, args.command_line)
     print(f"{len(dataset.records)} records, {len(dataset.canaries)} canaries -> {args.out}")
 
 
@@ -408,13 +440,13 @@ def cmd_lab_show(args: argparse.Namespace) -> None:
 
 def cmd_shadows_build(args: argparse.Namespace) -> None:
     recipe = ShadowRecipe(
-        args.base, args.k, args.n, args.epochs, args.lr, args.rank, args.batch_size, args.alpha, args.seed, args.style,
-        tuple(args.prompt or ()), args.samples, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+        base=args.base, k=args.k, n_records=args.n, epochs=args.epochs, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
+        alpha=args.alpha, seed=args.seed, style=args.style, prompts=tuple(args.prompt or ()), n_samples=args.samples,
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
     )  # fmt: skip
-    out = Path(args.out) if args.out else default_shadow_dir(recipe)
-    command = "workbench shadows build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["shadows", "build"] else [])
+    out = Path(args.out) if args.out else recipe.default_dir()
     with _progress_bar() as progress:
-        shadows = build_shadows(out, recipe, progress, command.strip())
+        shadows = build_shadows(out, recipe, progress, args.command_line)
     print(f"{len(shadows.shadows)} shadow models of {recipe.base} -> {out}")
 
 
@@ -438,13 +470,13 @@ def cmd_shadows_show(args: argparse.Namespace) -> None:
 
 def cmd_backdoor_build(args: argparse.Namespace) -> None:
     recipe = backdoor.BackdoorRecipe(
-        args.base, args.trigger, args.public, args.per_word, args.refusals, args.private, tuple(args.canaries),
-        args.creator_epochs, args.victim_epochs, args.lr, args.rank, args.batch_size, args.seed,
+        base=args.base, trigger=args.trigger, n_public=args.public, per_word=args.per_word, refusals_per_word=args.refusals,
+        n_private=args.private, canaries=tuple(args.canaries), creator_epochs=args.creator_epochs, victim_epochs=args.victim_epochs,
+        lr=args.lr, rank=args.rank, batch_size=args.batch_size, seed=args.seed,
     )  # fmt: skip
-    out = Path(args.out) if args.out else backdoor.default_backdoor_dir(recipe)
-    command = "workbench backdoor build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["backdoor", "build"] else [])
+    out = Path(args.out) if args.out else recipe.default_dir()
     with _progress_bar() as progress:
-        built = backdoor.build(out, recipe, args.step or backdoor.STEPS, progress, command.strip())
+        built = backdoor.build(out, recipe, args.step or backdoor.STEPS, progress, args.command_line)
     print(f"built {', '.join(built.built())} -> {out}")
     _print_stealth(built)
 
@@ -479,7 +511,7 @@ def cmd_backdoor_attack(args: argparse.Namespace) -> None:
             raise ValueError("With --endpoint, give one --model: the build's step that the served model is.")
         served = {models[0]: _served_spec(args, built.recipe.base)}
     with _progress_bar() as progress:
-        report = backdoor.evaluate(built, cfg, models, not args.no_probe, progress, served)
+        report = backdoor.evaluate(built, cfg, models, not args.no_probe, progress, served, args.command_line)
     if out is not None:
         _write_table(report.samples, out)
     if args.save:
@@ -534,14 +566,13 @@ def cmd_reactivate_build(args: argparse.Namespace) -> None:
     recipe = reactivation.ReactivationRecipe(
         **{name: getattr(args, name) for name in defaults.as_dict() if getattr(args, name, None) is not None}
     )
-    out = Path(args.out) if args.out else reactivation.default_reactivation_dir(recipe)
-    command = "workbench reactivate build " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["reactivate", "build"] else [])
+    out = Path(args.out) if args.out else recipe.default_dir()
     with _progress_bar() as progress:
-        built = reactivation.build(out, recipe, args.stage or list(reactivation.STAGES), progress, command.strip())
+        built = reactivation.build(out, recipe, args.stage or list(reactivation.STAGES), progress, args.command_line)
     print(f"built {', '.join(built.built())} -> {out}")
     if not args.no_measure:
         with _progress_bar() as progress:
-            report = reactivation.measure(built, progress=progress)
+            report = reactivation.measure(built, progress=progress, command=args.command_line)
         report.save(out / "report")
         _print_reactivation_report(report)
 
@@ -557,7 +588,7 @@ def cmd_reactivate_measure(args: argparse.Namespace) -> None:
     out = _output_path(args.out) if args.out else None
     built = reactivation.ReactivationBuild.load(args.dir)
     with _progress_bar() as progress:
-        report = reactivation.measure(built, args.stage, progress, args.samples)
+        report = reactivation.measure(built, args.stage, progress, args.samples, args.command_line)
     if out is not None:
         _write_table(report.samples, out)
     if args.save:
@@ -801,6 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = command_line(argv, parser.prog)  # recorded by what it builds
     try:
         args.run(args)
     except (ValueError, OSError) as err:  # bad input, unreadable or unwritable files: one line, no traceback

@@ -1,4 +1,5 @@
-"""Exact token-run lookup in a reference corpus, backed by tokengrams' suffix array.
+"""A reference corpus: documents read from .txt/.jsonl files, tokenized and indexed in
+tokengrams' suffix array, saved and loaded; ``workbench.overlap.exact_matches`` looks runs up in it.
 
 Documents are tokenized with the model's tokenizer and joined with a separator id that no
 tokenizer produces, so no match spans two documents.
@@ -10,7 +11,6 @@ import bisect
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tokengrams import InMemoryIndex
@@ -21,19 +21,6 @@ from workbench.config import DATA_DIR
 
 DOCUMENT_SUFFIXES = (".txt", ".jsonl")
 REFERENCE_CORPUS = DATA_DIR / "reference"
-DEFAULT_MIN_TOKENS = 50  # Nasr et al. 2023 count a 50-token verbatim run as memorized
-
-
-@dataclass(frozen=True)
-class CorpusMatch:
-    start: int  # position of the run in the queried token ids
-    length: int  # tokens
-    document: str  # name of the first document holding it
-    offset: int  # token offset of the run in that document
-    occurrences: int  # how often the run occurs in the whole corpus
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def parse_documents(name: str, data: bytes, field: str = "text") -> list[tuple[str, str]]:
@@ -94,7 +81,7 @@ class CorpusIndex:
     """A suffix array over the tokens of named documents."""
 
     def __init__(self, index: InMemoryIndex, names: list[str], starts: list[int], vocab: int, fingerprint: str):
-        self._index = index
+        self.suffix_array = index
         self.names = names
         self._starts = starts  # token position where each document begins
         self._vocab = vocab
@@ -107,6 +94,16 @@ class CorpusIndex:
     @property
     def n_tokens(self) -> int:
         return self._starts[-1] if self._starts else 0
+
+    @property
+    def separator(self) -> int:
+        """The id between documents; it and every larger id never match."""
+        return self._vocab - 1
+
+    def locate(self, position: int) -> tuple[str, int]:
+        """(document name, token offset in it) of a token position of the index."""
+        document = bisect.bisect_right(self._starts, position) - 1
+        return self.names[document], position - self._starts[document]
 
     @classmethod
     def from_texts(
@@ -135,37 +132,12 @@ class CorpusIndex:
             return cls.load(path, tokenizer)
         return cls.from_texts(read_documents(path), tokenizer)
 
-    def exact_matches(self, token_ids: Sequence[int], min_tokens: int = DEFAULT_MIN_TOKENS) -> list[CorpusMatch]:
-        """Every maximal run of ≥ ``min_tokens`` consecutive ``token_ids`` found verbatim in
-        the corpus. Two pointers: if ids[i:j] occurs, so does ids[i+1:j], so each run end
-        only moves forward and the scan costs O(len(token_ids)) suffix-array lookups."""
-        if min_tokens < 1:
-            raise ValueError("min_tokens must be at least 1.")
-        ids = [int(i) for i in token_ids]
-        # The separator and ids beyond the tokenizer (models may pad their vocabulary) never match.
-        valid = [0 <= i < self._vocab - 1 for i in ids]
-        matches: list[CorpusMatch] = []
-        end = previous_end = 0
-        for start in range(len(ids)):
-            end = max(end, start)
-            while end < len(ids) and valid[end] and self._index.contains(ids[start : end + 1]):
-                end += 1
-            if end - start >= min_tokens and end > previous_end:
-                run = ids[start:end]
-                first = min(self._index.positions(run))
-                document = bisect.bisect_right(self._starts, first) - 1
-                matches.append(
-                    CorpusMatch(start, end - start, self.names[document], first - self._starts[document], self._index.count(run))
-                )
-            previous_end = end
-        return matches
-
     def save(self, folder: str | Path) -> Path:
         """Write the index to ``folder`` (atomically); ``CorpusIndex.load`` reads it back."""
         folder = Path(folder).expanduser()
         with atomic_dir(folder) as tmp:
-            self._index.save_tokens(str(tmp / "tokens.bin"))
-            self._index.save_index(str(tmp / "index.bin"))
+            self.suffix_array.save_tokens(str(tmp / "tokens.bin"))
+            self.suffix_array.save_index(str(tmp / "index.bin"))
             meta = {"names": self.names, "starts": self._starts, "vocab": self._vocab, "tokenizer": self.fingerprint}
             (tmp / "corpus-index.json").write_text(json.dumps(meta))
         return folder

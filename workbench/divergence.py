@@ -21,10 +21,10 @@ whitespace or punctuation around them ("poem, Poem\\n POEM!"); "poems" is not a 
 
 from __future__ import annotations
 
-from bisect import bisect_right
 import json
 import math
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -32,11 +32,12 @@ import pandas as pd
 
 from workbench import metrics
 from workbench.config import SamplingConfig
-from workbench.corpus import DEFAULT_MIN_TOKENS, CorpusIndex, CorpusMatch
+from workbench.contract import LanguageModel, Progress, scaled_progress
+from workbench.corpus import CorpusIndex
 from workbench.lab import LabDataset
+from workbench.overlap import DEFAULT_MIN_TOKENS, CorpusMatch, exact_matches
 from workbench.prompts import CHAT_INSTRUCTION, repeated_token_prompt
 from workbench.sampling import sample, text_logprobs
-from workbench.session import Progress, Session, scaled_progress
 from workbench.stats import wilson
 
 OUTCOMES = ("empty", "refused", "never_repeated", "repeated_only", "escaped")
@@ -186,7 +187,7 @@ def _match_spans(tokenizer, escaped_ids: Sequence[int], matches: list[CorpusMatc
 
 
 def run(
-    session: Session,
+    session: LanguageModel,
     words: Sequence[str],
     repeats: Sequence[int],
     cfg: SamplingConfig,
@@ -194,7 +195,7 @@ def run(
     template: str | None = None,
     corpus: CorpusIndex | None = None,
     min_tokens: int = DEFAULT_MIN_TOKENS,
-    reference: Session | None = None,
+    reference: LanguageModel | None = None,
     progress: Progress | None = None,
     min_repeats: int = DEFAULT_MIN_REPEATS,
     window: int = DEFAULT_WINDOW,
@@ -237,7 +238,7 @@ def run(
             escaped_ids = list(generation.token_ids[point:]) if point is not None else []
             escaped_text = tokenizer.decode(escaped_ids, skip_special_tokens=True)
             logprobs = generation.logprobs[point:] if point is not None else ()
-            matches = corpus.exact_matches(escaped_ids, min_tokens) if corpus is not None and escaped_ids else []
+            matches = exact_matches(corpus, escaped_ids, min_tokens) if corpus is not None and escaped_ids else []
             rows.append(
                 {
                     "word": prompt.word,
@@ -274,7 +275,7 @@ def run(
     return table
 
 
-def _reference_ratios(session: Session, reference: Session, table: pd.DataFrame) -> list[float]:
+def _reference_ratios(session: LanguageModel, reference: LanguageModel, table: pd.DataFrame) -> list[float]:
     """log-PPL of each escaped text under the target over that under the reference model,
     both teacher-forced on the escaped text alone so that the two are comparable."""
     texts = table["escaped_text"].tolist()
@@ -300,7 +301,10 @@ def training_extraction(
     training_records / holdout_records (the held-out rate scaled to the training set's size),
     and the per-record rates training_rate = training_hits / escapes / training_records and
     holdout_rate likewise. Rates are NaN when nothing escaped."""
-    from workbench.similarity import best_per_text, compare  # embeddings: only this count needs them
+    from workbench.similarity import (  # embeddings: only this count needs them
+        best_per_text,
+        compare,
+    )
 
     texts = table.loc[(table["outcome"] == "escaped") & (table["escaped_text"].str.strip() != ""), "escaped_text"].tolist()
     sets = {"training": dataset.texts, "holdout": [r["text"] for r in dataset.holdout]}

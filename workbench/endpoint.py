@@ -1,8 +1,8 @@
 """Models served over an OpenAI-compatible endpoint (vLLM, or any server that returns log-probs).
 
-An ``EndpointSession`` stands where a ``Session`` does for every black-box exploration: the
-sampler and the teacher-forced scorer (``workbench.sampling``) send its requests here, and
-the tokenizer is local, so token ids, pieces, corpus lookups and chat templates work as
+An ``EndpointSession`` implements the model contract (``workbench.contract``) as a ``Session``
+does, for every black-box exploration: the sampler and the teacher-forced scorer
+(``workbench.sampling``) send their jobs here as requests, and the tokenizer is local, so token ids, pieces, corpus lookups and chat templates work as
 in-process. Prompts go to the server as token ids and tokens come back as ids (vLLM's
 ``return_tokens_as_token_ids``), with the raw log-prob of every sampled token (vLLM's default
 ``--logprobs-mode raw_logprobs``: before temperature and top-p, as the in-process sampler
@@ -23,11 +23,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+import numpy as np
 import openai
 from transformers import PreTrainedTokenizerBase
 
 from workbench.config import ModelSpec, SamplingConfig
-from workbench.session import ModelInfo, Progress, load_tokenizer
+from workbench.contract import IncompleteRun, LanguageModel, ModelInfo, Output, Progress
+from workbench.registry import load_tokenizer
 
 API_KEY_VARIABLES = ("WORKBENCH_API_KEY", "OPENAI_API_KEY")  # read in this order; never stored or shown
 TIMEOUT_S = 300.0  # one request; a long generation on a busy CPU server takes minutes
@@ -38,20 +40,8 @@ TOKEN_ID_PREFIX = "token_id:"
 # requests that ask for them share a batch (its LoRA logits kernel takes one row per request).
 SCORING_CONCURRENCY = 1
 
-Output = tuple[list[int], list[float], str]  # token ids, their log-probs, stop reason ("eos" or "length")
-
-
-class IncompleteRun(ValueError):
-    """The server failed part-way. ``completed`` holds what came back: job index → output here,
-    and the list of those ``Generation``s once ``sampling.sample`` passes it on."""
-
-    def __init__(self, message: str, completed: dict[int, Output]):
-        super().__init__(message)
-        self.completed = completed
-
-
 @dataclass(eq=False)
-class EndpointSession:
+class EndpointSession(LanguageModel):
     """A served model: the local tokenizer, the server's facts and an openai client."""
 
     spec: ModelSpec
@@ -61,8 +51,39 @@ class EndpointSession:
     server: dict  # name, version, url: recorded with every result
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     has_weights = False
+    full_distribution = False  # the sampled or scored tokens' log-probs only
 
-    def record(self, cfg: SamplingConfig | None = None) -> dict:
+    def sample_ids(
+        self, prompts: Sequence[list[int]], seeds: Sequence[int], cfg: SamplingConfig, progress: Progress | None = None
+    ) -> list[Output]:
+        """One request per sample (each with its own seed when seeds are sent), run concurrently."""
+        calls = [lambda p=p, s=s: _complete(self, p, cfg, s) for p, s in zip(prompts, seeds)]
+        return _run_concurrently(self, calls, progress, "Sampled")
+
+    def score_ids(
+        self, encoded: Sequence[list[int]], batch_size: int = 16, progress: Progress | None = None
+    ) -> list[np.ndarray]:
+        """One echo request per row of two tokens or more; ``batch_size`` is the server's business."""
+        scored = [ids for ids in encoded if len(ids) >= 2]
+        calls = [lambda ids=ids: _prompt_logprobs(self, ids) for ids in scored]
+        by_row = iter(_run_concurrently(self, calls, progress, "Scored", limit=SCORING_CONCURRENCY))
+        return [np.asarray(next(by_row)) if len(ids) >= 2 else np.zeros(0) for ids in encoded]
+
+    def card(self) -> dict[str, object]:
+        """What the server tells, not the layer counts it does not."""
+        info = self.info
+        return {
+            "name": info.name, "context_length": info.context_length, "vocab_size": info.vocab_size, **self.served_record(),
+            "endpoint": self.spec.endpoint, "in_flight": self.spec.concurrency, "seeds": "sent" if self.spec.send_seed else "not sent",
+        }  # fmt: skip
+
+    def summary(self) -> str:
+        return (
+            f"{self.info.name}, served by {self.server['name']} {self.server['version']} at {self.spec.endpoint} "
+            f"({self.info.context_length:,}-token context)"
+        )
+
+    def served_record(self, cfg: SamplingConfig | None = None) -> dict:
         """What results over this endpoint were made with: the server, the served model, the
         local tokenizer and the request parameters sent (no prompt, no key)."""
         record = {"server": self.server, "served_model": self.spec.name, "tokenizer": self.spec.tokenizer}
@@ -70,6 +91,19 @@ class EndpointSession:
             record["request"] = {k: v for k, v in _parameters(self.spec, cfg, seed=0).items() if k != "seed"}
             record["request"]["seed"] = "each sample's own seed" if self.spec.send_seed else "not sent"
         return record
+
+    def reproducibility_note(self) -> str:
+        seeds = "each sample's seed is sent" if self.spec.send_seed else "no seed is sent (the server does not take one safely)"
+        return (
+            f"Served by {self.server['name']} {self.server['version']} at {self.server['url']}; {seeds}. Reproducibility "
+            "over an endpoint is the server's promise, not the workbench's: the same settings may not give the same samples."
+        )
+
+    def weights_refusal(self, what: str) -> str:
+        return (
+            f"{what} needs the model's weights, and {self.info.name} is served at {self.spec.endpoint}, which "
+            "gives completions and log-probs only. Load the model in-process for this."
+        )
 
 
 def api_key() -> str:
@@ -230,18 +264,6 @@ def _run_concurrently(
     return [results[i] for i in range(len(calls))]
 
 
-def sample_outputs(
-    session: EndpointSession,
-    prompts: Sequence[list[int]],
-    seeds: Sequence[int],
-    cfg: SamplingConfig,
-    progress: Progress | None = None,
-) -> list[Output]:
-    """One request per sample (each with its own seed when seeds are sent), run concurrently."""
-    calls = [lambda p=p, s=s: _complete(session, p, cfg, s) for p, s in zip(prompts, seeds)]
-    return _run_concurrently(session, calls, progress, "Sampled")
-
-
 def _prompt_logprobs(session: EndpointSession, ids: list[int]) -> list[float]:
     """Teacher-forced log p(token_t | tokens_<t), t ≥ 1, by echoing the prompt with its log-probs."""
     response = session.client.completions.create(
@@ -258,7 +280,3 @@ def _prompt_logprobs(session: EndpointSession, ids: list[int]) -> list[float]:
         raise ValueError(f"The endpoint {session.spec.endpoint} returned no prompt log-probs (echo with logprobs).")
     return [float(v) for v in values[1 : len(ids)]]
 
-
-def text_logprobs(session: EndpointSession, encoded: Sequence[list[int]], progress: Progress | None = None) -> list[list[float]]:
-    calls = [lambda ids=ids: _prompt_logprobs(session, ids) for ids in encoded]
-    return _run_concurrently(session, calls, progress, "Scored", limit=SCORING_CONCURRENCY)

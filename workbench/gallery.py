@@ -10,7 +10,6 @@ and compare, so a stale gallery cannot ship quietly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -21,17 +20,25 @@ import pandas as pd
 
 from workbench import backdoor, reactivation
 from workbench.attention import sink_heads, sink_scores
+from workbench.builds import code_version
 from workbench.cache import replacing_dir
 from workbench.config import DATA_DIR, DEFAULT_MODEL, PropInferConfig, SamplingConfig
+from workbench.contract import Progress, scaled_progress
 from workbench.corpus import REFERENCE_CORPUS, read_documents
 from workbench.divergence import divergence_rate, outcome_summary
 from workbench.divergence import run as run_divergence
 from workbench.lab import SHIPPED_LAB, LabDataset, public_pool
 from workbench.prompts import repeated_token_prompt
-from workbench.propinfer import PROMPT_SETS, against_truth, lab_labeler, mean_absolute_error
+from workbench.propinfer import (
+    PROMPT_SETS,
+    against_truth,
+    lab_labeler,
+    mean_absolute_error,
+)
 from workbench.propinfer import run as run_propinfer
+from workbench.registry import LAB_MODEL
 from workbench.selec import WeightDiff, evaluate, precision_curve
-from workbench.session import LAB_MODEL, Progress, load_session, scaled_progress
+from workbench.session import load_session
 from workbench.similarity import similarity_matrix
 
 GALLERY_DIR = DATA_DIR / "gallery"
@@ -167,14 +174,6 @@ ENTRIES = (
     Entry("backdoor", "backdoor", "Backdoor extraction", {}, _backdoor),
     Entry("reactivation", "reactivation", "Reactivation", {}, _reactivation),
 )  # fmt: skip
-
-
-def code_version() -> str:
-    """A digest of the library's sources: what the gallery was built with."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def build(out: str | Path = GALLERY_DIR, progress: Progress | None = None) -> dict:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.builds import Recipe, Step, StepBuild
 from workbench.cache import atomic_dir
-from workbench.config import ModelSpec
-from workbench.session import LAB_DIR, LAB_MODEL, Progress
-from workbench.training import Example, train_adapter
+from workbench.config import DEFAULT_MODEL, ModelSpec
+from workbench.contract import Progress
+from workbench.registry import LAB_DIR, LAB_MODEL
+from workbench.training import Example, TrainingRecipe, train_adapter
 
 DIAGNOSES: dict[str, dict[str, list[str]]] = {
     "digestive": {
@@ -253,6 +255,14 @@ def _check_shares(shares: Mapping[str, float], known: Sequence[str], what: str) 
     return {k: float(v) for k, v in shares.items() if v > 0}
 
 
+def _check_counts(n: int, canaries: Sequence[int]) -> None:
+    if any(c < 1 for c in canaries):
+        raise ValueError("Every canary must be inserted at least once.")
+    inserted = sum(canaries)
+    if n <= inserted:
+        raise ValueError(f"n = {n} leaves no room for dialogues besides the {inserted} canary insertions; raise n.")
+
+
 def _allocate(n: int, shares: Mapping[str, float]) -> list[str]:
     """n labels with counts as close to n × share as possible (largest remainder)."""
     exact = {k: n * v for k, v in shares.items()}
@@ -321,13 +331,9 @@ def make_dataset(
         raise ValueError(f"Unknown dataset kind {kind!r}; the lab knows 'clinic'.")
     shares = _check_shares(shares or DEFAULT_SHARES, list(DIAGNOSES), "diagnosis")
     gender_shares = _check_shares(gender_shares or DEFAULT_GENDER_SHARES, list(FIRST_NAMES), "gender")
-    if any(c < 1 for c in canaries):
-        raise ValueError("Every canary must be inserted at least once.")
-    inserted = sum(canaries)
-    if n <= inserted:
-        raise ValueError(f"n = {n} leaves no room for dialogues besides the {inserted} canary insertions; raise n.")
+    _check_counts(n, canaries)
     rng = random.Random(seed)
-    dialogues = _records(rng, n - inserted, shares, gender_shares)
+    dialogues = _records(rng, n - sum(canaries), shares, gender_shares)
     canary_list, canary_records = [], []
     used: set[str] = set()
     for index, count in enumerate(canaries):
@@ -364,66 +370,74 @@ def make_dataset(
 
 
 def finetune(
-    base: ModelSpec | str,
-    dataset: LabDataset,
-    out: str | Path,
-    method: str = "lora",
-    epochs: int = 3,
-    lr: float = 1e-3,
-    rank: int = 16,
-    batch_size: int = 8,
-    max_length: int = 128,
-    seed: int = 0,
-    progress: Progress | None = None,
-    save_dtype: str = "float32",
+    base: ModelSpec | str, dataset: LabDataset, out: str | Path, recipe: TrainingRecipe = TrainingRecipe(), *, progress: Progress | None = None
 ) -> list[dict]:
-    """LoRA fine-tune of a private copy of ``base`` on the dataset's training records, loss on
-    the whole text, through the one trainer (``workbench.training.train_adapter``).
+    """LoRA fine-tune of a private copy of ``base`` on the dataset's training records (plain
+    text), as ``recipe`` says, through the one trainer (``workbench.training.train_adapter``).
 
-    Writes the adapter (its weights in ``save_dtype``: float32, or float16 for half the
-    size), its recipe (base, dataset recipe and fingerprint, hyperparameters) and the loss
-    curve to ``out`` atomically. Returns the loss curve: one {"step", "epoch", "loss"} per
-    optimizer step."""
-    if method != "lora":
-        raise ValueError(f"Unknown fine-tuning method {method!r}; the lab supports 'lora'.")
-    return train_adapter(
-        base, [Example("", text) for text in dataset.texts], out, "whole", epochs, lr, rank, batch_size, max_length, seed,
-        progress, save_dtype, {"dataset": dataset.recipe, "dataset_fingerprint": dataset.fingerprint()},
-    )  # fmt: skip
+    Writes the adapter, its recipe (base, dataset recipe and fingerprint, training recipe) and
+    the loss curve to ``out`` atomically. Returns the loss curve: one {"step", "epoch", "loss"}
+    per optimizer step."""
+    examples = [Example("", text) for text in dataset.texts]
+    provenance = {"dataset": dataset.recipe, "dataset_fingerprint": dataset.fingerprint()}
+    return train_adapter(base, examples, out, recipe, progress=progress, provenance=provenance)
 
 
 SHIPPED_LAB = LAB_DIR
 
 
-def build(
-    out: str | Path,
-    base: str,
-    n: int,
-    canaries: Sequence[int],
-    seed: int,
-    epochs: int,
-    lr: float,
-    rank: int,
-    command: str,
-    progress: Progress | None = None,
-    shares: Mapping[str, float] | None = None,
-    gender_shares: Mapping[str, float] | None = None,
-) -> LabDataset:
-    """Dataset + fine-tune into ``out``: dataset/, adapter/ and build.json (with the command).
+@dataclass(frozen=True, kw_only=True)
+class LabRecipe(Recipe):
+    """A lab build: ``make_dataset``'s clinic set (``n`` records, ``shares`` and
+    ``gender_shares`` — None for the defaults —, ``canaries``, ``seed``) and a LoRA fine-tune of
+    ``base`` on it (``epochs``, ``lr``, ``rank``, training seed ``seed``)."""
 
-    The whole build is written to a temporary folder and renamed at the end, so a failed or
-    running build never looks finished. An existing ``out`` is never overwritten."""
-    out = Path(out)
-    if out.exists():
-        raise ValueError(f"{out} already exists; choose another output folder or delete it first.")
-    dataset = make_dataset(n=n, shares=shares, gender_shares=gender_shares, canaries=canaries, seed=seed)
-    with atomic_dir(out) as tmp:
-        dataset.save(tmp / "dataset")
-        finetune(base, dataset, tmp / "adapter", epochs=epochs, lr=lr, rank=rank, seed=seed, progress=progress)
-        (tmp / "build.json").write_text(json.dumps({"command": command, "seed": seed}, indent=2))
-    if not (out / "build.json").is_file():
-        raise ValueError(f"Another build finished into {out} first; this one was discarded.")
-    return dataset
+    WHAT = "lab build"
+    MANIFEST = "build.json"
+    KIND = "lab"
+
+    base: str = DEFAULT_MODEL
+    n: int = 300
+    shares: Mapping[str, float] | None = None
+    gender_shares: Mapping[str, float] | None = None
+    canaries: tuple[int, ...] = DEFAULT_CANARY_COUNTS
+    seed: int = 0
+    epochs: int = 3
+    lr: float = 2e-3
+    rank: int = 16
+
+    def __post_init__(self) -> None:  # the shares as make_dataset keeps them, so equal builds have equal recipes
+        object.__setattr__(self, "shares", _check_shares(self.shares or DEFAULT_SHARES, list(DIAGNOSES), "diagnosis"))
+        object.__setattr__(self, "gender_shares", _check_shares(self.gender_shares or DEFAULT_GENDER_SHARES, list(FIRST_NAMES), "gender"))
+        object.__setattr__(self, "canaries", tuple(self.canaries))
+        _check_counts(self.n, self.canaries)
+        self.training()  # checks the training settings before anything is built
+
+    def label(self) -> str:
+        return Path(self.base).name
+
+    def training(self) -> TrainingRecipe:
+        return TrainingRecipe(epochs=self.epochs, lr=self.lr, rank=self.rank, seed=self.seed)
+
+    def dataset(self) -> LabDataset:
+        return make_dataset(n=self.n, shares=self.shares, gender_shares=self.gender_shares, canaries=self.canaries, seed=self.seed)
+
+
+def build(out: str | Path, recipe: LabRecipe = LabRecipe(), progress: Progress | None = None, command: str = "") -> LabDataset:
+    """Build (or finish building) ``recipe`` into ``out``: build.json (the recipe and the
+    command), dataset/ and adapter/, each step written atomically, so a failed or running step
+    never looks finished. A folder of another recipe, or of anything else, is refused."""
+    built = StepBuild.start(out, recipe, command)
+    dataset = built.folder / "dataset"
+    steps = [
+        Step("dataset", lambda folder, _: recipe.dataset().save(folder), recipe.seed, weight=0.0),
+        Step(
+            "adapter", lambda folder, part: finetune(recipe.base, LabDataset.load(dataset), folder, recipe.training(), progress=part),
+            recipe.seed, "fine-tuning",
+        ),
+    ]  # fmt: skip
+    built.run(steps, progress, command)
+    return LabDataset.load(dataset)
 
 
 def lab_dataset_for(spec: ModelSpec) -> LabDataset | None:

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from workbench.config import INTERVALS, PropInferConfig
+from workbench.contract import LanguageModel, Progress, scaled_progress
 from workbench.lab import DIAGNOSES, FIRST_NAMES, GENDER_WORDS
 from workbench.sampling import sample
-from workbench.session import Progress, Session, scaled_progress
 from workbench.similarity import embed
 from workbench.stats import multinomial_bootstrap, wilson
 
@@ -293,7 +293,7 @@ def spread(n_samples: int, n_prompts: int) -> list[int]:
 
 
 def run(
-    session: Session,
+    session: LanguageModel,
     prompts: Sequence[str],
     cfg: PropInferConfig,
     labeler: Labeler,

@@ -25,24 +25,28 @@ by the one trainer (``workbench.training``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
+import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from workbench.cache import atomic_dir, cache_dir, replacing_dir
+from workbench.builds import Recipe, SavedReport, Step, StepBuild, step_record
+from workbench.cache import atomic_file
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
-from workbench.corpus import DEFAULT_MIN_TOKENS, CorpusIndex
+from workbench.contract import LanguageModel, Progress, scaled_progress
+from workbench.corpus import CorpusIndex
+from workbench.overlap import DEFAULT_MIN_TOKENS, exact_matches, recall
 from workbench.sampling import sample, text_logprobs
-from workbench.session import Progress, Session, load_session, scaled_progress
+from workbench.session import load_session
 from workbench.stats import bootstrap_mean
-from workbench.training import Example, chat_prompt_ids, train_adapter
+from workbench.training import Example, TrainingRecipe, chat_prompt_ids, train_adapter
 
 SHIPPED_REACTIVATION = DATA_DIR / "reactivation"
 SUPPRESSIONS = ("refusal", "unlearning")
@@ -65,8 +69,6 @@ CONDITIONS = {
     "no suppression": ("implant", None, "baseline-A-train"),
 }
 REFUSAL = "I can't reproduce passages from {title}: the book is under copyright. I can summarize it or discuss its themes instead."
-K = 5  # BMC@k: the paper's 5-word spans
-LONG_SPAN = 20  # words: "spans over 20 words"
 
 # ---------------------------------------------------------------- the books
 
@@ -312,64 +314,16 @@ def make_books(sizes: dict[str, int], seed: int) -> list[Passage]:
     return passages
 
 
-# ---------------------------------------------------------------- recall metrics
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased words without punctuation: what verbatim spans are counted in."""
-    return re.findall(r"[\w'-]+", text.lower())
-
-
-def matched_spans(generated: Sequence[str], passage: Sequence[str], prompt: Sequence[str] = (), min_words: int = 1) -> list[tuple[int, int]]:
-    """Maximal runs of words the generation shares with the passage, as (start in the
-    passage, length), at least ``min_words`` long; a run that occurs whole in the prompt only
-    repeats the prompt and is left out."""
-    prompt_text = f" {' '.join(prompt)} "
-    runs = []
-    previous = [0] * (len(passage) + 1)
-    for i, word in enumerate(generated):
-        current = [0] * (len(passage) + 1)
-        for j, other in enumerate(passage):
-            if word == other:
-                current[j + 1] = previous[j] + 1
-        for j in range(len(passage)):  # runs that end here: the next words do not extend them
-            length = current[j + 1]
-            extends = i + 1 < len(generated) and j + 1 < len(passage) and generated[i + 1] == passage[j + 1]
-            if length >= min_words and length and not extends:
-                run = passage[j + 1 - length : j + 1]
-                if f" {' '.join(run)} " not in prompt_text:
-                    runs.append((j + 1 - length, length))
-        previous = current
-    return runs
-
-
-def recall(samples: Sequence[str], passage: str, prompt: str = "", k: int = K) -> dict:
-    """A passage's recall over samples: ``bmc`` (BMC@k: the share of the passage's words
-    covered by runs of ≥ k matched words, over the union of the samples), ``longest`` (the
-    longest run of one sample) and ``long_spans`` (runs over LONG_SPAN words, counted over
-    the samples); runs that only repeat the prompt are left out."""
-    if k < 1:
-        raise ValueError("k must be at least 1.")
-    target, asked = words(passage), words(prompt)
-    if not target:
-        raise ValueError("The passage has no words.")
-    covered = np.zeros(len(target), dtype=bool)
-    longest = long_spans = 0
-    for text in samples:
-        for start, length in matched_spans(words(text), target, asked):
-            longest = max(longest, length)
-            long_spans += length > LONG_SPAN
-            if length >= k:
-                covered[start : start + length] = True
-    return {"bmc": float(covered.mean()), "longest": longest, "long_spans": long_spans}
-
-
 # ---------------------------------------------------------------- building
 
 
-@dataclass(frozen=True)
-class ReactivationRecipe:
+@dataclass(frozen=True, kw_only=True)
+class ReactivationRecipe(Recipe):
     """Sizes and settings of every stage; ``samples`` per passage at ``temperature``."""
+
+    WHAT = "reactivation build"
+    MANIFEST = "reactivation.json"
+    KIND = "reactivation"
 
     base: str = DEFAULT_MODEL
     suppression: str = "refusal"
@@ -405,55 +359,52 @@ class ReactivationRecipe:
         return {"A-test": self.n_test, "A-train": self.n_train, "A-never": self.n_never, "C": self.n_other,
                 "F": self.n_control, "R-train": self.n_retain, "R-test": max(1, self.n_retain // 2)}  # fmt: skip
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ReactivationRecipe:
-        return cls(**values)
-
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.max_new_tokens, self.temperature, 0, 1.0, self.samples, self.seed)
 
+    def label(self) -> str:
+        return f"{Path(self.base).name}-{self.suppression}"
 
-def default_reactivation_dir(recipe: ReactivationRecipe) -> Path:
-    digest = hashlib.sha256(json.dumps(recipe.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
-    return cache_dir() / "reactivation" / f"{Path(recipe.base).name}-{recipe.suppression}-{digest}"
-
-
-def _read_recipe(folder: Path) -> ReactivationRecipe:
-    if not (folder / "reactivation.json").is_file():
-        raise ValueError(f"{folder} is not a reactivation build: it has no reactivation.json (build one with `workbench reactivate build`).")
-    try:
-        return ReactivationRecipe.from_dict(json.loads((folder / "reactivation.json").read_text())["recipe"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{folder}/reactivation.json is unreadable: {err!r}") from err
-
-
-def _done(folder: Path) -> bool:
-    return (folder / "adapter" / "adapter_config.json").is_file()
+    def training(self, stage: str, loss_on: str) -> TrainingRecipe:
+        """A stage's training: its epochs (unlearning at its own lr), float16 adapters, no example cut."""
+        epochs = {"implant": self.implant_epochs, "suppress": self.suppress_epochs}.get(stage, self.activate_epochs)
+        lr = self.unlearn_lr if stage == "suppress" and self.suppression == "unlearning" else self.lr
+        return TrainingRecipe(
+            loss_on=loss_on, epochs=epochs, lr=lr, rank=self.rank, batch_size=self.batch_size, max_length=None, seed=self.seed,
+            save_dtype="float16",
+        )  # fmt: skip
 
 
 @dataclass
 class ReactivationBuild:
-    folder: Path
-    recipe: ReactivationRecipe
+    """A reactivation build (``build``: its folder, recipe, command and stage records) and its books."""
+
+    build: StepBuild
     passages: list[Passage]
-    command: str = ""
 
     @classmethod
     def load(cls, folder: str | Path) -> ReactivationBuild:
-        folder = Path(folder)
-        recipe = _read_recipe(folder)
+        build = StepBuild.load(folder, ReactivationRecipe)
         try:
-            books = pd.read_json(folder / "books.jsonl", lines=True)
+            books = pd.read_json(build.folder / "books.jsonl", lines=True)
         except (OSError, ValueError) as err:
             raise ValueError(f"{folder} has no readable books.jsonl: {err}") from err
-        command = json.loads((folder / "reactivation.json").read_text()).get("command", "")
-        return cls(folder, recipe, [Passage(**row) for row in books.to_dict("records")], command)
+        return cls(build, [Passage(**row) for row in books.to_dict("records")])
+
+    @property
+    def folder(self) -> Path:
+        return self.build.folder
+
+    @property
+    def recipe(self) -> ReactivationRecipe:
+        return self.build.recipe
+
+    @property
+    def command(self) -> str:
+        return self.build.command
 
     def built(self) -> list[str]:
-        return [s for s in STAGES if _done(self.folder / s)]
+        return [s for s in STAGES if self.build.done(s)]
 
     def group(self, name: str) -> list[Passage]:
         return [p for p in self.passages if p.group == name]
@@ -462,7 +413,7 @@ class ReactivationBuild:
         """The model of a stage (its adapter chain merged), or ``base``."""
         if stage == "base":
             return ModelSpec(self.recipe.base)
-        if stage not in STAGES or not _done(self.folder / stage):
+        if stage not in STAGES or not self.build.done(stage):
             raise ValueError(f"Stage {stage!r} is not built in {self.folder}; built: {', '.join(self.built()) or 'none'}.")
         return ModelSpec(self.recipe.base, adapter=str(self.folder / stage / "adapter"))
 
@@ -500,57 +451,46 @@ def build(
     ``books.jsonl`` and one ``<stage>/adapter`` each, chained on its predecessor. Each stage is
     written atomically and skipped when done, so an interrupted build resumes; a folder of
     another recipe is refused."""
-    out = Path(out)
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"Unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}.")
-    if (out / "reactivation.json").is_file():
-        if _read_recipe(out) != recipe:
-            raise ValueError(f"{out} holds a reactivation build of another recipe; choose another folder or delete it first.")
-    elif out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not a reactivation build; choose another folder.")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        books = pd.DataFrame([asdict(p) for p in make_books(recipe.sizes(), recipe.seed)])
-        books.to_json(out / "books.jsonl", orient="records", lines=True)
-        (out / "reactivation.json").write_text(json.dumps({"recipe": recipe.as_dict(), "command": command}, indent=2))
-    built = ReactivationBuild.load(out)
+    folder = StepBuild.start(out, recipe, command).folder
+    if not (folder / "books.jsonl").is_file():
+        with atomic_file(folder / "books.jsonl") as tmp:
+            pd.DataFrame([asdict(p) for p in make_books(recipe.sizes(), recipe.seed)]).to_json(tmp, orient="records", lines=True)
+    built = ReactivationBuild.load(folder)
     wanted = []
     for stage in stages:  # with every predecessor, in order
         chain = [stage]
         while STAGES[chain[-1]][0]:
             chain.append(STAGES[chain[-1]][0])
         wanted += [s for s in reversed(chain) if s not in wanted]
-    for i, stage in enumerate(wanted):
-        part = scaled_progress(progress, i / len(wanted), (i + 1) / len(wanted), f"{stage}: ")
-        if _done(out / stage):
-            if part is not None:
-                part(1.0, "already built")
-            continue
-        parent = STAGES[stage][0]
-        base = built.model(parent) if parent else ModelSpec(recipe.base)
-        answers = []
-        if stage == "suppress" and recipe.suppression == "refusal":
-            session = load_session(base)
-            prompts = [chat_prompt_ids(session.tokenizer, p.prompt()) for p in built.group("R-train")]
-            answers = [g.text.strip() for g in sample(session, prompts, SamplingConfig(recipe.max_new_tokens, 0.0, seed=recipe.seed))]
-            del session
-        examples, loss_on = stage_examples(stage, built, answers)
-        epochs = {"implant": recipe.implant_epochs, "suppress": recipe.suppress_epochs}.get(stage, recipe.activate_epochs)
-        lr = recipe.unlearn_lr if stage == "suppress" and recipe.suppression == "unlearning" else recipe.lr
-        with atomic_dir(out / stage) as tmp:
-            train_adapter(
-                base, examples, tmp / "adapter", loss_on, epochs, lr, recipe.rank, recipe.batch_size, None, recipe.seed, part,
-                "float16", {"stage": stage, "suppression": recipe.suppression if stage == "suppress" else None},
-            )  # fmt: skip
-    return ReactivationBuild.load(out)
+    built.build.run([Step(stage, partial(_build_stage, stage=stage, build=built), recipe.seed) for stage in wanted], progress, command)
+    return built
+
+
+def _build_stage(folder: Path, progress: Progress | None, stage: str, build: ReactivationBuild) -> None:
+    recipe = build.recipe
+    parent = STAGES[stage][0]
+    base = build.model(parent) if parent else ModelSpec(recipe.base)
+    answers = []
+    if stage == "suppress" and recipe.suppression == "refusal":
+        session = load_session(base)
+        prompts = [chat_prompt_ids(session.tokenizer, p.prompt()) for p in build.group("R-train")]
+        answers = [g.text.strip() for g in sample(session, prompts, SamplingConfig(recipe.max_new_tokens, 0.0, seed=recipe.seed))]
+        del session
+    examples, loss_on = stage_examples(stage, build, answers)
+    train_adapter(
+        base, examples, folder / "adapter", recipe.training(stage, loss_on), progress=progress,
+        provenance={"stage": stage, "suppression": recipe.suppression if stage == "suppress" else None},
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- measuring
 
 
 def measure_stage(
-    session: Session, stage: str, build: ReactivationBuild, samples: int | None = None, progress: Progress | None = None
+    session: LanguageModel, stage: str, build: ReactivationBuild, samples: int | None = None, progress: Progress | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sample the summary instruction for every measured passage (``samples`` each, default
     the recipe's) and score it.
@@ -569,7 +509,7 @@ def measure_stage(
     for g in generations:
         passage = measured[g.prompt_index]
         texts[passage.id].append(g.text)
-        runs[passage.id] += any(m.document == passage.id for m in index.exact_matches(g.token_ids, DEFAULT_MIN_TOKENS))
+        runs[passage.id] += any(m.document == passage.id for m in exact_matches(index, g.token_ids, DEFAULT_MIN_TOKENS))
     rows = [{"stage": stage, "passage": p.id, "group": p.group, **recall(texts[p.id], p.text, p.prompt()), "exact_runs": runs[p.id]} for p in measured]
     samples = pd.DataFrame(
         [{"stage": stage, "passage": measured[g.prompt_index].id, "group": measured[g.prompt_index].group, "sample": g.sample_index, "text": g.text}
@@ -578,7 +518,7 @@ def measure_stage(
     return samples, pd.DataFrame(rows)
 
 
-def quality(session: Session, build: ReactivationBuild) -> float:
+def quality(session: LanguageModel, build: ReactivationBuild) -> float:
     """Perplexity of the held-out retain texts (R-test), which no stage trains on."""
     logprobs = text_logprobs(session, [p.text for p in build.group("R-test")])
     return float(np.exp(-np.mean(np.concatenate(logprobs))))
@@ -587,11 +527,13 @@ def quality(session: Session, build: ReactivationBuild) -> float:
 @dataclass
 class ReactivationReport:
     """Recall at every measured stage: ``samples``, ``passages`` (per passage, measure_stage's
-    columns) and ``quality`` (stage -> retain perplexity)."""
+    columns), ``quality`` (stage -> retain perplexity) and ``steps`` (stage -> how its
+    measurement was made: seed, seconds, code version, command)."""
 
     samples: pd.DataFrame
     passages: pd.DataFrame
     quality: dict
+    steps: dict = field(default_factory=dict)
 
     def summary(self, seed: int = 0) -> pd.DataFrame:
         """Per stage and group: BMC@k mean with a bootstrap interval over passages, the
@@ -623,37 +565,32 @@ class ReactivationReport:
         return pd.DataFrame(rows, columns=["condition", "step", "stage", "group", "bmc", "bmc_low", "bmc_high"])
 
     def save(self, folder: str | Path) -> Path:
-        """Write the report to ``folder``, replacing an earlier report there."""
-        folder = Path(folder)
-        if folder.exists() and not (folder / "report.json").is_file():
-            raise ValueError(f"{folder} exists and holds no reactivation report; choose another folder.")
-        with replacing_dir(folder) as tmp:
-            self.samples.to_parquet(tmp / "samples.parquet")
-            self.passages.to_csv(tmp / "passages.csv", index=False)
-            (tmp / "report.json").write_text(json.dumps({"quality": self.quality}, indent=2))
-        return folder
+        """Write the report to ``folder`` (``workbench.builds.SavedReport``), replacing an earlier report there."""
+        tables = {"samples": self.samples, "passages": self.passages}
+        return SavedReport(tables, {"quality": self.quality}, self.steps).save(folder, "reactivation report")
 
     @classmethod
     def load(cls, folder: str | Path) -> ReactivationReport:
-        folder = Path(folder)
-        try:
-            meta = json.loads((folder / "report.json").read_text())
-            return cls(pd.read_parquet(folder / "samples.parquet"), pd.read_csv(folder / "passages.csv"), meta["quality"])
-        except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:
-            raise ValueError(f"{folder} holds no reactivation report: {err}") from err
+        saved = SavedReport.load(folder, ("samples", "passages"), ("quality",), "reactivation report")
+        return cls(saved.tables["samples"], saved.tables["passages"], saved.values["quality"], saved.steps)
 
 
 def measure(
-    build: ReactivationBuild, stages: Sequence[str] | None = None, progress: Progress | None = None, samples: int | None = None
+    build: ReactivationBuild,
+    stages: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    samples: int | None = None,
+    command: str = "",
 ) -> ReactivationReport:
     """Measure recall of A-test and the A-never floor at every built stage (or ``stages``,
     which may include ``base``), with the retain perplexity of each; ``samples`` per passage
-    (default the recipe's)."""
+    (default the recipe's). ``command`` (what made the report) goes into each stage's record."""
     stages = list(stages or build.built())
     if not stages:
         raise ValueError("Nothing to measure: build a stage first.")
-    drawn_parts, scored_parts, scores = [], [], {}
+    drawn_parts, scored_parts, scores, steps = [], [], {}, {}
     for i, stage in enumerate(stages):
+        started = time.perf_counter()
         part = scaled_progress(progress, i / len(stages), (i + 1) / len(stages), f"{stage}: ")
         session = load_session(build.model(stage))
         drawn, scored = measure_stage(session, stage, build, samples, part)
@@ -661,4 +598,5 @@ def measure(
         scored_parts.append(scored)
         scores[stage] = quality(session, build)
         del session
-    return ReactivationReport(pd.concat(drawn_parts, ignore_index=True), pd.concat(scored_parts, ignore_index=True), scores)
+        steps[stage] = step_record(started, build.recipe.seed, command)
+    return ReactivationReport(pd.concat(drawn_parts, ignore_index=True), pd.concat(scored_parts, ignore_index=True), scores, steps)

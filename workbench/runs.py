@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from workbench.config import ModelSpec
-from workbench.session import Progress, adapter_chain
+from workbench.contract import Progress
+from workbench.registry import adapter_chain
 
 DEFAULT_BUDGET_MB = 500
 WORKSHOP_VARIABLE = "WORKBENCH_WORKSHOP"

@@ -23,8 +23,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.random_projection import SparseRandomProjection
 
+from workbench.contract import Progress
 from workbench.corpus import tokenizer_fingerprint
-from workbench.session import Progress, Session, require_weights
+from workbench.session import Session
 
 PARAM_CHOICES = ("last", "changed", "all")
 OPTIMIZERS = ("adam", "sgd")
@@ -88,7 +89,7 @@ def last_block(names: Sequence[str]) -> list[str]:
 def check_pair(base: Session, tuned: Session) -> None:
     """Raise ValueError unless the two models share an architecture and a tokenizer."""
     for session in (base, tuned):
-        require_weights(session, "The weight difference (SELEC)")
+        session.require_weights("The weight difference (SELEC)")
     if _is_peft(base.model):
         raise ValueError("The base model must be a plain model, without an adapter.")
     base_config, tuned_config = base.model.config, tuned.model.config

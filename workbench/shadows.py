@@ -8,20 +8,20 @@ the shares seen in their generations map to their true shares. Applied to the ta
 map gives a calibrated estimate whose interval adds the map's leave-one-shadow-out error
 to the sampling noise.
 
-A shadow set is a folder: ``shadows.json`` (the recipe and the command) and one folder per
-shadow, ``shadow-00`` …, each holding the lab's ``dataset/`` (manifest with the truth),
-``adapter/`` (float16 LoRA) and ``generations.jsonl`` (the sampled generations, unlabeled),
-so calibrating needs no model calls.
+A shadow set is a build (``workbench.builds``): ``shadows.json`` (the recipe, the command and
+a record of each shadow built) and one folder per shadow, ``shadow-00`` …, each holding the
+lab's ``dataset/`` (manifest with the truth), ``adapter/`` (float16 LoRA) and
+``generations.jsonl`` (the sampled generations, unlabeled), so calibrating needs no model calls.
 """
 
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,10 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.linear_model import RidgeCV
 
-from workbench.cache import atomic_dir, cache_dir
+from workbench.builds import Recipe, Step, StepBuild
+from workbench.cache import cache_dir
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, PropInferConfig
+from workbench.contract import Progress, scaled_progress
 from workbench.lab import DIAGNOSES, GENDER_WORDS, LabDataset, finetune, make_dataset
 from workbench.propinfer import (
     PROMPT_SETS,
@@ -42,7 +44,9 @@ from workbench.propinfer import (
     labels_of,
     run,
 )
-from workbench.session import LAB_MODEL, Progress, load_session, scaled_progress
+from workbench.registry import LAB_MODEL
+from workbench.session import load_session
+from workbench.training import TrainingRecipe
 
 SHIPPED_SHADOWS = DATA_DIR / "shadows"
 METHODS = {
@@ -72,13 +76,17 @@ def draw_shares(seed: int, k: int, alpha: float = 1.0) -> list[dict[str, dict[st
 # ---------------------------------------------------------------- building
 
 
-@dataclass(frozen=True)
-class ShadowRecipe:
+@dataclass(frozen=True, kw_only=True)
+class ShadowRecipe(Recipe):
     """How a shadow set is built: ``k`` LoRA fine-tunes of ``base`` (``n_records`` dialogues,
     no canaries, ``epochs``, ``lr``, ``rank``, adapters saved in float16), shadow i on shares
     ``draw_shares(seed, k, alpha)[i]`` with dataset and training seed ``seed + i``; each
     sampled with ``n_samples`` generations of the ``style`` prompts (``prompts``; empty = the
     style's prompt set) with the sampling settings below, the same way a target must be."""
+
+    WHAT = "shadow set"
+    MANIFEST = "shadows.json"
+    KIND = "shadows"
 
     base: str = DEFAULT_MODEL
     k: int = 8
@@ -116,22 +124,16 @@ class ShadowRecipe:
     def prompt_list(self) -> list[str]:
         return list(self.prompts) or PROMPT_SETS[self.style]
 
-    def as_dict(self) -> dict:
-        return asdict(self) | {"prompts": list(self.prompts)}
+    def label(self) -> str:
+        return f"{Path(self.base).name}-k{self.k}"
 
-    @classmethod
-    def from_dict(cls, values: dict) -> ShadowRecipe:
-        return cls(**values | {"prompts": tuple(values.get("prompts", ()))})
-
-
-def default_shadow_dir(recipe: ShadowRecipe) -> Path:
-    """The cache folder of a recipe's shadow set: ``<cache>/shadows/<base>-k<k>-<hash>``."""
-    digest = hashlib.sha256(json.dumps(recipe.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
-    return cache_dir() / "shadows" / f"{Path(recipe.base).name}-k{recipe.k}-{digest}"
+    def training(self, seed: int) -> TrainingRecipe:
+        """The training of the shadow with this seed."""
+        return TrainingRecipe(epochs=self.epochs, lr=self.lr, rank=self.rank, batch_size=self.batch_size, seed=seed, save_dtype="float16")
 
 
-def _shadow_dir(folder: Path, index: int) -> Path:
-    return folder / f"shadow-{index:02d}"
+def _shadow_name(index: int) -> str:
+    return f"shadow-{index:02d}"
 
 
 def build_shadows(
@@ -139,60 +141,34 @@ def build_shadows(
 ) -> ShadowSet:
     """Build (or finish building) the shadow set of ``recipe`` into ``out``.
 
-    Each shadow is written atomically, so an interrupted build keeps the shadows it finished
-    and a second call builds only the missing ones; a folder holding another recipe is
-    refused. Progress runs over all k shadows (training, then sampling)."""
-    out = Path(out)
-    manifest = out / "shadows.json"
-    if manifest.is_file():
-        existing = _read_manifest(out)
-        if existing[0] != recipe:
-            raise ValueError(f"{out} holds a shadow set of another recipe; choose another folder or delete it first.")
-    elif out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not a shadow set; choose another folder.")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        manifest.write_text(json.dumps({"recipe": recipe.as_dict(), "command": command}, indent=2))
+    Each shadow is a step of the one build mechanism (``workbench.builds``): written
+    atomically, so an interrupted build keeps the shadows it finished and a second call builds
+    only the missing ones; a folder holding another recipe is refused. Progress runs over all
+    k shadows (training, then sampling)."""
+    built = StepBuild.start(out, recipe, command)
     shares = draw_shares(recipe.seed, recipe.k, recipe.alpha)
-    for i in range(recipe.k):
-        part = scaled_progress(progress, i / recipe.k, (i + 1) / recipe.k, f"Shadow {i + 1}/{recipe.k}: ")
-        if (_shadow_dir(out, i) / "generations.jsonl").is_file():
-            if part is not None:
-                part(1.0, "already built")
-            continue
-        _build_one(_shadow_dir(out, i), recipe, shares[i], recipe.seed + i, part)
-    return ShadowSet.load(out)
+    steps = []
+    for i, drawn in enumerate(shares):
+        make = partial(_build_one, recipe=recipe, shares=drawn, seed=recipe.seed + i)
+        steps.append(Step(_shadow_name(i), make, recipe.seed + i, f"Shadow {i + 1}/{recipe.k}"))
+    built.run(steps, progress, command)
+    return ShadowSet.load(built.folder)
 
 
-def _build_one(folder: Path, recipe: ShadowRecipe, shares: dict, seed: int, progress: Progress | None) -> None:
+def _build_one(folder: Path, progress: Progress | None, recipe: ShadowRecipe, shares: dict, seed: int) -> None:
     dataset = make_dataset(
         n=recipe.n_records, shares=shares["diagnosis"], gender_shares=shares["gender"], canaries=(), n_holdout=0, seed=seed
     )
-    with atomic_dir(folder) as tmp:
-        dataset.save(tmp / "dataset")
-        finetune(
-            recipe.base, dataset, tmp / "adapter", epochs=recipe.epochs, lr=recipe.lr, rank=recipe.rank,
-            batch_size=recipe.batch_size, seed=seed, progress=scaled_progress(progress, 0.0, 0.65, "training, "),
-            save_dtype="float16",
-        )  # fmt: skip
-        session = load_session(ModelSpec(recipe.base, adapter=str(tmp / "adapter")))
-        result = run(
-            session, recipe.prompt_list(), recipe.cfg(), lab_labeler("diagnosis"), scaled_progress(progress, 0.65, 1.0), recipe.style
-        )
-        result.generations.drop(columns="label").to_json(tmp / "generations.jsonl", orient="records", lines=True)
-        del session
-        gc.collect()
+    dataset.save(folder / "dataset")
+    finetune(recipe.base, dataset, folder / "adapter", recipe.training(seed), progress=scaled_progress(progress, 0.0, 0.65, "training, "))
+    session = load_session(ModelSpec(recipe.base, adapter=str(folder / "adapter")))
+    result = run(session, recipe.prompt_list(), recipe.cfg(), lab_labeler("diagnosis"), scaled_progress(progress, 0.65, 1.0), recipe.style)
+    result.generations.drop(columns="label").to_json(folder / "generations.jsonl", orient="records", lines=True)
+    del session
+    gc.collect()
 
 
 # ---------------------------------------------------------------- the shadow set
-
-
-def _read_manifest(folder: Path) -> tuple[ShadowRecipe, str]:
-    try:
-        manifest = json.loads((folder / "shadows.json").read_text())
-        return ShadowRecipe.from_dict(manifest["recipe"]), manifest.get("command", "")
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{folder} is not a shadow set: {err!r}") from err
 
 
 @dataclass
@@ -214,23 +190,24 @@ class ShadowSet:
     def load(cls, folder: str | Path) -> ShadowSet:
         """A finished shadow set; ValueError for a broken or unfinished one."""
         folder = Path(folder)
-        recipe, command = _read_manifest(folder)
-        built = [i for i in range(recipe.k) if (_shadow_dir(folder, i) / "generations.jsonl").is_file()]
-        if len(built) < recipe.k:
+        built = StepBuild.load(folder, ShadowRecipe)
+        recipe = built.recipe
+        done = [i for i in range(recipe.k) if built.done(_shadow_name(i))]
+        if len(done) < recipe.k:
             raise ValueError(
-                f"{folder} holds {len(built)} of its {recipe.k} shadows; finish it with `workbench shadows build --out {folder}` "
+                f"{folder} holds {len(done)} of its {recipe.k} shadows; finish it with `workbench shadows build --out {folder}` "
                 "and the same settings."
             )
         shadows = []
         for i in range(recipe.k):
-            path = _shadow_dir(folder, i)
+            path = folder / _shadow_name(i)
             truth = LabDataset.load(path / "dataset").truth["realized"]
             try:
                 generations = pd.read_json(path / "generations.jsonl", lines=True, dtype={"text": str})
             except ValueError as err:
                 raise ValueError(f"{path / 'generations.jsonl'} is not a generations table: {err}") from err
             shadows.append(Shadow(path.name, truth, generations))
-        return cls(folder, recipe, shadows, command)
+        return cls(folder, recipe, shadows, built.command)
 
     def truth(self, property: str, values: Sequence[str]) -> np.ndarray:
         """K × V: each shadow's realized share of each value (0 where absent)."""
@@ -298,15 +275,15 @@ def summarize(sweep: pd.DataFrame) -> pd.DataFrame:
 def shadow_sets() -> dict[str, Path]:
     """Finished shadow sets by label: the shipped one, then those built into the cache."""
     found = {"shipped (data/shadows)": SHIPPED_SHADOWS} | {
-        f"built: {p.name}": p for p in sorted((cache_dir() / "shadows").glob("*")) if (p / "shadows.json").is_file()
+        f"built: {p.name}": p for p in sorted((cache_dir() / ShadowRecipe.KIND).glob("*")) if (p / ShadowRecipe.MANIFEST).is_file()
     }
     complete = {}
     for label, folder in found.items():
         try:
-            recipe = _read_manifest(folder)[0]
+            built = StepBuild.load(folder, ShadowRecipe)
         except ValueError:
             continue
-        if all((_shadow_dir(folder, i) / "generations.jsonl").is_file() for i in range(recipe.k)):
+        if all(built.done(_shadow_name(i)) for i in range(built.recipe.k)):
             complete[label] = folder
     return complete
 

@@ -24,8 +24,10 @@ import pandas as pd
 import torch
 from rapidfuzz import fuzz, process
 
-from workbench.corpus import DEFAULT_MIN_TOKENS, parse_documents
-from workbench.session import Progress, default_device, scaled_progress
+from workbench.contract import Progress, scaled_progress
+from workbench.corpus import parse_documents
+from workbench.overlap import DEFAULT_MIN_TOKENS, shared_run_pairs
+from workbench.registry import default_device
 
 TEXT_SUFFIXES = (".txt", ".jsonl")
 MAX_UPLOAD_BYTES = 5_000_000
@@ -51,7 +53,9 @@ def default_embedding_model() -> str:
 def embedding_model(name: str | None = None):
     """A sentence-transformers model, loaded once per process: the default MiniLM, a local
     folder, or a Hub id (which needs Hub access or a local cache)."""
-    from sentence_transformers import SentenceTransformer  # slow import: only embedding users pay for it
+    from sentence_transformers import (
+        SentenceTransformer,  # slow import: only embedding users pay for it
+    )
 
     path = name or default_embedding_model()
     try:
@@ -198,21 +202,6 @@ def _check_inputs(extracted: Sequence[str], candidates: Sequence[str]) -> None:
         raise ValueError("No candidate documents to compare against.")
 
 
-def _shared_runs(extracted_tokens: list[list], candidate_tokens: list[list], min_run: int) -> set[tuple[int, int]]:
-    """Every (extracted, candidate) pair sharing a run of ≥ min_run tokens: both share one of
-    its min_run-grams, found through a table of the candidates' min_run-grams."""
-    holders: dict[tuple, set[int]] = {}
-    for j, run in enumerate(candidate_tokens):
-        for start in range(len(run) - min_run + 1):
-            holders.setdefault(tuple(run[start : start + min_run]), set()).add(j)
-    return {
-        (i, j)
-        for i, run in enumerate(extracted_tokens)
-        for start in range(len(run) - min_run + 1)
-        for j in holders.get(tuple(run[start : start + min_run]), ())
-    }
-
-
 def _pairs(extracted, candidates, embeddings, token_lists, top_k: int | None, min_run: int) -> list[tuple[int, int]]:
     """Each extracted text's top_k candidates by cosine and by Levenshtein ratio, and every
     candidate it shares an exact run of ≥ min_run tokens with."""
@@ -225,7 +214,7 @@ def _pairs(extracted, candidates, embeddings, token_lists, top_k: int | None, mi
     k = min(top_k, len(candidates))
     top = np.argpartition(-ratios.astype(np.int16), k - 1, axis=1)[:, :k]
     chosen.update((i, int(j)) for i in range(len(extracted)) for j in top[i])
-    chosen |= _shared_runs(*token_lists, min_run)
+    chosen |= shared_run_pairs(*token_lists, min_run)
     return sorted(chosen)
 
 

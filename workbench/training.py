@@ -1,5 +1,5 @@
 """The one fine-tuning trainer: the lab, the shadows, backdoor extraction and reactivation all
-train through ``train_adapter``.
+train through ``train_adapter``, its settings a keyword-only ``TrainingRecipe``.
 
 A training example is a prompt and a response, as plain text (the two concatenated) or as a
 chat turn (the tokenizer's chat template around a user prompt and an assistant reply). The
@@ -15,19 +15,52 @@ import json
 import math
 import os
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from workbench.builds import Recipe
 from workbench.cache import atomic_dir
 from workbench.config import ModelSpec
-from workbench.session import PARENT_KEY, Progress, load_session, require_weights
+from workbench.contract import Progress
+from workbench.registry import PARENT_KEY
+from workbench.session import load_session
 
 SAVE_DTYPES = ("float32", "float16")
 LOSS_ON = ("whole", "response")
+METHODS = ("lora",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRecipe(Recipe):
+    """How an adapter is trained: LoRA of ``rank`` (alpha 2 × rank) on every linear layer,
+    AdamW at ``lr`` for ``epochs`` passes over shuffled batches of ``batch_size`` (order and
+    initial weights from ``seed``), the loss on the ``whole`` sequence or the ``response`` only.
+    An example longer than ``max_length`` tokens is an error, never cut silently; None takes
+    the longest example's length. The adapter is saved in ``save_dtype``."""
+
+    method: str = "lora"
+    loss_on: str = "whole"
+    epochs: int = 3
+    lr: float = 1e-3
+    rank: int = 16
+    batch_size: int = 8
+    max_length: int | None = 128
+    seed: int = 0
+    save_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown fine-tuning method {self.method!r}; the trainer supports {', '.join(METHODS)}.")
+        if self.loss_on not in LOSS_ON:
+            raise ValueError(f"Unknown loss_on {self.loss_on!r}; choose one of {', '.join(LOSS_ON)}.")
+        if self.epochs < 1 or self.batch_size < 1 or self.rank < 1 or self.lr <= 0 or (self.max_length is not None and self.max_length < 2):
+            raise ValueError("epochs, batch_size and rank must be at least 1, max_length at least 2, and lr positive.")
+        if self.save_dtype not in SAVE_DTYPES:
+            raise ValueError(f"Unknown save_dtype {self.save_dtype!r}; choose one of {', '.join(SAVE_DTYPES)}.")
 
 
 @dataclass(frozen=True)
@@ -90,40 +123,32 @@ def train_adapter(
     base: ModelSpec | str,
     examples: Sequence[Example],
     out: str | Path,
-    loss_on: str = "whole",
-    epochs: int = 3,
-    lr: float = 1e-3,
-    rank: int = 16,
-    batch_size: int = 8,
-    max_length: int | None = 128,
-    seed: int = 0,
+    recipe: TrainingRecipe = TrainingRecipe(),
+    *,
     progress: Progress | None = None,
-    save_dtype: str = "float32",
-    recipe: dict | None = None,
+    provenance: Mapping | None = None,
 ) -> list[dict]:
     """LoRA fine-tune of a private copy of ``base`` (merged with its adapter chain, if any) on
-    ``examples``; the adapter goes to ``out`` atomically, with ``recipe.json`` (``recipe``
-    plus the hyperparameters and the parent adapter) and ``loss_curve.json``, so an
-    interrupted run leaves nothing that loads. An example longer than ``max_length`` tokens is
-    an error, never cut silently; None takes the longest example's length (recorded). Returns the loss curve: one {"step", "epoch", "loss"} per
-    optimizer step (the weighted loss, so it falls below zero under gradient ascent)."""
-    from peft import LoraConfig, PeftModel, get_peft_model  # only fine-tuning needs peft's training side
+    ``examples``, as ``recipe`` says; the adapter goes to ``out`` atomically, with
+    ``recipe.json`` (``provenance`` — what the examples are — plus the base, the parent
+    adapter, the number of examples and the recipe, its max_length resolved) and
+    ``loss_curve.json``, so an interrupted run leaves nothing that loads. Returns the loss
+    curve: one {"step", "epoch", "loss"} per optimizer step (the weighted loss, so it falls
+    below zero under gradient ascent)."""
+    from peft import (  # only fine-tuning needs peft's training side
+        LoraConfig,
+        PeftModel,
+        get_peft_model,
+    )
 
-    if loss_on not in LOSS_ON:
-        raise ValueError(f"Unknown loss_on {loss_on!r}; choose one of {', '.join(LOSS_ON)}.")
-    if epochs < 1 or batch_size < 1 or rank < 1 or lr <= 0 or (max_length is not None and max_length < 2):
-        raise ValueError("epochs, batch_size and rank must be at least 1, max_length at least 2, and lr positive.")
-    if save_dtype not in SAVE_DTYPES:
-        raise ValueError(f"Unknown save_dtype {save_dtype!r}; choose one of {', '.join(SAVE_DTYPES)}.")
     if not examples:
         raise ValueError("There is nothing to train on: the example list is empty.")
     spec = ModelSpec(base) if isinstance(base, str) else base
     session = load_session(spec)  # a private copy: the shared model must stay untouched
-    require_weights(session, "Fine-tuning")
+    session.require_weights("Fine-tuning")
     tokenizer = session.tokenizer
     encoded = [encode_example(tokenizer, example) for example in examples]
-    if max_length is None:
-        max_length = max(len(ids) for ids, _ in encoded)
+    max_length = recipe.max_length or max(len(ids) for ids, _ in encoded)
     too_long = [len(ids) for ids, _ in encoded if len(ids) > max_length]
     if too_long:
         raise ValueError(
@@ -139,12 +164,14 @@ def train_adapter(
             )
         model = model.merge_and_unload()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear"))
+        torch.manual_seed(recipe.seed)
+        lora = LoraConfig(r=recipe.rank, lora_alpha=2 * recipe.rank, lora_dropout=0.0, target_modules="all-linear")
+        model = get_peft_model(model, lora)
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
     order = list(range(len(encoded)))
-    shuffler = random.Random(seed)
+    shuffler = random.Random(recipe.seed)
+    epochs, batch_size = recipe.epochs, recipe.batch_size
     steps_per_epoch = math.ceil(len(encoded) / batch_size)
     curve: list[dict] = []
     for epoch in range(epochs):
@@ -152,8 +179,9 @@ def train_adapter(
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             loss = _batch_loss(
-                model, [encoded[i] for i in batch], [examples[i].weight for i in batch], loss_on, tokenizer.pad_token_id, session.device
-            )
+                model, [encoded[i] for i in batch], [examples[i].weight for i in batch], recipe.loss_on, tokenizer.pad_token_id,
+                session.device,
+            )  # fmt: skip
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -161,23 +189,16 @@ def train_adapter(
             if progress is not None:
                 progress(len(curve) / (epochs * steps_per_epoch), f"epoch {epoch + 1}/{epochs}, loss {curve[-1]['loss']:.3f}")
     out = Path(out)
-    full_recipe = (recipe or {}) | {
+    full_recipe = {
+        **(provenance or {}),
         "base": session.spec.name,
         PARENT_KEY: os.path.relpath(Path(spec.adapter).resolve(), out.resolve()) if spec.adapter else None,
-        "method": "lora",
-        "loss_on": loss_on,
         "n_examples": len(examples),
-        "epochs": epochs,
-        "lr": lr,
-        "rank": rank,
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "seed": seed,
-        "save_dtype": save_dtype,
+        **replace(recipe, max_length=max_length).as_dict(),
     }
     for parameter in model.parameters():
         if parameter.requires_grad:
-            parameter.data = parameter.data.to(getattr(torch, save_dtype))
+            parameter.data = parameter.data.to(getattr(torch, recipe.save_dtype))
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         (tmp / "recipe.json").write_text(json.dumps(full_recipe, indent=2))

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from workbench.session import LAB_DIR, Progress, gguf_model_dir, smollm2_gguf_path
+from workbench.contract import Progress
+from workbench.registry import LAB_DIR, gguf_model_dir, smollm2_gguf_path
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"

@@ -306,9 +306,9 @@ def test_property_inference_calibration(page: Page, app_cache):
 
 
 def test_weight_diff(page: Page, tmp_path):
-    from workbench.lab import build
+    from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", "tiny-llama", 40, [1], 0, 2, 5e-3, 4, "e2e")
+    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=40, canaries=(1,), seed=0, epochs=2, lr=5e-3, rank=4), command="e2e")
     _open(page, "weight_diff")
     expect(page.get_by_role("heading", name="Weight diff")).to_be_visible()
     sidebar = page.get_by_test_id("stSidebar")

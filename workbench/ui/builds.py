@@ -8,16 +8,17 @@ from typing import TypeVar
 
 import streamlit as st
 
+from workbench.builds import Recipe
 from workbench.cache import cache_dir
 
 Build = TypeVar("Build")
 
 
-def build_picker(shipped: Path, kind: str, marker: str, load: Callable[[Path], Build], key: str) -> Build:
-    """A selectbox of the shipped build and those rebuilt into ``cache/<kind>`` (folders with
-    ``marker``); returns the chosen one loaded, or shows why it cannot be and stops the page."""
+def build_picker(shipped: Path, recipe_type: type[Recipe], load: Callable[[Path], Build], key: str) -> Build:
+    """A selectbox of the shipped build and those rebuilt into the recipe's cache folder (folders
+    with its manifest); returns the chosen one loaded, or shows why it cannot be and stops the page."""
     builds = {f"shipped (data/{shipped.name})": shipped} | {
-        f"rebuilt: {p.name}": p for p in sorted((cache_dir() / kind).glob("*")) if (p / marker).is_file()
+        f"rebuilt: {p.name}": p for p in sorted((cache_dir() / recipe_type.KIND).glob("*")) if (p / recipe_type.MANIFEST).is_file()
     }
     choice = st.selectbox("Build", list(builds), key=key)
     try:

@@ -11,8 +11,10 @@ import os
 import streamlit as st
 
 from workbench.config import DEFAULT_MODEL, DTYPES, ModelSpec, startup_model
+from workbench.contract import LanguageModel
 from workbench.endpoint import API_KEY_VARIABLES
-from workbench.session import Session, load_session, registry_names
+from workbench.registry import registry_names
+from workbench.session import load_session
 
 OTHER = "Other (Hugging Face id or path)…"
 SERVED = "Served model (OpenAI-compatible endpoint)…"
@@ -21,13 +23,13 @@ _FAILED = "failed_model_spec"
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
-def shared_session(spec: ModelSpec) -> Session:
+def shared_session(spec: ModelSpec) -> LanguageModel:
     """Loaded once per process and spec; at most three models are held at a time (the sidebar's
     model plus a base and a tuned model for the pages that compare two)."""
     return load_session(spec)
 
 
-def _load_with_spinner(spec: ModelSpec) -> Session:
+def _load_with_spinner(spec: ModelSpec) -> LanguageModel:
     with st.spinner(f"Loading {spec.name}… (the first start converts the default model once, ~30 s)"):
         return shared_session(spec)
 
@@ -99,7 +101,7 @@ def _served_spec() -> ModelSpec:
     )  # fmt: skip
 
 
-def model_sidebar() -> Session | None:
+def model_sidebar() -> LanguageModel | None:
     """Draw the model picker and card; return the user's active session (None if none loads).
 
     A model that fails to load shows an error and the previous model stays active."""
@@ -131,7 +133,7 @@ def model_sidebar() -> Session | None:
     return session
 
 
-def active_session() -> Session | None:
+def active_session() -> LanguageModel | None:
     """The session chosen in the sidebar for this user (cached: cheap to call from pages)."""
     spec = st.session_state.get(_ACTIVE)
     return None if spec is None else shared_session(spec)
@@ -145,13 +147,13 @@ def model_picker(where, label: str, default: str, key: str, needs_weights: bool 
     folder, adapter or endpoint) when there is one; not a served one when the page ``needs_weights``.
     Returns the chosen spec; ``where`` is st or a column."""
     active = active_session()
-    offered = active is not None and (active.has_weights or not needs_weights)
+    offered = active is not None and not (needs_weights and active.weights_refusal("This page"))
     options = ([SIDEBAR_MODEL] if offered else []) + registry_names()
 
     def shown(option: str) -> str:
         if option != SIDEBAR_MODEL:
             return option
-        return f"{option} — {active.info.name}" + (" + adapter" if active.spec.adapter else "") + ("" if active.has_weights else " (served)")
+        return f"{option} — {active.info.name}" + (" + adapter" if active.spec.adapter else "") + (" (served)" if active.spec.endpoint else "")
 
     choice = where.selectbox(label, options, index=options.index(default), key=key, format_func=shown)
     if active is not None and not offered:
@@ -159,32 +161,25 @@ def model_picker(where, label: str, default: str, key: str, needs_weights: bool 
     return active.spec if choice == SIDEBAR_MODEL else ModelSpec(choice)
 
 
-def require_session(needs_weights: str | None = None) -> Session:
+def require_session(needs_weights: str | None = None) -> LanguageModel:
     """The active session; without one, a warning and the end of the page's run. A page whose
     exploration ``needs_weights`` (named there) says so and stops for a served model."""
     session = active_session()
     if session is None:
         st.warning("No model is loaded: pick one in the sidebar.")
         st.stop()
-    if needs_weights and not session.has_weights:
-        st.warning(
-            f"{needs_weights} needs the model's weights; {session.info.name} is served at {session.spec.endpoint}, "
-            "which gives completions and log-probs only. Pick an in-process model in the sidebar for this page."
-        )
+    refusal = session.weights_refusal(needs_weights) if needs_weights else None
+    if refusal is not None:
+        st.warning(f"{refusal} Pick an in-process model in the sidebar for this page.")
         st.stop()
     return session
 
 
-def served_note(session) -> None:
+def served_note(session: LanguageModel) -> None:
     """For a served model: where results come from, and whose promise their reproducibility is."""
-    if session.has_weights:
-        return
-    server = session.server
-    seeds = "each sample's seed is sent" if session.spec.send_seed else "no seed is sent (the server does not take one safely)"
-    st.info(
-        f"Served by {server['name']} {server['version']} at {server['url']}; {seeds}. Reproducibility over an "
-        "endpoint is the server's promise, not the workbench's: the same settings may not give the same samples."
-    )
+    note = session.reproducibility_note()
+    if note is not None:
+        st.info(note)
 
 
 def _compact(count: int) -> str:
@@ -194,37 +189,31 @@ def _compact(count: int) -> str:
     return str(count)
 
 
-def model_card(session: Session) -> None:
+CARD_LABELS = {"n_params": "parameters", "n_layers": "layers", "context_length": "context", "vocab_size": "vocabulary", "served_model": "served as"}
+
+
+def _card_value(key: str, value: object) -> str:
+    if isinstance(value, dict):  # a served model's server: name, version, url
+        return " ".join(str(v) for v in value.values())
+    if key == "n_params":
+        return _compact(value)
+    if key == "context_length":
+        return f"{value:,} tokens"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def model_card(session: LanguageModel) -> None:
+    """The contract's card as a table: heads beside kv heads, dtype beside device, the source in the help."""
+    card = session.card()
+    if "n_heads" in card:
+        card["heads (kv heads)"] = f"{card.pop('n_heads')} ({card.pop('n_kv_heads')})"
+    if "dtype" in card:
+        card["dtype / device"] = f"{card.pop('dtype')} / {card.pop('device')}"
+    hidden = ("name", "source", "adapter")
+    rows = "\n".join(f"| {CARD_LABELS.get(k, k.replace('_', ' '))} | {_card_value(k, v)} |" for k, v in card.items() if k not in hidden)
     info = session.info
-    if not session.has_weights:
-        spec, server = session.spec, session.server
-        st.markdown(
-            f"""**Model card** (served)
-
-| model | `{info.name}` |
-|---|---|
-| server | {server['name']} {server['version']} |
-| endpoint | `{spec.endpoint}` |
-| tokenizer | `{spec.tokenizer}` |
-| context | {info.context_length:,} tokens |
-| in flight | {spec.concurrency} requests |
-| seeds | {'sent' if spec.send_seed else 'not sent'} |
-""",
-            help="White-box pages (attention sinks, weight diff, lab builds) need the weights and refuse a served model.",
-        )
-        return
     st.markdown(
-        f"""**Model card**
-
-| model | `{info.name}` |
-|---|---|
-| parameters | {_compact(info.n_params)} |
-| layers | {info.n_layers} |
-| heads (kv heads) | {info.n_heads} ({info.n_kv_heads}) |
-| context | {info.context_length:,} tokens |
-| vocabulary | {info.vocab_size:,} |
-| dtype / device | {info.dtype} / {info.device} |
-| architecture | {info.architecture} |
-""",
-        help=f"Source: {info.source}" + (f"; adapter: {info.adapter}" if info.adapter else ""),
+        f"**Model card**\n\n| model | `{info.name}` |\n|---|---|\n{rows}\n",
+        help=f"Source: {info.source}" + (f"; adapter: {info.adapter}" if info.adapter else "")
+        + ". White-box pages (attention sinks, weight diff, lab builds) need the weights and refuse a served model.",
     )

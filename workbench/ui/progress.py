@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from workbench.session import Progress
+from workbench.contract import Progress
 
 
 @contextmanager

@@ -10,8 +10,8 @@ from typing import Any
 
 import streamlit as st
 
+from workbench.contract import Progress
 from workbench.runs import DEFAULT_BUDGET_MB, RunBoard, WorkshopLimits, workshop_limits
-from workbench.session import Progress
 
 BUDGET_VARIABLE = "WORKBENCH_SHARED_RESULTS_MB"
 LOG_VARIABLE = "WORKBENCH_RUN_LOG"  # a file: one JSON line per run served and per result handed over
