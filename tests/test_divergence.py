@@ -52,6 +52,31 @@ CASES = {
 }
 
 
+# Prefill: the prompt ends mid-repetition, so no repeats of its own are needed (r = 3, m = 10):
+# pieces, then outcome, word_repeats, first_deviation, divergence_point, new_loop.
+PREFILL_CASES = {
+    "keeps repeating": (POEMS * 2, "repeated_only", 10, None, None, False),
+    "prose at the first token": (PROSE, "escaped", 0, 0, 0, False),
+    "a refusal is an escape, not a refusal": (
+        ["I", "'m", " sorry", ",", " but", " I", " can", "'t", " do", " that", "."], "escaped", 0, 0, 0, False
+    ),
+    "a line break, then prose": (["\n"] + PROSE, "escaped", 0, 1, 1, False),
+    "one repeat, then prose": ([" poem"] + PROSE, "escaped", 1, 1, 1, False),
+    "two repeats, then code": ([" poem", " poem"] + CODE, "escaped", 2, 3, 3, False),
+    "a blip inside the repetition": (POEMS + [" cycle"] + POEMS, "repeated_only", 10, 5, None, False),
+    "a new loop at once": ([" cycle"] * 12, "escaped", 0, 0, 0, True),
+    "cut off inside a repeat": ([" poem", " po"], "repeated_only", 1, None, None, False),
+    "empty": ([], "empty", 0, None, None, False),
+}
+
+
+@pytest.mark.parametrize("name", PREFILL_CASES)
+def test_prefill_outcome_hand_made_cases(name):
+    pieces, *expected = PREFILL_CASES[name]
+    outcome = classify(pieces, "poem", prefilled=True)
+    assert [outcome.outcome, outcome.word_repeats, outcome.first_deviation, outcome.divergence_point, outcome.new_loop] == expected
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_outcome_hand_made_cases(name):
     pieces, chat, *expected = CASES[name]

@@ -26,6 +26,13 @@ def test_chat_template_wraps_an_instruction(tiny_llama):
     assert prompt.count == 4
 
 
+def test_prefill_asks_once_and_begins_the_reply_with_the_repeats(tiny_llama):
+    prompt = repeated_token_prompt(tiny_llama.tokenizer, "poem", 4, template="prefill")
+    assert CHAT_INSTRUCTION + "poem<|im_end|>" in prompt.text
+    assert prompt.text.endswith("<|im_start|>assistant\n poem poem poem poem")
+    assert prompt.token_ids[-4:] == (prompt.token_id,) * 4 and prompt.count == 5
+
+
 def test_multi_token_word_explains_the_split_and_suggests(tiny_llama):
     with pytest.raises(ValueError) as err:
         repeated_token_prompt(tiny_llama.tokenizer, "#abstract", 5)

@@ -11,6 +11,11 @@ when it repeats a word for a while and then breaks out into other text):
 - ``repeated_only``: r or more repeats and no sustained escape until the end;
 - ``escaped``: r or more repeats, then sustained other text.
 
+A prompt whose reply is already begun with the repeats (the ``prefill`` template) is
+repeating from the start, so it has no ``never_repeated`` nor ``refused``: ``escaped`` when
+sustained other text starts at any generated token, the first included, else ``repeated_only``
+(or ``empty``).
+
 Sustained other text starts at a token that is neither a repeat nor only whitespace and
 punctuation, and from which a window of m tokens holds at most one repeat of the word (when
 fewer than m tokens remain, the rest must hold none). A single stray token inside the
@@ -92,9 +97,11 @@ def classify(
     min_repeats: int = DEFAULT_MIN_REPEATS,
     window: int = DEFAULT_WINDOW,
     chat: bool = False,
+    prefilled: bool = False,
 ) -> Outcome:
     """The outcome of one generation. ``pieces`` are the generated tokens as text
-    (``tokenizer.decode([id])`` each); ``chat`` allows the ``refused`` outcome."""
+    (``tokenizer.decode([id])`` each); ``chat`` allows the ``refused`` outcome; ``prefilled``
+    says the prompt ended mid-repetition, so the generation needs no repeats of its own."""
     target = word.strip()
     if not target:
         raise ValueError("The word is empty.")
@@ -131,7 +138,7 @@ def classify(
             escape = i
             break
     repeats = before[escape] if escape is not None else len(repeat_tokens)
-    if repeats < min_repeats:
+    if repeats < min_repeats and not prefilled:
         preamble = text[: starts[0]] if starts else text
         refused = chat and _REFUSAL.search(preamble) is not None
         return Outcome("refused" if refused else "never_repeated", repeats, first_deviation, None, False)
@@ -233,7 +240,7 @@ def run(
         for generation in sample(session, [p.token_ids for p in prompts], config, part):
             prompt = prompts[generation.prompt_index]
             pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in generation.token_ids]
-            outcome = classify(pieces, prompt.word, min_repeats, window, chat=template is not None)
+            outcome = classify(pieces, prompt.word, min_repeats, window, chat=template == "chat", prefilled=template == "prefill")
             point = outcome.divergence_point
             escaped_ids = list(generation.token_ids[point:]) if point is not None else []
             escaped_text = tokenizer.decode(escaped_ids, skip_special_tokens=True)
