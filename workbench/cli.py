@@ -619,7 +619,10 @@ def build_parser() -> argparse.ArgumentParser:
     diverge.add_argument("--word", action="append", required=True, help="word to repeat (repeatable)")
     diverge.add_argument("--repeats", type=int, action="append", required=True, help="repeat count (repeatable)")
     diverge.add_argument("--prefix", default="", help="hint before the repetition, e.g. def, copyright")
-    diverge.add_argument("--template", choices=[t for t in TEMPLATES if t], help="wrap in the chat template")
+    diverge.add_argument(
+        "--template", choices=[t for t in TEMPLATES if t],
+        help="chat: ask for the repetition in a chat message; prefill: ask once and begin the reply with the repeats",
+    )  # fmt: skip
     diverge.add_argument("--n", type=int, default=SamplingConfig.n, help="samples per prompt")
     _add_sampling_options(diverge, SamplingConfig, several_temperatures=True)
     diverge.add_argument(
