@@ -53,9 +53,7 @@ def default_embedding_model() -> str:
 def embedding_model(name: str | None = None):
     """A sentence-transformers model, loaded once per process: the default MiniLM, a local
     folder, or a Hub id (which needs Hub access or a local cache)."""
-    from sentence_transformers import (
-        SentenceTransformer,  # slow import: only embedding users pay for it
-    )
+    from sentence_transformers import SentenceTransformer  # slow import: only embedding users pay for it
 
     path = name or default_embedding_model()
     try:

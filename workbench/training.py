@@ -135,11 +135,7 @@ def train_adapter(
     ``loss_curve.json``, so an interrupted run leaves nothing that loads. Returns the loss
     curve: one {"step", "epoch", "loss"} per optimizer step (the weighted loss, so it falls
     below zero under gradient ascent)."""
-    from peft import (  # only fine-tuning needs peft's training side
-        LoraConfig,
-        PeftModel,
-        get_peft_model,
-    )
+    from peft import LoraConfig, PeftModel, get_peft_model  # only fine-tuning needs peft's training side
 
     if not examples:
         raise ValueError("There is nothing to train on: the example list is empty.")
