@@ -308,10 +308,7 @@ def training_extraction(
     training_records / holdout_records (the held-out rate scaled to the training set's size),
     and the per-record rates training_rate = training_hits / escapes / training_records and
     holdout_rate likewise. Rates are NaN when nothing escaped."""
-    from workbench.similarity import (  # embeddings: only this count needs them
-        best_per_text,
-        compare,
-    )
+    from workbench.similarity import best_per_text, compare  # embeddings: only this count needs them
 
     texts = table.loc[(table["outcome"] == "escaped") & (table["escaped_text"].str.strip() != ""), "escaped_text"].tolist()
     sets = {"training": dataset.texts, "holdout": [r["text"] for r in dataset.holdout]}
