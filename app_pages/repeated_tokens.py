@@ -9,6 +9,7 @@ from workbench.divergence import (
     DEFAULT_WINDOW,
     OUTCOMES,
     divergence_rate,
+    extraction_text,
     outcome_summary,
     rate_text,
     run,
@@ -182,8 +183,7 @@ extraction = result["extraction"]
 if extraction is not None:
     if extraction["escapes"]:
         st.info(
-            f"**Training records reproduced: {extraction['per_100']:.1f} per 100 escapes "
-            f"(floor {extraction['floor_per_100']:.1f})** — {extraction['training_hits']} of {extraction['escapes']} "
+            f"**{extraction_text(extraction)}** — {extraction['training_hits']} of {extraction['escapes']} "
             f"escaped texts match one of the lab's {extraction['training_records']} training records, "
             f"{extraction['holdout_hits']} one of its {extraction['holdout_records']} held-out records (never trained on; "
             "the floor scales that to the training set's size). A match is an exact run of the minimum match "

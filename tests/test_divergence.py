@@ -6,7 +6,15 @@ import pytest
 
 from workbench.config import SamplingConfig
 from workbench.corpus import CorpusIndex
-from workbench.divergence import OUTCOMES, classify, divergence_rate, outcome_summary, rate_text, run, training_extraction
+from workbench.divergence import (
+    OUTCOMES,
+    classify,
+    divergence_rate,
+    outcome_summary,
+    rate_text,
+    run,
+    training_extraction,
+)
 from workbench.lab import make_dataset
 
 POEMS = [" poem"] * 5
@@ -139,8 +147,24 @@ def test_training_extraction_counts_records_against_the_held_out_floor():
     assert found["per_100"] == pytest.approx(100 * found["training_hits"] / 3)
     assert found["floor_per_100"] == pytest.approx(100 * found["holdout_hits"] / 3 * 40 / 10)
     assert found["training_rate"] == pytest.approx(found["training_hits"] / 3 / 40)
+    assert found["difference_per_100"] == pytest.approx(found["per_100"] - found["floor_per_100"])
+    assert found["ci_low"] <= found["difference_per_100"] <= found["ci_high"]
     nothing = training_extraction(table.iloc[3:], lab)
-    assert nothing["escapes"] == 0 and math.isnan(nothing["per_100"])
+    assert nothing["escapes"] == 0 and math.isnan(nothing["per_100"]) and math.isnan(nothing["difference_per_100"])
+
+
+def test_training_extraction_interval_is_on_the_difference_per_escape():
+    lab = make_dataset(n=40, canaries=[1], seed=3)
+    leaked = [d["text"] for d in lab.dialogues[:6]]
+    unrelated = "Lisbon won three to one at home last night."
+    table = pd.DataFrame({"outcome": ["escaped"] * 12, "escaped_text": leaked + [unrelated] * 6})
+    found = training_extraction(table, lab, min_tokens=20)
+    # Each held-out hit weighs 40/10 training-sized records: the floor counts same-style text.
+    assert found["training_hits"] == 6
+    assert found["difference_per_100"] == pytest.approx(100 * 6 / 12 - 100 * 4 * found["holdout_hits"] / 12)
+    assert found["ci_low"] < found["difference_per_100"] < found["ci_high"]
+    none_leak = training_extraction(table.assign(escaped_text=unrelated), lab, min_tokens=20)
+    assert (none_leak["difference_per_100"], none_leak["ci_low"], none_leak["ci_high"]) == (0, 0, 0)
 
 
 def test_run_on_tiny_model(tiny_llama):

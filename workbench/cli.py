@@ -44,6 +44,7 @@ from workbench.divergence import (
     DEFAULT_MIN_REPEATS,
     DEFAULT_WINDOW,
     divergence_rate,
+    extraction_text,
     outcome_summary,
     rate_text,
     training_extraction,
@@ -257,7 +258,7 @@ def cmd_diverge(args: argparse.Namespace) -> None:
         else:
             print(
                 f"lab model: {found['training_hits']} of {found['escapes']} escaped texts reproduce a training record, "
-                f"{found['holdout_hits']} a held-out one: {found['per_100']:.1f} per 100 escapes (floor {found['floor_per_100']:.1f})"
+                f"{found['holdout_hits']} a held-out one; {extraction_text(found)}"
             )
 
 
