@@ -34,13 +34,16 @@ KERNEL = {
     "builds", "cache", "config", "contract", "corpus", "decoding", "endpoint", "lab", "metrics", "overlap",
     "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
 }  # fmt: skip
-EXPLORATIONS = {"attention", "backdoor", "divergence", "propinfer", "reactivation", "selec", "shadows", "similarity"}
+EXPLORATIONS = {
+    "attention", "backdoor", "divergence", "propinfer", "reactivation", "selec", "shadows", "similarity", "sink_mechanism",
+}  # fmt: skip
 # The sideways imports the architecture allows, each for a stated reason (docs/architecture.md).
 SIDEWAYS = {
     ("attention", "divergence"),  # a head-scaling mitigation is measured by the divergence pipeline
     ("divergence", "similarity"),  # counting outputs that match the lab's training set by embedding
     ("propinfer", "similarity"),  # labeling by embedding similarity
     ("shadows", "propinfer"),  # property inference's calibration, in a module of its own
+    ("sink_mechanism", "attention"),  # the mechanism behind divergence, measured with the sink exploration's tools
 }
 MODEL_IMPLEMENTATIONS = {"contract.py", "session.py", "endpoint.py"}
 

@@ -197,9 +197,9 @@ def attention_pattern(session: Session, prompt: str | Sequence[int], layer: int,
     return out.attentions[layer][0, head].float().cpu().numpy()
 
 
-def hidden_norms(session: Session, prompt: str | Sequence[int]) -> pd.DataFrame:
-    """DataFrame(layer, position, norm): L2 norm of the residual stream at every position,
-    layer 0 being the embeddings and layer L the output of block L."""
+def hidden_states(session: Session, prompt: str | Sequence[int]) -> list[torch.Tensor]:
+    """The residual stream at every position, per layer: tensors (tokens, width), float32 on
+    the CPU; layer 0 is the embeddings and layer L the output of block L (before the final norm)."""
     ids = _checked_ids(session, prompt)
     last: list[torch.Tensor] = []
     # transformers hands back the last hidden state after the final norm; hook the last block instead
@@ -212,8 +212,13 @@ def hidden_norms(session: Session, prompt: str | Sequence[int]) -> pd.DataFrame:
             )
         finally:
             handle.remove()
-    states = [*out.hidden_states[:-1], last[0]]
-    norms = torch.stack([h[0].float().norm(dim=-1) for h in states]).cpu().numpy()
+    return [h[0].float().cpu() for h in (*out.hidden_states[:-1], last[0])]
+
+
+def hidden_norms(session: Session, prompt: str | Sequence[int]) -> pd.DataFrame:
+    """DataFrame(layer, position, norm): L2 norm of the residual stream at every position,
+    layer 0 being the embeddings and layer L the output of block L."""
+    norms = torch.stack([h.norm(dim=-1) for h in hidden_states(session, prompt)]).numpy()
     layers, positions = np.meshgrid(range(norms.shape[0]), range(norms.shape[1]), indexing="ij")
     return pd.DataFrame({"layer": layers.ravel(), "position": positions.ravel(), "norm": norms.ravel()})
 
@@ -242,6 +247,31 @@ def _child(block: torch.nn.Module, names: Sequence[str], what: str) -> torch.nn.
         if isinstance(getattr(block, name, None), torch.nn.Module):
             return getattr(block, name)
     raise ValueError(f"Cannot find the {what} in {type(block).__name__} (looked for {', '.join(names)}).")
+
+
+def mlp_down_projection(block: torch.nn.Module) -> torch.nn.Module:
+    """The MLP's output (down) projection of a block: its input holds the MLP's neurons."""
+    return _child(_child(block, ("mlp", "feed_forward"), "MLP"), ("down_proj", "c_proj", "fc2", "w2", "dense_4h_to_h"), "MLP down projection")
+
+
+def mlp_activations(session: Session, prompt: str | Sequence[int], layers: Sequence[int]) -> dict[int, np.ndarray]:
+    """layer → array (tokens, neurons): the MLP's neuron activations (the input of its down
+    projection) at every position."""
+    ids = _checked_ids(session, prompt)
+    blocks = _blocks(session)
+    captured: dict[int, torch.Tensor] = {}
+    handles = []
+    for layer in layers:
+        _check_head(session, layer)
+        capture = lambda module, args, layer=layer: captured.__setitem__(layer, args[0][0].float().cpu())  # noqa: E731
+        handles.append(mlp_down_projection(blocks[layer]).register_forward_pre_hook(capture))
+    with session.lock, torch.inference_mode():
+        try:
+            _language_model(session).base_model(input_ids=torch.tensor([ids], device=session.device), use_cache=False)
+        finally:
+            for handle in handles:
+                handle.remove()
+    return {layer: captured[layer].numpy() for layer in layers}
 
 
 def _input_width(linear: torch.nn.Module) -> int:
@@ -295,7 +325,7 @@ def ablated_neurons(session: Session, neurons: Mapping[int, Sequence[int]]) -> I
     targets = {}
     for layer, indices in neurons.items():
         _check_head(session, layer)
-        down = _child(_child(blocks[layer], ("mlp", "feed_forward"), "MLP"), ("down_proj", "c_proj", "fc2", "w2", "dense_4h_to_h"), "MLP down projection")
+        down = mlp_down_projection(blocks[layer])
         width = _input_width(down)
         vector = torch.ones(width, device=session.device)
         for index in indices:
