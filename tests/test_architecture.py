@@ -44,6 +44,7 @@ SIDEWAYS = {
     ("propinfer", "similarity"),  # labeling by embedding similarity
     ("shadows", "propinfer"),  # property inference's calibration, in a module of its own
     ("sink_mechanism", "attention"),  # the mechanism behind divergence, measured with the sink exploration's tools
+    ("sink_mechanism", "divergence"),  # its causal test measures the divergence rate
 }
 MODEL_IMPLEMENTATIONS = {"contract.py", "session.py", "endpoint.py"}
 

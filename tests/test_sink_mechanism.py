@@ -49,3 +49,35 @@ def test_the_mechanism_measures_with_and_without_a_leading_token(tiny_llama):
     tables = mechanism.mechanism(tiny_llama, "poem", [10, 20], heads=2, neuron_layers=1)
     assert set(tables) == {"geometry", "sink_fractions", "sink_neurons"}
     assert all(set(t["leading"]) == {False, True} for t in tables.values())
+
+
+def test_the_causal_test_pairs_every_condition_with_the_baseline_on_the_same_seeds(tiny_llama):
+    from workbench.config import SamplingConfig
+
+    chosen = mechanism.conditions(tiny_llama, {0: [1, 2]}, [(1, 0)], draws=2, seed=0)
+    assert list(chosen) == ["baseline", "sink neurons ablated", "sink heads scaled", "random neurons 0", "random heads 0", "random neurons 1", "random heads 1"]
+    cfg = SamplingConfig(max_new_tokens=12, n=6, seed=1, batch_size=8)
+    per_sample, summary = mechanism.causal_test(tiny_llama, [("poem", 8, "prefill")], chosen, cfg)
+    assert len(per_sample) == 7 * 6
+    seeds = per_sample.groupby("condition")["seed"].apply(tuple)
+    assert seeds.nunique() == 1  # the same seeds under every condition
+    baseline = summary[summary["condition"] == "baseline"].iloc[0]
+    assert (baseline["difference"], baseline["p_value"]) == (0, 1.0)
+    assert summary["perplexity"].gt(1).all()
+    assert not summary.loc[summary["condition"].str.startswith("random"), "effect"].any()
+
+
+def test_an_effect_needs_an_interval_clear_of_zero_and_controls_that_move_less():
+    import pandas as pd
+
+    def per_sample(escapes: dict[str, int], n: int = 60) -> pd.DataFrame:
+        rows = []
+        for condition, count in escapes.items():
+            rows += [{"prompt": "p", "condition": condition, "sample": i, "seed": i, "outcome": "escaped" if i < count else "repeated_only", "escaped": i < count} for i in range(n)]
+        return pd.DataFrame(rows)
+
+    flat = {name: 10.0 for name in ("baseline", "sink heads scaled", "random heads 0", "random heads 1")}
+    clear = mechanism.summarize_causal(per_sample({"baseline": 40, "sink heads scaled": 5, "random heads 0": 38, "random heads 1": 41}), flat)
+    assert clear.set_index("condition").loc["sink heads scaled", "effect"]
+    matched = mechanism.summarize_causal(per_sample({"baseline": 40, "sink heads scaled": 5, "random heads 0": 4, "random heads 1": 41}), flat)
+    assert not matched.set_index("condition").loc["sink heads scaled", "effect"]  # a random control moved it as much

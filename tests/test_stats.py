@@ -4,11 +4,13 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from workbench.stats import (
     bootstrap,
     bootstrap_mean,
     interval_score,
+    mcnemar,
     mean_difference,
     multinomial_bootstrap,
     permutation_test,
@@ -92,3 +94,18 @@ def test_multinomial_bootstrap():
     assert low[0] == high[0] == 0.0  # never seen: the interval collapses (Wilson's does not)
     assert low[1] < 0.3 < high[1] and low[2] < 0.7 < high[2]
     assert np.isnan(multinomial_bootstrap([0, 0])[0]).all()
+
+
+def test_mcnemar_counts_the_pairs_that_disagree():
+    a = [True] * 12 + [False] * 8 + [True] * 30 + [False] * 50
+    b = [False] * 12 + [True] * 8 + [True] * 30 + [False] * 50
+    result = mcnemar(a, b)
+    assert (result["a_only"], result["b_only"], result["n"]) == (12, 8, 100)
+    assert result["difference"] == pytest.approx(0.04)
+    assert result["ci_low"] < 0 < result["ci_high"]  # 12 against 8: no evidence of a difference
+    assert result["p_value"] == pytest.approx(binomtest(12, 20, 0.5).pvalue)
+    clear = mcnemar([True] * 30 + [False] * 70, [False] * 100)
+    assert clear["p_value"] < 1e-6 and clear["ci_low"] > 0.15
+    assert mcnemar([True, False], [True, False])["p_value"] == 1.0
+    with pytest.raises(ValueError, match="equal lengths"):
+        mcnemar([True], [True, False])

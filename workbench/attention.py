@@ -254,6 +254,12 @@ def mlp_down_projection(block: torch.nn.Module) -> torch.nn.Module:
     return _child(_child(block, ("mlp", "feed_forward"), "MLP"), ("down_proj", "c_proj", "fc2", "w2", "dense_4h_to_h"), "MLP down projection")
 
 
+def mlp_width(session: Session, layer: int) -> int:
+    """How many MLP neurons a layer has."""
+    _check_head(session, layer)
+    return _input_width(mlp_down_projection(_blocks(session)[layer]))
+
+
 def mlp_activations(session: Session, prompt: str | Sequence[int], layers: Sequence[int]) -> dict[int, np.ndarray]:
     """layer → array (tokens, neurons): the MLP's neuron activations (the input of its down
     projection) at every position."""

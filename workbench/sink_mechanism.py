@@ -12,6 +12,11 @@ measurements, each against length-matched prose (the same number of tokens of or
 - ``sink_neurons``: early-layer MLP neurons whose activation at the first position is an
   outlier among the layer's neurons, and their activation at the repeated positions.
 
+And the causal test (``causal_test``): the divergence rate on the same seeds with the sink
+neurons ablated, with the sink heads scaled down, and with as many randomly chosen neurons and
+heads; paired comparisons with the baseline (McNemar), and the perplexity of held-out prose
+under each condition, so that damage is visible.
+
 Position 0 is the first word when the tokenizer adds no BOS token (the default model's does
 not); ``leading=True`` puts a special token first, so position 0 is that token and the word or
 the prose starts at 1. Every table says which it measured.
@@ -19,22 +24,36 @@ the prose starts at 1. Every table says which it measured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import pandas as pd
 import torch
 
-from workbench.attention import hidden_states, mlp_activations, sink_scores
+from workbench.attention import (
+    ablated_neurons,
+    hidden_states,
+    mlp_activations,
+    mlp_width,
+    scaled_heads,
+    sink_scores,
+)
+from workbench.config import SamplingConfig
 from workbench.contract import Progress, scaled_progress
 from workbench.corpus import REFERENCE_CORPUS, read_documents
+from workbench.divergence import run
 from workbench.prompts import repeated_token_prompt
+from workbench.sampling import text_logprobs
 from workbench.session import Session
+from workbench.stats import mcnemar
 
 PROSE_DOCUMENTS = (
     "a-tale-of-two-cities-opening.txt", "moby-dick-opening.txt", "pride-and-prejudice-opening.txt",
     "genesis-1-kjv.txt", "the-raven-opening.txt", "gettysburg-address.txt",
 )  # fmt: skip
+HELD_OUT_PROSE = ("us-constitution-preamble.txt", "declaration-of-independence-opening.txt", "hamlet-to-be-or-not-to-be.txt")
 OUTLIER_MADS = 20.0  # a neuron is a candidate when its first-position activation is this many MADs from the layer's median
 
 
@@ -145,3 +164,94 @@ def mechanism(
         tables["sink_fractions"].append(sink_fractions(session, chosen, word, repeats, leading, scaled_progress(part, 0.5, 0.95)))
         tables["sink_neurons"].append(sink_neurons(session, word, max(repeats), range(min(neuron_layers, session.info.n_layers)), leading))
     return {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
+
+
+Condition = Callable[[], AbstractContextManager]
+
+
+def conditions(
+    session: Session, neurons: Mapping[int, Sequence[int]], heads: Sequence[tuple[int, int]], head_scale: float = 0.0, draws: int = 5, seed: int = 0
+) -> dict[str, Condition]:
+    """The causal test's conditions: baseline; the sink ``neurons`` ablated; the sink ``heads``
+    scaled by ``head_scale``; and ``draws`` controls of each: as many neurons, drawn at random
+    in the same layers, and as many heads, drawn at random among the others (seeded)."""
+    rng = random.Random(seed)
+    widths = {layer: mlp_width(session, layer) for layer in neurons}
+    others = [(layer, head) for layer in range(session.info.n_layers) for head in range(session.info.n_heads) if (layer, head) not in set(heads)]
+    chosen: dict[str, Condition] = {"baseline": nullcontext}
+    if neurons:
+        chosen["sink neurons ablated"] = lambda: ablated_neurons(session, neurons)
+    if heads:
+        chosen["sink heads scaled"] = lambda: scaled_heads(session, {h: head_scale for h in heads})
+    for draw in range(draws):
+        if neurons:
+            drawn = {layer: rng.sample([i for i in range(widths[layer]) if i not in set(picked)], len(picked)) for layer, picked in neurons.items()}
+            chosen[f"random neurons {draw}"] = lambda drawn=drawn: ablated_neurons(session, drawn)
+        if heads:
+            drawn_heads = rng.sample(others, len(heads))
+            chosen[f"random heads {draw}"] = lambda drawn_heads=drawn_heads: scaled_heads(session, {h: head_scale for h in drawn_heads})
+    return chosen
+
+
+def held_out_perplexity(session: Session) -> float:
+    """exp of the mean token NLL of prose that the mechanism's own measurements do not use."""
+    documents = dict(read_documents(REFERENCE_CORPUS))
+    logprobs = np.concatenate(text_logprobs(session, [documents[name] for name in HELD_OUT_PROSE]))
+    return float(np.exp(-logprobs.mean()))
+
+
+def causal_test(
+    session: Session,
+    prompts: Sequence[tuple[str, int, str | None]],
+    chosen: Mapping[str, Condition],
+    cfg: SamplingConfig,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every prompt (word, repeats, template) under every condition, on the same seeds (``cfg``).
+
+    Returns (per_sample, summary). per_sample: prompt, condition, sample, seed, outcome,
+    escaped. summary, per prompt and condition: the divergence rate = escaped ÷ (escaped +
+    repeated only), n, held-out prose perplexity, and against the baseline (paired by seed;
+    a sample that did not escape counts as not escaped): difference in the share escaped with its
+    95% interval, McNemar's p, and ``effect`` — the interval excludes 0 and no random control of
+    the same kind moved the share as much."""
+    session.require_weights("The causal test of the sink mechanism")
+    rows, perplexity = [], {}
+    steps = len(prompts) * len(chosen)
+    for c, (name, condition) in enumerate(chosen.items()):
+        with condition():
+            perplexity[name] = held_out_perplexity(session)
+            for p, (word, repeats, template) in enumerate(prompts):
+                step = c * len(prompts) + p
+                part = scaled_progress(progress, step / steps, (step + 1) / steps, f"{name}, {word} × {repeats}: ")
+                table = run(session, [word], [repeats], cfg, template=template, progress=part)
+                label = f"{template or 'plain'} {word} × {repeats}"
+                rows += [{"prompt": label, "condition": name, "sample": r.sample, "seed": r.seed, "outcome": r.outcome, "escaped": r.outcome == "escaped"} for r in table.itertuples()]
+    per_sample = pd.DataFrame(rows)
+    return per_sample, summarize_causal(per_sample, perplexity)
+
+
+def summarize_causal(per_sample: pd.DataFrame, perplexity: Mapping[str, float]) -> pd.DataFrame:
+    """The causal test's summary (see ``causal_test``) from its per-sample table."""
+    rows = []
+    for prompt, group in per_sample.groupby("prompt", sort=False):
+        by_condition = {name: part.sort_values("sample") for name, part in group.groupby("condition", sort=False)}
+        baseline = by_condition["baseline"]["escaped"].to_numpy()
+        for name, part in by_condition.items():
+            kept = part["outcome"].isin(["escaped", "repeated_only"])
+            test = mcnemar(part["escaped"].to_numpy(), baseline)
+            rows.append({"prompt": prompt, "condition": name, "rate": part["escaped"].sum() / max(kept.sum(), 1) if kept.any() else np.nan,
+                         "n": int(kept.sum()), "perplexity": perplexity[name], "difference": test["difference"], "ci_low": test["ci_low"],
+                         "ci_high": test["ci_high"], "p_value": test["p_value"]})  # fmt: skip
+    summary = pd.DataFrame(rows)
+    summary["effect"] = False
+    for prompt, group in summary.groupby("prompt"):
+        for kind, control in (("sink neurons ablated", "random neurons"), ("sink heads scaled", "random heads")):
+            target = group[group["condition"] == kind]
+            if target.empty:
+                continue
+            row = target.iloc[0]
+            controls = group.loc[group["condition"].str.startswith(control), "difference"].abs()
+            excludes_zero = row["ci_low"] > 0 or row["ci_high"] < 0
+            summary.loc[target.index, "effect"] = bool(excludes_zero and (controls.empty or abs(row["difference"]) > controls.max()))
+    return summary

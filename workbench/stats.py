@@ -1,6 +1,6 @@
 """Intervals and tests, in one place for every exploration: Wilson and bootstrap intervals,
-intervals on a difference of two rates or means (paired or unpaired), permutation tests, and
-the interval score.
+intervals on a difference of two rates or means (paired or unpaired), permutation tests,
+McNemar's test of paired yes/no outcomes, and the interval score.
 
 Conventions: ``confidence`` is the two-sided coverage (0.95 for a 95% interval); a bootstrap
 is the percentile interval of ``draws`` resamples with replacement, drawn from
@@ -114,6 +114,20 @@ def permutation_test(a: Sequence[float], b: Sequence[float], paired: bool = Fals
         permuted = np.abs(orders[:, : len(a)].mean(axis=1) - orders[:, len(a) :].mean(axis=1))
     extreme = int((permuted >= observed - 1e-12).sum())
     return (1 + extreme) / (1 + permutations)
+
+
+def mcnemar(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> dict:
+    """Paired yes/no outcomes (a[i] and b[i] from the same seed, prompt or record): d = share of
+    a − share of b with the paired bootstrap interval (``mean_difference``), and McNemar's exact
+    test — a binomial test of the pairs that disagree (only they carry evidence of a
+    difference). Returns difference, ci_low, ci_high, p_value, a_only, b_only, n."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if len(a) != len(b):
+        raise ValueError(f"Paired outcomes need equal lengths, not {len(a)} and {len(b)}.")
+    d, low, high = mean_difference(a.astype(float), b.astype(float), paired=True, confidence=confidence, seed=seed, draws=draws)
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    p_value = binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
+    return {"difference": d, "ci_low": low, "ci_high": high, "p_value": float(p_value), "a_only": a_only, "b_only": b_only, "n": len(a)}
 
 
 def interval_score(low: float, high: float, truth: float, confidence: float = 0.95) -> float:
