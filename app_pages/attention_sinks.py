@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import plots
+from workbench import plots, sink_mechanism
 from workbench.attention import (
     SINK_THRESHOLD,
     column_profile,
@@ -15,13 +15,57 @@ from workbench.attention import (
 from workbench.config import SamplingConfig
 from workbench.divergence import divergence_rate, rate_text
 from workbench.prompts import HINT_PREFIXES, repeated_token_prompt
-from workbench.ui import progress_bar, require_session
+from workbench.ui import active_session, progress_bar, require_session
 from workbench.ui.params import param
 
 PROSE = (
     "It was a bright cold day in April, and the clocks were striking thirteen. The village lay quiet under the "
     "hills, and the baker opened his shop before dawn, as he had done for forty years."
 )
+
+
+def mechanism_section() -> None:
+    """The mechanism behind divergence from the shipped result (no model call), and a re-run."""
+    st.subheader("Why repeated tokens break out")
+    mechanism = st.session_state.get("as_mechanism") or sink_mechanism.load_result()
+    if mechanism is None:
+        st.info("No mechanism result is shipped: run `python benchmarks/sink_divergence.py`, or re-run it below.")
+    else:
+        made = mechanism["manifest"]
+        st.caption(
+            f"{made['model']}, {made['word']!r} at {', '.join(map(str, made['repeats']))} repeats, against length-matched "
+            "prose (the same number of tokens of ordinary text). Without a leading token, position 0 is the first word; "
+            "with one, a special token comes first."
+        )
+        g1, g2 = st.columns(2)
+        for column, leading in ((g1, False), (g2, True)):
+            rows = mechanism["geometry"][mechanism["geometry"]["leading"] == leading]
+            column.altair_chart(plots.geometry_by_layer(rows, "with a leading token" if leading else "no leading token"), width="stretch")
+        st.caption(
+            "Cosine between the hidden state at each later position and at position 0, per layer. Where the repeated "
+            "prompt's lines sit near 1, its positions look like the first token: a run of one token has become sinks."
+        )
+        st.dataframe(sink_mechanism.layer_means(mechanism["geometry"]), key="as_mechanism_geometry")
+        st.markdown("**Top sink heads' attention to position 0**, repeated against prose")
+        fractions = mechanism["sink_fractions"].groupby(["leading", "repeats", "prompt"], as_index=False)["sink_fraction"].mean()
+        st.dataframe(fractions.pivot_table(index=["leading", "repeats"], columns="prompt", values="sink_fraction"), key="as_mechanism_heads")
+        st.markdown(f"**Candidate sink neurons** (|robust z| ≥ {sink_mechanism.OUTLIER_MADS:g} at position 0 of prose)")
+        st.dataframe(mechanism["sink_neurons"], key="as_mechanism_neurons")
+        if mechanism.get("causal") is not None:
+            st.markdown("**The causal test**: the divergence rate on the same seeds under each condition, against the baseline")
+            st.dataframe(mechanism["causal"], key="as_mechanism_causal")
+    rerun_model = active_session()
+    refusal = None if rerun_model is None else rerun_model.weights_refusal("Re-running the mechanism")
+    if rerun_model is not None and refusal is None and st.button(f"Re-run a–c on {rerun_model.info.name} (10, 50, 200 repeats)", key="as_mechanism_run"):
+        try:
+            with progress_bar() as progress:
+                tables = sink_mechanism.mechanism(rerun_model, "poem", [10, 50, 200], progress=progress)
+            manifest = {"model": rerun_model.info.name, "word": "poem", "repeats": [10, 50, 200]}
+            st.session_state["as_mechanism"] = {**tables, "causal": None, "manifest": manifest}
+            st.rerun()
+        except ValueError as err:
+            st.error(str(err))
+
 
 st.title("Attention sinks")
 st.caption(
@@ -73,6 +117,7 @@ if result is not None and result["spec"] != session.spec:
     result = None
 if result is None:
     st.info("Set the prompts, then Compute. Results stay here while you change the settings.")
+    mechanism_section()
     st.stop()
 
 scores = result["scores"]
@@ -155,3 +200,5 @@ e1.download_button("Sink scores (CSV)", scores_long.to_csv(index=False), "sink_s
 e2.download_button("Hidden norms (CSV)", result["norms"].to_csv(index=False), "hidden_norms.csv", "text/csv", key="as_csv_norms")
 if mitigation is not None:
     e3.download_button("Mitigation (CSV)", mitigation["table"].to_csv(index=False), "mitigation.csv", "text/csv", key="as_csv_mitigation")
+
+mechanism_section()

@@ -24,7 +24,6 @@ time per part) under ``--out``. Not part of CI.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -83,9 +82,8 @@ def main() -> None:
 
     start = time.perf_counter()
     tables = sink_mechanism.mechanism(session, WORD, REPEATS, heads=HEADS, neuron_layers=NEURON_LAYERS)
-    for name, table in tables.items():
-        table.to_csv(out / f"{name}.csv", index=False)
     manifest["seconds"]["mechanism"] = round(time.perf_counter() - start, 1)
+    sink_mechanism.save_result({**tables, "manifest": manifest}, out)
     geometry = tables["geometry"]
     print("\n(a) mean over layers of cos(h[p], h[0]) and ‖h[p]‖/‖h[0]‖, repeated against prose:")
     print(geometry.groupby(["leading", "repeats", "prompt"])[["cosine", "norm_ratio"]].mean().unstack("prompt").round(3).to_string())
@@ -93,7 +91,6 @@ def main() -> None:
     print(tables["sink_fractions"].groupby(["leading", "repeats", "prompt"])["sink_fraction"].mean().unstack("prompt").round(3).to_string())
     print("\n(c) candidate sink neurons:")
     print(tables["sink_neurons"].round(3).to_string(index=False))
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if args.skip_causal:
         return
 
@@ -110,10 +107,10 @@ def main() -> None:
         chosen = sink_mechanism.conditions(session, neurons, heads, draws=DRAWS, seed=0)
         per_sample, summary = sink_mechanism.causal_test(session, prompts, chosen, TEST, progress=every_percent())
         per_sample.to_parquet(out / "causal-samples.parquet", index=False)
-        summary.to_csv(out / "causal.csv", index=False)
         manifest["seconds"]["causal"] = round(time.perf_counter() - start, 1)
         print(summary.round(3).to_string(index=False))
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        tables["causal"] = summary
+    sink_mechanism.save_result({**tables, "manifest": manifest}, out)
     print(f"\nwall time {sum(manifest['seconds'].values()):.0f} s")
 
 

@@ -54,3 +54,23 @@ def test_switching_models_discards_stale_results(page):
     page.button(key="as_run").click().run()
     assert not page.exception and not page.error
     assert len(page.get("vega_lite_chart")) >= 5
+
+
+def test_the_mechanism_shows_a_saved_run_without_a_model_call_and_reruns(open_app, monkeypatch, tmp_path, tiny_llama):
+    from workbench import sink_mechanism
+
+    monkeypatch.setattr(sink_mechanism, "SHIPPED_MECHANISM", tmp_path / "none")
+    at = open_app("app_pages/attention_sinks.py")
+    assert any("No mechanism result is shipped" in i.value for i in at.info)
+    at.button(key="as_mechanism_run").click().run()
+    assert not at.exception and not at.error
+    geometry, heads, neurons = (d.value for d in at.dataframe)  # before Compute, the mechanism's tables alone
+    assert len(geometry) == 2 * 3 * 2 and len(heads) == 2 * 3  # leading or not × repeats (× prompts)
+
+    tables = sink_mechanism.mechanism(tiny_llama, "poem", [10, 20], heads=2, neuron_layers=1)
+    sink_mechanism.save_result({**tables, "manifest": {"model": "tiny-llama", "word": "poem", "repeats": [10, 20]}}, tmp_path / "saved")
+    monkeypatch.setattr(sink_mechanism, "SHIPPED_MECHANISM", tmp_path / "saved")
+    shipped = open_app("app_pages/attention_sinks.py")
+    assert not shipped.exception
+    assert any("tiny-llama, 'poem' at 10, 20 repeats" in c.value for c in shipped.caption)
+    assert len(shipped.dataframe[2].value) == 2 * 5  # the neurons: one layer's top 5, leading or not

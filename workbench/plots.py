@@ -115,6 +115,22 @@ def norms_by_layer(profile: pd.DataFrame, title: str) -> alt.Chart:
     )
 
 
+def geometry_by_layer(geometry: pd.DataFrame, title: str) -> alt.Chart:
+    """cos(h[p], h[0]) per layer, repeated prompt against prose, a line per repeat count
+    (``sink_mechanism.geometry`` rows of one ``leading`` value in)."""
+    return (
+        alt.Chart(geometry, title=title)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:Q", title="layer (0 = embeddings)"),
+            y=alt.Y("cosine:Q", title="cosine with position 0", scale=alt.Scale(domain=[-0.2, 1])),
+            color=alt.Color("repeats:O", title="repeats"),
+            strokeDash=alt.StrokeDash("prompt:N", title="prompt"),
+            tooltip=["prompt", "repeats", "layer", alt.Tooltip("cosine:Q", format=".3f"), alt.Tooltip("norm_ratio:Q", format=".3f")],
+        )
+    )
+
+
 def loss_curve(curve: pd.DataFrame) -> alt.Chart:
     """Training loss per optimizer step, coloured by epoch."""
     return (

@@ -24,9 +24,11 @@ the prose starts at 1. Every table says which it measured.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,7 +42,7 @@ from workbench.attention import (
     scaled_heads,
     sink_scores,
 )
-from workbench.config import SamplingConfig
+from workbench.config import DATA_DIR, SamplingConfig
 from workbench.contract import Progress, scaled_progress
 from workbench.corpus import REFERENCE_CORPUS, read_documents
 from workbench.divergence import run
@@ -49,6 +51,8 @@ from workbench.sampling import text_logprobs
 from workbench.session import Session
 from workbench.stats import mcnemar
 
+SHIPPED_MECHANISM = DATA_DIR / "benchmarks" / "sink-divergence"  # benchmarks/sink_divergence.py on the default model
+TABLES = ("geometry", "sink_fractions", "sink_neurons")
 PROSE_DOCUMENTS = (
     "a-tale-of-two-cities-opening.txt", "moby-dick-opening.txt", "pride-and-prejudice-opening.txt",
     "genesis-1-kjv.txt", "the-raven-opening.txt", "gettysburg-address.txt",
@@ -255,3 +259,32 @@ def summarize_causal(per_sample: pd.DataFrame, perplexity: Mapping[str, float]) 
             excludes_zero = row["ci_low"] > 0 or row["ci_high"] < 0
             summary.loc[target.index, "effect"] = bool(excludes_zero and (controls.empty or abs(row["difference"]) > controls.max()))
     return summary
+
+
+def save_result(result: Mapping, folder: str | Path) -> Path:
+    """Write a mechanism run: its tables as CSV, the causal summary when there is one, the manifest."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        result[name].to_csv(folder / f"{name}.csv", index=False)
+    if result.get("causal") is not None:
+        result["causal"].to_csv(folder / "causal.csv", index=False)
+    (folder / "manifest.json").write_text(json.dumps(result["manifest"], indent=2))
+    return folder
+
+
+def load_result(folder: str | Path | None = None) -> dict | None:
+    """A saved mechanism run (default: the shipped one, from ``benchmarks/sink_divergence.py``):
+    its tables, the causal test's summary when it ran, and the manifest; None when there is none."""
+    folder = Path(folder or SHIPPED_MECHANISM)
+    if not all((folder / f"{name}.csv").is_file() for name in TABLES) or not (folder / "manifest.json").is_file():
+        return None
+    result = {name: pd.read_csv(folder / f"{name}.csv") for name in TABLES}
+    result["causal"] = pd.read_csv(folder / "causal.csv") if (folder / "causal.csv").is_file() else None
+    result["manifest"] = json.loads((folder / "manifest.json").read_text())
+    return result
+
+
+def layer_means(geometry_table: pd.DataFrame) -> pd.DataFrame:
+    """The geometry averaged over layers: DataFrame(leading, repeats, prompt, cosine, norm_ratio)."""
+    return geometry_table.groupby(["leading", "repeats", "prompt"], as_index=False)[["cosine", "norm_ratio"]].mean()
