@@ -53,10 +53,6 @@ from workbench.stats import mcnemar
 
 SHIPPED_MECHANISM = DATA_DIR / "benchmarks" / "sink-divergence"  # benchmarks/sink_divergence.py on the default model
 TABLES = ("geometry", "sink_fractions", "sink_neurons")
-PROSE_DOCUMENTS = (
-    "a-tale-of-two-cities-opening.txt", "moby-dick-opening.txt", "pride-and-prejudice-opening.txt",
-    "genesis-1-kjv.txt", "the-raven-opening.txt", "gettysburg-address.txt",
-)  # fmt: skip
 HELD_OUT_PROSE = ("us-constitution-preamble.txt", "declaration-of-independence-opening.txt", "hamlet-to-be-or-not-to-be.txt")
 OUTLIER_MADS = 20.0  # a neuron is a candidate when its first-position activation is this many MADs from the layer's median
 
@@ -70,9 +66,10 @@ def leading_token(tokenizer) -> int:
 
 
 def prose_ids(tokenizer, length: int) -> list[int]:
-    """``length`` tokens of ordinary prose: the shipped reference corpus's literary texts, in order."""
-    documents = dict(read_documents(REFERENCE_CORPUS))
-    ids = tokenizer.encode("\n\n".join(documents[name] for name in PROSE_DOCUMENTS), add_special_tokens=False)
+    """``length`` tokens of ordinary text: the shipped reference corpus's documents in name
+    order (literature, speeches and licences), those kept for ``held_out_perplexity`` left out."""
+    documents = [text for name, text in sorted(read_documents(REFERENCE_CORPUS)) if name not in HELD_OUT_PROSE]
+    ids = tokenizer.encode("\n\n".join(documents), add_special_tokens=False)
     if len(ids) < length:
         raise ValueError(f"The prose holds {len(ids)} tokens; {length} were asked for.")
     return ids[:length]
