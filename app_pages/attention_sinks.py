@@ -45,15 +45,15 @@ def mechanism_section() -> None:
             "Cosine between the hidden state at each later position and at position 0, per layer. Where the repeated "
             "prompt's lines sit near 1, its positions look like the first token: a run of one token has become sinks."
         )
-        st.dataframe(sink_mechanism.layer_means(mechanism["geometry"]), key="as_mechanism_geometry")
+        st.table(sink_mechanism.layer_means(mechanism["geometry"]))
         st.markdown("**Top sink heads' attention to position 0**, repeated against prose")
         fractions = mechanism["sink_fractions"].groupby(["leading", "repeats", "prompt"], as_index=False)["sink_fraction"].mean()
-        st.dataframe(fractions.pivot_table(index=["leading", "repeats"], columns="prompt", values="sink_fraction"), key="as_mechanism_heads")
+        st.table(fractions.pivot_table(index=["leading", "repeats"], columns="prompt", values="sink_fraction"))
         st.markdown(f"**Candidate sink neurons** (|robust z| ≥ {sink_mechanism.OUTLIER_MADS:g} at position 0 of prose)")
-        st.dataframe(mechanism["sink_neurons"], key="as_mechanism_neurons")
+        st.table(mechanism["sink_neurons"])
         if mechanism.get("causal") is not None:
             st.markdown("**The causal test**: the divergence rate on the same seeds under each condition, against the baseline")
-            st.dataframe(mechanism["causal"], key="as_mechanism_causal")
+            st.table(mechanism["causal"])
     rerun_model = active_session()
     refusal = None if rerun_model is None else rerun_model.weights_refusal("Re-running the mechanism")
     if rerun_model is not None and refusal is None and st.button(f"Re-run a–c on {rerun_model.info.name} (10, 50, 200 repeats)", key="as_mechanism_run"):

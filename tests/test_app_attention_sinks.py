@@ -64,7 +64,7 @@ def test_the_mechanism_shows_a_saved_run_without_a_model_call_and_reruns(open_ap
     assert any("No mechanism result is shipped" in i.value for i in at.info)
     at.button(key="as_mechanism_run").click().run()
     assert not at.exception and not at.error
-    geometry, heads, neurons = (d.value for d in at.dataframe)  # before Compute, the mechanism's tables alone
+    geometry, heads, neurons = (t.value for t in at.table)
     assert len(geometry) == 2 * 3 * 2 and len(heads) == 2 * 3  # leading or not × repeats (× prompts)
 
     tables = sink_mechanism.mechanism(tiny_llama, "poem", [10, 20], heads=2, neuron_layers=1)
@@ -73,4 +73,4 @@ def test_the_mechanism_shows_a_saved_run_without_a_model_call_and_reruns(open_ap
     shipped = open_app("app_pages/attention_sinks.py")
     assert not shipped.exception
     assert any("tiny-llama, 'poem' at 10, 20 repeats" in c.value for c in shipped.caption)
-    assert len(shipped.dataframe[2].value) == 2 * 5  # the neurons: one layer's top 5, leading or not
+    assert len(shipped.table[2].value) == 2 * 5  # the neurons: one layer's top 5, leading or not
