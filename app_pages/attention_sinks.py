@@ -201,4 +201,5 @@ e2.download_button("Hidden norms (CSV)", result["norms"].to_csv(index=False), "h
 if mitigation is not None:
     e3.download_button("Mitigation (CSV)", mitigation["table"].to_csv(index=False), "mitigation.csv", "text/csv", key="as_csv_mitigation")
 
-mechanism_section()
+if st.toggle("Show why repeated tokens break out (the mechanism)", key="as_show_mechanism"):
+    mechanism_section()
