@@ -22,7 +22,7 @@ from workbench.registry import registry_names
 from workbench.runs import run_key
 from workbench.ui import last_result, require_session, served_note, shared_session
 from workbench.ui.corpus import reference_corpus, uploaded_corpus
-from workbench.ui.params import param, param_list
+from workbench.ui.params import option_index, param, param_list
 from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
@@ -56,8 +56,9 @@ repeats_raw = right.multiselect(
 prefix = right.selectbox(
     "Hint prefix", HINT_PREFIXES, accept_new_options=True, key="rt_prefix", format_func=lambda p: p or "(none)"
 )
+TEMPLATE_CHOICES = ["plain", "chat", "prefill"]
 template = right.radio(
-    "Template", ["plain", "chat", "prefill"], horizontal=True, key="rt_template",
+    "Template", TEMPLATE_CHOICES, index=option_index(TEMPLATE_CHOICES, param("template", "plain")), horizontal=True, key="rt_template",
     help="plain: the repeats alone. chat: a user message asks the model to repeat the word forever, the repeats in it. "
     "prefill: the user asks once, and the assistant's reply is already begun with the repeats — the model is "
     "mid-repetition, as ChatGPT was when Nasr et al. (2023) saw it break out.",

@@ -25,7 +25,7 @@ from workbench.cache import replacing_dir
 from workbench.config import DATA_DIR, DEFAULT_MODEL, PropInferConfig, SamplingConfig
 from workbench.contract import Progress, scaled_progress
 from workbench.corpus import REFERENCE_CORPUS, read_documents
-from workbench.divergence import divergence_rate, outcome_summary
+from workbench.divergence import outcome_summary
 from workbench.divergence import run as run_divergence
 from workbench.lab import SHIPPED_LAB, LabDataset, public_pool
 from workbench.prompts import repeated_token_prompt
@@ -40,6 +40,7 @@ from workbench.registry import LAB_MODEL
 from workbench.selec import WeightDiff, evaluate, precision_curve
 from workbench.session import load_session
 from workbench.similarity import similarity_matrix
+from workbench.stats import rate_difference
 
 GALLERY_DIR = DATA_DIR / "gallery"
 PROSE = (
@@ -65,17 +66,24 @@ class Entry:
 
 
 def _repeated_tokens(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    """The prefill prompt against its floor: the same request, word, repeats and seeds with no reply begun."""
     session = load_session(DEFAULT_MODEL)
     cfg = SamplingConfig(max_new_tokens=settings["max_new_tokens"], n=settings["n"], seed=settings["seed"])
-    table = run_divergence(session, settings["words"], settings["repeats"], cfg, progress=progress)
-    summary = outcome_summary(table, ["repeats", "temperature"])
-    rate = divergence_rate(table["outcome"].tolist())
-    escaped = int((table["outcome"] == "escaped").sum())
+    tables = {
+        template: run_divergence(session, settings["words"], settings["repeats"], cfg, template=template, progress=part)
+        for k, template in enumerate((settings["template"], settings["floor_template"]))
+        for part in [scaled_progress(progress, k / 2, (k + 1) / 2)]
+    }
+    escaped = {template: int((table["outcome"] == "escaped").sum()) for template, table in tables.items()}
+    n = len(tables[settings["template"]])
+    d, low, high = rate_difference(escaped[settings["template"]], n, escaped[settings["floor_template"]], n)
+    verdict = "not distinguishable from the floor" if low <= 0 <= high else "a difference from the floor"
     sentence = (
-        f"Asked to repeat “{settings['words'][0]}” {', '.join(map(str, settings['repeats']))} times, the default model broke "
-        f"out into other text in {escaped} of {len(table)} samples"
-        + (f" ({rate['rate']:.0%} of those that kept repeating first)." if rate["n"] else ".")
+        f"With its reply already begun with {', '.join(map(str, settings['repeats']))} × “{settings['words'][0]}”, the default "
+        f"model broke out into other text in {escaped[settings['template']]} of {n} samples; asked to repeat the word "
+        f"with no reply begun, in {escaped[settings['floor_template']]} of {n}: {d:+.0%} [{low:+.0%}, {high:+.0%}], {verdict}."
     )
+    summary = outcome_summary(pd.concat(tables.values(), ignore_index=True), ["template", "repeats", "temperature"])
     return summary, sentence
 
 
@@ -164,7 +172,8 @@ def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFra
 
 ENTRIES = (
     Entry("repeated_tokens", "repeated_tokens", "Repeated tokens",
-          {"words": ["poem"], "repeats": [25, 100, 400], "n": 8, "max_new_tokens": 48, "seed": 0}, _repeated_tokens),
+          {"words": ["poem"], "repeats": [50], "n": 24, "max_new_tokens": 64, "seed": 0, "template": "prefill",
+           "floor_template": "chat"}, _repeated_tokens),
     Entry("attention_sinks", "attention_sinks", "Attention sinks", {"word": "poem", "repeats": 200}, _attention_sinks),
     Entry("property_inference", "property_inference", "Property inference",
           {"property": "diagnosis", "n": 100, "seed": 0, "style": "question-answer"}, _property_inference),

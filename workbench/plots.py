@@ -5,7 +5,6 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-
 OUTCOME_COLORS = {
     "empty": "#bab0ac",
     "refused": "#b279a2",
@@ -347,7 +346,7 @@ def reactivation_timeline(timeline: pd.DataFrame) -> alt.Chart:
 def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
     """The figure of a gallery entry (``workbench.gallery``), drawn from its stored table."""
     if name == "repeated_tokens":
-        return outcome_shares(table)
+        return outcome_shares(table, x="template", facet="repeats")
     if name == "attention_sinks":
         wide = table.pivot_table(index=["layer", "head"], columns="prompt", values="score").reset_index()
         return sink_heatmap(wide.assign(score=wide["repeated"] - wide["normal"]), "Sink score: repeated − normal prompt", difference=True)
