@@ -244,3 +244,13 @@ def test_selec_bad_input_is_a_clean_error(tmp_path, capsys):
         assert main([*base, *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_sink_mechanism_writes_the_tables_the_page_reads(tmp_path, capsys):
+    from workbench import sink_mechanism
+
+    assert main(["sink-mechanism", "--model", "tiny-llama", "--repeats", "10", "--repeats", "20", "--heads", "2", "--neuron-layers", "1", "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "no leading token, 10 repeats: cosine with position 0 1.000" in out and "candidate sink neurons" in out
+    saved = sink_mechanism.load_result(tmp_path / "m")
+    assert saved["manifest"]["repeats"] == [10, 20] and len(saved["sink_fractions"]) == 2 * 2 * 2 * 2

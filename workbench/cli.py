@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from workbench import backdoor, gallery, reactivation, vllm_server
+from workbench import backdoor, gallery, reactivation, sink_mechanism, vllm_server
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.builds import command_line
 from workbench.config import (
@@ -276,6 +276,20 @@ def cmd_sinks(args: argparse.Namespace) -> None:
     heads = sink_heads(scores, args.threshold)
     top = ", ".join(f"L{r.layer}H{r.head} {r.score:.2f}" for r in heads.head(5).itertuples())
     print(f"{len(heads)}/{len(scores)} heads ({len(heads) / len(scores):.0%}) have sink score >= {args.threshold}; top: {top or 'none'} -> {out}")
+
+
+def cmd_sink_mechanism(args: argparse.Namespace) -> None:
+    session = load_session(_spec_from_args(args), progress=_progress)
+    with _progress_bar() as progress:
+        tables = sink_mechanism.mechanism(session, args.word, args.repeats or [10, 50, 200, 1000], args.heads, args.neuron_layers, progress)
+    manifest = {"command": args.command_line, "model": session.info.name, "word": args.word, "repeats": args.repeats or [10, 50, 200, 1000]}
+    out = sink_mechanism.save_result({**tables, "manifest": manifest}, args.out)
+    means = sink_mechanism.layer_means(tables["geometry"])
+    for row in means[means["prompt"] == "repeated"].itertuples():
+        prose = means[(means["prompt"] == "prose") & (means["leading"] == row.leading) & (means["repeats"] == row.repeats)].iloc[0]
+        print(f"{'leading token' if row.leading else 'no leading token'}, {row.repeats} repeats: cosine with position 0 "
+              f"{row.cosine:.3f} (prose {prose.cosine:.3f})")  # fmt: skip
+    print(f"{int(tables['sink_neurons']['candidate'].sum())} candidate sink neurons -> {out}")
 
 
 def _labeler_from_args(args: argparse.Namespace):
@@ -652,6 +666,15 @@ def build_parser() -> argparse.ArgumentParser:
     sinks.add_argument("--threshold", type=float, default=SINK_THRESHOLD, help="score of a sink head")
     sinks.add_argument("--out", required=True, help="scores file: .parquet, .jsonl or .csv")
     sinks.set_defaults(run=cmd_sinks)
+
+    mechanism = commands.add_parser("sink-mechanism", help="why repeats break out: hidden-state geometry, sink heads and sink neurons")
+    _add_model_options(mechanism)
+    mechanism.add_argument("--word", default="poem", help="the repeated word")
+    mechanism.add_argument("--repeats", type=int, action="append", help="repeat count (repeatable; default 10, 50, 200, 1000)")
+    mechanism.add_argument("--heads", type=int, default=8, help="top sink heads, chosen on prose")
+    mechanism.add_argument("--neuron-layers", type=int, default=4, help="early layers searched for sink neurons")
+    mechanism.add_argument("--out", required=True, help="folder for the tables and the manifest")
+    mechanism.set_defaults(run=cmd_sink_mechanism)
 
     infer = commands.add_parser("propinfer", help="estimate a property's shares in the fine-tuning data from generations")
     _add_model_options(infer)

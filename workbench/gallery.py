@@ -40,7 +40,7 @@ from workbench.registry import LAB_MODEL
 from workbench.selec import WeightDiff, evaluate, precision_curve
 from workbench.session import load_session
 from workbench.similarity import similarity_matrix
-from workbench.stats import rate_difference
+from workbench.stats import wilson
 
 GALLERY_DIR = DATA_DIR / "gallery"
 PROSE = (
@@ -66,25 +66,20 @@ class Entry:
 
 
 def _repeated_tokens(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
-    """The prefill prompt against its floor: the same request, word, repeats and seeds with no reply begun."""
+    """How often the default model, its reply begun with the repeats, breaks out: a count with its
+    interval, not a lift. Under chat or plain prompts an escape must follow r repeats of the model's
+    own, so those are scored by another rule and are no floor for it (docs/divergence.md)."""
     session = load_session(DEFAULT_MODEL)
     cfg = SamplingConfig(max_new_tokens=settings["max_new_tokens"], n=settings["n"], seed=settings["seed"])
-    tables = {
-        template: run_divergence(session, settings["words"], settings["repeats"], cfg, template=template, progress=part)
-        for k, template in enumerate((settings["template"], settings["floor_template"]))
-        for part in [scaled_progress(progress, k / 2, (k + 1) / 2)]
-    }
-    escaped = {template: int((table["outcome"] == "escaped").sum()) for template, table in tables.items()}
-    n = len(tables[settings["template"]])
-    d, low, high = rate_difference(escaped[settings["template"]], n, escaped[settings["floor_template"]], n)
-    verdict = "not distinguishable from the floor" if low <= 0 <= high else "a difference from the floor"
+    table = run_divergence(session, settings["words"], settings["repeats"], cfg, template=settings["template"], progress=progress)
+    escaped = int((table["outcome"] == "escaped").sum())
+    low, high = wilson(escaped, len(table))
     sentence = (
         f"With its reply already begun with {', '.join(map(str, settings['repeats']))} × “{settings['words'][0]}”, the default "
-        f"model broke out into other text in {escaped[settings['template']]} of {n} samples; asked to repeat the word "
-        f"with no reply begun, in {escaped[settings['floor_template']]} of {n}: {d:+.0%} [{low:+.0%}, {high:+.0%}], {verdict}."
+        f"model broke out into other text in {escaped} of {len(table)} samples ({escaped / len(table):.0%}, 95% interval "
+        f"{low:.0%}–{high:.0%}); whether what it writes is memorized is measured against a floor on the lab model."
     )
-    summary = outcome_summary(pd.concat(tables.values(), ignore_index=True), ["template", "repeats", "temperature"])
-    return summary, sentence
+    return outcome_summary(table, ["template", "repeats", "temperature"]), sentence
 
 
 def _attention_sinks(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
@@ -172,8 +167,7 @@ def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFra
 
 ENTRIES = (
     Entry("repeated_tokens", "repeated_tokens", "Repeated tokens",
-          {"words": ["poem"], "repeats": [50], "n": 24, "max_new_tokens": 64, "seed": 0, "template": "prefill",
-           "floor_template": "chat"}, _repeated_tokens),
+          {"words": ["poem"], "repeats": [50], "n": 24, "max_new_tokens": 64, "seed": 0, "template": "prefill"}, _repeated_tokens),
     Entry("attention_sinks", "attention_sinks", "Attention sinks", {"word": "poem", "repeats": 200}, _attention_sinks),
     Entry("property_inference", "property_inference", "Property inference",
           {"property": "diagnosis", "n": 100, "seed": 0, "style": "question-answer"}, _property_inference),
