@@ -115,9 +115,11 @@ def test_home_gallery_opens_a_page_with_its_settings(page: Page):
     with _rerun(page):
         page.get_by_test_id("stMain").locator("a[href*='repeated_tokens']").first.click()
     expect(page.get_by_role("heading", name="Repeated tokens")).to_be_visible()
-    expect(page.get_by_role("spinbutton", name="Samples per prompt", exact=True)).to_have_value("8")
-    expect(page.get_by_role("spinbutton", name="New tokens", exact=True)).to_have_value("48")
-    expect(page.get_by_test_id("stMultiSelect").filter(has_text="Repeats")).to_contain_text("400")
+    # The entry's settings (workbench.gallery.ENTRIES): 24 samples, 64 new tokens, 50 repeats, prefill.
+    expect(page.get_by_role("spinbutton", name="Samples per prompt", exact=True)).to_have_value("24")
+    expect(page.get_by_role("spinbutton", name="New tokens", exact=True)).to_have_value("64")
+    expect(page.get_by_test_id("stMultiSelect").filter(has_text="Repeats")).to_contain_text("50")
+    expect(page.get_by_role("radio", name="prefill")).to_be_checked()
     _no_exception(page)
 
 
