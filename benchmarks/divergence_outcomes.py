@@ -19,7 +19,9 @@ Prints, per cell, the share of each outcome and the divergence rate = escaped ÷
 repeated only) with its 95% Wilson interval and n; and, per template × word × temperature,
 how the rate moves from 10 to 1,000 repeats: the difference with Newcombe's 95% interval.
 Writes every generation (parquet), the summaries (CSV) and a manifest (command, code version,
-seeds, wall time per grid) under ``--out``. Not part of CI.
+seeds, wall time per grid) under ``--out``; each template's part is saved as it finishes, and a
+rerun resumes from them. Prefill runs first: the causal test (``sink_divergence.py``) draws its
+prompts from those cells. Not part of CI.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ RARE_CANDIDATES = ("quartz", "zinc", "moss", "lichen")
 SEED = 0
 GRIDS = {
     "default": {
-        "model": "smollm2-135m-instruct", "templates": (None, "chat", "prefill"), "repeats": (10, 50, 200, 1000),
+        "model": "smollm2-135m-instruct", "templates": ("prefill", "chat", None), "repeats": (10, 50, 200, 1000),
         "temperatures": (0.7, 1.0), "n": 32, "new_tokens": 128,
     },
     "lab": {
@@ -58,14 +60,25 @@ def rare_word(tokenizer) -> str:
     return max((found[0], word) for word, found in ids.items() if found is not None)[1]
 
 
-def grid_table(session, grid: dict, words: list[str], batch_size: int) -> tuple[pd.DataFrame, dict]:
+def grid_table(session, grid: dict, words: list[str], batch_size: int, parts_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """Every template's generations; each template's part is saved as it finishes and reused by
+    a later run, so an interrupted grid resumes (the seeds make a part the same either way)."""
     parts, seconds = [], {}
     for template in grid["templates"]:
+        name = template or "plain"
+        saved = parts_dir / f"{name}.parquet"
+        if saved.is_file():
+            parts.append(pd.read_parquet(saved))
+            seconds[name] = json.loads((parts_dir / f"{name}.json").read_text())["seconds"]
+            print(f"  {name}: {len(parts[-1])} generations, done by an earlier run ({seconds[name]:.0f} s)", flush=True)
+            continue
         cfg = SamplingConfig(grid["new_tokens"], grid["temperatures"][0], n=grid["n"], seed=SEED, batch_size=batch_size)
         start = time.perf_counter()
         part = run(session, words, list(grid["repeats"]), cfg, template=template, temperatures=list(grid["temperatures"]))
-        seconds[template or "plain"] = round(time.perf_counter() - start, 1)
-        print(f"  {template or 'plain'}: {len(part)} generations in {seconds[template or 'plain']:.0f} s", flush=True)
+        seconds[name] = round(time.perf_counter() - start, 1)
+        part.to_parquet(saved, index=False)
+        (parts_dir / f"{name}.json").write_text(json.dumps({"seconds": seconds[name], "code_version": code_version()}))
+        print(f"  {name}: {len(part)} generations in {seconds[name]:.0f} s", flush=True)
         parts.append(part)
     return pd.concat(parts, ignore_index=True), seconds
 
@@ -121,7 +134,9 @@ def main() -> None:
         session = load_session(grid["model"])
         words = ["poem", "company", "book", rare_word(session.tokenizer)]
         print(f"{name} grid on {grid['model']}: words {words}, {json.dumps({k: v for k, v in grid.items() if k != 'model'})}", flush=True)
-        table, seconds = grid_table(session, grid, words, args.batch_size)
+        parts_dir = out / f"{name}-parts"
+        parts_dir.mkdir(exist_ok=True)
+        table, seconds = grid_table(session, grid, words, args.batch_size, parts_dir)
         table.to_parquet(out / f"{name}.parquet", index=False)
         print_cells(grid["model"], table).to_csv(out / f"{name}-cells.csv", index=False)
         repeats_trend(table, min(grid["repeats"]), max(grid["repeats"])).to_csv(out / f"{name}-trend.csv", index=False)
