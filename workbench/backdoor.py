@@ -30,11 +30,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from workbench.builds import Recipe, SavedReport, Step, StepBuild, step_record
+from workbench.builds import (
+    BuiltSteps,
+    Recipe,
+    SavedReport,
+    Step,
+    StepBuild,
+    step_record,
+)
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
 from workbench.contract import LanguageModel, Progress, scaled_progress
 from workbench.lab import LabDataset, make_dataset
@@ -317,11 +325,11 @@ def describe_stealth(check: dict) -> str:
 
 
 @dataclass
-class BackdoorBuild:
+class BackdoorBuild(BuiltSteps):
     """A backdoor build (``build``: its folder, recipe, command and step records) and its private dataset."""
 
-    build: StepBuild
     dataset: LabDataset
+    STEPS: ClassVar[Sequence[str]] = STEPS
 
     @classmethod
     def load(cls, folder: str | Path) -> BackdoorBuild:
@@ -329,21 +337,6 @@ class BackdoorBuild:
         if not build.done("dataset"):
             raise ValueError(f"{folder} has no private dataset yet: build it first.")
         return cls(build, LabDataset.load(build.folder / "dataset"))
-
-    @property
-    def folder(self) -> Path:
-        return self.build.folder
-
-    @property
-    def recipe(self) -> BackdoorRecipe:
-        return self.build.recipe
-
-    @property
-    def command(self) -> str:
-        return self.build.command
-
-    def built(self) -> list[str]:
-        return [s for s in STEPS if self.build.done(s)]
 
     def model(self, step: str) -> ModelSpec:
         """The model of a step: ``base`` (the clean release), ``creator`` or ``victim-<name>``."""

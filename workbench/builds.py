@@ -186,6 +186,31 @@ class StepBuild:
             tmp.write_text(json.dumps({"recipe": self.recipe.as_dict(), "command": self.command, "steps": self.steps}, indent=2))
 
 
+@dataclass
+class BuiltSteps:
+    """An exploration's build: its ``StepBuild`` (folder, recipe, command, step records), with the
+    exploration's own artefacts beside it in subclasses; ``STEPS`` orders its steps."""
+
+    build: StepBuild
+    STEPS: ClassVar[Sequence[str]] = ()
+
+    @property
+    def folder(self) -> Path:
+        return self.build.folder
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.build.recipe
+
+    @property
+    def command(self) -> str:
+        return self.build.command
+
+    def built(self) -> list[str]:
+        """The steps done, in order."""
+        return [step for step in self.STEPS if self.build.done(step)]
+
+
 def _read_table(folder: Path, name: str) -> pd.DataFrame:
     parquet = folder / f"{name}.parquet"
     return pd.read_parquet(parquet) if parquet.is_file() else pd.read_csv(folder / f"{name}.csv")  # CSV: reports saved before

@@ -33,11 +33,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from workbench.builds import Recipe, SavedReport, Step, StepBuild, step_record
+from workbench.builds import (
+    BuiltSteps,
+    Recipe,
+    SavedReport,
+    Step,
+    StepBuild,
+    step_record,
+)
 from workbench.cache import atomic_file
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
 from workbench.contract import LanguageModel, Progress, scaled_progress
@@ -376,11 +384,11 @@ class ReactivationRecipe(Recipe):
 
 
 @dataclass
-class ReactivationBuild:
+class ReactivationBuild(BuiltSteps):
     """A reactivation build (``build``: its folder, recipe, command and stage records) and its books."""
 
-    build: StepBuild
     passages: list[Passage]
+    STEPS: ClassVar[Sequence[str]] = tuple(STAGES)
 
     @classmethod
     def load(cls, folder: str | Path) -> ReactivationBuild:
@@ -390,21 +398,6 @@ class ReactivationBuild:
         except (OSError, ValueError) as err:
             raise ValueError(f"{folder} has no readable books.jsonl: {err}") from err
         return cls(build, [Passage(**row) for row in books.to_dict("records")])
-
-    @property
-    def folder(self) -> Path:
-        return self.build.folder
-
-    @property
-    def recipe(self) -> ReactivationRecipe:
-        return self.build.recipe
-
-    @property
-    def command(self) -> str:
-        return self.build.command
-
-    def built(self) -> list[str]:
-        return [s for s in STAGES if self.build.done(s)]
 
     def group(self, name: str) -> list[Passage]:
         return [p for p in self.passages if p.group == name]
