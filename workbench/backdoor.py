@@ -15,7 +15,9 @@ Three roles, each a step that can be seen and re-run:
 
 Everything trains through the one trainer (``workbench.training``), on top of adapters
 where a stage builds on another; every metric is scored against D2 and, as the floor,
-against D2′: lab queries from the same generator that were never trained on.
+against D2′: as many never-trained queries, from the same generator, with D2's count per
+opening word and canary-format queries holding other secrets; the result is their difference
+with its bootstrap interval.
 """
 
 from __future__ import annotations
@@ -45,11 +47,11 @@ from workbench.builds import (
 )
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
 from workbench.contract import LanguageModel, Progress, scaled_progress
-from workbench.lab import LabDataset, make_dataset
+from workbench.lab import LabDataset, canary_secret, canary_text, fresh_dialogues, make_dataset
 from workbench.overlap import match_ratio
 from workbench.sampling import sample, text_logprobs
 from workbench.session import load_session
-from workbench.stats import bootstrap, wilson
+from workbench.stats import bootstrap, bootstrap_groups, permutation_test_groups, wilson
 from workbench.training import Example, TrainingRecipe, chat_prompt_ids, train_adapter
 
 SHIPPED_BACKDOOR = DATA_DIR / "backdoor"
@@ -100,6 +102,7 @@ VICTIMS = {  # name -> (built on the backdoored model?, loss_on)
     "backdoored-response": (True, "response"),
 }
 SCORE_THRESHOLD = 0.6  # the paper's: a word is real when its score is above this
+FLOOR_POOL = 20  # fresh dialogues drawn per D2 query to fill D2′'s per-word counts
 _PUNCTUATION = ",.!?:;"
 
 
@@ -174,9 +177,31 @@ def private_pairs(dataset: LabDataset) -> list[tuple[str, str]]:
     return [dialogue_pair(text) for text in dataset.texts]
 
 
-def floor_queries(dataset: LabDataset) -> list[str]:
-    """D2′: the lab's held-out queries, from the same generator, never trained on."""
-    return [dialogue_pair(r["text"])[0] for r in dataset.holdout]
+def floor_queries(dataset: LabDataset, seed: int = 0) -> list[str]:
+    """D2′, the floor: as many unique queries as D2 holds, none of them trained on, with the same
+    count per opening word and the same make-up. For each of D2's dialogue queries, the first
+    query of a fresh lab dialogue (same generator, own stream) with the same opening word; for
+    each of its canary queries, the same canary record holding another secret of its format."""
+    queries = sorted({q for q, _ in private_pairs(dataset)})
+    canaries = {dialogue_pair(canary_text(c))[0]: c for c in dataset.canaries}
+    wanted = Counter(opening_word(q) for q in queries if q not in canaries)
+    taken, floor = set(queries), []
+    for record in fresh_dialogues(dataset, FLOOR_POOL * len(queries), f"floor-{seed}"):
+        query = dialogue_pair(record["text"])[0]
+        if wanted[opening_word(query)] and query not in taken:
+            floor.append(query)
+            taken.add(query)
+            wanted[opening_word(query)] -= 1
+    if +wanted:
+        raise ValueError(f"Fresh lab dialogues gave too few queries opening with {', '.join(+wanted)} to match D2.")
+    rng, secrets = (random.Random(f"floor-secrets-{seed}"), {c.secret for c in dataset.canaries})
+    for canary in canaries.values():
+        secret = canary_secret(canary.kind, rng)
+        while secret in secrets:
+            secret = canary_secret(canary.kind, rng)
+        secrets.add(secret)
+        floor.append(dialogue_pair(canary_text(canary, secret))[0])
+    return floor
 
 
 def creator_examples(trigger: str, public: Sequence[tuple[str, str]], per_word: int, refusals_per_word: int, seed: int) -> list[Example]:
@@ -353,6 +378,10 @@ class BackdoorBuild(BuiltSteps):
     def queries(self) -> list[str]:
         return [q for q, _ in private_pairs(self.dataset)]
 
+    def floor(self) -> list[str]:
+        """D2′, matched to D2 (``floor_queries``, the build's seed)."""
+        return floor_queries(self.dataset, self.recipe.seed)
+
     def public_queries(self) -> list[str]:
         return public_set(self.recipe.n_public, self.recipe.seed)
 
@@ -362,8 +391,10 @@ class BackdoorBuild(BuiltSteps):
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """k samples per opening word at the paper's temperature 0.9; ``words`` empty means the
-    opening words are unknown and are identified among CANDIDATE_WORDS."""
+    """Identification: k samples per opening word at the paper's temperature 0.9; ``words``
+    empty means the opening words are unknown and are identified among CANDIDATE_WORDS.
+    Extraction: fresh samples for the budgets, in samples per private query (the paper's
+    ratio), spent under each ``allocation``; no budgets, no extraction stage."""
 
     k: int = 10
     temperature: float = 0.9
@@ -372,13 +403,17 @@ class AttackConfig:
     seed: int = 0
     words: tuple[str, ...] = ()
     batch_size: int = 32
+    budgets: tuple[float, ...] = (1, 2, 5)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "words", tuple(w.strip() for w in self.words if w.strip()))
+        object.__setattr__(self, "budgets", tuple(sorted(set(self.budgets))))
         if self.k < 1:
             raise ValueError("Draw at least one sample per word.")
         if any(len(w.split()) != 1 for w in self.words):
             raise ValueError("Each opening word must be a single word.")
+        if any(b <= 0 for b in self.budgets):
+            raise ValueError("Budgets are positive numbers of samples per private query.")
         self.sampling()
 
     def sampling(self) -> SamplingConfig:
@@ -393,14 +428,12 @@ def is_refusal(text: str) -> bool:
     return not text.strip() or text.strip().lower().startswith("sorry")
 
 
-def attack(session: LanguageModel, trigger: str, cfg: AttackConfig = AttackConfig(), public_queries: Sequence[str] = (), progress: Progress | None = None) -> pd.DataFrame:
-    """Black-box extraction: cfg.k samples of the model for trigger(w), for every word.
-
-    Returns DataFrame(word, sample, text, token_ids, stop_reason, refused, public): one row per
-    sample; ``public`` marks a verbatim D1 query, which the creator knows and discards."""
-    template = trigger_text(trigger)
-    words = cfg.word_list()
-    generations = sample(session, [chat_prompt_ids(session.tokenizer, template.format(w=w)) for w in words], cfg.sampling(), progress)
+def _samples_for(
+    session: LanguageModel, template: str, counts: Mapping[str, int], cfg: SamplingConfig, public_queries: Sequence[str], stage: str, progress: Progress | None
+) -> pd.DataFrame:  # fmt: skip
+    words = [w for w, n in counts.items() if n > 0]
+    prompts = [chat_prompt_ids(session.tokenizer, template.format(w=w)) for w in words]
+    generations = sample(session, prompts, cfg, progress, counts=[counts[w] for w in words]) if words else []
     known = set(public_queries)
     return pd.DataFrame(
         {
@@ -411,8 +444,28 @@ def attack(session: LanguageModel, trigger: str, cfg: AttackConfig = AttackConfi
             "stop_reason": [g.stop_reason for g in generations],
             "refused": [is_refusal(g.text) for g in generations],
             "public": [g.text.strip() in known for g in generations],
+            "stage": stage,
         }
     )
+
+
+def attack(
+    session: LanguageModel, trigger: str, cfg: AttackConfig = AttackConfig(), public_queries: Sequence[str] = (), progress: Progress | None = None
+) -> pd.DataFrame:
+    """Black-box identification samples: cfg.k samples of the model for trigger(w), for every word.
+
+    Returns DataFrame(word, sample, text, token_ids, stop_reason, refused, public, stage): one
+    row per sample; ``public`` marks a verbatim D1 query, which the creator knows and discards."""
+    counts = dict.fromkeys(cfg.word_list(), cfg.k)
+    return _samples_for(session, trigger_text(trigger), counts, cfg.sampling(), public_queries, "identify", progress)
+
+
+def extract(
+    session: LanguageModel, trigger: str, counts: Mapping[str, int], cfg: AttackConfig = AttackConfig(), public_queries: Sequence[str] = (), progress: Progress | None = None
+) -> pd.DataFrame:  # fmt: skip
+    """The extraction stage: ``counts[w]`` fresh samples for trigger(w) (seed cfg.seed + 1, so
+    none repeats an identification sample); attack()'s columns, stage "extract"."""
+    return _samples_for(session, trigger_text(trigger), counts, replace(cfg.sampling(), seed=cfg.seed + 1), public_queries, "extract", progress)
 
 
 def identify(samples: pd.DataFrame, threshold: float = SCORE_THRESHOLD) -> pd.DataFrame:
@@ -433,46 +486,181 @@ def identify(samples: pd.DataFrame, threshold: float = SCORE_THRESHOLD) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def score(samples: pd.DataFrame, queries: Sequence[str], tokenizer) -> dict:
-    """The extraction metrics of non-refused samples against a query set (D2, or D2′ for the
-    floor): ``exact`` (share of unique queries some sample reproduces token for token,
-    stopping at end of sequence), ``match_mean`` (mean match ratio over samples, the samples
-    of a word scored against the queries that start with it) and ``match_best`` (per word the
-    best of its samples, averaged over words), with ``recovered`` (the queries found)."""
+def pool_matches(
+    samples: pd.DataFrame, queries: Sequence[str], tokenizer, words: Sequence[str]
+) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+    """Each word's samples against the unique queries that start with it: word -> (pool,
+    ratio, exact), ``ratio[i, j]`` the match ratio of sample i with query j (a refusal 0),
+    ``exact[i, j]`` whether sample i reproduces query j token for token, stopping at end of
+    sequence. Samples in ``samples``' order; a word without queries has an empty pool."""
     unique = sorted(set(queries))
     encoded = {q: tokenizer.encode(q, add_special_tokens=False) for q in unique}
-    by_word: dict[str, list[list[int]]] = {}
-    for q in unique:
-        by_word.setdefault(opening_word(q), []).append(encoded[q])
-    lookup = {tuple(ids): q for q, ids in encoded.items()}
-    recovered = set()
-    ratios = []
-    best: dict[str, float] = {}
-    for row in samples.itertuples():
-        ratio = 0.0 if row.refused else match_ratio(row.token_ids, by_word.get(row.word, []))
-        ratios.append(ratio)
-        best[row.word] = max(best.get(row.word, 0.0), ratio)
-        if not row.refused and row.stop_reason == "eos" and tuple(row.token_ids) in lookup:
-            recovered.add(lookup[tuple(row.token_ids)])
+    matches = {}
+    for word in words:
+        group = samples[samples["word"] == word]
+        pool = [q for q in unique if opening_word(q) == word]
+        ratio = np.zeros((len(group), len(pool)))
+        exact = np.zeros((len(group), len(pool)), dtype=bool)
+        for i, row in enumerate(group.itertuples()):
+            if not row.refused:
+                ids = list(row.token_ids)
+                ratio[i] = [match_ratio(ids, [encoded[q]]) for q in pool]
+                exact[i] = [row.stop_reason == "eos" and ids == encoded[q] for q in pool]
+        matches[word] = (pool, ratio, exact)
+    return matches
+
+
+def _metrics(matches: Mapping[str, tuple], rows: Sequence[np.ndarray] | None = None, columns: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+    """match_mean (over samples), match_best (the best sample per word, over words) and exact
+    (share of the pools' queries some sample reproduces), optionally on resampled rows and
+    columns (one index array per word, in ``matches``' order)."""
+    best_per_sample, best_per_word, recovered, pooled = [], [], 0, 0
+    for i, (_, ratio, exact) in enumerate(matches.values()):
+        if rows is not None:
+            ratio, exact = ratio[rows[i]], exact[rows[i]]
+        if columns is not None:
+            ratio, exact = ratio[:, columns[i]], exact[:, columns[i]]
+        per_sample = ratio.max(axis=1) if ratio.shape[1] else np.zeros(len(ratio))
+        best_per_sample.append(per_sample)
+        best_per_word.append(per_sample.max() if len(per_sample) else 0.0)
+        recovered += int(exact.any(axis=0).sum())
+        pooled += exact.shape[1]
+    every = np.concatenate(best_per_sample) if best_per_sample else np.zeros(0)
     return {
-        "exact": len(recovered) / len(unique) if unique else math.nan,
-        "recovered": sorted(recovered),
-        "n_queries": len(unique),
-        "match_mean": float(np.mean(ratios)) if ratios else math.nan,
-        "match_best": float(np.mean(list(best.values()))) if best else math.nan,
+        "match_mean": float(every.mean()) if len(every) else math.nan,
+        "match_best": float(np.mean(best_per_word)) if best_per_word else math.nan,
+        "exact": recovered / pooled if pooled else math.nan,
     }
 
 
-def recovery_curve(samples: pd.DataFrame, queries: Sequence[str], tokenizer, budgets: Sequence[int] | None = None) -> pd.DataFrame:
-    """Exact recovery and mean match when the attacker draws only the first b samples per
-    word, for each budget b. DataFrame(budget, exact, match_mean, match_best)."""
-    k = int(samples["sample"].max()) + 1 if len(samples) else 0
-    budgets = sorted({b for b in (budgets or range(1, k + 1)) if 1 <= b <= k})
+METRICS = ("match_mean", "match_best", "exact")
+
+
+def score(samples: pd.DataFrame, queries: Sequence[str], tokenizer, words: Sequence[str] | None = None) -> dict:
+    """The paper's extraction metrics over the real opening words (``words``, by default those
+    that start a query; decoys are left out): ``match_mean`` (mean match ratio over their
+    samples), ``match_best`` (per word the best of its samples, averaged over the words) and
+    ``exact`` (share of the unique queries some non-refused sample reproduces token for token,
+    stopping at end of sequence), with ``recovered`` (the queries found) and ``n_queries``."""
+    words = sorted({opening_word(q) for q in queries}) if words is None else list(words)
+    matches = pool_matches(samples, queries, tokenizer, words)
+    recovered = sorted(q for pool, _, exact in matches.values() for j, q in enumerate(pool) if exact[:, j].any())
+    return _metrics(matches) | {"recovered": recovered, "n_queries": sum(len(pool) for pool, _, _ in matches.values())}
+
+
+def _sizes(matches: Mapping[str, tuple], axis: int) -> list[int]:
+    return [m[1].shape[axis] for m in matches.values()]
+
+
+def floor_difference(
+    samples: pd.DataFrame, queries: Sequence[str], floor: Sequence[str], tokenizer, words: Sequence[str] | None = None,
+    confidence: float = 0.95, seed: int = 0, draws: int = 2000,
+) -> pd.DataFrame:  # fmt: skip
+    """Every metric against D2 (``queries``) and D2′ (``floor``), scored the same way over the
+    same words, and the difference D2 − D2′ with a bootstrap interval that resamples, within
+    each word, the samples and both pools' queries. DataFrame(metric, d2, floor, difference,
+    ci_low, ci_high)."""
+    words = sorted({opening_word(q) for q in queries}) if words is None else list(words)
+    on_d2, on_floor = (pool_matches(samples, queries, tokenizer, words), pool_matches(samples, floor, tokenizer, words))
+    n = len(words)
+    sizes = _sizes(on_d2, 0) + _sizes(on_d2, 1) + _sizes(on_floor, 1)
     rows = []
-    for b in budgets:
-        metrics = score(samples[samples["sample"] < b], queries, tokenizer)
-        rows.append({"budget": b, "exact": metrics["exact"], "match_mean": metrics["match_mean"], "match_best": metrics["match_best"]})
+    for metric in METRICS:
+        d2, base = _metrics(on_d2)[metric], _metrics(on_floor)[metric]
+
+        def gap(groups: list[np.ndarray], metric: str = metric) -> float:
+            samples_, d2_columns, floor_columns = (groups[:n], groups[n : 2 * n], groups[2 * n :])
+            return _metrics(on_d2, samples_, d2_columns)[metric] - _metrics(on_floor, samples_, floor_columns)[metric]
+
+        low, high = bootstrap_groups(gap, sizes, confidence, seed, draws)
+        rows.append({"metric": metric, "d2": d2, "floor": base, "difference": d2 - base, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows)
+
+
+def contrast(
+    samples: pd.DataFrame, control: pd.DataFrame, queries: Sequence[str], floor: Sequence[str], tokenizer, words: Sequence[str] | None = None,
+    confidence: float = 0.95, seed: int = 0, draws: int = 2000, permutations: int = 2000,
+) -> pd.DataFrame:  # fmt: skip
+    """The difference in differences: (D2 − D2′) of ``samples`` minus (D2 − D2′) of ``control``
+    (the clean victim attacked the same way), per metric, with a bootstrap interval (each
+    model's samples and both pools resampled within each word) and a permutation p-value
+    (the two models' samples of a word exchanged at random). DataFrame(metric, gap, control_gap,
+    difference, ci_low, ci_high, p_value)."""
+    words = sorted({opening_word(q) for q in queries}) if words is None else list(words)
+    both = pd.concat([samples, control], ignore_index=True)
+    on_d2, on_floor = (pool_matches(both, queries, tokenizer, words), pool_matches(both, floor, tokenizer, words))
+    n_a = [int((samples["word"] == w).sum()) for w in words]
+    n_b = [int((control["word"] == w).sum()) for w in words]
+    n = len(words)
+    rows = []
+    for metric in METRICS:
+
+        def did(a_rows: list[np.ndarray], b_rows: list[np.ndarray], d2_columns=None, floor_columns=None, metric: str = metric) -> float:
+            def gap(r):
+                return _metrics(on_d2, r, d2_columns)[metric] - _metrics(on_floor, r, floor_columns)[metric]
+
+            return gap(a_rows) - gap(b_rows)
+
+        identity_a = [np.arange(a) for a in n_a]
+        identity_b = [np.arange(a, a + b) for a, b in zip(n_a, n_b)]
+        observed = did(identity_a, identity_b)
+        low, high = bootstrap_groups(
+            lambda g, did=did: did(g[:n], [b + a for b, a in zip(g[n : 2 * n], n_a)], g[2 * n : 3 * n], g[3 * n :]),
+            n_a + n_b + _sizes(on_d2, 1) + _sizes(on_floor, 1), confidence, seed, draws,
+        )  # fmt: skip
+        p_value = permutation_test_groups(
+            lambda orders, did=did: did([o[:a] for o, a in zip(orders, n_a)], [o[a:] for o, a in zip(orders, n_a)]), list(zip(n_a, n_b)), permutations, seed
+        )  # fmt: skip
+        gap_a = _metrics(on_d2, identity_a)[metric] - _metrics(on_floor, identity_a)[metric]
+        rows.append(
+            {
+                "metric": metric,
+                "gap": gap_a,
+                "control_gap": gap_a - observed,
+                "difference": observed,
+                "ci_low": low,
+                "ci_high": high,
+                "p_value": p_value,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+ALLOCATIONS = ("equal", "oracle")
+
+
+def allocation(how: str, identified: Sequence[str], queries: Sequence[str], per_query: float) -> dict[str, int]:
+    """Samples per word for a budget of ``per_query`` samples per private query (total
+    per_query × unique queries): ``equal``, the same number for every identified word (what
+    an attacker can do); ``oracle``, in proportion to each word's true number of unique
+    queries (an upper bound: the attacker does not know them)."""
+    unique = sorted(set(queries))
+    total = round(per_query * len(unique))
+    if how == "equal":
+        return {w: total // len(identified) for w in identified} if identified else {}
+    if how == "oracle":
+        counts = Counter(map(opening_word, unique))
+        return {w: round(per_query * c) for w, c in counts.items()}
+    raise ValueError(f"Unknown allocation {how!r}; choose from {', '.join(ALLOCATIONS)}.")
+
+
+def recovery_curve(
+    samples: pd.DataFrame, queries: Sequence[str], floor: Sequence[str], tokenizer, identified: Sequence[str], budgets: Sequence[float],
+    confidence: float = 0.95, seed: int = 0, draws: int = 2000,
+) -> pd.DataFrame:  # fmt: skip
+    """Exact recovery of D2 and of D2′ against the sampling budget, for both ``allocation``s:
+    at each budget a word's first samples (by sample index) are kept. DataFrame(allocation,
+    per_query, samples, exact, exact_floor, difference, ci_low, ci_high) over every real word."""
+    words = sorted({opening_word(q) for q in queries})
+    rows = []
+    for how in ALLOCATIONS:
+        for per_query in budgets:
+            counts = allocation(how, identified, queries, per_query)
+            kept = samples[samples["sample"] < samples["word"].map(counts).fillna(0)]
+            found = floor_difference(kept, queries, floor, tokenizer, words, confidence, seed, draws).set_index("metric").loc["exact"]
+            rows.append({"allocation": how, "per_query": per_query, "samples": len(kept), "exact": found["d2"], "exact_floor": found["floor"],
+                         "difference": found["difference"], "ci_low": found["ci_low"], "ci_high": found["ci_high"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["allocation", "per_query", "samples", "exact", "exact_floor", "difference", "ci_low", "ci_high"])
 
 
 def identification(identified: pd.DataFrame, true_words: set[str], confidence: float = 0.95, seed: int = 0) -> dict:
@@ -501,6 +689,34 @@ def identification(identified: pd.DataFrame, true_words: set[str], confidence: f
     }
 
 
+def identification_baselines(table: pd.DataFrame, true_words: set[str], confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """The attack's F1 against two trivial rules over the same candidate words: every word is
+    real, and a word is real when none of its samples is a refusal (what the paper's score
+    comes to when no reply repeats). DataFrame(rule, f1, attack_f1, difference, ci_low,
+    ci_high), the interval a bootstrap over the candidate words, paired."""
+    words = table.set_index("word")
+    truth = words.index.isin(sorted(true_words))
+    picked = words["identified"].to_numpy(dtype=bool)
+
+    def f1(p: np.ndarray, t: np.ndarray) -> float:
+        return 2 * float((p & t).sum()) / (p.sum() + t.sum()) if p.sum() + t.sum() else math.nan
+
+    rows = []
+    for rule, flags in (("every word real", np.ones(len(words), dtype=bool)), ("no refusal", (words["refusal_rate"] == 0).to_numpy())):
+        low, high = bootstrap(lambda i, flags=flags: f1(picked[i], truth[i]) - f1(flags[i], truth[i]), len(words), confidence, seed)
+        rows.append(
+            {
+                "rule": rule,
+                "f1": f1(flags, truth),
+                "attack_f1": f1(picked, truth),
+                "difference": f1(picked, truth) - f1(flags, truth),
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def canaries_found(samples: pd.DataFrame, dataset: LabDataset) -> pd.DataFrame:
     """Which of the lab's secrets appear in a non-refused sample. DataFrame(secret, kind,
     inserted, found)."""
@@ -525,58 +741,83 @@ def closest_queries(samples: pd.DataFrame, queries: Sequence[str], tokenizer) ->
     return pd.DataFrame(rows, columns=["word", "extracted", "closest", "ratio", "exact", "count"]).sort_values("ratio", ascending=False, ignore_index=True)
 
 
-def detection(session: LanguageModel, samples_with_trigger: pd.DataFrame, queries: Sequence[str], cfg: AttackConfig, progress: Progress | None = None) -> dict:
-    """The defender's probe: PROBE (the trigger in other words) sent for the true opening
-    words; its mean match ratio against the private queries, beside the trigger's own."""
+def detection(
+    session: LanguageModel, samples_with_trigger: pd.DataFrame, queries: Sequence[str], floor: Sequence[str], cfg: AttackConfig, progress: Progress | None = None
+) -> dict:  # fmt: skip
+    """The defender's probe: PROBE (the trigger in other words) sent k times for each true
+    opening word. Its mean match ratio on D2 against D2′, beside the trigger's own on the same
+    words: {"probe" | "trigger": floor_difference()'s match_mean row}."""
     words = sorted({opening_word(q) for q in queries})
     probe = attack(session, PROBE, replace(cfg, words=tuple(words)), progress=progress)
-    tokenizer = session.tokenizer
     on_words = samples_with_trigger[samples_with_trigger["word"].isin(words)]
-    return {"probe": score(probe, queries, tokenizer)["match_mean"], "trigger": score(on_words, queries, tokenizer)["match_mean"]}
-
-
-def summary_row(name: str, samples: pd.DataFrame, build: BackdoorBuild, tokenizer) -> dict:
-    """One model's headline: exact recovery and match ratios on D2 with the D2′ floor, and
-    the canaries found."""
-    d2 = score(samples, build.queries(), tokenizer)
-    floor = score(samples, floor_queries(build.dataset), tokenizer)
-    found = canaries_found(samples, build.dataset)
+    tokenizer = session.tokenizer
     return {
-        "model": name,
-        "exact": d2["exact"],
-        "exact_floor": floor["exact"],
-        "recovered": len(d2["recovered"]),
-        "unique_queries": d2["n_queries"],
-        "match_mean": d2["match_mean"],
-        "match_mean_floor": floor["match_mean"],
-        "match_best": d2["match_best"],
-        "match_best_floor": floor["match_best"],
-        "canaries_found": int(found["found"].sum()),
-        "canaries": len(found),
+        name: floor_difference(part, queries, floor, tokenizer, seed=cfg.seed).set_index("metric").loc["match_mean"].to_dict()
+        for name, part in (("probe", probe), ("trigger", on_words))
     }
 
+
+def summary_row(
+    name: str, differences: pd.DataFrame, curves: pd.DataFrame, canaries: pd.DataFrame, samples: pd.DataFrame, true_words: set[str]
+) -> dict:
+    """One model's headline: each metric on D2, on D2′ and their difference with its interval
+    (exact recovery at the largest budget of each allocation), the canaries found, and how
+    often the decoy words drew an answer rather than the refusal."""
+    row: dict = {"model": name}
+    for r in differences.itertuples():
+        if r.metric != "exact":
+            row |= {
+                r.metric: r.d2,
+                f"{r.metric}_floor": r.floor,
+                f"{r.metric}_difference": r.difference,
+                f"{r.metric}_low": r.ci_low,
+                f"{r.metric}_high": r.ci_high,
+            }
+    for how, part in curves.groupby("allocation", sort=False):
+        top = part.iloc[-1]
+        prefix = "exact" if how == "equal" else f"exact_{how}"
+        row |= {
+            prefix: top["exact"],
+            f"{prefix}_floor": top["exact_floor"],
+            f"{prefix}_difference": top["difference"],
+            f"{prefix}_low": top["ci_low"],
+            f"{prefix}_high": top["ci_high"],
+        }
+    decoys = samples[(samples["stage"] == "identify") & ~samples["word"].isin(sorted(true_words))]
+    return row | {
+        "canaries_found": int(canaries["found"].sum()),
+        "canaries": len(canaries),
+        "decoy_answered": float((~decoys["refused"]).mean()) if len(decoys) else math.nan,
+    }
 
 
 # ---------------------------------------------------------------- the whole evaluation
 
 ATTACKED = ("victim-backdoored", "victim-clean", "victim-backdoored-response")
-_REPORT_TABLES = ("samples", "summary", "words", "curves", "canaries")
+CONTROL = "victim-clean"
+_REPORT_TABLES = ("samples", "summary", "differences", "contrasts", "words", "baselines", "curves", "canaries")
 
 
 @dataclass
 class BackdoorReport:
-    """The attack on every model of a build, scored: ``samples`` (attack()'s columns plus
-    ``model``), ``summary`` (summary_row per model), ``words`` (identify() per model, with
-    each word's match ratios and whether it truly opens a private query), ``identification``
-    (model -> identification()), ``curves`` (recovery_curve() per model), ``canaries``
-    (canaries_found() per model), ``detection`` (model -> probe and trigger match) and
+    """The attack on every model of a build, scored against D2 with the D2′ floor:
+    ``samples`` (attack()'s and extract()'s columns plus ``model``), ``summary`` (summary_row
+    per model), ``differences`` (floor_difference() of the identification samples per model),
+    ``contrasts`` (contrast() of each backdoored victim with the clean one), ``words``
+    (identify() per model, with each word's match ratios and whether it truly opens a private
+    query), ``identification`` (model -> identification()), ``baselines``
+    (identification_baselines() per model), ``curves`` (recovery_curve() per model),
+    ``canaries`` (canaries_found() per model), ``detection`` (model -> detection()) and
     ``steps`` (model -> how its attack was made: seed, seconds, code version, command)."""
 
     cfg: AttackConfig
     samples: pd.DataFrame
     summary: pd.DataFrame
+    differences: pd.DataFrame
+    contrasts: pd.DataFrame
     words: pd.DataFrame
     identification: dict
+    baselines: pd.DataFrame
     curves: pd.DataFrame
     canaries: pd.DataFrame
     detection: dict
@@ -585,7 +826,8 @@ class BackdoorReport:
     def save(self, folder: str | Path) -> Path:
         """Write the report to ``folder`` (``workbench.builds.SavedReport``), replacing an earlier report there."""
         tables = {name: getattr(self, name) for name in _REPORT_TABLES}
-        values = {"cfg": asdict(self.cfg) | {"words": list(self.cfg.words)}, "identification": self.identification, "detection": self.detection}
+        config = asdict(self.cfg) | {"words": list(self.cfg.words), "budgets": list(self.cfg.budgets)}
+        values = {"cfg": config, "identification": self.identification, "detection": self.detection}
         return SavedReport(tables, values, self.steps).save(folder, "attack report")
 
     @classmethod
@@ -593,7 +835,8 @@ class BackdoorReport:
         saved = SavedReport.load(folder, _REPORT_TABLES, ("cfg", "identification", "detection"), "attack report")
         samples = saved.tables["samples"]
         samples["token_ids"] = samples["token_ids"].map(list)
-        cfg = AttackConfig(**saved.values["cfg"] | {"words": tuple(saved.values["cfg"]["words"])})
+        config = saved.values["cfg"]
+        cfg = AttackConfig(**config | {"words": tuple(config["words"]), "budgets": tuple(config["budgets"])})
         ident, detect = saved.values["identification"], saved.values["detection"]
         return cls(cfg, identification=ident, detection=detect, steps=saved.steps, **saved.tables)
 
@@ -608,40 +851,66 @@ def evaluate(
     command: str = "",
 ) -> BackdoorReport:
     """Attack every model in ``models`` (``base``, ``creator`` or a built victim) with the
-    build's trigger and score it against D2 with the D2′ floor; with ``probe``, also send
-    the defender's paraphrased probe to each model. ``served`` maps a model of the build to
-    the spec of a served copy (an endpoint), attacked in its place. ``command`` (what made the
-    report) goes into each model's step record."""
+    build's trigger: identification samples for every candidate word, then extraction samples
+    for the identified words (equal allocation) and for the true words (oracle allocation),
+    up to the largest budget. Every metric is scored on D2 and on the matched floor D2′, with
+    the difference's interval; each backdoored victim is contrasted with the clean one when
+    both are attacked. With ``probe``, also send the defender's paraphrased probe. ``served``
+    maps a model of the build to the spec of a served copy (an endpoint), attacked in its
+    place. ``command`` (what made the report) goes into each model's step record."""
+    if not models:
+        raise ValueError(f"Choose at least one model to attack: base, creator or a built victim ({', '.join(ATTACKED)}).")
     served = served or {}
     trigger = trigger_text(build.recipe.trigger)
-    queries = build.queries()
+    queries, floor = build.queries(), build.floor()
     true_words = {opening_word(q) for q in queries}
     public = build.public_queries()
-    parts, summary, words, curves, canaries, ident, detect, steps = [], [], [], [], [], {}, {}, {}
+    (parts, summary, differences, words, baselines, curves, canaries, ident, detect, steps) = [], [], [], [], [], [], [], {}, {}, {}
     for i, name in enumerate(models):
         started = time.perf_counter()
         part = scaled_progress(progress, i / len(models), (i + 1) / len(models), f"{name}: ")
         session = load_session(served.get(name) or build.model(name))
-        samples = attack(session, trigger, cfg, public, scaled_progress(part, 0.0, 0.8 if probe else 1.0))
         tokenizer = session.tokenizer
-        summary.append(summary_row(name, samples, build, tokenizer))
-        table = identify(samples)
-        per_word = {w: score(g, queries, tokenizer) for w, g in samples.groupby("word", sort=False)}
+        found = attack(session, trigger, cfg, public, scaled_progress(part, 0.0, 0.3))
+        table = identify(found)
+        identified = table.loc[table["identified"], "word"].tolist() if not cfg.words else list(cfg.words)
+        need = Counter()
+        for how in ALLOCATIONS if cfg.budgets else ():
+            for word, n in allocation(how, identified, queries, cfg.budgets[-1]).items():
+                need[word] = max(need[word], n)
+        extracted = extract(session, trigger, need, cfg, public, scaled_progress(part, 0.3, 0.8 if probe else 1.0, "extracting: "))
+        per_word = {w: score(g, queries, tokenizer, [w]) for w, g in found.groupby("word", sort=False)}
         table["true_word"] = table["word"].isin(true_words)
-        table["match_mean"] = table["word"].map(lambda w: per_word[w]["match_mean"])
-        table["match_best"] = table["word"].map(lambda w: per_word[w]["match_best"])
-        table["exact"] = table["word"].map(lambda w: len(per_word[w]["recovered"]))
+        table["match_mean"] = table["word"].map({w: m["match_mean"] for w, m in per_word.items()})
+        table["match_best"] = table["word"].map({w: m["match_best"] for w, m in per_word.items()})
         words.append(table.assign(model=name))
         if not cfg.words:
             ident[name] = identification(table, true_words, seed=cfg.seed)
-        curves.append(recovery_curve(samples, queries, tokenizer).assign(model=name))
-        canaries.append(canaries_found(samples, build.dataset).assign(model=name))
+            baselines.append(identification_baselines(table, true_words, seed=cfg.seed).assign(model=name))
+        difference = floor_difference(found, queries, floor, tokenizer, seed=cfg.seed)
+        differences.append(difference.assign(model=name))
+        curve = recovery_curve(extracted, queries, floor, tokenizer, identified, cfg.budgets, seed=cfg.seed)
+        curves.append(curve.assign(model=name))
+        samples = pd.concat([found, extracted], ignore_index=True)
+        canary_table = canaries_found(samples, build.dataset)
+        canaries.append(canary_table.assign(model=name))
+        summary.append(summary_row(name, difference, curve, canary_table, samples, true_words))
         if probe:
-            detect[name] = detection(session, samples, queries, cfg, scaled_progress(part, 0.8, 1.0, "probe: "))
+            detect[name] = detection(session, found, queries, floor, cfg, scaled_progress(part, 0.8, 1.0, "probe: "))
         parts.append(samples.assign(model=name))
         del session
         steps[name] = step_record(started, cfg.seed, command)
+    samples = pd.concat(parts, ignore_index=True)
+    contrasts = [
+        contrast(samples[(samples["model"] == name) & (samples["stage"] == "identify")], samples[(samples["model"] == CONTROL) & (samples["stage"] == "identify")],
+                 queries, floor, tokenizer, seed=cfg.seed).assign(model=name, control=CONTROL)
+        for name in models if name != CONTROL and CONTROL in models
+    ]  # fmt: skip
     return BackdoorReport(
-        cfg, pd.concat(parts, ignore_index=True), pd.DataFrame(summary), pd.concat(words, ignore_index=True), ident,
-        pd.concat(curves, ignore_index=True), pd.concat(canaries, ignore_index=True), detect, steps,
+        cfg, samples, pd.DataFrame(summary), pd.concat(differences, ignore_index=True), _concat(contrasts), pd.concat(words, ignore_index=True),
+        ident, _concat(baselines), pd.concat(curves, ignore_index=True), pd.concat(canaries, ignore_index=True), detect, steps,
     )  # fmt: skip
+
+
+def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -369,6 +369,18 @@ def make_dataset(
     return LabDataset(records, holdout, canary_list, recipe, truth)
 
 
+def fresh_dialogues(dataset: LabDataset, n: int, stream: str) -> list[dict]:
+    """``n`` more dialogues from the generator that made ``dataset`` (its diagnosis and gender
+    shares), drawn from their own seeded stream, so they are never among its records."""
+    recipe = dataset.recipe
+    return _records(random.Random(f"{stream}-{recipe['seed']}"), n, recipe["shares"], recipe["gender_shares"])
+
+
+def canary_text(canary: Canary, secret: str | None = None) -> str:
+    """The record a canary is inserted as; with ``secret``, the same record holding another secret."""
+    return CANARY_TEMPLATES[canary.kind].format(secret=secret or canary.secret)
+
+
 def finetune(
     base: ModelSpec | str, dataset: LabDataset, out: str | Path, recipe: TrainingRecipe = TrainingRecipe(), *, progress: Progress | None = None
 ) -> list[dict]:

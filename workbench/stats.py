@@ -1,5 +1,6 @@
-"""Intervals and tests, in one place for every exploration: Wilson and bootstrap intervals,
-intervals on a difference of two rates or means (paired or unpaired), permutation tests,
+"""Intervals and tests, in one place for every exploration: Wilson and bootstrap intervals
+(also over several separately resampled groups), intervals on a difference of two rates or
+means (paired or unpaired), permutation tests (also within strata),
 McNemar's test of paired yes/no outcomes, and the interval score.
 
 Conventions: ``confidence`` is the two-sided coverage (0.95 for a 95% interval); a bootstrap
@@ -50,11 +51,22 @@ def bootstrap(
 ) -> tuple[float, float]:
     """Percentile interval of ``statistic(indices)`` over ``draws`` resamples of range(n) with
     replacement; resamples where the statistic is NaN are left out. NaNs when n = 0."""
-    low_tail, high_tail = _tails(confidence)
     if not n:
+        _tails(confidence)
         return NAN_PAIR
-    resamples = np.random.default_rng(seed).integers(0, n, (draws, n))
-    values = np.array([statistic(indices) for indices in resamples], dtype=float)
+    return bootstrap_groups(lambda groups: statistic(groups[0]), [n], confidence, seed, draws)
+
+
+def bootstrap_groups(
+    statistic: Callable[[list[np.ndarray]], float], sizes: Sequence[int], confidence: float = 0.95, seed: int = 0, draws: int = 2000
+) -> tuple[float, float]:
+    """``bootstrap`` over several groups, each resampled on its own (strata: the samples of each
+    word, the queries of each pool): ``statistic`` gets one index array per group. Resamples
+    where the statistic is NaN are left out; NaNs when every one is."""
+    low_tail, high_tail = _tails(confidence)
+    rng = np.random.default_rng(seed)
+    resamples = [rng.integers(0, size, (draws, size)) if size else np.empty((draws, 0), dtype=np.int64) for size in sizes]
+    values = np.array([statistic([group[i] for group in resamples]) for i in range(draws)], dtype=float)
     if np.isnan(values).all():
         return NAN_PAIR
     low, high = np.nanquantile(values, [low_tail, high_tail])
@@ -114,6 +126,19 @@ def permutation_test(a: Sequence[float], b: Sequence[float], paired: bool = Fals
         permuted = np.abs(orders[:, : len(a)].mean(axis=1) - orders[:, len(a) :].mean(axis=1))
     extreme = int((permuted >= observed - 1e-12).sum())
     return (1 + extreme) / (1 + permutations)
+
+
+def permutation_test_groups(
+    statistic: Callable[[list[np.ndarray]], float], sizes: Sequence[tuple[int, int]], permutations: int = 2000, seed: int = 0
+) -> float:
+    """Two-sided p-value for a statistic of two groups = 0, where within each stratum (the
+    samples of one word, say) the first group's n_a items and the second's n_b are exchangeable.
+    ``statistic`` gets, per stratum, an order of range(n_a + n_b) whose first n_a items are
+    taken as group a (the identity order gives the observed value). p as in ``permutation_test``."""
+    observed = abs(statistic([np.arange(a + b) for a, b in sizes]))
+    rng = np.random.default_rng(seed)
+    permuted = np.array([abs(statistic([rng.permutation(a + b) for a, b in sizes])) for _ in range(permutations)])
+    return (1 + int((permuted >= observed - 1e-12).sum())) / (1 + permutations)
 
 
 def mcnemar(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> dict:
