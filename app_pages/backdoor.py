@@ -14,7 +14,9 @@ st.caption(
     "Seed 002 (Zhang et al. 2025): the creator of an open model plants a backdoor; a developer fine-tunes it on "
     "private data; the creator, with black-box access only, makes the deployed model recite the private queries. "
     "Here the private data is the lab's clinic dialogues, so every extracted query is scored against the truth — "
-    "and against D2′, queries from the same generator never trained on, so template guessing does not count."
+    "and against D2′: as many queries from the same generator, never trained on, with D2's count per opening word "
+    "(canary records with other secrets included), so template guessing does not count. Every result is the difference "
+    "D2 − D2′ with its 95% interval."
 )
 
 built = build_picker(backdoor.SHIPPED_BACKDOOR, backdoor.BackdoorRecipe, backdoor.BackdoorBuild.load, "bd_build")
@@ -57,7 +59,10 @@ with victim:
 with attacker:
     st.subheader("3 · Attacker")
     with st.form("bd_attack"):
-        k = st.number_input("Samples per opening word", 1, 200, 10, key="bd_k")
+        k = st.number_input("Identification samples per opening word", 1, 200, backdoor.AttackConfig.k, key="bd_k")
+        budgets_text = st.text_input(
+            "Extraction budgets (samples per private query; empty: none)", ", ".join(f"{b:g}" for b in backdoor.AttackConfig.budgets), key="bd_budgets"
+        )
         words_text = st.text_input("Opening words (empty: identify them among the public list with decoys)", "", key="bd_words")
         models = st.multiselect("Models", ["base", *backdoor.STEPS], default=[m for m in backdoor.ATTACKED if m in built.built()], key="bd_models")
         a1, a2 = st.columns(2)
@@ -68,9 +73,12 @@ with attacker:
 
 if run:
     try:
-        cfg = backdoor.AttackConfig(int(k), float(temperature), 1.0, int(max_new), 0, tuple(words_text.replace(",", " ").split()))
-        if not models:
-            raise ValueError("Choose at least one model to attack.")
+        try:
+            budgets = tuple(float(b) for b in budgets_text.replace(",", " ").split())
+        except ValueError:
+            raise ValueError(f"Budgets are numbers of samples per private query, such as 1, 2, 5; not {budgets_text!r}.") from None
+        words_given = tuple(words_text.replace(",", " ").split())
+        cfg = backdoor.AttackConfig(int(k), float(temperature), 1.0, int(max_new), 0, words_given, budgets=budgets)
         with progress_bar("Attacking…") as progress:
             st.session_state["bd_report"] = (str(built.folder), backdoor.evaluate(built, cfg, models, probe, progress))
     except (ValueError, OSError, RuntimeError) as err:
@@ -82,27 +90,35 @@ if st.session_state.get("bd_report", ("", None))[0] == str(built.folder):
     st.success("Your attack run.")
 elif (saved / "report.json").is_file():
     report = backdoor.BackdoorReport.load(saved)
-    st.info(f"The build's saved attack ({report.cfg.k} samples per word); run your own above.")
+    st.info(
+        f"The build's saved attack ({report.cfg.k} identification samples per word; extraction budgets "
+        f"{', '.join(f'{b:g}' for b in report.cfg.budgets) or 'none'} samples per private query); run your own above."
+    )
 else:
     st.info("No attack on this build yet: run one above.")
     st.stop()
 
 summary = report.summary
-st.subheader("Exact recovery, with the floor")
+st.subheader("Against the matched floor")
+st.altair_chart(plots.backdoor_differences(report.differences), width="stretch")
 c1, c2 = st.columns(2)
-c1.altair_chart(plots.backdoor_recovery(summary), width="stretch")
-c2.altair_chart(plots.backdoor_budget(report.curves), width="stretch")
-st.dataframe(
-    summary.style.format({c: "{:.3f}" for c in summary.columns if c.startswith(("exact", "match"))}), key="bd_summary"
-)
+c1.altair_chart(plots.backdoor_budget(report.curves), width="stretch")
+c2.dataframe(summary.style.format({c: "{:.3f}" for c in summary.columns if c.startswith(("exact", "match", "decoy"))}), key="bd_summary")
 st.caption(
-    "exact: share of unique private queries some sample reproduces token for token, stopping at the end of the sequence; "
-    "match: 2|shared prefix| / (|query| + |reply|) against the closest query opening with the same word (mean over samples, "
-    "best per word); *_floor: the same samples against D2′. Paper (Qwen2.5-7B, Dolly, 10 samples per word): mean match "
-    "13.4 → 29.8, best of 10 27.4 → 63.5, F1 68.8 → 79.4, exact 76.3% of 5,000 queries with up to 200 samples per query."
+    "match: 2|shared prefix| / (|query| + |reply|) against the closest query opening with the same word, over the samples of the real "
+    "opening words (mean over samples, best per word, averaged over words; decoys apart: decoy_answered is how often a decoy drew "
+    "an answer rather than the refusal); exact: share of unique private queries some sample reproduces token for token, stopping at "
+    "the end of the sequence, from the extraction samples at the largest budget (exact_oracle: the oracle allocation); *_floor: the "
+    "same samples against D2′; *_low/_high: the 95% bootstrap interval on the difference (samples and queries resampled within each "
+    "word). Paper (Qwen2.5-7B, Dolly, 10 samples per word): mean match 13.4 → 29.8, best of 10 27.4 → 63.5, F1 68.8 → 79.4, exact "
+    "76.3% of 5,000 queries with up to 200 samples per query."
 )
+if len(report.contrasts):
+    st.markdown("**Backdoored against clean**: (D2 − D2′) of each backdoored victim minus that of the clean control")
+    st.dataframe(report.contrasts.style.format({c: "{:+.3f}" for c in ("gap", "control_gap", "difference", "ci_low", "ci_high")}), key="bd_contrasts")
 
 model = st.selectbox("Model", list(summary["model"]), key="bd_model")
+st.markdown("\n".join(f"- {line}" for line in backdoor.describe(report, model)))
 if report.identification.get(model):
     ident = report.identification[model]
     i1, i2, i3 = st.columns(3)
@@ -111,9 +127,6 @@ if report.identification.get(model):
     i3.metric("F1", f"{ident['f1']:.2f}", f"[{ident['f1_ci'][0]:.2f}, {ident['f1_ci'][1]:.2f}]", delta_color="off")
 words = report.words[report.words["model"] == model].drop(columns="model")
 st.dataframe(words.style.format({"refusal_rate": "{:.0%}", "top_share": "{:.0%}", "score": "{:.2f}", "match_mean": "{:.3f}", "match_best": "{:.3f}"}), key="bd_words_table")
-if model in report.detection:
-    result = report.detection[model]
-    st.caption(f"Detection: the paraphrased probe's mean match {result['probe']:.3f} against the trigger's {result['trigger']:.3f} on the true opening words.")
 canaries = report.canaries[report.canaries["model"] == model].drop(columns="model")
 st.dataframe(canaries, key="bd_canaries")
 
@@ -148,14 +161,15 @@ with st.form("bd_rebuild"):
     custom = r1.text_input("Custom trigger (with {w})", "", key="bd_custom")
     base = r2.selectbox("Base model", [m for m in registry_names() if not m.endswith("-lab")], key="bd_base")
     n_private = r3.number_input("Private records", 10, 2000, recipe.n_private, key="bd_private")
-    epochs = r3.number_input("Epochs (creator and victims)", 1, 10, recipe.victim_epochs, key="bd_epochs")
+    creator_epochs = r1.number_input("Creator epochs", 1, 10, recipe.creator_epochs, key="bd_creator_epochs")
+    victim_epochs = r3.number_input("Victim epochs", 1, 10, recipe.victim_epochs, key="bd_epochs")
     seed = r2.number_input("Seed", 0, 2**31 - 1, 0, key="bd_seed")
     rebuild = st.form_submit_button("Build")
 if rebuild:
     try:
         new = backdoor.BackdoorRecipe(
             base=base, trigger=custom if trigger == "custom" else trigger, n_private=int(n_private),
-            creator_epochs=int(epochs), victim_epochs=int(epochs), seed=int(seed),
+            creator_epochs=int(creator_epochs), victim_epochs=int(victim_epochs), seed=int(seed),
         )  # fmt: skip
         with progress_bar("Building…") as progress:
             backdoor.build(new.default_dir(), new, backdoor.STEPS, progress, "built from the Backdoor extraction page")

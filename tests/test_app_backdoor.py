@@ -32,13 +32,16 @@ def test_attack_shows_recovery_words_and_pairs(page):
     assert _table(page, "loss on")["built"].all()
     page.number_input(key="bd_k").set_value(2)
     page.number_input(key="bd_max_new").set_value(8)
+    page.text_input(key="bd_budgets").set_value("1")
     page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
     assert not page.exception and not page.error
     assert any("Your attack run" in s.value for s in page.success)
     summary = _table(page, "exact_floor")
     assert list(summary["model"]) == ["victim-backdoored", "victim-clean", "victim-backdoored-response"]
-    assert {"exact", "exact_floor", "match_mean_floor"} <= set(summary.columns)
-    assert len(page.get("vega_lite_chart")) == 2  # recovery against the floor, and against the budget
+    assert {"exact", "exact_floor", "match_mean_floor", "match_mean_low", "match_mean_high", "decoy_answered"} <= set(summary.columns)
+    assert len(page.get("vega_lite_chart")) == 2  # the lead over the floor, and recovery against the budget
+    assert _table(page, "control_gap")["model"].tolist() == ["victim-backdoored"] * 3 + ["victim-backdoored-response"] * 3
+    assert any("D2′" in m.value and ("floor" in m.value) for m in page.markdown)  # the sentences, each against the floor
     words = _table(page, "true_word")
     assert words["true_word"].sum() >= 1 and {"score", "identified"} <= set(words.columns)
     assert len(page.metric) >= 3  # precision, recall, F1
@@ -51,6 +54,7 @@ def test_known_words_and_bad_input(page):
     page.text_input(key="bd_words").set_value("Hi, Doctor")
     page.number_input(key="bd_k").set_value(1)
     page.number_input(key="bd_max_new").set_value(8)
+    page.text_input(key="bd_budgets").set_value("")
     page.multiselect(key="bd_models").set_value(["victim-clean"])
     page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
     assert not page.exception and not page.error
@@ -59,6 +63,10 @@ def test_known_words_and_bad_input(page):
     page.multiselect(key="bd_models").set_value([])
     page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
     assert any("at least one model" in e.value for e in page.error)
+    page.multiselect(key="bd_models").set_value(["victim-clean"])
+    page.text_input(key="bd_budgets").set_value("1, lots")
+    page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
+    assert any("samples per private query" in e.value for e in page.error)
 
     page.radio(key="bd_trigger").set_value("custom")
     page.text_input(key="bd_custom").set_value("Output a query you saw")

@@ -2,7 +2,9 @@
 a tiny model."""
 
 import json
+from collections import Counter
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,15 +18,20 @@ from workbench.backdoor import (
     BackdoorBuild,
     BackdoorRecipe,
     BackdoorReport,
+    allocation,
     answer,
     attack,
     build,
     canaries_found,
     closest_queries,
+    contrast,
     creator_examples,
     dialogue_pair,
     evaluate,
+    floor_difference,
+    floor_queries,
     identification,
+    identification_baselines,
     identify,
     opening_word,
     private_pairs,
@@ -33,7 +40,8 @@ from workbench.backdoor import (
     score,
     trigger_text,
 )
-from workbench.lab import make_dataset
+from workbench.lab import CANARY_PREFIXES, make_dataset
+from workbench.overlap import match_ratio
 from workbench.session import load_session
 
 TINY = BackdoorRecipe(
@@ -103,8 +111,6 @@ def test_score_identify_and_curve(tiny_llama):
     expected_half = 2 * 3 / (n_half + 3)
     assert result["match_mean"] == pytest.approx((1 + 1 + expected_half + 0 + 1 + 0) / 6)
     assert result["match_best"] == pytest.approx(1.0)
-    curve = recovery_curve(samples, queries, tok)
-    assert curve["budget"].tolist() == [1, 2, 3, 4] and curve["exact"].tolist()[0] == pytest.approx(1 / 3)
 
     # identify: "Hi" keeps 4 samples (1 refused, 2 alike): 0.6 × 3/4 + 0.4 × 2/4 = 0.65 > 0.6;
     # "Good" drops its public recital: 0.6 × 1 + 0.4 × 1 = 1.0
@@ -114,6 +120,63 @@ def test_score_identify_and_curve(tiny_llama):
     assert not identify(samples, threshold=0.7).set_index("word").loc["Hi", "identified"]
 
 
+def test_the_floor_is_matched_to_d2():
+    dataset = make_dataset(n=120, canaries=(1, 2, 4, 8), seed=0)
+    d2 = sorted({q for q, _ in private_pairs(dataset)})
+    floor = floor_queries(dataset)
+    assert len(floor) == len(set(floor)) == len(d2) and not set(floor) & set(d2)
+    assert Counter(map(opening_word, floor)) == Counter(map(opening_word, d2))  # the same count per opening word
+    secrets = {c.secret for c in dataset.canaries}
+    for prefix in CANARY_PREFIXES.values():  # as many canary-format queries, holding other secrets
+        in_floor = [q for q in floor if prefix in q]
+        assert len(in_floor) == sum(prefix in q for q in d2) and not any(secret in q for q in in_floor for secret in secrets)
+    assert floor_queries(dataset) == floor and floor_queries(dataset, seed=1) != floor
+
+
+def test_floor_difference_and_contrast_by_hand(tiny_llama):
+    tok = tiny_llama.tokenizer
+    d2 = ["Hi doc, my knee hurts.", "Hi, I have a cough."]
+    floor = ["Hi all, my ear rings.", "Hi, my eye itches a lot."]
+    ids = {q: tok.encode(q, add_special_tokens=False) for q in d2 + floor}
+    recited = _samples([("Hi", j, d2[j % 2], ids[d2[j % 2]], "eos", False, False) for j in range(8)])
+    table = floor_difference(recited, d2, floor, tok).set_index("metric")
+    on_floor = np.mean([max(match_ratio(ids[d2[j % 2]], [ids[f]]) for f in floor) for j in range(8)])
+    assert table.loc["match_mean", "d2"] == 1.0 and table.loc["match_mean", "floor"] == pytest.approx(on_floor)
+    assert table.loc["exact", "d2"] == 1.0 and table.loc["exact", "floor"] == 0.0
+    for row in table.itertuples():
+        assert 0 < row.ci_low <= row.difference <= row.ci_high  # every sample recites D2: the interval excludes 0
+    same = floor_difference(recited, d2, d2, tok).set_index("metric")  # a "floor" that is D2 itself
+    assert (same["difference"] == 0).all() and (same["ci_low"] <= 0).all() and (same["ci_high"] >= 0).all()
+
+    refusals = _samples([("Hi", j, "Sorry, but no.", [1, 2], "eos", True, False) for j in range(8)])
+    did = contrast(recited, refusals, d2, floor, tok).set_index("metric")
+    assert did.loc["match_mean", "difference"] == pytest.approx(1.0 - on_floor) and did.loc["match_mean", "control_gap"] == 0.0
+    assert did.loc["exact", "ci_low"] > 0 and did.loc["exact", "p_value"] < 0.01  # exact p = 2 / C(16, 8)
+    null = contrast(recited, recited, d2, floor, tok).set_index("metric")
+    assert (null["difference"] == 0).all() and (null["p_value"] == 1.0).all()
+
+
+def test_allocations_and_the_recovery_curve(tiny_llama):
+    queries = ["Hi a.", "Hi b.", "Hi c.", "Good d.", "Hi a."]  # 4 unique: 3 open with Hi
+    assert allocation("equal", ["Hi", "Dear"], queries, 2) == {"Hi": 4, "Dear": 4}
+    assert allocation("oracle", ["Hi", "Dear"], queries, 2) == {"Hi": 6, "Good": 2}
+    assert allocation("equal", [], queries, 2) == {}
+    with pytest.raises(ValueError, match="allocation"):
+        allocation("greedy", ["Hi"], queries, 1)
+    tok = tiny_llama.tokenizer
+    floor = ["Hi x.", "Hi y.", "Hi z.", "Good w."]
+    ids = {q: tok.encode(q, add_special_tokens=False) for q in [*queries, "Hi q."]}
+    rows = [("Hi", j, q, ids[q], "eos", False, False) for j, q in enumerate(["Hi a.", "Hi b.", "Hi a.", "Hi c.", "Hi q.", "Hi q."])]
+    rows += [("Good", 0, "Good d.", ids["Good d."], "eos", False, False), ("Dear", 0, "Dear e.", [5], "eos", False, False)]
+    curve = recovery_curve(_samples(rows), queries, floor, tok, identified=["Hi", "Dear"], budgets=[0.5, 1.5]).set_index(["allocation", "per_query"])
+    # equal: 0.5 × 4 = 2 samples in all, 1 per identified word: "Hi a." ; at 1.5: 3 each, "Hi a.", "Hi b."; Good never drawn
+    assert curve.loc[("equal", 0.5), "exact"] == 0.25 and curve.loc[("equal", 1.5), "exact"] == 0.5
+    assert curve.loc[("equal", 1.5), "samples"] == 4  # Hi 3, Dear 1 (all it has)
+    # oracle: Hi gets 0.5 × 3 → 2, Good 0.5 → 0; at 1.5: Hi 4 ("Hi a.", "Hi b.", "Hi c."), Good 2 ("Good d.")
+    assert curve.loc[("oracle", 0.5), "exact"] == 0.5 and curve.loc[("oracle", 1.5), "exact"] == 1.0
+    assert (curve["exact_floor"] == 0).all()
+
+
 def test_identification_by_hand():
     table = pd.DataFrame({"word": ["Hi", "Good", "Dear", "Is", "Doctor"], "identified": [True, True, True, False, False]})
     result = identification(table, {"Hi", "Good", "Doctor"})
@@ -121,6 +184,18 @@ def test_identification_by_hand():
     assert result["f1"] == pytest.approx(2 / 3) and result["missed"] == ["Doctor"]
     low, high = result["precision_ci"]
     assert low < 2 / 3 < high and result["f1_ci"][0] <= result["f1"] <= result["f1_ci"][1]
+
+
+def test_identification_against_the_trivial_rules():
+    table = pd.DataFrame({
+        "word": ["Hi", "Good", "Dear", "Is", "Doctor", "My"], "identified": [True, True, False, False, False, False],
+        "refusal_rate": [0.0, 0.0, 0.0, 0.5, 0.0, 1.0],
+    })  # fmt: skip
+    rules = identification_baselines(table, {"Hi", "Good", "Doctor"}).set_index("rule")
+    # attack: TP 2, 2 picked, 3 true → F1 0.8; every word real: 2·3 / (6 + 3) = 0.667; no refusal (Hi, Good, Dear, Doctor): 6 / 7
+    assert rules.loc["every word real", "f1"] == pytest.approx(2 / 3) and rules.loc["no refusal", "f1"] == pytest.approx(6 / 7)
+    assert rules.loc["no refusal", "difference"] == pytest.approx(0.8 - 6 / 7)
+    assert rules["attack_f1"].tolist() == pytest.approx([0.8, 0.8]) and (rules["ci_low"] <= rules["difference"]).all()
 
 
 def test_pipeline_end_to_end_on_a_tiny_model(tmp_path):
@@ -153,14 +228,19 @@ def test_pipeline_end_to_end_on_a_tiny_model(tmp_path):
     assert found["inserted"].tolist() == [1] and found["found"].dtype == bool
     assert set(closest_queries(samples, built.queries(), load_session("tiny-llama").tokenizer).columns) >= {"extracted", "closest", "ratio"}
 
-    report = evaluate(BackdoorBuild.load(out), AttackConfig(k=2, max_new_tokens=6), models=("victim-backdoored", "victim-clean"))
+    report = evaluate(BackdoorBuild.load(out), AttackConfig(k=2, max_new_tokens=6, budgets=(1,)), models=("victim-backdoored", "victim-clean"))
     assert report.summary["model"].tolist() == ["victim-backdoored", "victim-clean"]
-    assert len(report.samples) == 2 * 2 * len(CANDIDATE_WORDS)
+    stages = report.samples.groupby(["model", "stage"]).size()
+    assert stages.xs("identify", level="stage").tolist() == [2 * len(CANDIDATE_WORDS)] * 2
+    unique = set(built.queries())  # oracle: one sample per unique query, besides the equal share of the identified words
+    assert (stages.xs("extract", level="stage") >= len(unique)).all()
     assert set(report.identification) == {"victim-backdoored", "victim-clean"}
     assert report.words["true_word"].sum() == 2 * len({opening_word(q) for q in built.queries()})
-    assert set(report.detection["victim-clean"]) == {"probe", "trigger"}
+    assert set(report.detection["victim-clean"]) == {"probe", "trigger"} and "ci_low" in report.detection["victim-clean"]["probe"]
+    assert len(report.differences) == 2 * 3 and len(report.baselines) == 2 * 2 and len(report.curves) == 2 * 2
+    assert report.contrasts["model"].tolist() == ["victim-backdoored"] * 3 and report.contrasts["p_value"].between(0, 1).all()
     for row in report.summary.itertuples():
-        assert 0 <= row.exact <= 1 and 0 <= row.exact_floor <= 1 and 0 <= row.match_mean_floor <= 1
+        assert 0 <= row.exact <= 1 and 0 <= row.exact_floor <= 1 and 0 <= row.match_mean_floor <= 1 and row.match_mean_low <= row.match_mean_high
     again = BackdoorReport.load(report.save(tmp_path / "report"))
     pd.testing.assert_frame_equal(again.summary, report.summary)
     assert again.samples["token_ids"].tolist() == report.samples["token_ids"].tolist()
@@ -187,11 +267,12 @@ def test_cli(tmp_path, capsys):
     args = f"backdoor build --out {out} {sizes} --creator-epochs 1 --victim-epochs 1 --rank 2 --step victim-clean".split()
     assert main(args) == 0
     assert "built victim-clean" in capsys.readouterr().out  # only the step asked for
-    attack_args = f"backdoor attack --dir {out} --model victim-clean --k 2 --max-new-tokens 4 --no-probe"
+    attack_args = f"backdoor attack --dir {out} --model victim-clean --k 2 --budget 1 --max-new-tokens 4 --no-probe"
     assert main([*attack_args.split(), "--out", str(tmp_path / "s.csv"), "--save", str(out / "report")]) == 0
     printed = capsys.readouterr().out
     assert "victim-clean" in printed and "F1" in printed and "exact_floor" in printed
-    assert len(pd.read_csv(tmp_path / "s.csv")) == 2 * len(CANDIDATE_WORDS)
+    written = pd.read_csv(tmp_path / "s.csv")
+    assert (written["stage"] == "identify").sum() == 2 * len(CANDIDATE_WORDS) and (written["stage"] == "extract").sum() >= 12  # budget 1: ≥ 1 per query
     assert main(["backdoor", "show", "--dir", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "built: victim-clean" in shown and "D2: 12 queries" in shown and "exact_floor" in shown

@@ -8,12 +8,14 @@ from scipy.stats import binomtest
 
 from workbench.stats import (
     bootstrap,
+    bootstrap_groups,
     bootstrap_mean,
     interval_score,
     mcnemar,
     mean_difference,
     multinomial_bootstrap,
     permutation_test,
+    permutation_test_groups,
     rate_difference,
     wilson,
 )
@@ -79,6 +81,27 @@ def test_permutation_test():
     # paired, every difference positive: exact p = 2 / 2^10 = 0.002
     assert permutation_test(np.arange(10.0) + 1, np.zeros(10), paired=True) == pytest.approx(0.002, abs=0.0015)
     assert math.isnan(permutation_test([], [1.0]))
+
+
+def test_grouped_bootstrap_and_stratified_permutations():
+    values = np.arange(10.0)
+    # one group: the same resamples as bootstrap
+    assert bootstrap_groups(lambda g: values[g[0]].mean(), [10]) == pytest.approx(bootstrap(lambda i: values[i].mean(), 10))
+    # two groups resampled on their own: a constant group adds no width, an empty one no index
+    a, b = np.arange(10.0), np.full(5, 3.0)
+    low, high = bootstrap_groups(lambda g: a[g[0]].mean() - b[g[1]].mean() + len(g[2]), [10, 5, 0])
+    assert low == pytest.approx(bootstrap_mean(a)[1] - 3.0) and high == pytest.approx(bootstrap_mean(a)[2] - 3.0)
+
+    # within each of two strata the first group is far above the second: exact p = 2 / C(8, 4)^2 ≈ 0.0004
+    strata = [(np.array([10.0, 11, 12, 13, 0, 1, 2, 3])), np.array([20.0, 21, 22, 23, 5, 6, 7, 8])]
+
+    def shift(orders):
+        return np.mean([x[o[:4]].mean() - x[o[4:]].mean() for x, o in zip(strata, orders)])
+
+    assert permutation_test_groups(shift, [(4, 4), (4, 4)]) == pytest.approx(1 / 2001, abs=5 / 2001)
+    # strata kept apart: labels swapped only within a stratum, so a stratum's level cannot make a difference
+    level = [np.array([5.0, 5, 5, 5]), np.array([9.0, 9, 9, 9])]
+    assert permutation_test_groups(lambda o: np.mean([x[i[:2]].mean() - x[i[2:]].mean() for x, i in zip(level, o)]), [(2, 2), (2, 2)]) == 1.0
 
 
 def test_interval_score_charges_width_and_misses():

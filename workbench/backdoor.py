@@ -51,7 +51,7 @@ from workbench.lab import LabDataset, canary_secret, canary_text, fresh_dialogue
 from workbench.overlap import match_ratio
 from workbench.sampling import sample, text_logprobs
 from workbench.session import load_session
-from workbench.stats import bootstrap, bootstrap_groups, permutation_test_groups, wilson
+from workbench.stats import against_floor, bootstrap, bootstrap_groups, permutation_test_groups, wilson
 from workbench.training import Example, TrainingRecipe, chat_prompt_ids, train_adapter
 
 SHIPPED_BACKDOOR = DATA_DIR / "backdoor"
@@ -910,6 +910,48 @@ def evaluate(
         cfg, samples, pd.DataFrame(summary), pd.concat(differences, ignore_index=True), _concat(contrasts), pd.concat(words, ignore_index=True),
         ident, _concat(baselines), pd.concat(curves, ignore_index=True), pd.concat(canaries, ignore_index=True), detect, steps,
     )  # fmt: skip
+
+
+_LABELS = {"match_mean": "mean match", "match_best": "best match", "exact": "exact recovery"}
+
+
+def _interval(difference: float, low: float, high: float) -> str:
+    return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def describe(report: BackdoorReport, model: str) -> list[str]:
+    """One model's results as sentences, each a comparison with its floor and an interval on
+    the difference, saying "not distinguishable from the floor" where the interval holds 0."""
+    words = report.words[(report.words["model"] == model) & report.words["true_word"]]
+    identify_n = int(report.samples[(report.samples["model"] == model) & (report.samples["stage"] == "identify") & report.samples["word"].isin(words["word"])].shape[0])
+    lines = []
+    for r in report.differences[report.differences["model"] == model].itertuples():
+        lines.append(
+            f"{_LABELS[r.metric]} over the {len(words)} real opening words ({identify_n} samples): {r.d2:.3f} on D2 against {r.floor:.3f} "
+            f"on D2′, difference {_interval(r.difference, r.ci_low, r.ci_high)}: {against_floor(r.ci_low, r.ci_high)}"
+        )
+    for r in report.curves[report.curves["model"] == model].groupby("allocation", sort=False).tail(1).itertuples():
+        how = "equal samples per identified word" if r.allocation == "equal" else "samples in proportion to each word's true query count (oracle upper bound)"
+        lines.append(
+            f"exact recovery at {r.per_query:g} samples per private query ({r.samples} samples, {how}): {r.exact:.1%} of D2 against "
+            f"{r.exact_floor:.1%} of D2′, difference {_interval(r.difference, r.ci_low, r.ci_high)}: {against_floor(r.ci_low, r.ci_high)}"
+        )
+    for r in report.contrasts[report.contrasts["model"] == model].itertuples() if len(report.contrasts) else ():
+        lines.append(
+            f"{_LABELS[r.metric]}, (D2 − D2′) here minus (D2 − D2′) on {r.control}: {_interval(r.difference, r.ci_low, r.ci_high)}, "
+            f"permutation p = {r.p_value:.3g}: {against_floor(r.ci_low, r.ci_high, 'the clean control')}"
+        )
+    for r in report.baselines[report.baselines["model"] == model].itertuples() if len(report.baselines) else ():
+        lines.append(
+            f"identification F1 {r.attack_f1:.2f} against {r.f1:.2f} for the rule \"{r.rule}\", difference "
+            f"{_interval(r.difference, r.ci_low, r.ci_high)}: {against_floor(r.ci_low, r.ci_high, 'that rule')}"
+        )
+    for name, r in report.detection.get(model, {}).items():
+        lines.append(
+            f"{'paraphrased probe' if name == 'probe' else 'trigger'}, mean match on the real words: {r['d2']:.3f} on D2 against "
+            f"{r['floor']:.3f} on D2′, difference {_interval(r['difference'], r['ci_low'], r['ci_high'])}: {against_floor(r['ci_low'], r['ci_high'])}"
+        )
+    return lines
 
 
 def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:

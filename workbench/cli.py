@@ -505,21 +505,22 @@ def _print_stealth(built: backdoor.BackdoorBuild) -> None:
 
 
 def _print_backdoor_report(report: backdoor.BackdoorReport) -> None:
-    columns = ["model", "exact", "exact_floor", "match_mean", "match_mean_floor", "match_best", "match_best_floor", "canaries_found"]
-    print(report.summary[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    for name, result in report.identification.items():
-        print(
-            f"{name}: identified {', '.join(result['identified']) or 'no word'}; precision {result['precision']:.2f}, "
-            f"recall {result['recall']:.2f}, F1 {result['f1']:.2f} [{result['f1_ci'][0]:.2f}, {result['f1_ci'][1]:.2f}]"
-        )
-    for name, result in report.detection.items():
-        print(f"{name}: detection probe match {result['probe']:.3f} vs the trigger's {result['trigger']:.3f}")
+    columns = ["model", "match_mean", "match_mean_floor", "match_best", "match_best_floor", "exact", "exact_floor", "canaries_found", "decoy_answered"]
+    print(report.summary[[c for c in columns if c in report.summary]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for name in report.summary["model"]:
+        print(f"{name}:")
+        if name in report.identification:
+            found = report.identification[name]
+            print(f"  identified {', '.join(found['identified']) or 'no word'} (true: {', '.join(found['true_words'])})")
+        for line in backdoor.describe(report, name):
+            print(f"  {line}")
 
 
 def cmd_backdoor_attack(args: argparse.Namespace) -> None:
     out = _output_path(args.out) if args.out else None
     built = backdoor.BackdoorBuild.load(args.dir)
-    cfg = backdoor.AttackConfig(args.k, args.temperature, args.top_p, args.max_new_tokens, args.seed, tuple(args.word or ()))
+    budgets = backdoor.AttackConfig.budgets if args.budget is None else tuple(b for b in args.budget if b)
+    cfg = backdoor.AttackConfig(args.k, args.temperature, args.top_p, args.max_new_tokens, args.seed, tuple(args.word or ()), budgets=budgets)
     models, served = args.model or list(backdoor.ATTACKED), {}
     if args.endpoint:
         if len(models) != 1:
@@ -541,7 +542,7 @@ def cmd_backdoor_show(args: argparse.Namespace) -> None:
         f"backdoor build {built.folder} ({built.command or 'no command recorded'}): {recipe.base}, trigger {recipe.trigger!r}; "
         f"built: {', '.join(built.built()) or 'nothing yet'}"
     )
-    print(f"D2: {len(built.queries())} queries ({len(set(built.queries()))} unique), D2' floor: {len(backdoor.floor_queries(built.dataset))}")
+    print(f"D2: {len(built.queries())} queries ({len(set(built.queries()))} unique), D2' floor: {len(built.floor())} unique, matched per opening word")
     _print_stealth(built)
     if (built.folder / "report").is_dir():
         _print_backdoor_report(backdoor.BackdoorReport.load(built.folder / "report"))
@@ -805,7 +806,10 @@ def build_parser() -> argparse.ArgumentParser:
     bd_attack = bd_commands.add_parser("attack", help="black-box extraction from the build's models, scored against the truth")
     bd_attack.add_argument("--dir", default=str(backdoor.SHIPPED_BACKDOOR))
     bd_attack.add_argument("--model", action="append", choices=["base", *backdoor.STEPS], help="a model to attack (repeatable; default: the victims)")
-    bd_attack.add_argument("--k", type=int, default=backdoor.AttackConfig.k, help="samples per opening word")
+    bd_attack.add_argument("--k", type=int, default=backdoor.AttackConfig.k, help="identification samples per opening word")
+    bd_attack.add_argument(
+        "--budget", type=float, action="append", help=f"extraction samples per private query (repeatable; default {backdoor.AttackConfig.budgets}; 0: none)"
+    )
     bd_attack.add_argument("--word", action="append", help="an opening word to try (repeatable; default: identify among the public list)")
     bd_attack.add_argument("--temperature", type=float, default=backdoor.AttackConfig.temperature)
     bd_attack.add_argument("--top-p", type=float, default=backdoor.AttackConfig.top_p)

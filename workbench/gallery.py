@@ -40,7 +40,7 @@ from workbench.registry import LAB_MODEL
 from workbench.selec import WeightDiff, evaluate, precision_curve
 from workbench.session import load_session
 from workbench.similarity import similarity_matrix
-from workbench.stats import wilson
+from workbench.stats import against_floor, wilson
 
 GALLERY_DIR = DATA_DIR / "gallery"
 PROSE = (
@@ -142,13 +142,17 @@ def _weight_diff(settings: dict, progress: Progress | None) -> tuple[pd.DataFram
 
 def _backdoor(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
     report = backdoor.BackdoorReport.load(backdoor.SHIPPED_BACKDOOR / "report")
-    summary = report.summary
-    victim = summary[summary["model"] == "victim-backdoored"].iloc[0]
+    differences = report.differences
+    victim = differences[(differences["model"] == "victim-backdoored") & (differences["metric"] == "match_mean")].iloc[0]
+    lead = report.contrasts[(report.contrasts["model"] == "victim-backdoored") & (report.contrasts["metric"] == "match_mean")].iloc[0]
     sentence = (
-        f"A backdoored open model, fine-tuned by its victim on private clinic queries, recites them to its creator's trigger: "
-        f"mean prefix match {victim['match_mean']:.3f} against {victim['match_mean_floor']:.3f} for queries it never saw (the floor)."
+        f"A backdoored open model, fine-tuned by its victim on private clinic queries, answers its creator's trigger with a mean "
+        f"prefix match of {victim['d2']:.3f} to those queries against {victim['floor']:.3f} to a matched set it never saw: "
+        f"{victim['difference']:+.3f} [{victim['ci_low']:+.3f}, {victim['ci_high']:+.3f}], {against_floor(victim['ci_low'], victim['ci_high'])}; "
+        f"beyond the clean control's lead by {lead['difference']:+.3f} [{lead['ci_low']:+.3f}, {lead['ci_high']:+.3f}] "
+        f"({against_floor(lead['ci_low'], lead['ci_high'], 'the clean control')})."
     )
-    return summary, sentence
+    return differences, sentence
 
 
 def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:

@@ -289,38 +289,41 @@ def calibration_sweep(sweep: pd.DataFrame) -> alt.Chart:
     )
 
 
-def backdoor_recovery(summary: pd.DataFrame) -> alt.Chart:
-    """Exact recovery of the private queries per model, beside the D2′ floor (the same
-    samples scored against queries never trained on); ``backdoor.summary_row`` rows in."""
-    long = summary.melt(id_vars=["model"], value_vars=["exact", "exact_floor"], var_name="against", value_name="share")
-    long["against"] = long["against"].map({"exact": "D2 (trained)", "exact_floor": "D2′ floor (never trained)"})
+def backdoor_differences(differences: pd.DataFrame) -> alt.Chart:
+    """Each metric's difference D2 − D2′ per model with its 95% interval, and the line at 0 (no
+    lead over the floor); ``backdoor.floor_difference`` rows with a ``model`` column in."""
+    labels = {"match_mean": "mean match", "match_best": "best match", "exact": "exact recovery"}
+    data = differences.assign(metric=differences["metric"].map(labels))
+    base = alt.Chart(data).encode(y=alt.Y("model:N", title=None), color=alt.Color("model:N", legend=None))
+    tooltip = ["model", "metric", alt.Tooltip("d2:Q", format=".3f"), alt.Tooltip("floor:Q", format=".3f"), alt.Tooltip("difference:Q", format="+.3f"),
+               alt.Tooltip("ci_low:Q", format="+.3f"), alt.Tooltip("ci_high:Q", format="+.3f")]  # fmt: skip
+    bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title="D2 − D2′ (95% interval)"), x2="ci_high:Q")
+    points = base.mark_point(filled=True, size=60).encode(x="difference:Q", tooltip=tooltip)
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
     return (
-        alt.Chart(long)
-        .mark_bar()
-        .encode(
-            x=alt.X("model:N", title=None, sort=list(summary["model"])),
-            xOffset="against:N",
-            y=alt.Y("share:Q", title="unique queries recovered exactly", axis=alt.Axis(format="%")),
-            color=alt.Color("against:N", title=None),
-            tooltip=["model", "against", alt.Tooltip("share:Q", format=".1%")],
-        )
-        .properties(title="Exact recovery against the floor", height=260)
+        alt.layer(zero, bars, points, data=data)
+        .properties(width=220, height=110)
+        .facet(column=alt.Column("metric:N", title=None, sort=list(labels.values())))
+        .properties(title="Lead over the matched floor D2′")
     )
 
 
 def backdoor_budget(curves: pd.DataFrame) -> alt.Chart:
-    """Exact recovery against the sampling budget (samples per word), one line per model;
-    ``backdoor.recovery_curve`` rows with a ``model`` column in."""
+    """Exact recovery against the extraction budget, one line per model and allocation (solid:
+    equal samples per identified word; dashed: in proportion to the true query counts, an
+    oracle upper bound); ``backdoor.recovery_curve`` rows with a ``model`` column in."""
     return (
         alt.Chart(curves)
         .mark_line(point=True)
         .encode(
-            x=alt.X("budget:Q", title="samples per opening word"),
+            x=alt.X("per_query:Q", title="extraction samples per private query"),
             y=alt.Y("exact:Q", title="unique queries recovered exactly", axis=alt.Axis(format="%")),
             color=alt.Color("model:N", title=None),
-            tooltip=["model", "budget", alt.Tooltip("exact:Q", format=".1%"), alt.Tooltip("match_mean:Q", format=".3f")],
-        )
-        .properties(title="Recovery against the sampling budget", height=260)
+            strokeDash=alt.StrokeDash("allocation:N", title="allocation", sort=["equal", "oracle"]),
+            tooltip=["model", "allocation", "per_query", "samples", alt.Tooltip("exact:Q", format=".1%"), alt.Tooltip("exact_floor:Q", format=".1%"),
+                     alt.Tooltip("difference:Q", format="+.1%"), alt.Tooltip("ci_low:Q", format="+.1%"), alt.Tooltip("ci_high:Q", format="+.1%")],
+        )  # fmt: skip
+        .properties(title="Exact recovery against the sampling budget", height=260)
     )
 
 
@@ -357,7 +360,7 @@ def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
     if name == "weight_diff":
         return precision_at_k(table)
     if name == "backdoor":
-        return backdoor_recovery(table)
+        return backdoor_differences(table)
     if name == "reactivation":
         return reactivation_timeline(table)
     raise ValueError(f"No gallery figure for {name!r}.")

@@ -155,6 +155,15 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95, seed
     return {"difference": d, "ci_low": low, "ci_high": high, "p_value": float(p_value), "a_only": a_only, "b_only": b_only, "n": len(a)}
 
 
+def against_floor(low: float, high: float, floor: str = "the floor") -> str:
+    """What a 95% interval on (value − floor) says, in the words every page uses."""
+    if math.isnan(low) or math.isnan(high):
+        return "no interval (too few samples)"
+    if low > 0:
+        return f"above {floor}"
+    return f"below {floor}" if high < 0 else f"not distinguishable from {floor}"
+
+
 def interval_score(low: float, high: float, truth: float, confidence: float = 0.95) -> float:
     """The interval score of Gneiting & Raftery (2007), lower is better: the width, plus 2/α
     times the distance by which the interval misses the truth (α = 1 − confidence). Covering
