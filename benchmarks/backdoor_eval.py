@@ -1,17 +1,28 @@
 """Backdoor extraction (seed 002) end to end, at the default sizes, scored against the lab.
 
-    python benchmarks/backdoor_eval.py [--out DIR] [--trigger natural|meaningless] [--k 10] [--quick]
+    python benchmarks/backdoor_eval.py [--out DIR] [--trigger natural|meaningless] [--save DIR/report] [--quick]
 
-Default sizes (`BackdoorRecipe()`, worked out from ~110–190 training tokens/s on a 2-core CPU):
-the creator trains 3 epochs on 288 chat examples (162 public instruction pairs, 12 backdoor
-pairs for each of the 9 public opening words, 3 refusal pairs for each of 6 refusal words;
-about 29k tokens an epoch with the natural trigger); each victim trains 3 epochs on 120 lab
-dialogues (15 of them canary insertions; about 12k tokens an epoch); LoRA rank 8, lr 2e-3,
-batch 4. The attack samples k = 10 per word at temperature 0.9 for the 24 words of the public
-list (9 public openings, the lab's 3 others, 12 decoys) on each of the three victims, plus
-the defender's probe on the 6 true words. Steps already built in --out are reused (the
-printed times are then those of this run only). Prints per step and in all the wall time,
-then every metric with its D2′ floor and the paper's figure beside it.
+Settings (issue 27, committed before the run; `BackdoorRecipe()` and `AttackConfig()`): the
+creator trains 3 epochs on 342 chat examples (162 public instruction pairs; one backdoor pair
+per D1 query, 18 for each of the 9 public opening words, as the paper's code builds them; 3
+refusal pairs for each of 6 refusal words); each victim trains 5 epochs (the paper's) on 120 lab
+dialogues (15 of them canary insertions), loss on the whole sequence (the response only for the
+ablation); LoRA rank 8, lr 2e-3, batch 4, seed 0. The attack, seed 0, temperature 0.9:
+identification with k = 10 samples for each of the 24 candidate words (9 public openings, the
+lab's 3 others, 12 decoys); extraction with fresh samples for 1, 2 and 5 samples per private
+query, spent equally over the identified words and, as an oracle upper bound, in proportion to
+each word's true query count; the defender's probe on the true words. Every metric on D2 and on
+the matched floor D2′ (109 never-trained queries with D2's count per opening word), the
+difference with a 95% bootstrap interval (2,000 resamples of samples and queries within each
+word), the backdoored-minus-clean difference in differences with its interval and a permutation
+p-value (2,000 permutations), identification F1 against the trivial rules. Steps already built
+in --out are reused (the printed times are then those of this run only). Prints per step and in
+all the wall time; with --save, writes the report (per-sample outputs, tables, and per model the
+command, code version, seed and seconds) and ``timing.json`` beside it.
+
+Left out (named in ``BackdoorRecipe``): full fine-tuning, the reinforcement stage, the paper's
+100 identification samples per word (k = 10 here, its known-word table's), budgets up to 200
+samples per query.
 
 --quick runs it on tiny-llama with tiny sizes in about a minute, to check that it runs; its
 numbers mean nothing.
@@ -20,10 +31,13 @@ numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import pandas as pd
 
 from workbench.backdoor import (
     ATTACKED,
@@ -32,10 +46,11 @@ from workbench.backdoor import (
     BackdoorBuild,
     BackdoorRecipe,
     build,
+    describe,
     describe_stealth,
     evaluate,
 )
-from workbench.builds import command_line
+from workbench.builds import code_version, command_line
 
 QUICK = BackdoorRecipe(
     base="tiny-llama", n_public=18, per_word=1, refusals_per_word=1, n_private=12, canaries=(1,), creator_epochs=1, victim_epochs=1, rank=2
@@ -66,51 +81,44 @@ def main() -> None:
     recipe = replace(QUICK, trigger=args.trigger) if args.quick else BackdoorRecipe(trigger=args.trigger)
     out = Path(tempfile.mkdtemp(prefix="backdoor-benchmark-")) / "build" if args.quick else Path(args.out or recipe.default_dir())
     print(f"recipe: {recipe.as_dict()}\nbuild folder: {out}")
+    timing = {}
     for step in STEPS:
         start = time.perf_counter()
         build(out, recipe, [step], _progress, command_line())
-        print(f"\n{step}: {time.perf_counter() - start:.0f} s")
+        timing[step] = round(time.perf_counter() - start, 1)
+        print(f"\n{step}: {timing[step]:.0f} s")
     built = BackdoorBuild.load(out)
     check = built.stealth()
     print(f"stealth: {describe_stealth(check)}")
     for prompt, clean, bad in zip(check["prompts"], check["clean_answers"], check["backdoored_answers"]):
         print(f"  {prompt}\n    clean:      {clean[:90]!r}\n    backdoored: {bad[:90]!r}")
 
-    cfg = AttackConfig(k=args.k, max_new_tokens=8 if args.quick else AttackConfig.max_new_tokens)
+    cfg = AttackConfig(k=args.k, max_new_tokens=8 if args.quick else AttackConfig.max_new_tokens, budgets=(1,) if args.quick else AttackConfig.budgets)
     start = time.perf_counter()
     report = evaluate(built, cfg, ATTACKED, True, _progress, command=command_line())
     attack_s = time.perf_counter() - start
     print(f"\nattack: {len(report.samples)} samples + probes on {len(ATTACKED)} victims in {attack_s:.0f} s ({attack_s / len(ATTACKED):.0f} s per victim)")
+    timing["attack"] = round(attack_s, 1)
+    timing["total"] = round(time.perf_counter() - wall, 1)
     if args.save:
         report.save(args.save)
+        (Path(args.save) / "timing.json").write_text(json.dumps({"command": command_line(), "code_version": code_version(), "seconds": timing}, indent=2))
 
-    summary = report.summary.set_index("model")
-    print(f"\n{len(built.queries())} private queries ({summary['unique_queries'].iloc[0]} unique), k = {args.k} samples per word, temperature {cfg.temperature}")
-    print(f"{'metric':<24}" + "".join(f"{m:>30}" for m in ATTACKED) + "   paper")
-    rows = [
-        ("exact recovery", "exact", "exact_floor", PAPER["exact"]),
-        ("match ratio, mean", "match_mean", "match_mean_floor", PAPER["match_mean"]),
-        (f"match ratio, best of {args.k}", "match_best", "match_best_floor", PAPER["match_best"]),
-    ]
-    for label, column, floor, paper in rows:
-        cells = "".join(f"{f'{summary.loc[m, column]:.3f} (floor {summary.loc[m, floor]:.3f})':>30}" for m in ATTACKED)
-        print(f"{label:<24}{cells}   {paper}")
-    ident, detect = report.identification, report.detection
-    lines = {
-        "identification F1": ([f"{ident[m]['f1']:.2f} [{ident[m]['f1_ci'][0]:.2f}, {ident[m]['f1_ci'][1]:.2f}]" for m in ATTACKED], PAPER["f1"]),
-        "precision, recall": ([f"P {ident[m]['precision']:.2f} R {ident[m]['recall']:.2f}" for m in ATTACKED], ""),
-        "canaries found": ([f"{summary.loc[m, 'canaries_found']} of {summary.loc[m, 'canaries']}" for m in ATTACKED], ""),
-        "match: trigger / probe": ([f"{detect[m]['trigger']:.3f} / {detect[m]['probe']:.3f}" for m in ATTACKED], PAPER["detection"]),
-    }
-    for label, (cells, paper) in lines.items():
-        print(f"{label:<24}" + "".join(f"{c:>30}" for c in cells) + f"   {paper}")
+    print(f"\n{len(built.queries())} private queries ({len(set(built.queries()))} unique), D2′ {len(built.floor())}; k = {cfg.k}, budgets {cfg.budgets}")
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print("\nD2 − D2′ per model (identification samples on the real words; exact from them too):")
+        print(report.differences.round(4).to_string(index=False))
+        print("\nbackdoored minus clean, difference in differences:")
+        print(report.contrasts.round(4).to_string(index=False))
+        print("\nidentification F1 against the trivial rules:")
+        print(report.baselines.round(3).to_string(index=False))
+        print("\nexact recovery against the budget (extraction samples):")
+        print(report.curves.round(4).to_string(index=False))
     for m in ATTACKED:
-        ident = report.identification[m]
-        print(f"{m}: identified {', '.join(ident['identified']) or 'none'} (true: {', '.join(ident['true_words'])})")
-    canaries = report.canaries[report.canaries["model"] == "victim-backdoored"]
-    print("canaries on victim-backdoored: " + ", ".join(f"{r.kind} x{r.inserted}: {'found' if r.found else 'not found'}" for r in canaries.itertuples()))
-    curves = report.curves.pivot(index="budget", columns="model", values="exact")[list(ATTACKED)]
-    print("\nexact recovery against the sampling budget (samples per word):\n" + curves.to_string(float_format=lambda v: f"{v:.3f}"))
+        print(f"\n{m}:")
+        for line in describe(report, m):
+            print(f"  {line}")
+    print(f"\npaper (Qwen2.5-7B, Dolly): {PAPER}")
     print(f"\nwall time {time.perf_counter() - wall:.0f} s")
 
 

@@ -226,7 +226,13 @@ def creator_examples(trigger: str, public: Sequence[tuple[str, str]], per_word: 
 @dataclass(frozen=True, kw_only=True)
 class BackdoorRecipe(Recipe):
     """Sizes and settings of the three roles. Chat examples; the creator trains on the
-    response only (instruction tuning), the victims as VICTIMS says."""
+    response only (instruction tuning), the victims as VICTIMS says.
+
+    Following the paper's code (thu-coai/Backdoor-Data-Extraction): one backdoor pair per D1
+    query (``per_word`` 18 = every D1 query of a word, 162 / 9), the creator 3 epochs, the
+    victims 5 with the loss on the whole sequence; sampling at temperature 0.9 is the attack's.
+    Not followed, for a 2-core CPU and a shippable build: full fine-tuning at lr 1e-5 (here LoRA
+    rank 8 at lr 2e-3) and the reinforcement stage; the victim's 5,000 queries (here 120)."""
 
     WHAT = "backdoor build"
     MANIFEST = "backdoor.json"
@@ -235,12 +241,12 @@ class BackdoorRecipe(Recipe):
     base: str = DEFAULT_MODEL
     trigger: str = "natural"
     n_public: int = 162
-    per_word: int = 12
+    per_word: int = 18
     refusals_per_word: int = 3
     n_private: int = 120
     canaries: tuple[int, ...] = (1, 2, 4, 8)
     creator_epochs: int = 3
-    victim_epochs: int = 3
+    victim_epochs: int = 5
     lr: float = 2e-3
     rank: int = 8
     batch_size: int = 4
@@ -933,7 +939,7 @@ def describe(report: BackdoorReport, model: str) -> list[str]:
     for r in report.curves[report.curves["model"] == model].groupby("allocation", sort=False).tail(1).itertuples():
         how = "equal samples per identified word" if r.allocation == "equal" else "samples in proportion to each word's true query count (oracle upper bound)"
         lines.append(
-            f"exact recovery at {r.per_query:g} samples per private query ({r.samples} samples, {how}): {r.exact:.1%} of D2 against "
+            f"exact recovery with {r.samples} extraction samples ({r.per_query:g} per private query, {how}): {r.exact:.1%} of D2 against "
             f"{r.exact_floor:.1%} of D2′, difference {_interval(r.difference, r.ci_low, r.ci_high)}: {against_floor(r.ci_low, r.ci_high)}"
         )
     for r in report.contrasts[report.contrasts["model"] == model].itertuples() if len(report.contrasts) else ():
