@@ -54,6 +54,7 @@ def mechanism_section() -> None:
         if mechanism.get("causal") is not None:
             st.markdown("**The causal test**: the divergence rate on the same seeds under each condition, against the baseline")
             st.table(mechanism["causal"])
+            st.markdown("\n".join(f"- {line}" for line in sink_mechanism.describe_causal(mechanism["causal"])))
     rerun_model = active_session()
     refusal = None if rerun_model is None else rerun_model.weights_refusal("Re-running the mechanism")
     if rerun_model is not None and refusal is None and st.button(f"Re-run a–c on {rerun_model.info.name} (10, 50, 200 repeats)", key="as_mechanism_run"):

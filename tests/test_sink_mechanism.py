@@ -81,3 +81,9 @@ def test_an_effect_needs_an_interval_clear_of_zero_and_controls_that_move_less()
     assert clear.set_index("condition").loc["sink heads scaled", "effect"]
     matched = mechanism.summarize_causal(per_sample({"baseline": 40, "sink heads scaled": 5, "random heads 0": 4, "random heads 1": 41}), flat)
     assert not matched.set_index("condition").loc["sink heads scaled", "effect"]  # a random control moved it as much
+    # the sentences carry the verdict, the random controls' largest move and the damage beside the baseline's
+    said = mechanism.describe_causal(clear)
+    assert len(said) == 1 and "0.67 → 0.08" in said[0] and "up to 0.03" in said[0] and "an effect beyond its random controls" in said[0]
+    assert "a random control moved it as much" in mechanism.describe_causal(matched)[0]
+    same = mechanism.summarize_causal(per_sample({"baseline": 40, "sink heads scaled": 40, "random heads 0": 40, "random heads 1": 40}), flat)
+    assert "not distinguishable from the baseline" in mechanism.describe_causal(same)[0]

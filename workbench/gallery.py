@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import backdoor, reactivation
+from workbench import backdoor, reactivation, sink_mechanism
 from workbench.attention import sink_heads, sink_scores
 from workbench.builds import code_version
 from workbench.cache import replacing_dir
@@ -84,16 +84,30 @@ def _repeated_tokens(settings: dict, progress: Progress | None) -> tuple[pd.Data
 
 def _attention_sinks(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
     session = load_session(DEFAULT_MODEL)
-    repeated = repeated_token_prompt(session.tokenizer, settings["word"], settings["repeats"], context_length=session.info.context_length)
+    pair = sink_mechanism.prompt_pair(session.tokenizer, settings["word"], settings["repeats"], leading=True)
     scores = pd.concat(
-        [sink_scores(session, PROSE).assign(prompt="normal"), sink_scores(session, list(repeated.token_ids)).assign(prompt="repeated")],
+        [sink_scores(session, pair["prose"]).assign(prompt="normal"), sink_scores(session, pair["repeated"]).assign(prompt="repeated")],
         ignore_index=True,
     )
     shares = {name: len(sink_heads(group)) / len(group) for name, group in scores.groupby("prompt")}
     sentence = (
-        f"On ordinary prose {shares['normal']:.0%} of the default model's {len(scores) // 2} heads are attention sinks; "
-        f"after {settings['repeats']} × “{settings['word']}”, {shares['repeated']:.0%} are."
+        f"After a leading special token, {shares['normal']:.0%} of the default model's {len(scores) // 2} heads are attention "
+        f"sinks on {len(pair['prose'])} tokens of prose, {shares['repeated']:.0%} on as many tokens of {settings['repeats']} × "
+        f"“{settings['word']}”: their attention leaves the first token for the run."
     )
+    shipped = sink_mechanism.load_result()
+    if shipped is not None and shipped["causal"] is not None:
+        parts = []
+        for prompt, causal in shipped["causal"].groupby("prompt", sort=False):
+            heads = causal[causal["condition"] == "sink heads scaled"].iloc[0]
+            base = causal[causal["condition"] == "baseline"].iloc[0]
+            controls = causal.loc[causal["condition"].str.startswith("random heads"), "difference"].abs().max()
+            parts.append(
+                f"{prompt.removeprefix('prefill ')} {base['rate']:.2f} → {heads['rate']:.2f} (share escaped {heads['difference']:+.2f} "
+                f"[{heads['ci_low']:+.2f}, {heads['ci_high']:+.2f}]; random heads up to {controls:.2f}: "
+                f"{'beyond them' if heads['effect'] else 'not beyond them'})"
+            )
+        sentence += f" With the 8 top sink heads silenced, the divergence rate on {int(base['n'])} paired seeds: {'; '.join(parts)}."
     return scores, sentence
 
 

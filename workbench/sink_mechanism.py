@@ -258,6 +258,35 @@ def summarize_causal(per_sample: pd.DataFrame, perplexity: Mapping[str, float]) 
     return summary
 
 
+def describe_causal(summary: pd.DataFrame) -> list[str]:
+    """The causal test in sentences: per prompt and targeted condition, the share escaped against
+    the baseline on the same seeds (difference, 95% interval, McNemar p), the most a random
+    control of its kind moved it, held-out perplexity beside the baseline's, and the verdict."""
+    lines = []
+    for prompt, group in summary.groupby("prompt", sort=False):
+        base = group[group["condition"] == "baseline"].iloc[0]
+        for kind, control in (("sink neurons ablated", "random neurons"), ("sink heads scaled", "random heads")):
+            target = group[group["condition"] == kind]
+            if target.empty:
+                continue
+            row = target.iloc[0]
+            controls = group[group["condition"].str.startswith(control)]
+            moved = controls["difference"].abs()
+            if row["effect"]:
+                verdict = "an effect beyond its random controls"
+            elif row["ci_low"] <= 0 <= row["ci_high"]:
+                verdict = "not distinguishable from the baseline"
+            else:
+                verdict = "no effect claimed: a random control moved it as much"
+            lines.append(
+                f"{prompt}, {kind}: divergence rate {base['rate']:.2f} → {row['rate']:.2f}; share escaped {row['difference']:+.2f} "
+                f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}] against the baseline on the same {int(base['n'])} seeds (McNemar p "
+                f"{row['p_value']:.2g}); its {len(moved)} random controls moved it by up to {moved.max():.2f}; held-out prose "
+                f"perplexity {base['perplexity']:.1f} → {row['perplexity']:.1f} (its controls up to {controls['perplexity'].max():.1f}): {verdict}"
+            )
+    return lines
+
+
 def save_result(result: Mapping, folder: str | Path) -> Path:
     """Write a mechanism run: its tables as CSV, the causal summary when there is one, the manifest."""
     folder = Path(folder)
