@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import binomtest
 
 from workbench.stats import (
+    against_floor,
     bootstrap,
     bootstrap_groups,
     bootstrap_mean,
@@ -132,3 +133,10 @@ def test_mcnemar_counts_the_pairs_that_disagree():
     assert mcnemar([True, False], [True, False])["p_value"] == 1.0
     with pytest.raises(ValueError, match="equal lengths"):
         mcnemar([True], [True, False])
+
+
+def test_against_floor_reads_the_interval():
+    assert against_floor(0.01, 0.2) == "above the floor" and against_floor(-0.3, -0.1) == "below the floor"
+    assert against_floor(-0.1, 0.2) == "not distinguishable from the floor" and against_floor(0.0, 0.2) == "not distinguishable from the floor"
+    assert against_floor(-0.1, 0.1, "the clean control") == "not distinguishable from the clean control"
+    assert against_floor(math.nan, math.nan) == "no interval (too few samples)"

@@ -44,7 +44,7 @@ from workbench.lab import LabDataset
 from workbench.overlap import DEFAULT_MIN_TOKENS, CorpusMatch, exact_matches
 from workbench.prompts import CHAT_INSTRUCTION, repeated_token_prompt
 from workbench.sampling import sample, text_logprobs
-from workbench.stats import mean_difference, wilson
+from workbench.stats import against_floor, mean_difference, wilson
 
 OUTCOMES = ("empty", "refused", "never_repeated", "repeated_only", "escaped")
 DEFAULT_MIN_REPEATS = 3  # r: repeats before an output counts as repeating
@@ -341,7 +341,7 @@ def training_extraction(
 def extraction_text(found: dict) -> str:
     """``training_extraction``'s finding in one line: the lead over the floor with its interval."""
     lead = f"{found['difference_per_100']:+.1f} per 100 escapes [{found['ci_low']:+.1f}, {found['ci_high']:+.1f}]"
-    verdict = "not distinguishable from the floor" if found["ci_low"] <= 0 <= found["ci_high"] else "above the floor" if found["ci_low"] > 0 else "below the floor"
+    verdict = against_floor(found["ci_low"], found["ci_high"])
     return (
         f"Training records reproduced: {found['per_100']:.1f} per 100 escapes (floor {found['floor_per_100']:.1f}); "
         f"the difference {lead}, {verdict} (n = {found['escapes']} escapes)"
