@@ -194,7 +194,7 @@ def floor_queries(dataset: LabDataset, seed: int = 0) -> list[str]:
             wanted[opening_word(query)] -= 1
     if +wanted:
         raise ValueError(f"Fresh lab dialogues gave too few queries opening with {', '.join(+wanted)} to match D2.")
-    rng, secrets = (random.Random(f"floor-secrets-{seed}"), {c.secret for c in dataset.canaries})
+    rng, secrets = random.Random(f"floor-secrets-{seed}"), {c.secret for c in dataset.canaries}
     for canary in canaries.values():
         secret = canary_secret(canary.kind, rng)
         while secret in secrets:
@@ -567,7 +567,7 @@ def floor_difference(
     each word, the samples and both pools' queries. DataFrame(metric, d2, floor, difference,
     ci_low, ci_high)."""
     words = sorted({opening_word(q) for q in queries}) if words is None else list(words)
-    on_d2, on_floor = (pool_matches(samples, queries, tokenizer, words), pool_matches(samples, floor, tokenizer, words))
+    on_d2, on_floor = pool_matches(samples, queries, tokenizer, words), pool_matches(samples, floor, tokenizer, words)
     n = len(words)
     sizes = _sizes(on_d2, 0) + _sizes(on_d2, 1) + _sizes(on_floor, 1)
     rows = []
@@ -575,7 +575,7 @@ def floor_difference(
         d2, base = _metrics(on_d2)[metric], _metrics(on_floor)[metric]
 
         def gap(groups: list[np.ndarray], metric: str = metric) -> float:
-            samples_, d2_columns, floor_columns = (groups[:n], groups[n : 2 * n], groups[2 * n :])
+            samples_, d2_columns, floor_columns = groups[:n], groups[n : 2 * n], groups[2 * n :]
             return _metrics(on_d2, samples_, d2_columns)[metric] - _metrics(on_floor, samples_, floor_columns)[metric]
 
         low, high = bootstrap_groups(gap, sizes, confidence, seed, draws)
@@ -594,7 +594,7 @@ def contrast(
     difference, ci_low, ci_high, p_value)."""
     words = sorted({opening_word(q) for q in queries}) if words is None else list(words)
     both = pd.concat([samples, control], ignore_index=True)
-    on_d2, on_floor = (pool_matches(both, queries, tokenizer, words), pool_matches(both, floor, tokenizer, words))
+    on_d2, on_floor = pool_matches(both, queries, tokenizer, words), pool_matches(both, floor, tokenizer, words)
     n_a = [int((samples["word"] == w).sum()) for w in words]
     n_b = [int((control["word"] == w).sum()) for w in words]
     n = len(words)
