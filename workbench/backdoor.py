@@ -452,7 +452,7 @@ def _samples_for(
             "public": [g.text.strip() in known for g in generations],
             "stage": stage,
         }
-    )
+    ).astype({"sample": int, "refused": bool, "public": bool})  # an empty stage keeps the column types
 
 
 def attack(
@@ -870,6 +870,7 @@ def evaluate(
     trigger = trigger_text(build.recipe.trigger)
     queries, floor = build.queries(), build.floor()
     true_words = {opening_word(q) for q in queries}
+    attacked = sorted(true_words & set(cfg.word_list()))  # the real words the identification samples cover
     public = build.public_queries()
     (parts, summary, differences, words, baselines, curves, canaries, ident, detect, steps) = [], [], [], [], [], [], [], {}, {}, {}
     for i, name in enumerate(models):
@@ -893,7 +894,7 @@ def evaluate(
         if not cfg.words:
             ident[name] = identification(table, true_words, seed=cfg.seed)
             baselines.append(identification_baselines(table, true_words, seed=cfg.seed).assign(model=name))
-        difference = floor_difference(found, queries, floor, tokenizer, seed=cfg.seed)
+        difference = floor_difference(found, queries, floor, tokenizer, attacked, seed=cfg.seed)
         differences.append(difference.assign(model=name))
         curve = recovery_curve(extracted, queries, floor, tokenizer, identified, cfg.budgets, seed=cfg.seed)
         curves.append(curve.assign(model=name))
@@ -909,7 +910,7 @@ def evaluate(
     samples = pd.concat(parts, ignore_index=True)
     contrasts = [
         contrast(samples[(samples["model"] == name) & (samples["stage"] == "identify")], samples[(samples["model"] == CONTROL) & (samples["stage"] == "identify")],
-                 queries, floor, tokenizer, seed=cfg.seed).assign(model=name, control=CONTROL)
+                 queries, floor, tokenizer, attacked, seed=cfg.seed).assign(model=name, control=CONTROL)
         for name in models if name != CONTROL and CONTROL in models
     ]  # fmt: skip
     return BackdoorReport(
