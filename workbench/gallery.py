@@ -28,7 +28,6 @@ from workbench.corpus import REFERENCE_CORPUS, read_documents
 from workbench.divergence import outcome_summary
 from workbench.divergence import run as run_divergence
 from workbench.lab import SHIPPED_LAB, LabDataset, public_pool
-from workbench.prompts import repeated_token_prompt
 from workbench.propinfer import (
     PROMPT_SETS,
     against_truth,
@@ -43,10 +42,6 @@ from workbench.similarity import similarity_matrix
 from workbench.stats import against_floor, wilson
 
 GALLERY_DIR = DATA_DIR / "gallery"
-PROSE = (
-    "It was a bright cold day in April, and the clocks were striking thirteen. The village lay quiet under the "
-    "hills, and the baker opened his shop before dawn, as he had done for forty years."
-)
 EXTRACTED = (
     "Four score and seven years ago our fathers brought forth on this continent, a new nation, conceived in Liberty",
     "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of nonsense",
