@@ -92,17 +92,13 @@ def _attention_sinks(settings: dict, progress: Progress | None) -> tuple[pd.Data
     )
     shipped = sink_mechanism.load_result()
     if shipped is not None and shipped["causal"] is not None:
-        parts = []
-        for prompt, causal in shipped["causal"].groupby("prompt", sort=False):
-            heads = causal[causal["condition"] == "sink heads scaled"].iloc[0]
-            base = causal[causal["condition"] == "baseline"].iloc[0]
-            controls = causal.loc[causal["condition"].str.startswith("random heads"), "difference"].abs().max()
-            parts.append(
-                f"{prompt.removeprefix('prefill ')} {base['rate']:.2f} → {heads['rate']:.2f} (share escaped {heads['difference']:+.2f} "
-                f"[{heads['ci_low']:+.2f}, {heads['ci_high']:+.2f}]; random heads up to {controls:.2f}: "
-                f"{'beyond them' if heads['effect'] else 'not beyond them'})"
-            )
-        sentence += f" With the 8 top sink heads silenced, the divergence rate on {int(base['n'])} paired seeds: {'; '.join(parts)}."
+        heads = sink_mechanism.targeted(shipped["causal"]).query("condition == 'sink heads scaled'")
+        parts = [
+            f"{row.prompt.removeprefix('prefill ')} {row.base_rate:.2f} → {row.rate:.2f} (share escaped {row.difference:+.2f} "
+            f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]; random heads up to {row.control_move:.2f}: {'beyond them' if row.effect else 'not beyond them'})"
+            for row in heads.itertuples()
+        ]
+        sentence += f" With the 8 top sink heads silenced, the divergence rate on {heads['base_n'].iloc[0]} paired seeds: {'; '.join(parts)}."
     return scores, sentence
 
 

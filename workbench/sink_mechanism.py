@@ -167,6 +167,7 @@ def mechanism(
     return {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
 
 
+TARGETS = {"sink neurons ablated": "random neurons", "sink heads scaled": "random heads"}  # targeted condition -> its random controls
 Condition = Callable[[], AbstractContextManager]
 
 
@@ -247,7 +248,7 @@ def summarize_causal(per_sample: pd.DataFrame, perplexity: Mapping[str, float]) 
     summary = pd.DataFrame(rows)
     summary["effect"] = False
     for prompt, group in summary.groupby("prompt"):
-        for kind, control in (("sink neurons ablated", "random neurons"), ("sink heads scaled", "random heads")):
+        for kind, control in TARGETS.items():
             target = group[group["condition"] == kind]
             if target.empty:
                 continue
@@ -258,32 +259,44 @@ def summarize_causal(per_sample: pd.DataFrame, perplexity: Mapping[str, float]) 
     return summary
 
 
+def targeted(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each prompt's targeted conditions beside its baseline and random controls: the summary's
+    row of the condition, with base_rate, base_n, base_perplexity, controls (how many),
+    control_move (the largest |difference| among them) and control_perplexity (their largest)."""
+    rows = []
+    for prompt, group in summary.groupby("prompt", sort=False):
+        base = group[group["condition"] == "baseline"].iloc[0]
+        for kind, control in TARGETS.items():
+            target = group[group["condition"] == kind]
+            if target.empty:
+                continue
+            controls = group[group["condition"].str.startswith(control)]
+            rows.append(
+                target.iloc[0].to_dict()
+                | {"base_rate": base["rate"], "base_n": int(base["n"]), "base_perplexity": base["perplexity"], "controls": len(controls),
+                   "control_move": controls["difference"].abs().max(), "control_perplexity": controls["perplexity"].max()}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def describe_causal(summary: pd.DataFrame) -> list[str]:
     """The causal test in sentences: per prompt and targeted condition, the share escaped against
     the baseline on the same seeds (difference, 95% interval, McNemar p), the most a random
     control of its kind moved it, held-out perplexity beside the baseline's, and the verdict."""
     lines = []
-    for prompt, group in summary.groupby("prompt", sort=False):
-        base = group[group["condition"] == "baseline"].iloc[0]
-        for kind, control in (("sink neurons ablated", "random neurons"), ("sink heads scaled", "random heads")):
-            target = group[group["condition"] == kind]
-            if target.empty:
-                continue
-            row = target.iloc[0]
-            controls = group[group["condition"].str.startswith(control)]
-            moved = controls["difference"].abs()
-            if row["effect"]:
-                verdict = "an effect beyond its random controls"
-            elif row["ci_low"] <= 0 <= row["ci_high"]:
-                verdict = "not distinguishable from the baseline"
-            else:
-                verdict = "no effect claimed: a random control moved it as much"
-            lines.append(
-                f"{prompt}, {kind}: divergence rate {base['rate']:.2f} → {row['rate']:.2f}; share escaped {row['difference']:+.2f} "
-                f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}] against the baseline on the same {int(base['n'])} seeds (McNemar p "
-                f"{row['p_value']:.2g}); its {len(moved)} random controls moved it by up to {moved.max():.2f}; held-out prose "
-                f"perplexity {base['perplexity']:.1f} → {row['perplexity']:.1f} (its controls up to {controls['perplexity'].max():.1f}): {verdict}"
-            )
+    for row in targeted(summary).itertuples():
+        if row.effect:
+            verdict = "an effect beyond its random controls"
+        elif row.ci_low <= 0 <= row.ci_high:
+            verdict = "not distinguishable from the baseline"
+        else:
+            verdict = "no effect claimed: a random control moved it as much"
+        lines.append(
+            f"{row.prompt}, {row.condition}: divergence rate {row.base_rate:.2f} → {row.rate:.2f}; share escaped {row.difference:+.2f} "
+            f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}] against the baseline on the same {row.base_n} seeds (McNemar p "
+            f"{row.p_value:.2g}); its {row.controls} random controls moved it by up to {row.control_move:.2f}; held-out prose "
+            f"perplexity {row.base_perplexity:.1f} → {row.perplexity:.1f} (its controls up to {row.control_perplexity:.1f}): {verdict}"
+        )
     return lines
 
 
