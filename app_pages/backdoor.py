@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import backdoor, plots
+from workbench import backdoor, backdoor_attack, backdoor_scoring, plots
 from workbench.config import ModelSpec
 from workbench.registry import registry_names
 from workbench.similarity import shared_spans
@@ -59,15 +59,15 @@ with victim:
 with attacker:
     st.subheader("3 · Attacker")
     with st.form("bd_attack"):
-        k = st.number_input("Identification samples per opening word", 1, 200, backdoor.AttackConfig.k, key="bd_k")
+        k = st.number_input("Identification samples per opening word", 1, 200, backdoor_attack.AttackConfig.k, key="bd_k")
         budgets_text = st.text_input(
-            "Extraction budgets (samples per private query; empty: none)", ", ".join(f"{b:g}" for b in backdoor.AttackConfig.budgets), key="bd_budgets"
+            "Extraction budgets (samples per private query; empty: none)", ", ".join(f"{b:g}" for b in backdoor_attack.AttackConfig.budgets), key="bd_budgets"
         )
         words_text = st.text_input("Opening words (empty: identify them among the public list with decoys)", "", key="bd_words")
-        models = st.multiselect("Models", ["base", *backdoor.STEPS], default=[m for m in backdoor.ATTACKED if m in built.built()], key="bd_models")
+        models = st.multiselect("Models", ["base", *backdoor.STEPS], default=[m for m in backdoor_attack.ATTACKED if m in built.built()], key="bd_models")
         a1, a2 = st.columns(2)
         temperature = a1.number_input("Temperature", 0.0, 2.0, 0.9, 0.1, key="bd_temperature")
-        max_new = a2.number_input("Max new tokens", 8, 256, backdoor.AttackConfig.max_new_tokens, key="bd_max_new")
+        max_new = a2.number_input("Max new tokens", 8, 256, backdoor_attack.AttackConfig.max_new_tokens, key="bd_max_new")
         probe = st.checkbox("Also send the defender's paraphrased probe", True, key="bd_probe")
         run = st.form_submit_button("Run attack", type="primary")
 
@@ -78,9 +78,9 @@ if run:
         except ValueError:
             raise ValueError(f"Budgets are numbers of samples per private query, such as 1, 2, 5; not {budgets_text!r}.") from None
         words_given = tuple(words_text.replace(",", " ").split())
-        cfg = backdoor.AttackConfig(int(k), float(temperature), 1.0, int(max_new), 0, words_given, budgets=budgets)
+        cfg = backdoor_attack.AttackConfig(int(k), float(temperature), 1.0, int(max_new), 0, words_given, budgets=budgets)
         with progress_bar("Attacking…") as progress:
-            st.session_state["bd_report"] = (str(built.folder), backdoor.evaluate(built, cfg, models, probe, progress))
+            st.session_state["bd_report"] = (str(built.folder), backdoor_attack.evaluate(built, cfg, models, probe, progress))
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
 
@@ -89,7 +89,7 @@ if st.session_state.get("bd_report", ("", None))[0] == str(built.folder):
     report = st.session_state["bd_report"][1]
     st.success("Your attack run.")
 elif (saved / "report.json").is_file():
-    report = backdoor.BackdoorReport.load(saved)
+    report = backdoor_attack.BackdoorReport.load(saved)
     st.info(
         f"The build's saved attack ({report.cfg.k} identification samples per word; extraction budgets "
         f"{', '.join(f'{b:g}' for b in report.cfg.budgets) or 'none'} samples per private query); run your own above."
@@ -118,7 +118,7 @@ if len(report.contrasts):
     st.dataframe(report.contrasts.style.format({c: "{:+.3f}" for c in ("gap", "control_gap", "difference", "ci_low", "ci_high")}), key="bd_contrasts")
 
 model = st.selectbox("Model", list(summary["model"]), key="bd_model")
-st.markdown("\n".join(f"- {line}" for line in backdoor.describe(report, model)))
+st.markdown("\n".join(f"- {line}" for line in backdoor_attack.describe(report, model)))
 if report.identification.get(model):
     ident = report.identification[model]
     i1, i2, i3 = st.columns(3)
@@ -133,7 +133,7 @@ st.dataframe(canaries, key="bd_canaries")
 st.subheader("Extracted queries beside the closest true query")
 samples = report.samples[report.samples["model"] == model]
 tokenizer = shared_session(ModelSpec(recipe.base)).tokenizer
-pairs = backdoor.closest_queries(samples, queries, tokenizer)
+pairs = backdoor_scoring.closest_queries(samples, queries, tokenizer)
 if pairs.empty:
     st.info("Every sample of this model was a refusal, empty, or a public D1 query.")
 else:

@@ -39,17 +39,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.backdoor import (
-    ATTACKED,
-    STEPS,
-    AttackConfig,
-    BackdoorBuild,
-    BackdoorRecipe,
-    build,
-    describe,
-    describe_stealth,
-    evaluate,
-)
+from workbench.backdoor import STEPS, BackdoorBuild, BackdoorRecipe, build, describe_stealth
+from workbench.backdoor_attack import ATTACKED, AttackConfig, describe, evaluate
 from workbench.builds import code_version, command_line
 
 QUICK = BackdoorRecipe(

@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.backdoor import BackdoorReport, floor_queries, identification, opening_word, private_pairs, score
+from workbench.backdoor import floor_queries, opening_word, private_pairs
+from workbench.backdoor_attack import BackdoorReport
+from workbench.backdoor_scoring import identification, score
 from workbench.builds import code_version, command_line
 from workbench.config import DATA_DIR
 from workbench.lab import LabDataset

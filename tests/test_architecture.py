@@ -35,11 +35,14 @@ KERNEL = {
     "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
 }  # fmt: skip
 EXPLORATIONS = {
-    "attention", "backdoor", "divergence", "propinfer", "reactivation", "selec", "shadows", "similarity", "sink_mechanism",
+    "attention", "backdoor", "backdoor_attack", "backdoor_scoring", "divergence", "propinfer", "reactivation", "selec", "shadows", "similarity", "sink_mechanism",
 }  # fmt: skip
 # The sideways imports the architecture allows, each for a stated reason (docs/architecture.md).
 SIDEWAYS = {
     ("attention", "divergence"),  # a head-scaling mitigation is measured by the divergence pipeline
+    ("backdoor_attack", "backdoor"),  # one exploration in three modules: the build, its metrics, the attacker
+    ("backdoor_attack", "backdoor_scoring"),
+    ("backdoor_scoring", "backdoor"),
     ("divergence", "similarity"),  # counting outputs that match the lab's training set by embedding
     ("propinfer", "similarity"),  # labeling by embedding similarity
     ("shadows", "propinfer"),  # property inference's calibration, in a module of its own

@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_notebooks import SERVED_NOTEBOOK, executed
 
-from workbench import backdoor, vllm_server
+from workbench import backdoor, backdoor_attack, vllm_server
 from workbench.cli import main
 from workbench.config import ModelSpec, PropInferConfig, SamplingConfig
 from workbench.divergence import run as run_divergence
@@ -121,8 +121,8 @@ def test_the_cli_records_the_server_and_what_was_sent(served, tmp_path, capsys):
 def test_the_backdoor_attack_runs_over_the_endpoint(served):
     built = backdoor.BackdoorBuild.load(backdoor.SHIPPED_BACKDOOR)
     word = backdoor.opening_word(built.queries()[0])
-    cfg = backdoor.AttackConfig(k=2, max_new_tokens=24, words=(word,))
-    report = backdoor.evaluate(built, cfg, ["base"], probe=False, served={"base": _spec(served)})
+    cfg = backdoor_attack.AttackConfig(k=2, max_new_tokens=24, words=(word,))
+    report = backdoor_attack.evaluate(built, cfg, ["base"], probe=False, served={"base": _spec(served)})
     assert list(report.summary["model"]) == ["base"]
     assert len(report.samples) == 2 and set(report.samples["word"]) == {word}
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from workbench import backdoor, gallery, reactivation, sink_mechanism, vllm_server
+from workbench import backdoor, backdoor_attack, gallery, reactivation, sink_mechanism, vllm_server
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.builds import command_line
 from workbench.config import (
@@ -504,7 +504,7 @@ def _print_stealth(built: backdoor.BackdoorBuild) -> None:
             print(f"  {prompt}\n    clean:      {clean[:100]!r}\n    backdoored: {bad[:100]!r}")
 
 
-def _print_backdoor_report(report: backdoor.BackdoorReport) -> None:
+def _print_backdoor_report(report: backdoor_attack.BackdoorReport) -> None:
     columns = ["model", "match_mean", "match_mean_floor", "match_best", "match_best_floor", "exact", "exact_floor", "canaries_found", "decoy_answered"]
     print(report.summary[[c for c in columns if c in report.summary]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for name in report.summary["model"]:
@@ -512,22 +512,22 @@ def _print_backdoor_report(report: backdoor.BackdoorReport) -> None:
         if name in report.identification:
             found = report.identification[name]
             print(f"  identified {', '.join(found['identified']) or 'no word'} (true: {', '.join(found['true_words'])})")
-        for line in backdoor.describe(report, name):
+        for line in backdoor_attack.describe(report, name):
             print(f"  {line}")
 
 
 def cmd_backdoor_attack(args: argparse.Namespace) -> None:
     out = _output_path(args.out) if args.out else None
     built = backdoor.BackdoorBuild.load(args.dir)
-    budgets = backdoor.AttackConfig.budgets if args.budget is None else tuple(b for b in args.budget if b)
-    cfg = backdoor.AttackConfig(args.k, args.temperature, args.top_p, args.max_new_tokens, args.seed, tuple(args.word or ()), budgets=budgets)
-    models, served = args.model or list(backdoor.ATTACKED), {}
+    budgets = backdoor_attack.AttackConfig.budgets if args.budget is None else tuple(b for b in args.budget if b)
+    cfg = backdoor_attack.AttackConfig(args.k, args.temperature, args.top_p, args.max_new_tokens, args.seed, tuple(args.word or ()), budgets=budgets)
+    models, served = args.model or list(backdoor_attack.ATTACKED), {}
     if args.endpoint:
         if len(models) != 1:
             raise ValueError("With --endpoint, give one --model: the build's step that the served model is.")
         served = {models[0]: _served_spec(args, built.recipe.base)}
     with _progress_bar() as progress:
-        report = backdoor.evaluate(built, cfg, models, not args.no_probe, progress, served, args.command_line)
+        report = backdoor_attack.evaluate(built, cfg, models, not args.no_probe, progress, served, args.command_line)
     if out is not None:
         _write_table(report.samples, out)
     if args.save:
@@ -545,7 +545,7 @@ def cmd_backdoor_show(args: argparse.Namespace) -> None:
     print(f"D2: {len(built.queries())} queries ({len(set(built.queries()))} unique), D2' floor: {len(built.floor())} unique, matched per opening word")
     _print_stealth(built)
     if (built.folder / "report").is_dir():
-        _print_backdoor_report(backdoor.BackdoorReport.load(built.folder / "report"))
+        _print_backdoor_report(backdoor_attack.BackdoorReport.load(built.folder / "report"))
 
 
 def cmd_gallery_build(args: argparse.Namespace) -> None:
@@ -806,14 +806,14 @@ def build_parser() -> argparse.ArgumentParser:
     bd_attack = bd_commands.add_parser("attack", help="black-box extraction from the build's models, scored against the truth")
     bd_attack.add_argument("--dir", default=str(backdoor.SHIPPED_BACKDOOR))
     bd_attack.add_argument("--model", action="append", choices=["base", *backdoor.STEPS], help="a model to attack (repeatable; default: the victims)")
-    bd_attack.add_argument("--k", type=int, default=backdoor.AttackConfig.k, help="identification samples per opening word")
+    bd_attack.add_argument("--k", type=int, default=backdoor_attack.AttackConfig.k, help="identification samples per opening word")
     bd_attack.add_argument(
-        "--budget", type=float, action="append", help=f"extraction samples per private query (repeatable; default {backdoor.AttackConfig.budgets}; 0: none)"
+        "--budget", type=float, action="append", help=f"extraction samples per private query (repeatable; default {backdoor_attack.AttackConfig.budgets}; 0: none)"
     )
     bd_attack.add_argument("--word", action="append", help="an opening word to try (repeatable; default: identify among the public list)")
-    bd_attack.add_argument("--temperature", type=float, default=backdoor.AttackConfig.temperature)
-    bd_attack.add_argument("--top-p", type=float, default=backdoor.AttackConfig.top_p)
-    bd_attack.add_argument("--max-new-tokens", type=int, default=backdoor.AttackConfig.max_new_tokens)
+    bd_attack.add_argument("--temperature", type=float, default=backdoor_attack.AttackConfig.temperature)
+    bd_attack.add_argument("--top-p", type=float, default=backdoor_attack.AttackConfig.top_p)
+    bd_attack.add_argument("--max-new-tokens", type=int, default=backdoor_attack.AttackConfig.max_new_tokens)
     bd_attack.add_argument("--seed", type=int, default=0)
     bd_attack.add_argument("--no-probe", action="store_true", help="skip the defender's paraphrased probe")
     bd_attack.add_argument("--out", help="the samples: .parquet, .jsonl or .csv")

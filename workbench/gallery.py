@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import backdoor, reactivation, sink_mechanism
+from workbench import backdoor, backdoor_attack, reactivation, sink_mechanism
 from workbench.attention import sink_heads, sink_scores
 from workbench.builds import code_version
 from workbench.cache import replacing_dir
@@ -146,7 +146,7 @@ def _weight_diff(settings: dict, progress: Progress | None) -> tuple[pd.DataFram
 
 
 def _backdoor(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
-    report = backdoor.BackdoorReport.load(backdoor.SHIPPED_BACKDOOR / "report")
+    report = backdoor_attack.BackdoorReport.load(backdoor.SHIPPED_BACKDOOR / "report")
     differences = report.differences
     victim = differences[(differences["model"] == "victim-backdoored") & (differences["metric"] == "match_mean")].iloc[0]
     lead = report.contrasts[(report.contrasts["model"] == "victim-backdoored") & (report.contrasts["metric"] == "match_mean")].iloc[0]

@@ -291,7 +291,7 @@ def calibration_sweep(sweep: pd.DataFrame) -> alt.Chart:
 
 def backdoor_differences(differences: pd.DataFrame) -> alt.Chart:
     """Each metric's difference D2 − D2′ per model with its 95% interval, and the line at 0 (no
-    lead over the floor); ``backdoor.floor_difference`` rows with a ``model`` column in."""
+    lead over the floor); ``backdoor_scoring.floor_difference`` rows with a ``model`` column in."""
     labels = {"match_mean": "mean match", "match_best": "best match", "exact": "exact recovery"}
     data = differences.assign(metric=differences["metric"].map(labels))
     base = alt.Chart(data).encode(y=alt.Y("model:N", title=None), color=alt.Color("model:N", legend=None))
@@ -311,7 +311,7 @@ def backdoor_differences(differences: pd.DataFrame) -> alt.Chart:
 def backdoor_budget(curves: pd.DataFrame) -> alt.Chart:
     """Exact recovery against the extraction budget, one line per model and allocation (solid:
     equal samples per identified word; dashed: in proportion to the true query counts, an
-    oracle upper bound); ``backdoor.recovery_curve`` rows with a ``model`` column in."""
+    oracle upper bound); ``backdoor_scoring.recovery_curve`` rows with a ``model`` column in."""
     return (
         alt.Chart(curves)
         .mark_line(point=True)
