@@ -157,6 +157,12 @@ def _backdoor(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, 
         f"beyond the clean control's lead by {lead['difference']:+.3f} [{lead['ci_low']:+.3f}, {lead['ci_high']:+.3f}] "
         f"({against_floor(lead['ci_low'], lead['ci_high'], 'the clean control')})."
     )
+    probe = report.detection.get("victim-backdoored", {}).get("probe")
+    if probe:
+        sentence += (
+            f" A defender's paraphrase of the trigger draws {probe['d2']:.3f} against {probe['floor']:.3f}: "
+            f"{probe['difference']:+.3f} [{probe['ci_low']:+.3f}, {probe['ci_high']:+.3f}], {against_floor(probe['ci_low'], probe['ci_high'])}."
+        )
     return differences, sentence
 
 
