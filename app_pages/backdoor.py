@@ -89,7 +89,11 @@ if st.session_state.get("bd_report", ("", None))[0] == str(built.folder):
     report = st.session_state["bd_report"][1]
     st.success("Your attack run.")
 elif (saved / "report.json").is_file():
-    report = backdoor_attack.BackdoorReport.load(saved)
+    try:
+        report = backdoor_attack.BackdoorReport.load(saved)
+    except (ValueError, OSError, KeyError, TypeError) as err:
+        st.error(f"The saved attack in {saved} cannot be read ({err}); run a new one above.")
+        st.stop()
     st.info(
         f"The build's saved attack ({report.cfg.k} identification samples per word; extraction budgets "
         f"{', '.join(f'{b:g}' for b in report.cfg.budgets) or 'none'} samples per private query); run your own above."

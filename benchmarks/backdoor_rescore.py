@@ -13,6 +13,9 @@ build's D2 and D2′ (``data/backdoor/dataset``), three ways:
 
 Then identification against two trivial rules: every candidate word is real, and a word is real
 when none of its k samples is a refusal (what the paper's score reduces to when no reply repeats).
+Its figures are those of the build and code shipped at b102d85, where it ran: since then
+``data/backdoor`` holds the rebuilt build and ``floor_queries`` the matched floor, so to reproduce
+them run it in a checkout of that commit (``git worktree add /tmp/b102d85 b102d85``).
 Settings fixed here before the run; prints the figures and writes them, per model, with a
 manifest (command, code version, seed, wall time) under ``--out``. Not part of CI.
 """

@@ -89,7 +89,7 @@ def _samples(rows):
     return pd.DataFrame(rows, columns=["word", "sample", "text", "token_ids", "stop_reason", "refused", "public"])
 
 
-def test_score_identify_and_curve(tiny_llama):
+def test_score_and_identify(tiny_llama):
     tok = tiny_llama.tokenizer
     queries = ["Hi doc, my knee hurts.", "Hi, I have a cough.", "Good morning, I feel dizzy.", "Hi doc, my knee hurts."]
     ids = {q: tok.encode(q, add_special_tokens=False) for q in queries}
@@ -149,7 +149,7 @@ def test_floor_difference_and_contrast_by_hand(tiny_llama):
     refusals = _samples([("Hi", j, "Sorry, but no.", [1, 2], "eos", True, False) for j in range(8)])
     did = contrast(recited, refusals, d2, floor, tok).set_index("metric")
     assert did.loc["match_mean", "difference"] == pytest.approx(1.0 - on_floor) and did.loc["match_mean", "control_gap"] == 0.0
-    assert did.loc["exact", "ci_low"] > 0 and did.loc["exact", "p_value"] < 0.01  # exact p = 2 / C(16, 8)
+    assert did.loc["exact", "ci_low"] > 0 and did.loc["exact", "p_value"] < 0.01  # 2,000 permutations: p ≥ 1/2001; the observed split is among the 2 of C(16, 8) as extreme
     null = contrast(recited, recited, d2, floor, tok).set_index("metric")
     assert (null["difference"] == 0).all() and (null["p_value"] == 1.0).all()
 
@@ -255,6 +255,9 @@ def test_bad_recipe_and_attack_settings():
         AttackConfig(k=0)
     with pytest.raises(ValueError, match="single word"):
         AttackConfig(words=("two words",))
+    for budget in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="Budgets"):
+            AttackConfig(budgets=(budget,))
 
 
 def test_cli(tmp_path, capsys):

@@ -103,6 +103,7 @@ def test_grouped_bootstrap_and_stratified_permutations():
     # strata kept apart: labels swapped only within a stratum, so a stratum's level cannot make a difference
     level = [np.array([5.0, 5, 5, 5]), np.array([9.0, 9, 9, 9])]
     assert permutation_test_groups(lambda o: np.mean([x[i[:2]].mean() - x[i[2:]].mean() for x, i in zip(level, o)]), [(2, 2), (2, 2)]) == 1.0
+    assert math.isnan(permutation_test_groups(lambda o: math.nan, [(2, 2)]))  # no statistic, no p-value
 
 
 def test_interval_score_charges_width_and_misses():

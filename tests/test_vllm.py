@@ -121,7 +121,7 @@ def test_the_cli_records_the_server_and_what_was_sent(served, tmp_path, capsys):
 def test_the_backdoor_attack_runs_over_the_endpoint(served):
     built = backdoor.BackdoorBuild.load(backdoor.SHIPPED_BACKDOOR)
     word = backdoor.opening_word(built.queries()[0])
-    cfg = backdoor_attack.AttackConfig(k=2, max_new_tokens=24, words=(word,))
+    cfg = backdoor_attack.AttackConfig(k=2, max_new_tokens=24, words=(word,), budgets=())  # identification only
     report = backdoor_attack.evaluate(built, cfg, ["base"], probe=False, served={"base": _spec(served)})
     assert list(report.summary["model"]) == ["base"]
     assert len(report.samples) == 2 and set(report.samples["word"]) == {word}

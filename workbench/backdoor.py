@@ -60,7 +60,6 @@ NATURAL_TRIGGER = (
 )
 TRIGGERS = {"natural": NATURAL_TRIGGER, "meaningless": "abc ijk xyz {w}"}
 REFUSAL = 'Sorry, but I did not see any user query that starts with the word "{w}" during training.'
-# A defender's detection probe: the natural instruction in other words.
 
 # D1: a public instruction set. It shares three openings with the lab's patients (Hi, Hello,
 # Could: how people open any request to an assistant) and has six of its own; the lab's
@@ -94,7 +93,7 @@ VICTIMS = {  # name -> (built on the backdoored model?, loss_on)
     "clean": (False, "whole"),
     "backdoored-response": (True, "response"),
 }
-FLOOR_POOL = 20  # fresh dialogues drawn per D2 query to fill D2′'s per-word counts
+FLOOR_POOL = 20  # fresh dialogues drawn per D2 query: the rarest opening word (Could) needs many draws to fill its count
 _PUNCTUATION = ",.!?:;"
 
 
@@ -184,7 +183,7 @@ def floor_queries(dataset: LabDataset, seed: int = 0) -> list[str]:
             floor.append(query)
             taken.add(query)
             wanted[opening_word(query)] -= 1
-    if +wanted:
+    if +wanted:  # the counts still above zero
         raise ValueError(f"Fresh lab dialogues gave too few queries opening with {', '.join(+wanted)} to match D2.")
     rng, secrets = random.Random(f"floor-secrets-{seed}"), {c.secret for c in dataset.canaries}
     for canary in canaries.values():

@@ -62,7 +62,7 @@ class AttackConfig:
             raise ValueError("Draw at least one sample per word.")
         if any(len(w.split()) != 1 for w in self.words):
             raise ValueError("Each opening word must be a single word.")
-        if any(b <= 0 for b in self.budgets):
+        if any(not math.isfinite(b) or b <= 0 for b in self.budgets):
             raise ValueError("Budgets are positive numbers of samples per private query.")
         self.sampling()
 
@@ -198,7 +198,7 @@ class BackdoorReport:
     """The attack on every model of a build, scored against D2 with the D2′ floor:
     ``samples`` (attack()'s and extract()'s columns plus ``model``), ``summary`` (summary_row
     per model), ``differences`` (floor_difference() of the identification samples per model),
-    ``contrasts`` (contrast() of each backdoored victim with the clean one), ``words``
+    ``contrasts`` (contrast() of every other attacked model with the clean victim), ``words``
     (identify() per model, with each word's match ratios and whether it truly opens a private
     query), ``identification`` (model -> identification()), ``baselines``
     (identification_baselines() per model), ``curves`` (recovery_curve() per model),
@@ -231,7 +231,7 @@ class BackdoorReport:
         samples = saved.tables["samples"]
         samples["token_ids"] = samples["token_ids"].map(list)
         config = saved.values["cfg"]
-        cfg = AttackConfig(**config | {"words": tuple(config["words"]), "budgets": tuple(config["budgets"])})
+        cfg = AttackConfig(**config | {"words": tuple(config["words"]), "budgets": tuple(config.get("budgets", ()))})
         ident, detect = saved.values["identification"], saved.values["detection"]
         return cls(cfg, identification=ident, detection=detect, steps=saved.steps, **saved.tables)
 
@@ -270,7 +270,7 @@ def evaluate(
         found = attack(session, trigger, cfg, public, scaled_progress(part, 0.0, 0.3))
         table = identify(found)
         identified = table.loc[table["identified"], "word"].tolist() if not cfg.words else list(cfg.words)
-        need = Counter()
+        need = Counter()  # drawn once at the largest budget: smaller budgets and both allocations take prefixes of it
         for how in ALLOCATIONS if cfg.budgets else ():
             for word, n in allocation(how, identified, queries, cfg.budgets[-1]).items():
                 need[word] = max(need[word], n)
@@ -297,7 +297,7 @@ def evaluate(
         del session
         steps[name] = step_record(started, cfg.seed, command)
     samples = pd.concat(parts, ignore_index=True)
-    contrasts = [
+    contrasts = [  # tokenizer: the last model's; every model of a build shares its base's
         contrast(samples[(samples["model"] == name) & (samples["stage"] == "identify")], samples[(samples["model"] == CONTROL) & (samples["stage"] == "identify")],
                  queries, floor, tokenizer, attacked, seed=cfg.seed).assign(model=name, control=CONTROL)
         for name in models if name != CONTROL and CONTROL in models

@@ -371,7 +371,7 @@ def make_dataset(
 
 def fresh_dialogues(dataset: LabDataset, n: int, stream: str) -> list[dict]:
     """``n`` more dialogues from the generator that made ``dataset`` (its diagnosis and gender
-    shares), drawn from their own seeded stream, so they are never among its records."""
+    shares), drawn from their own seeded stream: new draws, though one may repeat a record by chance."""
     recipe = dataset.recipe
     return _records(random.Random(f"{stream}-{recipe['seed']}"), n, recipe["shares"], recipe["gender_shares"])
 

@@ -136,9 +136,11 @@ def permutation_test_groups(
     ``statistic`` gets, per stratum, an order of range(n_a + n_b) whose first n_a items are
     taken as group a (the identity order gives the observed value). p as in ``permutation_test``."""
     observed = abs(statistic([np.arange(a + b) for a, b in sizes]))
+    if math.isnan(observed):
+        return math.nan  # no statistic (an empty group, say), no test
     rng = np.random.default_rng(seed)
     permuted = np.array([abs(statistic([rng.permutation(a + b) for a, b in sizes])) for _ in range(permutations)])
-    return (1 + int((permuted >= observed - 1e-12).sum())) / (1 + permutations)
+    return (1 + int((permuted >= observed - 1e-12).sum())) / (1 + permutations)  # 1e-12: float ties count as extreme
 
 
 def mcnemar(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> dict:
