@@ -143,6 +143,10 @@ def test_floor_difference_and_contrast_by_hand(tiny_llama):
     assert table.loc["exact", "d2"] == 1.0 and table.loc["exact", "floor"] == 0.0
     for row in table.itertuples():
         assert 0 < row.ci_low <= row.difference <= row.ci_high  # every sample recites D2: the interval excludes 0
+    fixed = floor_difference(recited, d2, floor, tok, resample_pools=False).set_index("metric")  # these queries only
+    assert (fixed["difference"] == table["difference"]).all()
+    assert (fixed["ci_high"] - fixed["ci_low"] <= table["ci_high"] - table["ci_low"] + 1e-12).all()
+    assert fixed.loc["exact", "ci_low"] == fixed.loc["exact", "ci_high"] == 1.0  # 8 samples hold both queries in most draws
     same = floor_difference(recited, d2, d2, tok).set_index("metric")  # a "floor" that is D2 itself
     assert (same["difference"] == 0).all() and (same["ci_low"] <= 0).all() and (same["ci_high"] >= 0).all()
 

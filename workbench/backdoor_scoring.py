@@ -87,23 +87,26 @@ def _sizes(matches: Mapping[str, tuple], axis: int) -> list[int]:
 
 def floor_difference(
     samples: pd.DataFrame, queries: Sequence[str], floor: Sequence[str], tokenizer, words: Sequence[str] | None = None,
-    confidence: float = 0.95, seed: int = 0, draws: int = 2000,
+    confidence: float = 0.95, seed: int = 0, draws: int = 2000, resample_pools: bool = True,
 ) -> pd.DataFrame:  # fmt: skip
     """Every metric against D2 (``queries``) and D2′ (``floor``), scored the same way over the
     same words, and the difference D2 − D2′ with a bootstrap interval that resamples, within
-    each word, the samples and both pools' queries. DataFrame(metric, d2, floor, difference,
-    ci_low, ci_high)."""
+    each word, the samples and both pools' queries (would it hold for another draw of D2 and
+    D2′?). With ``resample_pools`` False only the samples are resampled: the uncertainty for
+    these very queries, narrower, as the max over a resampled pool leans toward 0.
+    DataFrame(metric, d2, floor, difference, ci_low, ci_high)."""
     words = sorted({opening_word(q) for q in queries}) if words is None else list(words)
     on_d2, on_floor = pool_matches(samples, queries, tokenizer, words), pool_matches(samples, floor, tokenizer, words)
     n = len(words)
-    sizes = _sizes(on_d2, 0) + _sizes(on_d2, 1) + _sizes(on_floor, 1)
+    sizes = _sizes(on_d2, 0) + (_sizes(on_d2, 1) + _sizes(on_floor, 1) if resample_pools else [])
     rows = []
     for metric in METRICS:
         d2, base = _metrics(on_d2)[metric], _metrics(on_floor)[metric]
 
         def gap(groups: list[np.ndarray], metric: str = metric) -> float:
-            samples_, d2_columns, floor_columns = groups[:n], groups[n : 2 * n], groups[2 * n :]
-            return _metrics(on_d2, samples_, d2_columns)[metric] - _metrics(on_floor, samples_, floor_columns)[metric]
+            sample_rows = groups[:n]  # then, when pools are resampled, D2's columns and D2′'s, per word
+            d2_columns, floor_columns = (groups[n : 2 * n], groups[2 * n :]) if resample_pools else (None, None)
+            return _metrics(on_d2, sample_rows, d2_columns)[metric] - _metrics(on_floor, sample_rows, floor_columns)[metric]
 
         low, high = bootstrap_groups(gap, sizes, confidence, seed, draws)
         rows.append({"metric": metric, "d2": d2, "floor": base, "difference": d2 - base, "ci_low": low, "ci_high": high})
