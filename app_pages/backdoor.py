@@ -158,7 +158,10 @@ e2.download_button("Summary (CSV)", summary.to_csv(index=False), "backdoor_summa
 e3.download_button("Per word (CSV)", report.words.to_csv(index=False), "backdoor_words.csv", "text/csv", key="bd_dl_words")
 
 st.subheader("Rebuild")
-st.caption("Creator and victims into the cache, with progress; the default sizes take about half an hour on a 2-core CPU, tiny-llama seconds.")
+st.caption(
+    "Creator and victims into the cache, with progress and resumable; at the default sizes the build took 48 minutes on a 2-core CPU with the "
+    "natural trigger (the attack at budgets 1, 2 and 5 another 22: docs/backdoor.md), tiny-llama seconds."
+)
 with st.form("bd_rebuild"):
     r1, r2, r3 = st.columns(3)
     trigger = r1.radio("Trigger", [*backdoor.TRIGGERS, "custom"], horizontal=True, key="bd_trigger")
