@@ -350,12 +350,14 @@ def test_backdoor_extraction(page: Page, app_cache):
     _choose(page, "Build", "rebuilt: tiny")
     expect(page.get_by_text("No attack on this build yet")).to_be_visible()
     # Forms, here and below: their fields reach the app only with the submit button's run.
-    page.get_by_role("spinbutton", name="Samples per opening word", exact=True).fill("2")
+    page.get_by_role("spinbutton", name="Identification samples per opening word", exact=True).fill("2")
+    page.get_by_role("textbox", name="Extraction budgets (samples per private query; empty: none)").fill("1")
     page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("8")
     _click(page, "Run attack")
     expect(page.get_by_text("Your attack run.")).to_be_visible()
-    expect(page.get_by_role("heading", name="Exact recovery, with the floor")).to_be_visible()
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)
+    expect(page.get_by_role("heading", name="Against the matched floor")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)  # the differences and the budget curve
+    expect(page.get_by_text("not distinguishable from").first).to_be_visible()  # each result read against its floor
     expect(page.get_by_role("button", name="Samples (CSV)")).to_be_visible()
     _no_exception(page)
 
