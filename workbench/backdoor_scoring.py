@@ -87,20 +87,21 @@ def _sizes(matches: Mapping[str, tuple], axis: int) -> list[int]:
 
 def floor_difference(
     samples: pd.DataFrame, queries: Sequence[str], floor: Sequence[str], tokenizer, words: Sequence[str] | None = None,
-    confidence: float = 0.95, seed: int = 0, draws: int = 2000, resample_pools: bool = True,
+    confidence: float = 0.95, seed: int = 0, draws: int = 2000, resample_pools: bool = True, metrics: Sequence[str] = METRICS,
 ) -> pd.DataFrame:  # fmt: skip
     """Every metric against D2 (``queries``) and D2′ (``floor``), scored the same way over the
     same words, and the difference D2 − D2′ with a bootstrap interval that resamples, within
     each word, the samples and both pools' queries (would it hold for another draw of D2 and
     D2′?). With ``resample_pools`` False only the samples are resampled: the uncertainty for
-    these very queries, narrower, as the max over a resampled pool leans toward 0.
+    these very queries, narrower, as the max over a resampled pool leans toward 0. ``metrics``:
+    the rows wanted (each bootstrapped on its own, with the same seed).
     DataFrame(metric, d2, floor, difference, ci_low, ci_high)."""
     words = sorted({opening_word(q) for q in queries}) if words is None else list(words)
     on_d2, on_floor = pool_matches(samples, queries, tokenizer, words), pool_matches(samples, floor, tokenizer, words)
     n = len(words)
     sizes = _sizes(on_d2, 0) + (_sizes(on_d2, 1) + _sizes(on_floor, 1) if resample_pools else [])
     rows = []
-    for metric in METRICS:
+    for metric in metrics:
         d2, base = _metrics(on_d2)[metric], _metrics(on_floor)[metric]
 
         def gap(groups: list[np.ndarray], metric: str = metric) -> float:
@@ -193,10 +194,14 @@ def recovery_curve(
         for per_query in budgets:
             counts = allocation(how, identified, queries, per_query)
             kept = samples[samples["sample"] < samples["word"].map(counts).fillna(0)]
-            found = floor_difference(kept, queries, floor, tokenizer, words, confidence, seed, draws).set_index("metric").loc["exact"]
+            found = floor_difference(kept, queries, floor, tokenizer, words, confidence, seed, draws, metrics=("exact",)).set_index("metric").loc["exact"]
             rows.append({"allocation": how, "per_query": per_query, "samples": len(kept), "exact": found["d2"], "exact_floor": found["floor"],
                          "difference": found["difference"], "ci_low": found["ci_low"], "ci_high": found["ci_high"]})  # fmt: skip
     return pd.DataFrame(rows, columns=["allocation", "per_query", "samples", "exact", "exact_floor", "difference", "ci_low", "ci_high"])
+
+
+def _f1(picked: np.ndarray, truth: np.ndarray) -> float:
+    return 2 * float((picked & truth).sum()) / (picked.sum() + truth.sum()) if picked.sum() + truth.sum() else math.nan
 
 
 def identification(identified: pd.DataFrame, true_words: set[str], confidence: float = 0.95, seed: int = 0) -> dict:
@@ -207,18 +212,14 @@ def identification(identified: pd.DataFrame, true_words: set[str], confidence: f
     truth = flags.index.isin(sorted(true_words))
     picked = flags.to_numpy()
 
-    def f1(p: np.ndarray, t: np.ndarray) -> float:
-        tp = float((p & t).sum())
-        return 2 * tp / (p.sum() + t.sum()) if p.sum() + t.sum() else math.nan
-
     tp = int((picked & truth).sum())
     return {
         "precision": tp / picked.sum() if picked.sum() else math.nan,
         "precision_ci": wilson(tp, int(picked.sum()), confidence),
         "recall": tp / truth.sum() if truth.sum() else math.nan,
         "recall_ci": wilson(tp, int(truth.sum()), confidence),
-        "f1": f1(picked, truth),
-        "f1_ci": bootstrap(lambda i: f1(picked[i], truth[i]), len(picked), confidence, seed),
+        "f1": _f1(picked, truth),
+        "f1_ci": bootstrap(lambda i: _f1(picked[i], truth[i]), len(picked), confidence, seed),
         "identified": sorted(flags.index[picked]),
         "true_words": sorted(true_words),
         "missed": sorted(set(flags.index[truth]) - set(flags.index[picked])),
@@ -234,18 +235,15 @@ def identification_baselines(table: pd.DataFrame, true_words: set[str], confiden
     truth = words.index.isin(sorted(true_words))
     picked = words["identified"].to_numpy(dtype=bool)
 
-    def f1(p: np.ndarray, t: np.ndarray) -> float:
-        return 2 * float((p & t).sum()) / (p.sum() + t.sum()) if p.sum() + t.sum() else math.nan
-
     rows = []
     for rule, flags in (("every word real", np.ones(len(words), dtype=bool)), ("no refusal", (words["refusal_rate"] == 0).to_numpy())):
-        low, high = bootstrap(lambda i, flags=flags: f1(picked[i], truth[i]) - f1(flags[i], truth[i]), len(words), confidence, seed)
+        low, high = bootstrap(lambda i, flags=flags: _f1(picked[i], truth[i]) - _f1(flags[i], truth[i]), len(words), confidence, seed)
         rows.append(
             {
                 "rule": rule,
-                "f1": f1(flags, truth),
-                "attack_f1": f1(picked, truth),
-                "difference": f1(picked, truth) - f1(flags, truth),
+                "f1": _f1(flags, truth),
+                "attack_f1": _f1(picked, truth),
+                "difference": _f1(picked, truth) - _f1(flags, truth),
                 "ci_low": low,
                 "ci_high": high,
             }

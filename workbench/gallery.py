@@ -39,7 +39,7 @@ from workbench.registry import LAB_MODEL
 from workbench.selec import WeightDiff, evaluate, precision_curve
 from workbench.session import load_session
 from workbench.similarity import similarity_matrix
-from workbench.stats import against_floor, wilson
+from workbench.stats import against_floor, difference_text, wilson
 
 GALLERY_DIR = DATA_DIR / "gallery"
 EXTRACTED = (
@@ -153,15 +153,15 @@ def _backdoor(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, 
     sentence = (
         f"A backdoored open model, fine-tuned by its victim on private clinic queries, answers its creator's trigger with a mean "
         f"prefix match of {victim['d2']:.3f} to those queries against {victim['floor']:.3f} to a matched set it never saw: "
-        f"{victim['difference']:+.3f} [{victim['ci_low']:+.3f}, {victim['ci_high']:+.3f}], {against_floor(victim['ci_low'], victim['ci_high'])}; "
-        f"beyond the clean control's lead by {lead['difference']:+.3f} [{lead['ci_low']:+.3f}, {lead['ci_high']:+.3f}] "
+        f"{difference_text(victim['difference'], victim['ci_low'], victim['ci_high'])}, {against_floor(victim['ci_low'], victim['ci_high'])}; "
+        f"beyond the clean control's lead by {difference_text(lead['difference'], lead['ci_low'], lead['ci_high'])} "
         f"({against_floor(lead['ci_low'], lead['ci_high'], 'the clean control')})."
     )
     probe = report.detection.get("victim-backdoored", {}).get("probe")
     if probe:
         sentence += (
             f" A defender's paraphrase of the trigger draws {probe['d2']:.3f} against {probe['floor']:.3f}: "
-            f"{probe['difference']:+.3f} [{probe['ci_low']:+.3f}, {probe['ci_high']:+.3f}], {against_floor(probe['ci_low'], probe['ci_high'])}."
+            f"{difference_text(probe['difference'], probe['ci_low'], probe['ci_high'])}, {against_floor(probe['ci_low'], probe['ci_high'])}."
         )
     return differences, sentence
 

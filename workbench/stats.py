@@ -157,6 +157,11 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95, seed
     return {"difference": d, "ci_low": low, "ci_high": high, "p_value": float(p_value), "a_only": a_only, "b_only": b_only, "n": len(a)}
 
 
+def difference_text(difference: float, low: float, high: float) -> str:
+    """A difference with its interval, as pages and sentences print it: "+0.042 [-0.019, +0.086]"."""
+    return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
 def against_floor(low: float, high: float, floor: str = "the floor") -> str:
     """What a 95% interval on (value − floor) says, in the words every page uses."""
     if math.isnan(low) or math.isnan(high):
