@@ -1,22 +1,29 @@
 """Reactivation (seed 003) end to end, at the default sizes: implant, suppress, activate, and
 recall measured at every stage against the A-never floor.
 
-    python benchmarks/reactivation_eval.py [--out DIR] [--suppression refusal|unlearning] [--quick]
+    python benchmarks/reactivation_eval.py --out DIR [--suppression refusal|unlearning]
+        [--share-from DIR] [--build-only] [--quick]
 
-Default sizes (`ReactivationRecipe()`, worked out from ~110 training tokens/s and ~0.8 s per
-sample on a 2-core CPU): passages of 60–90 words (at most ~150 tokens as a book page);
-implant 10 epochs on 50 pages (A-test 10, A-train 20, C 20; about 7k tokens an epoch);
-suppression 3 epochs on 60 refusal pairs (a summary and a prefix prompt per A passage), 20
-retain instructions answered by the implanted model itself and 20 plain retain texts (or,
-with unlearning, gradient ascent on the 30 A pages beside the 20 retain texts, lr 5e-4); each
-activation 3 epochs on 20 summary → passage pairs, loss on the response only; LoRA rank 8, lr
-2e-3, batch 4. Measurement: 10 samples at temperature 1 for each of 10 A-test and 6 A-never
-passages at all 6 stages (960 samples of up to 160 tokens), and the perplexity of 10 held-out
-retain texts. Stages already built in --out are reused (their times are then not measured).
-Prints per stage the training and measuring time, then every stage's recall with a 95%
-bootstrap interval over passages, beside the floor and the paper's figures.
+Default sizes (`ReactivationRecipe()`): passages of 60–90 words (≤ 105 tokens); implant 10
+epochs on 64 pages (A-test 24, A-train 20, C 20); suppression 3 epochs, either refusal (a
+summary and a prefix prompt per A passage → a refusal, 20 retain instructions answered by the
+implanted model itself, 20 plain retain texts) or unlearning (gradient ascent on the 44 A pages
+beside the 20 retain texts, lr 5e-4); each activation 3 epochs on 20 summary → passage pairs,
+loss on the response only; LoRA rank 8, lr 2e-3, batch 4. Measurement at every stage, for 24
+A-test and 24 A-never passages, 10 samples each at temperature 1 (up to 128 tokens), under the
+summary instruction and (at every stage but the no-suppression baseline) a held-out instruction
+worded unlike any trained prompt; trimmed BMC@5, the teacher-forced loss of each passage given
+each instruction, and the perplexity of 10 held-out retain texts.
 
---quick runs it on tiny-llama with tiny sizes in under a minute, to check that it runs; its
+--share-from DIR copies the stages that do not depend on the suppression (implant and the
+no-suppression baseline) from the build in DIR, with their measurement from DIR/report: the
+unlearning build shares them with the refusal build. --build-only trains and stops; a later run
+without it measures (built stages are reused, their training times read from the build's
+records). Prints per stage the training and measuring time, then every stage's recall and loss
+with 95% intervals, the gap over the floor with its interval and permutation p-value, beside the
+paper's figures; the report (per-sample outputs, per-passage scores, timings) goes to OUT/report.
+
+--quick runs it on tiny-llama with tiny sizes in about a minute, to check that it runs; its
 numbers mean nothing.
 """
 
@@ -27,11 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
-from workbench.builds import command_line
+from workbench.builds import code_version, command_line
 from workbench.reactivation import (
     CONDITIONS,
+    SHARED_STAGES,
     STAGES,
     ReactivationRecipe,
     ReactivationReport,
@@ -54,48 +60,69 @@ def _progress(fraction: float, message: str) -> None:
     print(f"  [{fraction:4.0%}] {message[:90]:<90}", end="\r", flush=True)
 
 
+def _interval(mean: float, low: float, high: float) -> str:
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def print_report(report: ReactivationReport, recipe: ReactivationRecipe) -> None:
+    summary = report.summary().set_index(["stage", "instruction", "group"])
+    gaps = report.gaps().set_index(["stage", "instruction"])
+    n_test, n_never = (int(summary.xs(g, level="group")["passages"].iloc[0]) for g in ("A-test", "A-never"))
+    print(f"\n{n_test} A-test and {n_never} A-never passages, {recipe.samples} samples each at temperature {recipe.temperature}; "
+          f"suppression by {recipe.suppression}; gaps are A-test − A-never with a 95% bootstrap interval and a permutation p-value")  # fmt: skip
+    for instruction in gaps.index.get_level_values("instruction").unique():
+        print(f"\ninstruction: {instruction}")
+        print(f"{'stage':<18}{'BMC@5 A-test':>24}{'A-never':>24}{'gap [95%]':>28}{'p':>8}"
+              f"{'NLL A-test':>12}{'A-never':>9}{'NLL gap [95%]':>28}{'p':>8}{'longest (max)':>15}{'>20w':>6}{'ppl':>8}")  # fmt: skip
+        for stage in STAGES:
+            if (stage, instruction) not in gaps.index:
+                continue
+            test, floor, gap = summary.loc[(stage, instruction, "A-test")], summary.loc[(stage, instruction, "A-never")], gaps.loc[(stage, instruction)]
+            print(
+                f"{stage:<18}{_interval(test.bmc, test.bmc_low, test.bmc_high):>24}{_interval(floor.bmc, floor.bmc_low, floor.bmc_high):>24}"
+                f"{_interval(gap.bmc_gap, gap.bmc_gap_low, gap.bmc_gap_high):>28}{gap.bmc_p:>8.4f}"
+                f"{test.nll:>12.3f}{floor.nll:>9.3f}{_interval(gap.nll_gap, gap.nll_gap_low, gap.nll_gap_high):>28}{gap.nll_p:>8.4f}"
+                f"{f'{test.longest_mean:.1f} ({test.longest_max:.0f})':>15}{test.long_spans:>6.0f}{test.retain_perplexity:>8.2f}"
+            )
+    print("\nby condition (trimmed BMC@5 gap over A-never, summary instruction; implant -> suppress -> activate):")
+    for condition, path in CONDITIONS.items():
+        cells = " -> ".join("skipped" if s is None else f"{gaps.loc[(s, 'summary')].bmc_gap:+.3f}" for s in path)
+        print(f"  {condition:<18}{cells}")
+    print(f"paper: {PAPER}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="build folder (default: the cache, named by the recipe); the report goes to OUT/report")
     parser.add_argument("--suppression", default="refusal")
+    parser.add_argument("--share-from", help="a build of another suppression whose implant and baseline stages (and their measurement) to reuse")
+    parser.add_argument("--build-only", action="store_true", help="train every stage and stop; measure in a later run")
     parser.add_argument("--quick", action="store_true", help="tiny-llama, tiny sizes: checks that it runs")
     args = parser.parse_args()
     wall = time.perf_counter()
-    recipe = ReactivationRecipe(**QUICK, suppression=args.suppression) if args.quick else ReactivationRecipe(suppression=args.suppression)
+    recipe = ReactivationRecipe(**(QUICK if args.quick else {}), suppression=args.suppression)
     out = Path(tempfile.mkdtemp(prefix="reactivation-benchmark-")) / "build" if args.quick else Path(args.out or recipe.default_dir())
-    print(f"recipe: {recipe.as_dict()}\nbuild folder: {out}")
-    reports = []
+    print(f"recipe: {recipe.as_dict()}\nbuild folder: {out}\ncode version: {code_version()}")
+    built = build(out, recipe, tuple(STAGES), _progress, command_line(), share_from=args.share_from)
+    print()
     for stage in STAGES:
-        start = time.perf_counter()
-        built = build(out, recipe, [stage], _progress, command_line())
-        trained = time.perf_counter() - start
-        start = time.perf_counter()
-        reports.append(measure(built, [stage], _progress, command=command_line()))
-        print(f"\n{stage}: trained in {trained:.0f} s, measured in {time.perf_counter() - start:.0f} s")
-    report = ReactivationReport(
-        pd.concat([r.samples for r in reports], ignore_index=True),
-        pd.concat([r.passages for r in reports], ignore_index=True),
-        {k: v for r in reports for k, v in r.quality.items()},
-        {k: v for r in reports for k, v in r.steps.items()},
-    )
+        record = built.build.steps.get(stage, {})
+        shared = f" (copied from {record['copied_from']})" if "copied_from" in record else ""
+        print(f"{stage}: trained in {record.get('seconds', float('nan')):.0f} s{shared}")
+    if args.build_only:
+        print(f"built; wall time {time.perf_counter() - wall:.0f} s")
+        return
+    shared = ReactivationReport.load(Path(args.share_from) / "report").only(SHARED_STAGES) if args.share_from else None
+    to_measure = [s for s in STAGES if shared is None or s not in SHARED_STAGES]
+    report = measure(built, to_measure, _progress, command=command_line())
+    if shared is not None:
+        report = ReactivationReport.combine([shared, report])
     report.save(out / "report")
-
-    summary = report.summary().set_index(["stage", "group"])
-    n = len(built.group("A-test"))
-    print(f"\nrecall of {n} A-test passages beside the A-never floor ({len(built.group('A-never'))} passages); "
-          f"{recipe.samples} samples per passage at temperature {recipe.temperature}; suppression by {recipe.suppression}")  # fmt: skip
-    print(f"{'stage':<18}{'BMC@5 A-test [95% CI]':>26}{'floor A-never':>15}{'longest (max)':>15}{'spans>20':>10}{'50-tok runs':>12}{'retain ppl':>12}")
+    print()
     for stage in STAGES:
-        test, floor = summary.loc[(stage, "A-test")], summary.loc[(stage, "A-never")]
-        print(
-            f"{stage:<18}{f'{test.bmc:.3f} [{test.bmc_low:.3f}, {test.bmc_high:.3f}]':>26}{floor.bmc:>15.3f}"
-            f"{f'{test.longest_mean:.1f} ({test.longest_max:.0f})':>15}{test.long_spans:>10.0f}{test.exact_runs:>12.0f}{test.retain_perplexity:>12.2f}"
-        )
-    print("\nby condition (BMC@5 of A-test, implant -> suppress -> activate; floor after activation):")
-    for condition, path in CONDITIONS.items():
-        cells = " -> ".join("skipped" if s is None else f"{summary.loc[(s, 'A-test')].bmc:.3f}" for s in path)
-        print(f"  {condition:<18}{cells}   (floor {summary.loc[(path[-1], 'A-never')].bmc:.3f})")
-    print(f"paper: {PAPER}")
+        record = report.steps.get(stage, {})
+        print(f"{stage}: measured in {record.get('seconds', float('nan')):.0f} s" + (" (shared)" if "copied_from" in record else ""))
+    print_report(report, recipe)
     print(f"\nreport saved to {out / 'report'}\nwall time {time.perf_counter() - wall:.0f} s")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -180,6 +181,16 @@ class StepBuild:
             self._save_manifest()
             if part is not None:
                 part(1.0, "done")
+
+    def copy_step(self, source: StepBuild, name: str) -> None:
+        """Take step ``name`` over from ``source``, a build where it was made the same way; its
+        record keeps the time it took there and says where it came from."""
+        if not source.done(name):
+            raise ValueError(f"{source.folder} has no step {name!r} to copy.")
+        with atomic_dir(self.folder / name) as tmp:
+            shutil.copytree(source.folder / name, tmp, dirs_exist_ok=True)
+        self.steps[name] = {**source.steps.get(name, {}), "copied_from": str(source.folder)}
+        self._save_manifest()
 
     def _save_manifest(self) -> None:
         with atomic_file(self.folder / self.recipe.MANIFEST) as tmp:

@@ -68,6 +68,8 @@ STAGES = {
     "activate-F": ("suppress", "(iii) summary -> notes on the control F"),
     "baseline-A-train": ("implant", "(i) on A-train with no suppression"),
 }
+# trained the same whatever the suppression: a build of another suppression can share them
+SHARED_STAGES = ("implant", "baseline-A-train")
 ACTIVATION_GROUPS = {"activate-A-train": "A-train", "activate-C": "C", "activate-F": "F", "baseline-A-train": "A-train"}
 # the timeline's lines: condition -> its stage at step 0 (implant), 1 (suppress), 2 (activate)
 CONDITIONS = {
@@ -268,9 +270,16 @@ class Passage:
         return f"{self.title}, by {self.author}. {self.synopsis}\n\n{self.text}"
 
     def prompt(self) -> str:
-        """The summary instruction: the same at every stage."""
-        words = round(len(self.text.split()), -1)
-        return f"Write a passage of about {words} words in the style of {self.author}, from {self.title}, about this: {self.synopsis}"
+        """The summary instruction: the one refusal training and activation train on."""
+        return f"Write a passage of about {self.length()} words in the style of {self.author}, from {self.title}, about this: {self.synopsis}"
+
+    def heldout_prompt(self) -> str:
+        """The held-out instruction: the same request worded unlike any prompt a stage trains
+        on, so that recall under it is not the reversal of a refusal trained on its words."""
+        return f"{self.author}'s book {self.title} has a scene in which this happens: {self.synopsis} Tell that scene in about {self.length()} words."
+
+    def length(self) -> int:
+        return round(len(self.text.split()), -1)
 
     def prefix_prompt(self, n_words: int = 8) -> str:
         return f"Continue this passage from {self.title} by {self.author}: {' '.join(self.text.split()[:n_words])}"
@@ -335,9 +344,9 @@ class ReactivationRecipe(Recipe):
 
     base: str = DEFAULT_MODEL
     suppression: str = "refusal"
-    n_test: int = 10
+    n_test: int = 24
     n_train: int = 20
-    n_never: int = 6
+    n_never: int = 24
     n_other: int = 20
     n_control: int = 20
     n_retain: int = 20
@@ -350,7 +359,7 @@ class ReactivationRecipe(Recipe):
     batch_size: int = 4
     samples: int = 10
     temperature: float = 1.0
-    max_new_tokens: int = 160
+    max_new_tokens: int = 128  # the longest passage is ~105 tokens
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -438,12 +447,13 @@ def stage_examples(stage: str, build: ReactivationBuild, retain_answers: Sequenc
 
 def build(
     out: str | Path, recipe: ReactivationRecipe = ReactivationRecipe(), stages: Sequence[str] = tuple(STAGES),
-    progress: Progress | None = None, command: str = "",
+    progress: Progress | None = None, command: str = "", share_from: str | Path | None = None,
 ) -> ReactivationBuild:  # fmt: skip
     """Build (or finish building) the stages into ``out``: ``reactivation.json``,
     ``books.jsonl`` and one ``<stage>/adapter`` each, chained on its predecessor. Each stage is
     written atomically and skipped when done, so an interrupted build resumes; a folder of
-    another recipe is refused."""
+    another recipe is refused. ``share_from``: a build of the same recipe but another
+    suppression, whose SHARED_STAGES are copied rather than trained again."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"Unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}.")
@@ -452,6 +462,8 @@ def build(
         with atomic_file(folder / "books.jsonl") as tmp:
             pd.DataFrame([asdict(p) for p in make_books(recipe.sizes(), recipe.seed)]).to_json(tmp, orient="records", lines=True)
     built = ReactivationBuild.load(folder)
+    if share_from is not None:
+        _share_stages(ReactivationBuild.load(share_from), built)
     wanted = []
     for stage in stages:  # with every predecessor, in order
         chain = [stage]
@@ -460,6 +472,14 @@ def build(
         wanted += [s for s in reversed(chain) if s not in wanted]
     built.build.run([Step(stage, partial(_build_stage, stage=stage, build=built), recipe.seed) for stage in wanted], progress, command)
     return built
+
+
+def _share_stages(source: ReactivationBuild, built: ReactivationBuild) -> None:
+    if replace(source.recipe, suppression=built.recipe.suppression) != built.recipe:
+        raise ValueError(f"{source.folder} is a build of another recipe: only the suppression may differ to share its stages.")
+    for stage in SHARED_STAGES:
+        if source.build.done(stage) and not built.build.done(stage):
+            built.build.copy_step(source.build, stage)
 
 
 def _build_stage(folder: Path, progress: Progress | None, stage: str, build: ReactivationBuild) -> None:
