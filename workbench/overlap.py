@@ -5,8 +5,9 @@
 - ``match_ratio``: the longest shared prefix (``shared_prefix``) with a pool of queries;
 - ``matched_spans``: every maximal run two sequences share, from a suffix array over both;
 - ``shared_run_pairs``: which texts of one list share a run of ≥ n tokens with which of another;
-- ``recall``: word coverage of a passage by its samples' spans: BMC@k (Liu et al. 2026), the
-  longest span and the spans over ``LONG_SPAN`` words, in ``words``.
+- ``trim_instruction``: matched spans with the stretches the instruction holds cut out;
+- ``recall``: word coverage of a passage by its samples' trimmed spans: BMC@k (Liu et al.
+  2026), the longest span and the spans over ``LONG_SPAN`` words, in ``words``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # the index pulls in tokengrams and transformers; a measure n
 DEFAULT_MIN_TOKENS = 50  # Nasr et al. 2023 count a 50-token verbatim run as memorized
 BMC_K = 5  # BMC@k: Liu et al.'s 5-word spans
 LONG_SPAN = 20  # words: their "spans over 20 words"
+TRIM_M = 5  # their instruction trimming threshold m
 
 # ---------------------------------------------------------------- exact runs against a corpus
 
@@ -249,20 +251,47 @@ def words(text: str) -> list[str]:
     return re.findall(r"[\w'-]+", text.lower())
 
 
-def recall(samples: Sequence[str], passage: str, prompt: str = "", k: int = BMC_K) -> dict:
-    """A passage's recall over samples: ``bmc`` (BMC@k: the share of the passage's words
-    covered by runs of ≥ k matched words, over the union of the samples), ``longest`` (the
-    longest run of one sample) and ``long_spans`` (runs over LONG_SPAN words, counted over
-    the samples); runs that only repeat the prompt are left out."""
+def trim_instruction(passage: Sequence[Hashable], instruction: Sequence[Hashable], spans: Sequence[tuple[int, int]], m: int = TRIM_M) -> list[tuple[int, int]]:
+    """The pieces of matched ``spans`` ((start in the passage, length)) left once every
+    stretch the instruction holds is cut out, as Liu et al. (2026, Algorithm 1) trim: "spans
+    that overlap with the prompt instruction are trimmed (with threshold m = 5)" — every m
+    consecutive passage words inside a span that also occur as m consecutive words of the
+    instruction are removed, and the span falls apart around them. Pieces of every length
+    are returned; BMC@k keeps those of at least k words."""
+    if m < 1:
+        raise ValueError("m must be at least 1.")
+    asked = {tuple(instruction[i : i + m]) for i in range(len(instruction) - m + 1)}
+    pieces = []
+    for start, length in spans:
+        removed = np.zeros(length, dtype=bool)
+        for i in range(length - m + 1):
+            if tuple(passage[start + i : start + i + m]) in asked:
+                removed[i : i + m] = True
+        piece = None
+        for i, cut in enumerate([*removed, True]):
+            if not cut and piece is None:
+                piece = i
+            elif cut and piece is not None:
+                pieces.append((start + piece, i - piece))
+                piece = None
+    return pieces
+
+
+def recall(samples: Sequence[str], passage: str, instruction: str = "", k: int = BMC_K, m: int = TRIM_M) -> dict:
+    """A passage's recall over samples, from the runs each sample shares with the passage
+    trimmed of what the instruction holds (``trim_instruction``): ``bmc`` (BMC@k: the share of
+    the passage's words covered by pieces of ≥ k words, over the union of the samples),
+    ``longest`` (the longest piece of one sample) and ``long_spans`` (pieces over LONG_SPAN
+    words, counted over the samples)."""
     if k < 1:
         raise ValueError("k must be at least 1.")
-    target, asked = words(passage), words(prompt)
+    target, asked = words(passage), words(instruction)
     if not target:
         raise ValueError("The passage has no words.")
     covered = np.zeros(len(target), dtype=bool)
     longest = long_spans = 0
     for text in samples:
-        for start, length in matched_spans(words(text), target, asked):
+        for start, length in trim_instruction(target, asked, matched_spans(words(text), target), m):
             longest = max(longest, length)
             long_spans += length > LONG_SPAN
             if length >= k:
