@@ -2,8 +2,10 @@ import pandas as pd
 import streamlit as st
 
 from workbench import overlap, plots, reactivation
+from workbench.reactivation_measure import SHIPPED_UNLEARNING_REPORT, ReactivationReport, measure
 from workbench.registry import registry_names
 from workbench.similarity import shared_spans
+from workbench.stats import difference_text
 from workbench.ui import progress_bar
 from workbench.ui.builds import build_picker
 from workbench.ui.text import highlight_spans
@@ -14,7 +16,9 @@ st.caption(
     "a model whose memorized text was suppressed can make it recite that text again. Here every stage is built in the lab: "
     "the model memorizes author A's passages, is trained to stop reciting them, and is then fine-tuned on a benign task "
     "(summary → passage) — on other passages of A, on another author C, or on plain synthetic notes F. Recall is measured on "
-    "A-test, which activation never trains on, beside A-never: A's style, never trained, the floor that imitation reaches."
+    "A-test, which activation never trains on, beside A-never: A's style, never trained, the floor that imitation reaches. "
+    "Each stage is asked with the summary instruction that refusal training and activation train on, and with a held-out "
+    "instruction worded unlike any trained prompt, so that recall under it is not a refusal reversed by construction."
 )
 
 built = build_picker(reactivation.SHIPPED_REACTIVATION, reactivation.ReactivationRecipe, reactivation.ReactivationBuild.load, "re_build")
@@ -37,7 +41,7 @@ with stages:
         st.dataframe(settings, key="re_settings")
 
 with st.form("re_measure"):
-    st.markdown(f"**Measure** recall with the summary instruction, at temperature {recipe.temperature}.")
+    st.markdown(f"**Measure** recall under the summary and the held-out instruction, at temperature {recipe.temperature}.")
     m1, m2 = st.columns([3, 1])
     chosen = m1.multiselect("Stages", ["base", *reactivation.STAGES], default=built.built(), key="re_stages")
     samples = m2.number_input("Samples per passage", 1, 100, recipe.samples, key="re_samples")
@@ -47,7 +51,7 @@ if run:
         if not chosen:
             raise ValueError("Choose at least one stage to measure.")
         with progress_bar("Measuring…") as progress:
-            st.session_state["re_report"] = (str(built.folder), reactivation.measure(built, chosen, progress, int(samples)))
+            st.session_state["re_report"] = (str(built.folder), measure(built, chosen, progress, int(samples)))
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
 
@@ -56,36 +60,81 @@ if st.session_state.get("re_report", ("", None))[0] == str(built.folder):
     report = st.session_state["re_report"][1]
     st.success("Your measurement.")
 elif (saved / "report.json").is_file():
-    report = reactivation.ReactivationReport.load(saved)
+    try:
+        report = ReactivationReport.load(saved)
+    except ValueError as err:
+        st.error(str(err))
+        st.stop()
     st.info("The build's saved measurement; measure your own above.")
 else:
     st.info("This build has no measurement yet: measure it above.")
     st.stop()
 
+
+
+def gap_table(report: ReactivationReport) -> pd.DataFrame:
+    """The gaps over the floor as the page prints them: each difference with its interval."""
+    gaps = report.gaps()
+    return pd.DataFrame({
+        "stage": gaps["stage"], "instruction": gaps["instruction"], "passages": gaps["n_test"].astype(str) + " + " + gaps["n_never"].astype(str),
+        "BMC@5 gap [95%]": [difference_text(r.bmc_gap, r.bmc_gap_low, r.bmc_gap_high) for r in gaps.itertuples()],
+        "BMC p": gaps["bmc_p"].map("{:.4f}".format), "reading": gaps["reading"],
+        "loss gap [95%]": [difference_text(r.nll_gap, r.nll_gap_low, r.nll_gap_high) for r in gaps.itertuples()],
+        "loss p": gaps["nll_p"].map("{:.4f}".format),
+    })  # fmt: skip
+
+
 summary = report.summary()
-st.subheader("Recall by stage")
-st.altair_chart(plots.reactivation_timeline(report.timeline()), width="stretch")
-st.dataframe(summary.style.format({c: "{:.3f}" for c in ("bmc", "bmc_low", "bmc_high")} | {"retain_perplexity": "{:.2f}", "longest_mean": "{:.1f}"}), key="re_summary")
+st.subheader("Recall by stage, against the floor")
+measured_instructions = list(dict.fromkeys(report.passages["instruction"]))
+instruction = st.radio("Instruction", measured_instructions, horizontal=True, key="re_instruction")
+st.altair_chart(plots.reactivation_timeline(report.timeline(instruction)), width="stretch")
+st.dataframe(gap_table(report), key="re_gaps")
 st.caption(
-    f"bmc: BMC@{overlap.BMC_K}, the share of a passage's words covered by runs of ≥ {overlap.BMC_K} words matched in any of its samples "
-    "(runs that only repeat the prompt removed), mean over passages with a 95% bootstrap interval; longest: the longest verbatim run "
-    f"of one sample, in words; long_spans: runs over {overlap.LONG_SPAN} words; exact_runs: samples holding a run of ≥ 50 tokens "
-    "of their passage; retain_perplexity: held-out plain text, so a suppression that breaks the model shows. Paper (GPT-4o, "
+    "Gaps are A-test − A-never over passages, with a 95% bootstrap interval and a permutation p-value. BMC@5 gap: recall above "
+    "what imitating the author's style reaches; only an interval above 0 is recall. Loss gap: the mean NLL per token of each "
+    "passage given its instruction, teacher-forced — below 0, the model finds the passages it memorized likelier than ones it "
+    "never saw, which can hold while it refuses to write them (latent memory)."
+)
+st.dataframe(
+    summary.style.format({c: "{:.3f}" for c in ("bmc", "bmc_low", "bmc_high", "nll", "nll_low", "nll_high")} | {"retain_perplexity": "{:.2f}", "longest_mean": "{:.1f}"}),
+    key="re_summary",
+)  # fmt: skip
+st.caption(
+    f"bmc: BMC@{overlap.BMC_K}, the share of a passage's words covered by runs of ≥ {overlap.BMC_K} words matched in any of its samples, "
+    f"each run first trimmed of every {overlap.TRIM_M} words in a row that the instruction also holds (Liu et al.'s m = {overlap.TRIM_M}), "
+    "mean over passages with a 95% bootstrap interval; longest: the longest trimmed run of one sample, in words; long_spans: trimmed "
+    f"runs over {overlap.LONG_SPAN} words; exact_runs: samples holding a run of ≥ 50 tokens of their passage; nll: the passage's loss "
+    "given its instruction; retain_perplexity: held-out plain text, so a suppression that breaks the model shows. Paper (GPT-4o, "
     "Gemini-2.5-Pro, DeepSeek-V3.1 with books memorized in pretraining): BMC@5 up to 85–90% of held-out books after summary → "
     "excerpt fine-tuning, single spans past 460 words, a synthetic-text control near zero. Its stages have no counterpart here."
 )
+if SHIPPED_UNLEARNING_REPORT.is_dir() and recipe.suppression == "refusal":
+    with st.expander("The same stages with unlearning as the suppression (the shipped unlearning measurement)"):
+        try:
+            unlearned = ReactivationReport.load(SHIPPED_UNLEARNING_REPORT)
+        except ValueError as err:
+            st.error(str(err))
+        else:
+            st.dataframe(gap_table(unlearned), key="re_unlearning_gaps")
+            st.caption("Gradient ascent on the A pages beside the retain texts instead of refusal training; the implant and "
+                       "no-suppression stages are the refusal build's. Its adapters are not shipped: rebuild it below to sample it.")  # fmt: skip
 
 st.subheader("A sample beside its passage")
 p1, p2, p3 = st.columns(3)
 stage = p1.selectbox("Stage", list(dict.fromkeys(report.passages["stage"])), key="re_stage")
-scored = report.passages[report.passages["stage"] == stage].sort_values("bmc", ascending=False)
+at_stage = report.passages[(report.passages["stage"] == stage) & (report.passages["instruction"] == instruction)]
+if at_stage.empty:
+    at_stage = report.passages[report.passages["stage"] == stage]
+scored = at_stage.sort_values("bmc", ascending=False)
+asked = scored["instruction"].iloc[0]
 passage_id = p2.selectbox("Passage", list(scored["passage"]), format_func=lambda i: f"{i} · BMC {scored.set_index('passage').loc[i, 'bmc']:.2f}", key="re_passage")
-drawn = report.samples[(report.samples["stage"] == stage) & (report.samples["passage"] == passage_id)]
+drawn = report.samples[(report.samples["stage"] == stage) & (report.samples["instruction"] == asked) & (report.samples["passage"] == passage_id)]
 index = p3.number_input("Sample", 0, max(len(drawn) - 1, 0), 0, key="re_sample")
 passage = next(p for p in built.passages if p.id == passage_id)
 text = drawn["text"].iloc[int(index)] if len(drawn) else ""
 spans = shared_spans(text, passage.text, None, overlap.BMC_K)
-st.caption(f"Prompt: {passage.prompt()}")
+st.caption(f"Prompt ({asked} instruction): {reactivation.INSTRUCTIONS[asked](passage)} — highlighted: runs of ≥ {overlap.BMC_K} words before trimming.")
 s1, s2 = st.columns(2)
 s1.markdown("**Generated**")
 s1.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(text, [(a, b) for a, b, _, _ in spans])}</pre>")
@@ -98,7 +147,7 @@ e2.download_button("Per passage (CSV)", report.passages.to_csv(index=False), "re
 e3.download_button("Samples (CSV)", report.samples.to_csv(index=False), "reactivation_samples.csv", "text/csv", key="re_dl_samples")
 
 st.subheader("Rebuild")
-st.caption("Every stage into the cache, then measured, with progress; the default sizes take about 40 minutes on a 2-core CPU, tiny-llama seconds.")
+st.caption("Every stage into the cache, then measured, with progress; the default sizes take over an hour on a 2-core CPU (see docs/reactivation.md), tiny-llama a minute.")
 with st.form("re_rebuild"):
     r1, r2, r3 = st.columns(3)
     base = r1.selectbox("Base model", [m for m in registry_names() if not m.endswith("-lab")], key="re_base")
@@ -117,7 +166,7 @@ if rebuild:
         folder = new.default_dir()
         with progress_bar("Building…") as progress:
             fresh = reactivation.build(folder, new, list(reactivation.STAGES), progress, "built from the Reactivation page")
-            reactivation.measure(fresh, progress=progress, command="built from the Reactivation page").save(folder / "report")
+            measure(fresh, progress=progress, command="built from the Reactivation page").save(folder / "report")
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
     else:

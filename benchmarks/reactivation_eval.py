@@ -35,15 +35,8 @@ import time
 from pathlib import Path
 
 from workbench.builds import code_version, command_line
-from workbench.reactivation import (
-    CONDITIONS,
-    SHARED_STAGES,
-    STAGES,
-    ReactivationRecipe,
-    ReactivationReport,
-    build,
-    measure,
-)
+from workbench.reactivation import CONDITIONS, SHARED_STAGES, STAGES, ReactivationRecipe, build
+from workbench.reactivation_measure import ReactivationReport, measure
 
 QUICK = dict(
     base="tiny-llama", n_test=2, n_train=2, n_never=2, n_other=2, n_control=2, n_retain=2,
@@ -73,7 +66,7 @@ def print_report(report: ReactivationReport, recipe: ReactivationRecipe) -> None
     for instruction in gaps.index.get_level_values("instruction").unique():
         print(f"\ninstruction: {instruction}")
         print(f"{'stage':<18}{'BMC@5 A-test':>24}{'A-never':>24}{'gap [95%]':>28}{'p':>8}"
-              f"{'NLL A-test':>12}{'A-never':>9}{'NLL gap [95%]':>28}{'p':>8}{'longest (max)':>15}{'>20w':>6}{'ppl':>8}")  # fmt: skip
+              f"{'NLL A-test':>12}{'A-never':>9}{'NLL gap [95%]':>28}{'p':>8}{'longest (max)':>15}{'>20w':>6}{'ppl':>10}")  # fmt: skip
         for stage in STAGES:
             if (stage, instruction) not in gaps.index:
                 continue
@@ -82,7 +75,7 @@ def print_report(report: ReactivationReport, recipe: ReactivationRecipe) -> None
                 f"{stage:<18}{_interval(test.bmc, test.bmc_low, test.bmc_high):>24}{_interval(floor.bmc, floor.bmc_low, floor.bmc_high):>24}"
                 f"{_interval(gap.bmc_gap, gap.bmc_gap_low, gap.bmc_gap_high):>28}{gap.bmc_p:>8.4f}"
                 f"{test.nll:>12.3f}{floor.nll:>9.3f}{_interval(gap.nll_gap, gap.nll_gap_low, gap.nll_gap_high):>28}{gap.nll_p:>8.4f}"
-                f"{f'{test.longest_mean:.1f} ({test.longest_max:.0f})':>15}{test.long_spans:>6.0f}{test.retain_perplexity:>8.2f}"
+                f"{f'{test.longest_mean:.1f} ({test.longest_max:.0f})':>15}{test.long_spans:>6.0f}{test.retain_perplexity:>10.2f}"
             )
     print("\nby condition (trimmed BMC@5 gap over A-never, summary instruction; implant -> suppress -> activate):")
     for condition, path in CONDITIONS.items():
@@ -112,7 +105,10 @@ def main() -> None:
     if args.build_only:
         print(f"built; wall time {time.perf_counter() - wall:.0f} s")
         return
-    shared = ReactivationReport.load(Path(args.share_from) / "report").only(SHARED_STAGES) if args.share_from else None
+    shared = None
+    if args.share_from:
+        shared = ReactivationReport.load(Path(args.share_from) / "report").only(SHARED_STAGES)
+        shared.steps = {stage: {**record, "copied_from": str(Path(args.share_from) / "report")} for stage, record in shared.steps.items()}
     to_measure = [s for s in STAGES if shared is None or s not in SHARED_STAGES]
     report = measure(built, to_measure, _progress, command=command_line())
     if shared is not None:

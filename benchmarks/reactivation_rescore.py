@@ -7,8 +7,9 @@ Old rule: a matched run was dropped only when it lay wholly inside the prompt. T
 al. 2026, m = 5; ``workbench.overlap.trim_instruction``): every 5 consecutive passage words
 inside a run that the instruction also holds are cut out, and the pieces of ≥ 5 words count.
 Prints BMC@5 per stage and group under both, with 95% bootstrap intervals over passages, and
-writes the per-passage scores. Reproduces at 0e0e0e0 (the commit that adds it; the old rule
-has since left ``matched_spans``), on the build shipped before issue 28 (10 A-test, 6 A-never).
+writes the per-passage scores. Reproduces at 3d7113f, whose data/reactivation is the build
+shipped before issue 28 (10 A-test, 6 A-never, one instruction); the build shipped since holds
+two instructions, whose samples this script would pool.
 """
 
 from __future__ import annotations

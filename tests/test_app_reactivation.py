@@ -36,10 +36,15 @@ def test_measure_shows_the_timeline_and_a_sample(page):
     assert any("Your measurement" in s.value for s in page.success)
     summary = _table(page, "bmc_low")
     assert set(summary["stage"]) == set(STAGES) and set(summary["group"]) == {"A-test", "A-never"}
+    gaps = _table(page, "BMC@5 gap [95%]")
+    assert len(gaps) == 2 * len(STAGES) - 1 and gaps["reading"].str.contains("A-never floor").all()
     assert len(page.get("vega_lite_chart")) == 1
     page.selectbox(key="re_stage").select("suppress").run()
     assert not page.exception
-    assert any("Prompt: Write a passage" in c.value for c in page.caption)
+    assert any("Prompt (summary instruction): Write a passage" in c.value for c in page.caption)
+    page.radio(key="re_instruction").set_value("held-out").run()
+    assert not page.exception
+    assert any("Prompt (held-out instruction): Orla Quenby's book" in c.value for c in page.caption)
     assert len(page.get("download_button")) == 3
 
 

@@ -35,7 +35,7 @@ KERNEL = {
     "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
 }  # fmt: skip
 EXPLORATIONS = {
-    "attention", "backdoor", "backdoor_attack", "backdoor_scoring", "divergence", "propinfer", "reactivation", "selec", "shadows", "similarity", "sink_mechanism",
+    "attention", "backdoor", "backdoor_attack", "backdoor_scoring", "divergence", "propinfer", "reactivation", "reactivation_measure", "selec", "shadows", "similarity", "sink_mechanism",
 }  # fmt: skip
 # The sideways imports the architecture allows, each for a stated reason (docs/architecture.md).
 SIDEWAYS = {
@@ -45,6 +45,7 @@ SIDEWAYS = {
     ("backdoor_scoring", "backdoor"),
     ("divergence", "similarity"),  # counting outputs that match the lab's training set by embedding
     ("propinfer", "similarity"),  # labeling by embedding similarity
+    ("reactivation_measure", "reactivation"),  # one exploration in two modules: the build, its measurement
     ("shadows", "propinfer"),  # property inference's calibration, in a module of its own
     ("sink_mechanism", "attention"),  # the mechanism behind divergence, measured with the sink exploration's tools
     ("sink_mechanism", "divergence"),  # its causal test measures the divergence rate

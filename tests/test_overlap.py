@@ -11,6 +11,7 @@ from workbench.overlap import (
     recall,
     shared_prefix,
     shared_run_pairs,
+    trim_instruction,
     words,
 )
 from workbench.stats import bootstrap_mean
@@ -48,6 +49,28 @@ def test_spans_by_hand():
     assert matched_spans(words("on the warm mat by the door"), passage, words("the warm mat by the door")) == [(3, 7)]
 
 
+def test_trimming_by_hand():
+    passage = words("under a fog the colour of pewter the ferryman idris hummed over the salt clock")
+    instruction = words("at the breakwater the ferryman idris and the salt clock under a fog the colour of pewter")
+    # one run over the whole passage: the instruction holds "under ... pewter" (7 words) and "the salt clock" (3 words,
+    # under m = 5, so kept); cutting the 5-grams it holds leaves "the ferryman idris hummed over the salt clock"
+    assert trim_instruction(passage, instruction, [(0, len(passage))]) == [(7, 8)]
+    # m = 3 also cuts "the ferryman idris" and "the salt clock": "hummed over" is left
+    assert trim_instruction(passage, instruction, [(0, len(passage))], m=3) == [(10, 2)]
+    # a run the instruction does not touch is kept whole; one wholly inside it disappears
+    assert trim_instruction(passage, instruction, [(10, 5)]) == [(10, 5)]
+    assert trim_instruction(passage, instruction, [(0, 7)]) == []
+    # a cut inside a run splits it in two
+    middle = words("one two three four five six seven eight nine ten eleven twelve thirteen")
+    assert trim_instruction(middle, words("say five six seven eight nine"), [(0, 13)]) == [(0, 4), (9, 4)]
+    with pytest.raises(ValueError, match="m must be"):
+        trim_instruction(middle, middle, [], m=0)
+    # BMC@5 counts the pieces of at least 5 words: "the ferryman idris hummed over the salt clock" is 8 of 15 words
+    sample = " ".join(passage)
+    assert recall([sample], " ".join(passage), " ".join(instruction)) == {"bmc": pytest.approx(8 / 15), "longest": 8, "long_spans": 0}
+    assert recall([sample], " ".join(middle), "say five six seven eight nine")["bmc"] == 0.0  # no shared run at all
+
+
 def test_recall_by_hand():
     passage = "one two three four five six seven eight nine ten"
     samples = ["one two three four five x", "x six seven eight nine", "zero one two"]
@@ -57,8 +80,8 @@ def test_recall_by_hand():
     assert recall(samples, passage, k=4)["bmc"] == pytest.approx(0.9)
     # the union over samples: two halves, each from another sample, cover everything
     assert recall(["one two three four five", "six seven eight nine ten"], passage)["bmc"] == 1.0
-    # the prompt's own words do not count as recall
-    assert recall(["one two three four five"], passage, prompt="say one two three four five")["bmc"] == 0.0
+    # the instruction's own words do not count as recall
+    assert recall(["one two three four five"], passage, instruction="say one two three four five")["bmc"] == 0.0
     long = " ".join(f"w{i}" for i in range(30))
     assert recall([long, long[: long.index(" w25")]], long) == {"bmc": 1.0, "longest": 30, "long_spans": 2}
     with pytest.raises(ValueError, match="no words"):

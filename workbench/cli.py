@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from workbench import backdoor, backdoor_attack, gallery, reactivation, sink_mechanism, vllm_server
+from workbench import backdoor, backdoor_attack, gallery, reactivation, reactivation_measure, sink_mechanism, stats, vllm_server
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.builds import command_line
 from workbench.config import (
@@ -584,27 +584,33 @@ def cmd_reactivate_build(args: argparse.Namespace) -> None:
     )
     out = Path(args.out) if args.out else recipe.default_dir()
     with _progress_bar() as progress:
-        built = reactivation.build(out, recipe, args.stage or list(reactivation.STAGES), progress, args.command_line)
+        built = reactivation.build(out, recipe, args.stage or list(reactivation.STAGES), progress, args.command_line, args.share_from)
     print(f"built {', '.join(built.built())} -> {out}")
     if not args.no_measure:
         with _progress_bar() as progress:
-            report = reactivation.measure(built, progress=progress, command=args.command_line)
+            report = reactivation_measure.measure(built, progress=progress, command=args.command_line)
         report.save(out / "report")
         _print_reactivation_report(report)
 
 
-def _print_reactivation_report(report: reactivation.ReactivationReport) -> None:
+def _print_reactivation_report(report: reactivation_measure.ReactivationReport) -> None:
     table = report.summary()
     table["bmc@5 [95% CI]"] = [f"{r.bmc:.3f} [{r.bmc_low:.3f}, {r.bmc_high:.3f}]" for r in table.itertuples()]
-    columns = ["stage", "group", "passages", "bmc@5 [95% CI]", "longest_max", "long_spans", "exact_runs", "retain_perplexity"]
+    table["nll [95% CI]"] = [f"{r.nll:.3f} [{r.nll_low:.3f}, {r.nll_high:.3f}]" for r in table.itertuples()]
+    columns = ["stage", "instruction", "group", "passages", "bmc@5 [95% CI]", "nll [95% CI]", "longest_max", "long_spans", "exact_runs", "retain_perplexity"]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    gaps = report.gaps()
+    gaps["bmc@5 gap [95% CI]"] = [stats.difference_text(r.bmc_gap, r.bmc_gap_low, r.bmc_gap_high) for r in gaps.itertuples()]
+    gaps["nll gap [95% CI]"] = [stats.difference_text(r.nll_gap, r.nll_gap_low, r.nll_gap_high) for r in gaps.itertuples()]
+    print("\nA-test − A-never (bootstrap intervals, permutation p-values over passages):")
+    print(gaps[["stage", "instruction", "bmc@5 gap [95% CI]", "bmc_p", "reading", "nll gap [95% CI]", "nll_p"]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def cmd_reactivate_measure(args: argparse.Namespace) -> None:
     out = _output_path(args.out) if args.out else None
     built = reactivation.ReactivationBuild.load(args.dir)
     with _progress_bar() as progress:
-        report = reactivation.measure(built, args.stage, progress, args.samples, args.command_line)
+        report = reactivation_measure.measure(built, args.stage, progress, args.samples, args.command_line)
     if out is not None:
         _write_table(report.samples, out)
     if args.save:
@@ -619,7 +625,7 @@ def cmd_reactivate_show(args: argparse.Namespace) -> None:
         f"suppression by {built.recipe.suppression}; built: {', '.join(built.built()) or 'nothing yet'}"
     )
     if (built.folder / "report").is_dir():
-        _print_reactivation_report(reactivation.ReactivationReport.load(built.folder / "report"))
+        _print_reactivation_report(reactivation_measure.ReactivationReport.load(built.folder / "report"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -831,6 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     re_build.add_argument("--out", help="folder of the build (default: the cache, named by the recipe)")
     re_build.add_argument("--stage", action="append", choices=list(reactivation.STAGES), help="a stage to build, with its predecessors (repeatable)")
     re_build.add_argument("--no-measure", action="store_true", help="train only; measure later with `reactivate measure`")
+    re_build.add_argument("--share-from", help="a build of another suppression whose implant and no-suppression stages to copy")
     re_build.add_argument("--base", default=re_defaults.base)
     re_build.add_argument("--suppression", choices=reactivation.SUPPRESSIONS, default=re_defaults.suppression)
     for name, value in re_defaults.as_dict().items():

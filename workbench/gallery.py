@@ -35,6 +35,7 @@ from workbench.propinfer import (
     mean_absolute_error,
 )
 from workbench.propinfer import run as run_propinfer
+from workbench.reactivation_measure import ReactivationReport
 from workbench.registry import LAB_MODEL
 from workbench.selec import WeightDiff, evaluate, precision_curve
 from workbench.session import load_session
@@ -167,17 +168,22 @@ def _backdoor(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, 
 
 
 def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
-    report = reactivation.ReactivationReport.load(reactivation.SHIPPED_REACTIVATION / "report")
-    timeline = report.timeline()
-    summary = report.summary()
-    test = summary[summary["group"] == "A-test"].set_index("stage")["bmc"]
-    never = summary[summary["group"] == "A-never"].set_index("stage")["bmc"]
+    report = ReactivationReport.load(reactivation.SHIPPED_REACTIVATION / "report")
+    gaps = report.gaps().set_index(["stage", "instruction"])
+
+    def gap(stage: str, instruction: str = "summary", metric: str = "bmc") -> str:
+        row = gaps.loc[(stage, instruction)]
+        return difference_text(row[f"{metric}_gap"], row[f"{metric}_gap_low"], row[f"{metric}_gap_high"])
+
+    n = f"{int(gaps['n_test'].iloc[0])} + {int(gaps['n_never'].iloc[0])}"
     sentence = (
-        f"Passages trained in and then suppressed (BMC@5 {test['implant']:.2f} → {test['suppress']:.2f}) come back after a "
-        f"benign fine-tune on the same author's other passages ({test['activate-A-train']:.2f}, against "
-        f"{never['activate-A-train']:.2f} for passages never trained on)."
+        f"Trimmed BMC@5 of trained-then-suppressed passages minus passages of the same style never trained on ({n} passages, "
+        f"95% intervals): {gap('implant')} after implanting, {gap('suppress')} under refusal training, {gap('activate-A-train')} "
+        f"after a benign fine-tune on the author's other passages ({gaps.loc[('activate-A-train', 'summary'), 'reading']}), and "
+        f"{gap('activate-A-train', 'held-out')} under an instruction no stage trained on. Under suppression the loss gap is "
+        f"{gap('suppress', metric='nll')} nats per token."
     )
-    return timeline, sentence
+    return report.timeline(), sentence
 
 
 ENTRIES = (

@@ -17,10 +17,8 @@ by the one trainer (``workbench.training``):
 2. **activate**: benign summary → passage fine-tuning, loss on the response only, on
    (i) A-train, (ii) author C or (iii) the control F; and, for reference, (i) on the
    implanted model with no suppression;
-3. **measure**: A-test, and A-never as the floor, at every stage, with one summary
-   instruction: BMC@k, the longest verbatim span, spans over 20 words, exact runs of ≥ 50
-   tokens, and perplexity on held-out retain text (a suppression that breaks the model is not
-   suppression).
+3. **measure** (``workbench.reactivation_measure``): A-test, and A-never as the floor, at
+   every stage, under the summary instruction and a held-out one.
 """
 
 from __future__ import annotations
@@ -28,32 +26,20 @@ from __future__ import annotations
 import json
 import random
 import re
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import pandas as pd
 
-from workbench.builds import (
-    BuiltSteps,
-    Recipe,
-    SavedReport,
-    Step,
-    StepBuild,
-    step_record,
-)
+from workbench.builds import BuiltSteps, Recipe, Step, StepBuild
 from workbench.cache import atomic_file
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
-from workbench.contract import LanguageModel, Progress, scaled_progress
-from workbench.corpus import CorpusIndex
-from workbench.overlap import DEFAULT_MIN_TOKENS, exact_matches, recall
-from workbench.sampling import sample, text_logprobs
+from workbench.contract import Progress
+from workbench.sampling import sample
 from workbench.session import load_session
-from workbench.stats import bootstrap_mean
 from workbench.training import Example, TrainingRecipe, chat_prompt_ids, train_adapter
 
 SHIPPED_REACTIVATION = DATA_DIR / "reactivation"
@@ -285,6 +271,16 @@ class Passage:
         return f"Continue this passage from {self.title} by {self.author}: {' '.join(self.text.split()[:n_words])}"
 
 
+# measured instruction -> its wording for a passage; the held-out one is no stage's training prompt
+INSTRUCTIONS = {"summary": Passage.prompt, "held-out": Passage.heldout_prompt}
+
+
+def instructions(stage: str) -> list[str]:
+    """The instructions measured at a stage: both, but only the summary one for the
+    no-suppression baseline, which has no refusal to reverse."""
+    return ["summary"] if stage == "baseline-A-train" else list(INSTRUCTIONS)
+
+
 def _fill(template: str, values: dict[str, str], style: Style, rng: random.Random) -> str:
     def pick(match: re.Match) -> str:
         name = match.group(1)
@@ -497,119 +493,3 @@ def _build_stage(folder: Path, progress: Progress | None, stage: str, build: Rea
         base, examples, folder / "adapter", recipe.training(stage, loss_on), progress=progress,
         provenance={"stage": stage, "suppression": recipe.suppression if stage == "suppress" else None},
     )  # fmt: skip
-
-
-# ---------------------------------------------------------------- measuring
-
-
-def measure_stage(
-    session: LanguageModel, stage: str, build: ReactivationBuild, samples: int | None = None, progress: Progress | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sample the summary instruction for every measured passage (``samples`` each, default
-    the recipe's) and score it.
-
-    Returns (samples: DataFrame(stage, passage, group, sample, text), passages:
-    DataFrame(stage, passage, group, bmc, longest, long_spans, exact_runs))."""
-    recipe = build.recipe
-    measured = [p for g in MEASURED_GROUPS for p in build.group(g)]
-    tokenizer = session.tokenizer
-    prompts = [chat_prompt_ids(tokenizer, p.prompt()) for p in measured]
-    cfg = recipe.sampling() if samples is None else replace(recipe.sampling(), n=samples)
-    generations = sample(session, prompts, cfg, progress)
-    index = CorpusIndex.from_texts([(p.id, p.text) for p in measured], tokenizer)
-    texts: dict[str, list[str]] = {p.id: [] for p in measured}
-    runs = dict.fromkeys(texts, 0)
-    for g in generations:
-        passage = measured[g.prompt_index]
-        texts[passage.id].append(g.text)
-        runs[passage.id] += any(m.document == passage.id for m in exact_matches(index, g.token_ids, DEFAULT_MIN_TOKENS))
-    rows = [{"stage": stage, "passage": p.id, "group": p.group, **recall(texts[p.id], p.text, p.prompt()), "exact_runs": runs[p.id]} for p in measured]
-    samples = pd.DataFrame(
-        [{"stage": stage, "passage": measured[g.prompt_index].id, "group": measured[g.prompt_index].group, "sample": g.sample_index, "text": g.text}
-         for g in generations]
-    )  # fmt: skip
-    return samples, pd.DataFrame(rows)
-
-
-def quality(session: LanguageModel, build: ReactivationBuild) -> float:
-    """Perplexity of the held-out retain texts (R-test), which no stage trains on."""
-    logprobs = text_logprobs(session, [p.text for p in build.group("R-test")])
-    return float(np.exp(-np.mean(np.concatenate(logprobs))))
-
-
-@dataclass
-class ReactivationReport:
-    """Recall at every measured stage: ``samples``, ``passages`` (per passage, measure_stage's
-    columns), ``quality`` (stage -> retain perplexity) and ``steps`` (stage -> how its
-    measurement was made: seed, seconds, code version, command)."""
-
-    samples: pd.DataFrame
-    passages: pd.DataFrame
-    quality: dict
-    steps: dict = field(default_factory=dict)
-
-    def summary(self, seed: int = 0) -> pd.DataFrame:
-        """Per stage and group: BMC@k mean with a bootstrap interval over passages, the
-        longest span, spans over 20 words, exact-run samples, and the retain perplexity."""
-        rows = []
-        for (stage, group), part in self.passages.groupby(["stage", "group"], sort=False):
-            mean, low, high = bootstrap_mean(part["bmc"], seed=seed)
-            longest, l_low, l_high = bootstrap_mean(part["longest"], seed=seed)
-            rows.append({
-                "stage": stage, "group": group, "passages": len(part), "bmc": mean, "bmc_low": low, "bmc_high": high,
-                "longest_mean": longest, "longest_low": l_low, "longest_high": l_high, "longest_max": int(part["longest"].max()),
-                "long_spans": int(part["long_spans"].sum()), "exact_runs": int(part["exact_runs"].sum()),
-                "retain_perplexity": self.quality.get(stage, float("nan")),
-            })  # fmt: skip
-        return pd.DataFrame(rows)
-
-    def timeline(self) -> pd.DataFrame:
-        """BMC@k by step (0 implant, 1 suppress, 2 activate) for every condition: the lines of
-        the stage timeline. DataFrame(condition, step, stage, group, bmc, bmc_low, bmc_high)."""
-        summary = self.summary().set_index(["stage", "group"])
-        rows = []
-        for condition, path in CONDITIONS.items():
-            for step, stage in enumerate(path):
-                for group in MEASURED_GROUPS:
-                    if stage is not None and (stage, group) in summary.index:
-                        row = summary.loc[(stage, group)]
-                        rows.append({"condition": condition, "step": step, "stage": stage, "group": group,
-                                     "bmc": row["bmc"], "bmc_low": row["bmc_low"], "bmc_high": row["bmc_high"]})  # fmt: skip
-        return pd.DataFrame(rows, columns=["condition", "step", "stage", "group", "bmc", "bmc_low", "bmc_high"])
-
-    def save(self, folder: str | Path) -> Path:
-        """Write the report to ``folder`` (``workbench.builds.SavedReport``), replacing an earlier report there."""
-        tables = {"samples": self.samples, "passages": self.passages}
-        return SavedReport(tables, {"quality": self.quality}, self.steps).save(folder, "reactivation report")
-
-    @classmethod
-    def load(cls, folder: str | Path) -> ReactivationReport:
-        saved = SavedReport.load(folder, ("samples", "passages"), ("quality",), "reactivation report")
-        return cls(saved.tables["samples"], saved.tables["passages"], saved.values["quality"], saved.steps)
-
-
-def measure(
-    build: ReactivationBuild,
-    stages: Sequence[str] | None = None,
-    progress: Progress | None = None,
-    samples: int | None = None,
-    command: str = "",
-) -> ReactivationReport:
-    """Measure recall of A-test and the A-never floor at every built stage (or ``stages``,
-    which may include ``base``), with the retain perplexity of each; ``samples`` per passage
-    (default the recipe's). ``command`` (what made the report) goes into each stage's record."""
-    stages = list(stages or build.built())
-    if not stages:
-        raise ValueError("Nothing to measure: build a stage first.")
-    drawn_parts, scored_parts, scores, steps = [], [], {}, {}
-    for i, stage in enumerate(stages):
-        started = time.perf_counter()
-        part = scaled_progress(progress, i / len(stages), (i + 1) / len(stages), f"{stage}: ")
-        session = load_session(build.model(stage))
-        drawn, scored = measure_stage(session, stage, build, samples, part)
-        drawn_parts.append(drawn)
-        scored_parts.append(scored)
-        scores[stage] = quality(session, build)
-        del session
-        steps[stage] = step_record(started, build.recipe.seed, command)
-    return ReactivationReport(pd.concat(drawn_parts, ignore_index=True), pd.concat(scored_parts, ignore_index=True), scores, steps)
