@@ -384,9 +384,14 @@ def test_reactivation(page: Page, app_cache):
     page.get_by_role("spinbutton", name="Samples per passage", exact=True).fill("1")
     _click(page, "Measure")
     expect(page.get_by_text("Your measurement.")).to_be_visible()
-    expect(page.get_by_role("heading", name="Recall by stage")).to_be_visible()
+    expect(page.get_by_role("heading", name="Recall by stage, against the floor")).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)
     expect(page.get_by_role("button", name="Per passage (CSV)")).to_be_visible()
+    _no_exception(page)
+    # the held-out instruction: its timeline, and its prompt under the sample
+    page.get_by_test_id("stRadio").get_by_text("held-out", exact=True).click()
+    expect(page.get_by_role("radio", name="held-out")).to_be_checked()
+    expect(page.get_by_text("Prompt (held-out instruction)")).to_be_visible()
     _no_exception(page)
 
     page.get_by_test_id("stMultiSelect").get_by_role("button", name="Clear all").click()
