@@ -93,8 +93,9 @@ def test_the_shipped_recipes_keep_their_default_folders(monkeypatch, tmp_path):
     assert ShadowRecipe().default_dir() == tmp_path / "shadows" / "smollm2-135m-instruct-k8-a78413d4cf"
     # issue 27 changed the backdoor recipe (18 pairs per word, victims 5 epochs): a new recipe, a new folder
     assert BackdoorRecipe().default_dir() == tmp_path / "backdoor" / "smollm2-135m-instruct-f2c6252abc"
-    assert ReactivationRecipe().default_dir() == tmp_path / "reactivation" / "smollm2-135m-instruct-refusal-1370b60778"
-    assert ReactivationRecipe(suppression="unlearning").default_dir().name == "smollm2-135m-instruct-unlearning-1b11598920"
+    # issue 28 changed the reactivation recipe (24 A-test and 24 A-never passages, 128 new tokens)
+    assert ReactivationRecipe().default_dir() == tmp_path / "reactivation" / "smollm2-135m-instruct-refusal-c023de5eb2"
+    assert ReactivationRecipe(suppression="unlearning").default_dir().name == "smollm2-135m-instruct-unlearning-a91b58e5dc"
 
 
 def test_a_build_resumes_without_redoing_a_step(tmp_path):
