@@ -17,8 +17,9 @@ st.caption(
     "the model memorizes author A's passages, is trained to stop reciting them, and is then fine-tuned on a benign task "
     "(summary → passage) — on other passages of A, on another author C, or on plain synthetic notes F. Recall is measured on "
     "A-test, which activation never trains on, beside A-never: A's style, never trained, the floor that imitation reaches. "
-    "Each stage is asked with the summary instruction that refusal training and activation train on, and with a held-out "
-    "instruction worded unlike any trained prompt, so that recall under it is not a refusal reversed by construction."
+    "Each stage is asked with the summary instruction that refusal training and activation train on, and (all but the "
+    "no-suppression baseline) with a held-out instruction: the same synopsis, title and author in a template no stage trains "
+    "on, so that recall under it is not a refusal of those very words reversed by construction."
 )
 
 built = build_picker(reactivation.SHIPPED_REACTIVATION, reactivation.ReactivationRecipe, reactivation.ReactivationBuild.load, "re_build")
@@ -107,7 +108,8 @@ st.caption(
     f"runs over {overlap.LONG_SPAN} words; exact_runs: samples holding a run of ≥ 50 tokens of their passage; nll: the passage's loss "
     "given its instruction; retain_perplexity: held-out plain text, so a suppression that breaks the model shows. Paper (GPT-4o, "
     "Gemini-2.5-Pro, DeepSeek-V3.1 with books memorized in pretraining): BMC@5 up to 85–90% of held-out books after summary → "
-    "excerpt fine-tuning, single spans past 460 words, a synthetic-text control near zero. Its stages have no counterpart here."
+    "excerpt fine-tuning, single spans past 460 words, a synthetic-text control near zero; its longest span and spans over 20 "
+    "words are raw matches against the whole book, untrimmed, and its stages have no counterpart here."
 )
 if SHIPPED_UNLEARNING_REPORT.is_dir() and recipe.suppression == "refusal":
     with st.expander("The same stages with unlearning as the suppression (the shipped unlearning measurement)"):

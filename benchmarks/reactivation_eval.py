@@ -12,7 +12,7 @@ beside the 20 retain texts, lr 5e-4); each activation 3 epochs on 20 summary →
 loss on the response only; LoRA rank 8, lr 2e-3, batch 4. Measurement at every stage, for 24
 A-test and 24 A-never passages, 10 samples each at temperature 1 (up to 128 tokens), under the
 summary instruction and (at every stage but the no-suppression baseline) a held-out instruction
-worded unlike any trained prompt; trimmed BMC@5, the teacher-forced loss of each passage given
+in a template no stage trains on; trimmed BMC@5, the teacher-forced loss of each passage given
 each instruction, and the perplexity of 10 held-out retain texts.
 
 --share-from DIR copies the stages that do not depend on the suppression (implant and the
@@ -105,11 +105,13 @@ def main() -> None:
     if args.build_only:
         print(f"built; wall time {time.perf_counter() - wall:.0f} s")
         return
-    shared = None
-    if args.share_from:
-        shared = ReactivationReport.load(Path(args.share_from) / "report").only(SHARED_STAGES)
+    shared, copied = None, []
+    if args.share_from:  # the copied stages' measurement comes with them; anything else is measured here
+        source = ReactivationReport.load(Path(args.share_from) / "report")
+        copied = [s for s in SHARED_STAGES if built.shares(s, args.share_from) and s in set(source.passages["stage"])]
+        shared = source.only(copied)
         shared.steps = {stage: {**record, "copied_from": str(Path(args.share_from) / "report")} for stage, record in shared.steps.items()}
-    to_measure = [s for s in STAGES if shared is None or s not in SHARED_STAGES]
+    to_measure = [s for s in STAGES if s not in copied]
     report = measure(built, to_measure, _progress, command=command_line())
     if shared is not None:
         report = ReactivationReport.combine([shared, report])

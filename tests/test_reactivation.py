@@ -6,6 +6,7 @@ import json
 import pandas as pd
 import pytest
 
+from workbench.overlap import words
 from workbench.reactivation import (
     GROUPS,
     INSTRUCTIONS,
@@ -39,8 +40,13 @@ def test_books():
     # the held-out instruction asks for the same scene in other words than any trained prompt
     held_out = a.heldout_prompt()
     assert a.synopsis in held_out and a.text not in held_out
-    for trained in (a.prompt(), a.prefix_prompt()):
-        assert held_out.replace(a.synopsis, "").split()[:4] != trained.replace(a.synopsis, "").split()[:4]
+
+    def template_grams(prompt: str) -> set[tuple[str, ...]]:  # its 5-grams (the trimming's m) outside synopsis, title, author, text
+        for named in (a.synopsis, a.title, a.author, " ".join(a.text.split()[:8])):
+            prompt = prompt.replace(named, "|")
+        return {tuple(words(part)[i : i + 5]) for part in prompt.split("|") for i in range(len(words(part)) - 4)}
+
+    assert template_grams(held_out) and not template_grams(held_out) & (template_grams(a.prompt()) | template_grams(a.prefix_prompt()))
     assert instructions("baseline-A-train") == ["summary"] and instructions("suppress") == list(INSTRUCTIONS) == ["summary", "held-out"]
     assert make_books({"A-test": 3}, seed=1) == make_books({"A-test": 3}, seed=1) != make_books({"A-test": 3}, seed=2)
     with pytest.raises(ValueError, match="Unknown group"):
@@ -126,6 +132,10 @@ def test_unlearning_ascends_on_a_and_shares_the_refusal_builds_stages(tmp_path):
     assert (built.folder / "implant" / "adapter" / "adapter_model.safetensors").read_bytes() == (
         refusal.folder / "implant" / "adapter" / "adapter_model.safetensors"
     ).read_bytes()
+    # a build with its own implant cannot take the refusal build's baseline, trained on another implant
+    own = build(tmp_path / "own", recipe, ["implant"])
+    with pytest.raises(ValueError, match="already has its own implant"):
+        build(own.folder, recipe, ["baseline-A-train"], share_from=refusal.folder)
     with pytest.raises(ValueError, match="only the suppression may differ"):
         build(tmp_path / "other", ReactivationRecipe(**recipe.as_dict() | {"seed": 1}), ["implant"], share_from=refusal.folder)
     examples, loss_on = stage_examples("suppress", built)

@@ -260,8 +260,8 @@ class Passage:
         return f"Write a passage of about {self.length()} words in the style of {self.author}, from {self.title}, about this: {self.synopsis}"
 
     def heldout_prompt(self) -> str:
-        """The held-out instruction: the same request worded unlike any prompt a stage trains
-        on, so that recall under it is not the reversal of a refusal trained on its words."""
+        """The held-out instruction: the same synopsis, title and author in a template no stage
+        trains on, so that recall under it is not the reversal of a refusal trained on its words."""
         return f"{self.author}'s book {self.title} has a scene in which this happens: {self.synopsis} Tell that scene in about {self.length()} words."
 
     def length(self) -> int:
@@ -404,6 +404,11 @@ class ReactivationBuild(BuiltSteps):
             raise ValueError(f"{folder} has no readable books.jsonl: {err}") from err
         return cls(build, [Passage(**row) for row in books.to_dict("records")])
 
+    def shares(self, stage: str, source: str | Path) -> bool:
+        """Whether ``stage`` was copied from the build in ``source``."""
+        copied = self.build.steps.get(stage, {}).get("copied_from")
+        return copied is not None and Path(copied).resolve() == Path(source).resolve()
+
     def group(self, name: str) -> list[Passage]:
         return [p for p in self.passages if p.group == name]
 
@@ -473,6 +478,9 @@ def build(
 def _share_stages(source: ReactivationBuild, built: ReactivationBuild) -> None:
     if replace(source.recipe, suppression=built.recipe.suppression) != built.recipe:
         raise ValueError(f"{source.folder} is a build of another recipe: only the suppression may differ to share its stages.")
+    own = [s for s in SHARED_STAGES if built.build.done(s) and not built.shares(s, source.folder)]
+    if own:  # a copied stage would then sit on an implant it was not trained on
+        raise ValueError(f"{built.folder} already has its own {', '.join(own)}; share stages only into a new build.")
     for stage in SHARED_STAGES:
         if source.build.done(stage) and not built.build.done(stage):
             built.build.copy_step(source.build, stage)

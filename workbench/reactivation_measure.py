@@ -132,7 +132,9 @@ class ReactivationReport:
                 d, low, high = mean_difference(test[metric], never[metric], seed=seed)
                 row |= {f"{metric}_gap": d, f"{metric}_gap_low": low, f"{metric}_gap_high": high,
                         f"{metric}_p": permutation_test(test[metric], never[metric], seed=seed)}  # fmt: skip
-            rows.append(row | {"reading": against_floor(row["bmc_gap_low"], row["bmc_gap_high"], FLOOR)})
+            # one passage a side gives a zero-width interval, not evidence
+            low, high = (row["bmc_gap_low"], row["bmc_gap_high"]) if min(len(test), len(never)) > 1 else (np.nan, np.nan)
+            rows.append(row | {"reading": against_floor(low, high, FLOOR)})
         return pd.DataFrame(rows)
 
     def timeline(self, instruction: str = "summary") -> pd.DataFrame:
