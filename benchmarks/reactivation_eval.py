@@ -105,15 +105,17 @@ def main() -> None:
     if args.build_only:
         print(f"built; wall time {time.perf_counter() - wall:.0f} s")
         return
-    shared, copied = None, []
-    if args.share_from:  # the copied stages' measurement comes with them; anything else is measured here
+    # stages copied from --share-from are measured there: their rows are read once this run's are done
+    copied = [s for s in SHARED_STAGES if args.share_from and built.shares(s, args.share_from)]
+    report = measure(built, [s for s in STAGES if s not in copied], _progress, command=command_line())
+    report.save(out / "report")  # kept should the shared rows be missing
+    if copied:
         source = ReactivationReport.load(Path(args.share_from) / "report")
-        copied = [s for s in SHARED_STAGES if built.shares(s, args.share_from) and s in set(source.passages["stage"])]
+        missing = sorted(set(copied) - set(source.passages["stage"]))
+        if missing:
+            raise SystemExit(f"{args.share_from}/report has no measurement of {', '.join(missing)}; measure that build first.")
         shared = source.only(copied)
         shared.steps = {stage: {**record, "copied_from": str(Path(args.share_from) / "report")} for stage, record in shared.steps.items()}
-    to_measure = [s for s in STAGES if s not in copied]
-    report = measure(built, to_measure, _progress, command=command_line())
-    if shared is not None:
         report = ReactivationReport.combine([shared, report])
     report.save(out / "report")
     print()
