@@ -107,8 +107,12 @@ def main() -> None:
         return
     # stages copied from --share-from are measured there: their rows are read once this run's are done
     copied = [s for s in SHARED_STAGES if args.share_from and built.shares(s, args.share_from)]
-    report = measure(built, [s for s in STAGES if s not in copied], _progress, command=command_line())
-    report.save(out / "report")  # kept should the shared rows be missing
+    measured = []
+    for stage in [s for s in STAGES if s not in copied]:  # saved after every stage, so a stopped run keeps what it measured
+        measured.append(measure(built, [stage], _progress, command=command_line()))
+        report = ReactivationReport.combine(measured)
+        report.save(out / "report")
+        print(f"\n{stage}: measured in {report.steps[stage]['seconds']:.0f} s", flush=True)
     if copied:
         source = ReactivationReport.load(Path(args.share_from) / "report")
         missing = sorted(set(copied) - set(source.passages["stage"]))
