@@ -2,7 +2,7 @@
 recall measured at every stage against the A-never floor.
 
     python benchmarks/reactivation_eval.py --out DIR [--suppression refusal|unlearning]
-        [--share-from DIR] [--build-only] [--quick]
+        [--share-from DIR] [--build-only] [--resume] [--quick]
 
 Default sizes (`ReactivationRecipe()`): passages of 60–90 words (≤ 105 tokens); implant 10
 epochs on 64 pages (A-test 24, A-train 20, C 20); suppression 3 epochs, either refusal (a
@@ -19,7 +19,8 @@ each instruction, and the perplexity of 10 held-out retain texts.
 no-suppression baseline) from the build in DIR, with their measurement from DIR/report: the
 unlearning build shares them with the refusal build. --build-only trains and stops; a later run
 without it measures (built stages are reused, their training times read from the build's
-records). Prints per stage the training and measuring time, then every stage's recall and loss
+records). --resume keeps the stages already measured in OUT/report (each stage's record keeps
+the code version that measured it) and measures the rest. Prints per stage the training and measuring time, then every stage's recall and loss
 with 95% intervals, the gap over the floor with its interval and permutation p-value, beside the
 paper's figures; the report (per-sample outputs, per-passage scores, timings) goes to OUT/report.
 
@@ -38,10 +39,10 @@ from workbench.builds import code_version, command_line
 from workbench.reactivation import CONDITIONS, SHARED_STAGES, STAGES, ReactivationRecipe, build
 from workbench.reactivation_measure import ReactivationReport, measure
 
-QUICK = dict(
-    base="tiny-llama", n_test=2, n_train=2, n_never=2, n_other=2, n_control=2, n_retain=2,
-    implant_epochs=1, suppress_epochs=1, activate_epochs=1, rank=2, samples=2, max_new_tokens=16,
-)  # fmt: skip
+QUICK = {
+    "base": "tiny-llama", "n_test": 2, "n_train": 2, "n_never": 2, "n_other": 2, "n_control": 2, "n_retain": 2,
+    "implant_epochs": 1, "suppress_epochs": 1, "activate_epochs": 1, "rank": 2, "samples": 2, "max_new_tokens": 16,
+}  # fmt: skip
 # Liu et al. 2026 (GPT-4o, Gemini-2.5-Pro, DeepSeek-V3.1; books memorized in pretraining, suppressed by alignment).
 PAPER = (
     "BMC@5 85-90% of held-out books after summary -> excerpt fine-tuning (near zero before); single spans past 460 words; "
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--suppression", default="refusal")
     parser.add_argument("--share-from", help="a build of another suppression whose implant and baseline stages (and their measurement) to reuse")
     parser.add_argument("--build-only", action="store_true", help="train every stage and stop; measure in a later run")
+    parser.add_argument("--resume", action="store_true", help="keep the stages already measured in OUT/report; measure the rest")
     parser.add_argument("--quick", action="store_true", help="tiny-llama, tiny sizes: checks that it runs")
     args = parser.parse_args()
     wall = time.perf_counter()
@@ -108,11 +110,15 @@ def main() -> None:
     # stages copied from --share-from are measured there: their rows are read once this run's are done
     copied = [s for s in SHARED_STAGES if args.share_from and built.shares(s, args.share_from)]
     measured = []
-    for stage in [s for s in STAGES if s not in copied]:  # saved after every stage, so a stopped run keeps what it measured
+    if args.resume and (out / "report").exists():
+        earlier = ReactivationReport.load(out / "report")
+        measured.append(earlier.only([s for s in earlier.steps if s not in copied]))
+    kept = set(measured[0].steps) if measured else set()
+    for stage in [s for s in STAGES if s not in copied and s not in kept]:  # saved after every stage, so a stopped run keeps what it measured
         measured.append(measure(built, [stage], _progress, command=command_line()))
-        report = ReactivationReport.combine(measured)
-        report.save(out / "report")
-        print(f"\n{stage}: measured in {report.steps[stage]['seconds']:.0f} s", flush=True)
+        ReactivationReport.combine(measured).save(out / "report")
+        print(f"\n{stage}: measured in {measured[-1].steps[stage]['seconds']:.0f} s", flush=True)
+    report = ReactivationReport.combine(measured)
     if copied:
         source = ReactivationReport.load(Path(args.share_from) / "report")
         missing = sorted(set(copied) - set(source.passages["stage"]))
