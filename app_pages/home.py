@@ -26,8 +26,8 @@ every result reproducible from the same library call in a notebook or the `workb
    gradients explain the weight change, to approximate the fine-tuning data.
 6. **Backdoor extraction** — a backdoored open model makes its downstream fine-tune recite
    the private fine-tuning queries to whoever knows the trigger.
-7. **Reactivation** — a model trained to stop reciting memorized passages recites them again
-   after a benign fine-tune, measured stage by stage against the floor.
+7. **Reactivation** — does a model trained to stop reciting memorized passages recite them again
+   after a benign fine-tune? Measured stage by stage against passages it never saw.
 
 A **ground-truth lab** builds a synthetic private fine-tuning set with known shares and canary
 secrets, so every exploration can be scored against the truth.

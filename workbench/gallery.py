@@ -173,15 +173,16 @@ def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFra
 
     def gap(stage: str, instruction: str = "summary", metric: str = "bmc") -> str:
         row = gaps.loc[(stage, instruction)]
-        return difference_text(row[f"{metric}_gap"], row[f"{metric}_gap_low"], row[f"{metric}_gap_high"])
+        low, high = row[f"{metric}_gap_low"], row[f"{metric}_gap_high"]
+        return f"{difference_text(row[f'{metric}_gap'], low, high)} ({against_floor(low, high)})"
 
     n = f"{int(gaps['n_test'].iloc[0])} + {int(gaps['n_never'].iloc[0])}"
     sentence = (
         f"Trimmed BMC@5 of trained-then-suppressed passages minus passages of the same style never trained on ({n} passages, "
-        f"95% intervals): {gap('implant')} after implanting, {gap('suppress')} under refusal training, {gap('activate-A-train')} "
-        f"after a benign fine-tune on the author's other passages ({gaps.loc[('activate-A-train', 'summary'), 'reading']}), and "
-        f"{gap('activate-A-train', 'held-out')} under an instruction no stage trained on. Under suppression the loss gap is "
-        f"{gap('suppress', metric='nll')} nats per token."
+        f"95% intervals): {gap('implant')} after implanting; {gap('suppress')} under refusal training, while their loss gap "
+        f"stays {gap('suppress', metric='nll')} nats per token; {gap('activate-A-train')} after a benign fine-tune on the "
+        f"author's other passages, {gap('activate-A-train', 'held-out')} under an instruction no stage trained on; "
+        f"{gap('activate-C')} after a fine-tune on another author's passages."
     )
     return report.timeline(), sentence
 
