@@ -87,6 +87,17 @@ class LanguageModel(ABC):
         """Teacher-forced log p(token_t | tokens_<t), t ≥ 1, of each row (empty for a row under two
         tokens); ``batch_size`` rows at a time where the model batches them."""
 
+    def score_moments_ids(
+        self, encoded: Sequence[list[int]], batch_size: int = 16, progress: Progress | None = None
+    ) -> list[np.ndarray]:
+        """Like ``score_ids``, each row an array (3, T): log p(token_t), and the mean and standard
+        deviation of log p(z) over the whole next-token distribution (Min-K%++ needs them).
+        Only a model with ``full_distribution``; any other raises ValueError."""
+        raise ValueError(
+            f"{self.spec.name} gives only the log-probs of the tokens it samples or scores; this score needs the "
+            "whole next-token distribution, so it runs on a model loaded in this process."
+        )
+
     @abstractmethod
     def card(self) -> dict[str, object]:
         """The facts to show about the model, field → value (JSON-ready)."""

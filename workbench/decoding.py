@@ -154,22 +154,34 @@ def sample_rows(session, rows: Sequence[list[int]], seeds: Sequence[int], cfg: S
     return outputs
 
 
-def score_rows(session, encoded: Sequence[list[int]], batch_size: int, progress: Progress | None) -> list[np.ndarray]:
-    """Teacher-forced log-probs of each row (empty for a row under two tokens), ``batch_size`` rows at a time."""
+def score_rows(
+    session, encoded: Sequence[list[int]], batch_size: int, progress: Progress | None, moments: bool = False
+) -> list[np.ndarray]:
+    """Teacher-forced log-probs of each row (empty for a row under two tokens), ``batch_size`` rows at a time.
+
+    With ``moments``, each row is an array (3, T): the token's log-prob, and the mean μ_t and standard
+    deviation σ_t of log p(z | x_<t) over the whole next-token distribution z ~ p(· | x_<t)."""
+    empty = np.zeros((3, 0)) if moments else np.zeros(0)
     results: list[np.ndarray] = []
     for start in range(0, len(encoded), batch_size):
         rows = encoded[start : start + batch_size]
         scored = [r for r in rows if len(r) >= 2]
         if not scored:
-            results.extend(np.zeros(0) for _ in rows)
+            results.extend(empty for _ in rows)
             continue
         input_ids, attention, position_ids = _left_padded(scored, session.tokenizer.pad_token_id, session.device)
         with session.lock, torch.inference_mode(), sdpa_attention(session.model):
             logits = session.model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
-            logprobs = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-        by_row = iter(logprobs.cpu().numpy())
+            distribution = torch.log_softmax(logits[:, :-1].float(), -1)
+            values = distribution.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+            if moments:
+                probs = distribution.exp()
+                mean = (probs * distribution).sum(-1)
+                std = ((probs * distribution.square()).sum(-1) - mean.square()).clamp(min=0).sqrt()
+                values = torch.stack([values, mean, std], 1)
+        by_row = iter(values.cpu().numpy())
         for row in rows:
-            results.append(next(by_row)[-(len(row) - 1) :] if len(row) >= 2 else np.zeros(0))
+            results.append(next(by_row)[..., -(len(row) - 1) :] if len(row) >= 2 else empty)
         if progress is not None:
             progress(min(start + batch_size, len(encoded)) / len(encoded), f"Scored {min(start + batch_size, len(encoded))}/{len(encoded)}")
     return results

@@ -52,6 +52,11 @@ class Session(LanguageModel):
     ) -> list[np.ndarray]:
         return decoding.score_rows(self, encoded, batch_size, progress)
 
+    def score_moments_ids(
+        self, encoded: Sequence[list[int]], batch_size: int = 16, progress: Progress | None = None
+    ) -> list[np.ndarray]:
+        return decoding.score_rows(self, encoded, batch_size, progress, moments=True)
+
     def card(self) -> dict[str, object]:
         return self.info.as_dict()
 

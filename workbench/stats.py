@@ -1,7 +1,8 @@
 """Intervals and tests, in one place for every exploration: Wilson and bootstrap intervals
 (also over several separately resampled groups), intervals on a difference of two rates or
 means (paired or unpaired), permutation tests (also within strata),
-McNemar's test of paired yes/no outcomes, and the interval score.
+McNemar's test of paired yes/no outcomes, the interval score, Clopper–Pearson intervals, and
+ROC figures (AUC, the true-positive rate at a false-positive rate) with their intervals.
 
 Conventions: ``confidence`` is the two-sided coverage (0.95 for a 95% interval); a bootstrap
 is the percentile interval of ``draws`` resamples with replacement, drawn from
@@ -13,7 +14,8 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import beta, binomtest
+from sklearn.metrics import roc_auc_score
 
 NAN_PAIR = (math.nan, math.nan)
 
@@ -192,3 +194,53 @@ def multinomial_bootstrap(counts: Sequence[int], confidence: float = 0.95, seed:
     shares = np.random.default_rng(seed).multinomial(n, counts / n, size=draws) / n
     tail = (1 - confidence) / 2 * 100
     return np.percentile(shares, tail, axis=0), np.percentile(shares, 100 - tail, axis=0)
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper–Pearson) two-sided interval of a binomial rate; (0, 1) when n = 0.
+    Its one-sided bounds at level c are the two-sided interval's ends at 2c − 1."""
+    low_tail, high_tail = _tails(confidence)
+    low = beta.ppf(low_tail, successes, n - successes + 1) if successes > 0 else 0.0
+    high = beta.ppf(high_tail, successes + 1, n - successes) if successes < n else 1.0
+    return float(low), float(high)
+
+
+def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """The area under the ROC curve: P(a positive's score > a negative's), ties counted half."""
+    positives, negatives = np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)
+    if not len(positives) or not len(negatives):
+        return math.nan
+    return float(roc_auc_score(np.r_[np.ones(len(positives)), np.zeros(len(negatives))], np.r_[positives, negatives]))
+
+
+def tpr_at_fpr(positives: Sequence[float], negatives: Sequence[float], fpr: float) -> float:
+    """The share of positives flagged by the lowest threshold that flags at most ⌊fpr · n⌋ of the
+    n negatives (a positive is flagged when its score exceeds the threshold). NaN — not
+    estimable — when 1/n > fpr: no threshold can be told to keep the false positives that low."""
+    positives, negatives = np.asarray(positives, dtype=float), np.sort(np.asarray(negatives, dtype=float))[::-1]
+    if not len(positives) or not len(negatives) or 1 / len(negatives) > fpr:
+        return math.nan
+    allowed = math.floor(fpr * len(negatives) + 1e-9)
+    if allowed >= len(negatives):
+        return 1.0
+    return float((positives > negatives[allowed]).mean())
+
+
+def roc_summary(
+    positives: Sequence[float], negatives: Sequence[float], fprs: Sequence[float] = (0.01, 0.001),
+    confidence: float = 0.95, seed: int = 0, draws: int = 1000,
+) -> dict[str, float]:
+    """AUC and the TPR at each FPR, each with a bootstrap interval (positives and negatives
+    resampled apart): keys auc, auc_low, auc_high, and tpr@F, tpr@F_low, tpr@F_high per FPR F."""  # fmt: skip
+    positives, negatives = np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)
+    sizes = [len(positives), len(negatives)]
+    figures = {"auc": auc(positives, negatives)}
+    figures["auc_low"], figures["auc_high"] = bootstrap_groups(lambda g: auc(positives[g[0]], negatives[g[1]]), sizes, confidence, seed, draws)
+    for rate in fprs:
+        key = f"tpr@{rate:g}"
+        figures[key] = tpr_at_fpr(positives, negatives, rate)
+        figures[f"{key}_low"], figures[f"{key}_high"] = (
+            NAN_PAIR if math.isnan(figures[key])
+            else bootstrap_groups(lambda g, r=rate: tpr_at_fpr(positives[g[0]], negatives[g[1]], r), sizes, confidence, seed, draws)
+        )  # fmt: skip
+    return figures
