@@ -8,8 +8,8 @@
    text-only baseline: AUC and TPR at 1% and 0.1% FPR with bootstrap intervals, each AUC's
    difference from the blind baseline's.
 2. The audit: the shipped lab's 5 canaries (inserted 1–16 times) and three audit labs of the
-   standard recipe with 30 canaries (6 at each of 1, 2, 4, 8, 16 insertions; n = 400), trained
-   1, 3 and 6 epochs; 200 never-inserted canaries each, 50 alternative secrets per canary; the
+   standard recipe with 20 canaries (4 at each of 1, 2, 4, 8, 16 insertions; n = 300), trained
+   1, 3 and 6 epochs; 100 never-inserted canaries each, 20 alternative secrets per canary; the
    ε lower bound at δ = 1e-5, 95% confidence, per insertion count and for all together, beside
    the largest bound the counts can show.
 3. The null lab: the 3-epoch audit lab's canaries scored on the base model (trained on none of
@@ -36,9 +36,10 @@ from workbench.membership import FPRS, MIN_NONMEMBERS, lab_sets, run_membership
 from workbench.registry import LAB_MODEL
 from workbench.session import load_session
 
-AUDIT_CANARIES = (1, 2, 4, 8, 16) * 6
+AUDIT_CANARIES = (1, 2, 4, 8, 16) * 4
 AUDIT_EPOCHS = (1, 3, 6)
-GRID = {"n_nonmembers": MIN_NONMEMBERS, "audit_n": 400, "n_never": 200, "alternatives": 50, "delta": audit.DELTA, "seed": 0}
+# sized to this 2-core CPU: scoring runs at about 1,000 tokens a second
+GRID = {"n_nonmembers": MIN_NONMEMBERS, "audit_n": 300, "n_never": 100, "alternatives": 20, "delta": audit.DELTA, "seed": 0}
 QUICK = {"n_nonmembers": 60, "audit_n": 80, "n_never": 20, "alternatives": 5, "delta": audit.DELTA, "seed": 0}
 
 
