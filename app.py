@@ -19,6 +19,7 @@ navigation = st.navigation(
         st.Page("app_pages/weight_diff.py", title="Weight diff", icon=":material/difference:"),
         st.Page("app_pages/backdoor.py", title="Backdoor extraction", icon=":material/key:"),
         st.Page("app_pages/reactivation.py", title="Reactivation", icon=":material/replay:"),
+        st.Page("app_pages/membership.py", title="Membership", icon=":material/fingerprint:"),
         st.Page("app_pages/lab.py", title="Ground-truth lab", icon=":material/science:"),
     ]
 )

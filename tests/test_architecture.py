@@ -35,7 +35,7 @@ KERNEL = {
     "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
 }  # fmt: skip
 EXPLORATIONS = {
-    "attention", "backdoor", "backdoor_attack", "backdoor_scoring", "divergence", "propinfer", "reactivation", "reactivation_measure", "selec", "shadows", "similarity", "sink_mechanism",
+    "attention", "audit", "backdoor", "backdoor_attack", "backdoor_scoring", "divergence", "membership", "propinfer", "reactivation", "reactivation_measure", "selec", "shadows", "similarity", "sink_mechanism",
 }  # fmt: skip
 # The sideways imports the architecture allows, each for a stated reason (docs/architecture.md).
 SIDEWAYS = {

@@ -140,7 +140,7 @@ def null_labels(scores: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def run_audit(
-    model: LanguageModel, dataset: LabDataset, n_never: int = 200, alternatives: int = 50, seed: int = 0,
+    model: LanguageModel, dataset: LabDataset, n_never: int = 100, alternatives: int = 20, seed: int = 0,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The audit's scores in one call: the lab's inserted canaries and ``n_never`` never-inserted

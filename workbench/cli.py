@@ -10,6 +10,8 @@
     workbench shadows build [--out DIR] | workbench shadows show [--dir DIR]
     workbench backdoor build [--out DIR] | workbench backdoor attack [--dir DIR] | workbench backdoor show [--dir DIR]
     workbench reactivate build [--out DIR] | workbench reactivate measure [--dir DIR] | workbench reactivate show [--dir DIR]
+    workbench membership [--members FILE --nonmembers FILE] [--reference NAME] --out scores.parquet
+    workbench audit [--model NAME] [--n-never 200] [--null] --out canaries.parquet
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
 
@@ -27,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from workbench import backdoor, backdoor_attack, gallery, reactivation, reactivation_measure, sink_mechanism, stats, vllm_server
+from workbench import audit, backdoor, backdoor_attack, gallery, membership, reactivation, reactivation_measure, sink_mechanism, stats, vllm_server
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.builds import command_line
 from workbench.config import (
@@ -548,6 +550,49 @@ def cmd_backdoor_show(args: argparse.Namespace) -> None:
         _print_backdoor_report(backdoor_attack.BackdoorReport.load(built.folder / "report"))
 
 
+def _lab_of(spec: ModelSpec) -> LabDataset:
+    dataset = lab_dataset_for(spec)
+    if dataset is None:
+        raise ValueError(f"{spec.name} is not a lab model, so its members are unknown: give --members and --nonmembers files.")
+    return dataset
+
+
+def cmd_membership(args: argparse.Namespace) -> None:
+    out = _output_path(args.out)
+    spec = _spec_from_args(args)
+    if bool(args.members) != bool(args.nonmembers):
+        raise ValueError("Give both --members and --nonmembers, or neither (a lab model's own sets).")
+    if args.members:
+        members, nonmembers = ([text for _, text in read_texts(path, args.field)] for path in (args.members, args.nonmembers))
+    else:
+        members, nonmembers = membership.lab_sets(_lab_of(spec), args.n_nonmembers)
+    model = load_session(spec, progress=_progress)
+    reference = load_session(ModelSpec(args.reference, device=args.device, dtype=args.dtype), progress=_progress) if args.reference else None
+    with _progress_bar() as progress:
+        report = membership.run_membership(model, members, nonmembers, reference, args.k, args.seed, progress)
+    _write_table(report.scores, out)
+    if args.save:
+        report.save(args.save)
+    print(f"{report.values['members']} members, {report.values['nonmembers']} non-members -> {out}")
+    print(membership.readable(report.summary(seed=args.seed)).to_string(index=False))
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    out = _output_path(args.out)
+    spec = _spec_from_args(args)
+    dataset = _lab_of(spec)
+    model = load_session(spec, progress=_progress)
+    with _progress_bar() as progress:
+        scores = audit.run_audit(model, dataset, args.n_never, args.alternatives, args.seed, progress)
+    if args.null:
+        scores = audit.null_labels(scores, args.seed)
+    _write_table(scores, out)
+    table = audit.audit_table(scores, args.delta, args.confidence)
+    print(f"{len(scores)} canaries ({(scores['insertions'] > 0).sum()} inserted), {args.alternatives} alternatives each -> {out}")
+    print(f"ε lower bound at δ = {args.delta:g}, {args.confidence:.0%} confidence, beside the largest the counts can show:")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 def cmd_gallery_build(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     with _progress_bar() as progress:
@@ -854,6 +899,28 @@ def build_parser() -> argparse.ArgumentParser:
     re_show = re_commands.add_parser("show", help="a build's stages and saved report")
     re_show.add_argument("--dir", default=str(reactivation.SHIPPED_REACTIVATION))
     re_show.set_defaults(run=cmd_reactivate_show)
+    member = commands.add_parser("membership", help="membership inference: attacks against members and non-members")
+    _add_model_options(member)
+    member.add_argument("--members", help="member texts: .txt (one per line) or .jsonl (default: a lab model's training dialogues)")
+    member.add_argument("--nonmembers", help="non-member texts (default: the lab's held-out and fresh same-style records)")
+    member.add_argument("--field", default="text", help="JSONL field of the texts")
+    member.add_argument("--n-nonmembers", type=int, default=membership.MIN_NONMEMBERS, help="lab: non-members to draw")
+    member.add_argument("--reference", help="a reference model for the ratio attack (e.g. the base model)")
+    member.add_argument("--k", type=float, default=0.2, help="Min-K%% and Min-K%%++: the share of lowest tokens")
+    member.add_argument("--seed", type=int, default=0)
+    member.add_argument("--out", required=True, help="per-text scores: .parquet, .jsonl or .csv")
+    member.add_argument("--save", help="a folder for the whole report (the page reads it)")
+    member.set_defaults(run=cmd_membership)
+    auditor = commands.add_parser("audit", help="the canary audit of a lab model: exposure and an ε lower bound")
+    _add_model_options(auditor)
+    auditor.add_argument("--n-never", type=int, default=100, help="never-inserted canaries to draw")
+    auditor.add_argument("--alternatives", type=int, default=20, help="other secrets each canary is ranked against")
+    auditor.add_argument("--delta", type=float, default=audit.DELTA)
+    auditor.add_argument("--confidence", type=float, default=0.95)
+    auditor.add_argument("--null", action="store_true", help="the null lab's labels: half the canaries called inserted at random")
+    auditor.add_argument("--seed", type=int, default=0)
+    auditor.add_argument("--out", required=True, help="per-canary scores: .parquet, .jsonl or .csv")
+    auditor.set_defaults(run=cmd_audit)
     gallery_parser = commands.add_parser("gallery", help="the results gallery that Home shows")
     gallery_commands = gallery_parser.add_subparsers(dest="gallery_command", required=True)
     gallery_build = gallery_commands.add_parser("build", help="run every entry with its fixed seed and settings")

@@ -33,6 +33,7 @@ from sklearn.pipeline import make_pipeline
 
 from workbench import metrics, stats
 from workbench.builds import SavedReport
+from workbench.config import DATA_DIR
 from workbench.contract import LanguageModel, Progress, scaled_progress
 from workbench.lab import LabDataset, fresh_dialogues
 
@@ -44,6 +45,7 @@ ATTACKS = {
     "reference": "− log-perplexity ratio to the reference model",
 }
 BLIND = "blind"
+SHIPPED_MEMBERSHIP = DATA_DIR / "membership"  # benchmarks/membership_eval.py at its committed grid
 FPRS = (0.01, 0.001)
 MIN_NONMEMBERS = 2000
 
@@ -172,6 +174,25 @@ class MembershipReport:
     def load(cls, folder) -> MembershipReport:
         saved = SavedReport.load(folder, ["scores"], ["members", "nonmembers"], "membership report")
         return cls(saved.tables["scores"], saved.values)
+
+
+def readable(summary: pd.DataFrame) -> pd.DataFrame:
+    """``MembershipReport.summary`` as pages, the CLI and notebooks print it: each figure with its
+    interval, "not estimable" where too few non-members."""
+
+    def figure(row, key: str) -> str:
+        value = row[key]
+        return "not estimable" if math.isnan(value) else f"{value:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
+
+    rows = []
+    for _, row in summary.iterrows():
+        shown = {"attack": row["attack"], "AUC [95%]": figure(row, "auc")}
+        shown |= {f"TPR at {rate:.1%} FPR": figure(row, f"tpr@{rate:g}") for rate in FPRS}
+        blind = row["attack"] == BLIND
+        shown["AUC − blind [95%]"] = "" if blind else stats.difference_text(row["auc_minus_blind"], row["gap_low"], row["gap_high"])
+        shown["reading"] = "the floor: texts alone" if blind else row["reading"]
+        rows.append(shown)
+    return pd.DataFrame(rows)
 
 
 def run_membership(

@@ -364,3 +364,24 @@ def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
     if name == "reactivation":
         return reactivation_timeline(table)
     raise ValueError(f"No gallery figure for {name!r}.")
+
+
+def roc_curves(curves: pd.DataFrame, title: str) -> alt.Chart:
+    """ROC curves (DataFrame(attack, fpr, tpr)) on log-scaled axes, where the low false-positive
+    rates an attacker cares about are readable; chance is the dashed diagonal."""
+    shown = curves[(curves["fpr"] > 0) & (curves["tpr"] > 0)]
+    low = max(float(shown["fpr"].min()) if len(shown) else 1e-3, 1e-4)
+    chance = pd.DataFrame({"fpr": [low, 1.0], "tpr": [low, 1.0]})
+    scale = alt.Scale(type="log", domain=[low, 1])
+    lines = (
+        alt.Chart(shown)
+        .mark_line(interpolate="step-after")
+        .encode(
+            x=alt.X("fpr:Q", title="false-positive rate (log)", scale=scale),
+            y=alt.Y("tpr:Q", title="true-positive rate (log)", scale=scale),
+            color=alt.Color("attack:N"),
+            tooltip=["attack", alt.Tooltip("fpr:Q", format=".4f"), alt.Tooltip("tpr:Q", format=".3f")],
+        )
+    )
+    diagonal = alt.Chart(chance).mark_line(strokeDash=[4, 4], color="gray").encode(x="fpr:Q", y="tpr:Q")
+    return alt.layer(lines, diagonal).properties(title=title, height=320)

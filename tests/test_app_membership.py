@@ -1,0 +1,61 @@
+"""The Membership page, driven by AppTest on the tiny models."""
+
+import pytest
+
+from workbench.lab import LabRecipe, build
+
+
+def _table(at, column: str):
+    """The page's last table with this column (AppTest finds dataframes by position, not key)."""
+    return [d.value for d in at.dataframe if column in d.value.columns][-1]
+
+
+@pytest.fixture
+def page(open_app):
+    at = open_app("app_pages/membership.py")
+    assert at.title[0].value == "Membership"
+    return at
+
+
+def test_the_shipped_lab_is_shown_without_a_model_call(page):
+    shipped = _table(page, "AUC [95%]")
+    assert set(shipped["attack"]) == {"loss", "zlib", "min_k", "min_k_pp", "reference", "blind"}
+    audit = _table(page, "ε lower bound")
+    assert audit["lab"].str.contains("null lab").any()
+    assert len(page.get("vega_lite_chart")) == 1
+
+
+def test_uploads_are_scored_and_bad_uploads_are_errors(page):
+    page.selectbox(key="mi_reference").select("(none)")
+    page.button(key="FormSubmitter:mi_form-Score").click().run()
+    assert any("Upload both" in e.value for e in page.error) and not page.exception
+    members = "\n".join(f"member {i} kept a diary" for i in range(10)).encode()
+    nonmembers = "\n".join(f"another person, {i}, wrote a letter" for i in range(12)).encode()
+    page.file_uploader(key="mi_members").set_value(("m.txt", members, "text/plain"))
+    page.file_uploader(key="mi_nonmembers").set_value(("n.txt", b"\x00\x01binary", "text/plain"))
+    page.button(key="FormSubmitter:mi_form-Score").click().run()
+    assert any("binary" in e.value for e in page.error) and not page.exception
+    page.file_uploader(key="mi_nonmembers").set_value(("n.txt", nonmembers, "text/plain"))
+    page.button(key="FormSubmitter:mi_form-Score").click().run()
+    assert not page.exception and not page.error
+    yours = _table(page, "AUC [95%]")
+    assert set(yours["attack"]) == {"loss", "zlib", "min_k", "min_k_pp", "blind"}
+    assert yours["TPR at 0.1% FPR"].eq("not estimable").all()
+    assert any("The audit needs a lab model" in i.value for i in page.info)
+
+
+def test_a_lab_build_is_attacked_and_audited(page, tmp_path):
+    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=60, canaries=(1, 2) * 4, epochs=1, rank=2), command="test")
+    page.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
+    page.radio(key="mi_source").set_value("The lab's members and same-style non-members")
+    page.number_input(key="mi_n_nonmembers").set_value(100)
+    page.selectbox(key="mi_reference").select("tiny-llama")
+    page.button(key="FormSubmitter:mi_form-Score").click().run()
+    assert not page.exception and not page.error
+    assert "reference" in set(_table(page, "AUC [95%]")["attack"])
+    page.number_input(key="mi_n_never").set_value(16)
+    page.number_input(key="mi_alternatives").set_value(4)
+    page.button(key="FormSubmitter:mi_audit_form-Audit").click().run()
+    assert not page.exception and not page.error
+    scores = _table(page, "z")
+    assert len(scores) == 24 and (scores["insertions"] > 0).sum() == 8
