@@ -28,6 +28,8 @@ every result reproducible from the same library call in a notebook or the `workb
    the private fine-tuning queries to whoever knows the trigger.
 7. **Reactivation** — does a model trained to stop reciting memorized passages recite them again
    after a benign fine-tune? Measured stage by stage against passages it never saw.
+8. **Membership** — can an attacker tell who was in the fine-tuning set, beyond what the texts
+   alone give away, and how much privacy did training lose (an ε lower bound from canaries)?
 
 A **ground-truth lab** builds a synthetic private fine-tuning set with known shares and canary
 secrets, so every exploration can be scored against the truth.

@@ -37,3 +37,22 @@ def test_home_shows_the_gallery_even_when_no_model_loads(open_app, monkeypatch):
     assert [e.title for e in gallery.ENTRIES] == [t for t in titles if t in {e.title for e in gallery.ENTRIES}]
     assert len(at.get("vega_lite_chart")) == len(gallery.ENTRIES)
     assert any("no model in this test" in e.value for e in at.sidebar.error)
+
+
+def test_rebuilding_only_some_entries_keeps_the_others(tmp_path):
+    import shutil
+
+    from workbench.builds import code_version
+
+    folder = tmp_path / "gallery"
+    shutil.copytree(gallery.GALLERY_DIR, folder)
+    before = {e["name"]: e for e in gallery.load(folder)}
+    manifest = gallery.build(folder, only=["reactivation"])
+    after = {e["name"]: e for e in gallery.load(folder)}
+    assert [e["name"] for e in manifest["entries"]] == [e.name for e in gallery.ENTRIES]
+    assert after["reactivation"]["code_version"] == code_version()
+    for name in set(before) - {"reactivation"}:
+        assert after[name]["sentence"] == before[name]["sentence"] and after[name]["code_version"] == before[name]["code_version"]
+        pd.testing.assert_frame_equal(after[name]["table"], before[name]["table"])
+    with pytest.raises(ValueError, match="No gallery entry nope"):
+        gallery.build(folder, only=["nope"])

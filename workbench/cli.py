@@ -596,10 +596,10 @@ def cmd_audit(args: argparse.Namespace) -> None:
 def cmd_gallery_build(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     with _progress_bar() as progress:
-        manifest = gallery.build(args.out, progress)
+        manifest = gallery.build(args.out, progress, args.only)
     for entry in manifest["entries"]:
-        print(f"{entry['title']} ({entry['seconds']:.0f} s): {entry['sentence']}")
-    print(f"gallery built in {time.perf_counter() - started:.0f} s (code version {manifest['code_version']}) -> {args.out}")
+        print(f"{entry['title']} ({entry['seconds']:.0f} s, code version {entry['code_version']}): {entry['sentence']}")
+    print(f"gallery built in {time.perf_counter() - started:.0f} s -> {args.out}")
 
 
 def cmd_serve_vllm(args: argparse.Namespace) -> None:
@@ -925,6 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
     gallery_commands = gallery_parser.add_subparsers(dest="gallery_command", required=True)
     gallery_build = gallery_commands.add_parser("build", help="run every entry with its fixed seed and settings")
     gallery_build.add_argument("--out", default=str(gallery.GALLERY_DIR))
+    gallery_build.add_argument("--only", nargs="+", metavar="NAME", help="rebuild these entries, keeping the others as OUT holds them")
     gallery_build.set_defaults(run=cmd_gallery_build)
     serve = commands.add_parser("serve-vllm", help="serve the default model (and the lab adapter) with vLLM's CPU build")
     serve.add_argument("--port", type=int, default=8000)

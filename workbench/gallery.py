@@ -1,7 +1,7 @@
 """The results gallery that Home shows at once: one small, real result per exploration.
 
 ``workbench gallery build`` runs every entry with fixed seeds and settings on the lab model
-or the default model (backdoor extraction and reactivation read their shipped reports) and
+or the default model (backdoor extraction, reactivation and membership read their shipped reports) and
 writes ``data/gallery``: a table per entry and ``manifest.json`` with each entry's sentence,
 settings, the page's query parameters that fill those settings in, and the code version.
 Home draws the figures from the tables, without a model call. The tests rebuild the gallery
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from workbench import backdoor, backdoor_attack, reactivation, sink_mechanism
+from workbench import backdoor, backdoor_attack, membership, reactivation, sink_mechanism
 from workbench.attention import sink_heads, sink_scores
 from workbench.builds import code_version
 from workbench.cache import replacing_dir
@@ -187,6 +187,25 @@ def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFra
     return report.timeline(), sentence
 
 
+def _membership(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    report = membership.MembershipReport.load(membership.SHIPPED_MEMBERSHIP / "membership")
+    summary = report.summary()
+    audits = pd.read_csv(membership.SHIPPED_MEMBERSHIP / "audit.csv")
+    attacks = summary[summary["attack"] != membership.BLIND]
+    best = attacks.loc[attacks["auc"].idxmax()]
+    blind = summary.set_index("attack").loc[membership.BLIND]
+    pooled = audits[audits["canaries"] == "all inserted"].set_index("lab")
+    bounds = "; ".join(f"{lab}: ε ≥ {row.epsilon_lower:.2f} (at most {row.max_epsilon:.2f} showable)" for lab, row in pooled.iterrows())
+    sentence = (
+        f"The shipped lab model's {report.values['members']} training dialogues against {report.values['nonmembers']} same-style "
+        f"records: the best attack, {best['attack']}, reaches AUC {best['auc']:.3f} [{best['auc_low']:.3f}, {best['auc_high']:.3f}] "
+        f"and TPR {best['tpr@0.01']:.3f} at 1% FPR; the blind text-only baseline reaches AUC {blind['auc']:.3f}, so the attack's "
+        f"lead is {difference_text(best['auc_minus_blind'], best['gap_low'], best['gap_high'])} ({best['reading']}). "
+        f"Canary audit, all inserted canaries against never-inserted ones (δ = 1e-5, 95%): {bounds}."
+    )
+    return summary[["attack", "auc", "auc_low", "auc_high", "tpr@0.01", "tpr@0.01_low", "tpr@0.01_high"]], sentence
+
+
 ENTRIES = (
     Entry("repeated_tokens", "repeated_tokens", "Repeated tokens",
           {"words": ["poem"], "repeats": [50], "n": 24, "max_new_tokens": 64, "seed": 0, "template": "prefill"}, _repeated_tokens),
@@ -198,14 +217,28 @@ ENTRIES = (
           {"members": 10, "nonmembers": 10, "other": 20, "projection_dim": 1024, "seed": 0}, _weight_diff),
     Entry("backdoor", "backdoor", "Backdoor extraction", {}, _backdoor),
     Entry("reactivation", "reactivation", "Reactivation", {}, _reactivation),
+    Entry("membership", "membership", "Membership", {}, _membership),
 )  # fmt: skip
 
 
-def build(out: str | Path = GALLERY_DIR, progress: Progress | None = None) -> dict:
-    """Run every entry and write the gallery to ``out`` (replaced only once complete)."""
+def build(out: str | Path = GALLERY_DIR, progress: Progress | None = None, only: Sequence[str] | None = None) -> dict:
+    """Run every entry (or ``only`` the named ones, keeping the others as ``out`` holds them) and
+    write the gallery to ``out`` (replaced only once complete). Each entry records the code
+    version it was built with."""
+    unknown = sorted(set(only or ()) - {e.name for e in ENTRIES})
+    if unknown:
+        raise ValueError(f"No gallery entry {', '.join(unknown)}; the entries are {', '.join(e.name for e in ENTRIES)}.")
+    kept = {e["name"]: e for e in load(out)} if only else {}
     entries, tables = [], {}
-    for i, entry in enumerate(ENTRIES):
-        part = scaled_progress(progress, i / len(ENTRIES), (i + 1) / len(ENTRIES), f"{entry.title}: ")
+    chosen = [e for e in ENTRIES if not only or e.name in only or e.name not in kept]
+    for entry in ENTRIES:
+        if entry not in chosen:
+            stored = kept[entry.name]
+            tables[entry.name] = stored.pop("table")
+            entries.append(stored)
+            continue
+        index = chosen.index(entry)
+        part = scaled_progress(progress, index / len(chosen), (index + 1) / len(chosen), f"{entry.title}: ")
         if part is not None:
             part(0.0, "building")
         started = time.perf_counter()
@@ -213,9 +246,9 @@ def build(out: str | Path = GALLERY_DIR, progress: Progress | None = None) -> di
         tables[entry.name] = table
         entries.append({
             "name": entry.name, "page": entry.page, "title": entry.title, "sentence": sentence,
-            "settings": entry.settings, "seconds": round(time.perf_counter() - started, 1),
+            "settings": entry.settings, "seconds": round(time.perf_counter() - started, 1), "code_version": code_version(),
         })  # fmt: skip
-    manifest = {"code_version": code_version(), "entries": entries}
+    manifest = {"entries": entries}
     with replacing_dir(Path(out)) as tmp:
         for name, table in tables.items():
             table.to_parquet(tmp / f"{name}.parquet", index=False)
@@ -229,5 +262,6 @@ def load(folder: str | Path = GALLERY_DIR) -> list[dict]:
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         return []
-    entries = json.loads(manifest.read_text())["entries"]
-    return [{**entry, "table": pd.read_parquet(folder / f"{entry['name']}.parquet")} for entry in entries]
+    stored = json.loads(manifest.read_text())
+    version = stored.get("code_version")  # galleries built whole recorded one version for all entries
+    return [{"code_version": version, **entry, "table": pd.read_parquet(folder / f"{entry['name']}.parquet")} for entry in stored["entries"]]
