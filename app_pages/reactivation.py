@@ -72,7 +72,6 @@ else:
     st.stop()
 
 
-
 def gap_table(report: ReactivationReport) -> pd.DataFrame:
     """The gaps over the floor as the page prints them: each difference with its interval."""
     gaps = report.gaps()

@@ -68,7 +68,12 @@ def test_trimming_by_hand():
     # BMC@5 counts the pieces of at least 5 words: "the ferryman idris hummed over the salt clock" is 8 of 15 words
     sample = " ".join(passage)
     assert recall([sample], " ".join(passage), " ".join(instruction)) == {"bmc": pytest.approx(8 / 15), "longest": 8, "long_spans": 0}
-    assert recall([sample], " ".join(middle), "say five six seven eight nine")["bmc"] == 0.0  # no shared run at all
+    # a sample that copies the instruction and goes one word past it: the old rule (drop runs wholly inside the
+    # prompt) kept "five ... ten" as 6 words of recall; trimming leaves "ten" alone, under k
+    assert recall(["five six seven eight nine ten"], " ".join(middle), "say five six seven eight nine")["bmc"] == 0.0
+    assert recall(["five six seven eight nine ten"], " ".join(middle))["bmc"] == pytest.approx(6 / 13)
+    # an instruction 5-gram that begins before the span is not inside it: the span stays whole
+    assert trim_instruction(middle, words("three four five six seven"), [(4, 9)]) == [(4, 9)]
 
 
 def test_recall_by_hand():

@@ -107,6 +107,16 @@ def test_the_served_lab_adapter_keeps_its_truth(served):
     assert mean_absolute_error(result.estimates, truth) < 0.2
 
 
+def test_membership_scores_over_the_endpoint_equal_the_in_process_ones(served, default_session):
+    from workbench.membership import attack_scores
+
+    session = load_session(_spec(served))
+    remote, local = attack_scores(session, TEXTS), attack_scores(default_session, TEXTS)
+    assert "min_k_pp" not in remote and "min_k_pp" in local  # the server returns no whole distribution
+    for column in remote:
+        assert np.max(np.abs(remote[column] - local[column])) <= 1e-3
+
+
 def test_the_cli_records_the_server_and_what_was_sent(served, tmp_path, capsys):
     out = tmp_path / "served.csv"
     code = main(["diverge", "--endpoint", served, "--served-model", vllm_server.SERVED_NAME, "--word", "poem", "--repeats", "20", "--n", "2", "--max-new-tokens", "12", "--out", str(out)])

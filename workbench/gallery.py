@@ -174,7 +174,11 @@ def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFra
     def gap(stage: str, instruction: str = "summary", metric: str = "bmc") -> str:
         row = gaps.loc[(stage, instruction)]
         low, high = row[f"{metric}_gap_low"], row[f"{metric}_gap_high"]
-        return f"{difference_text(row[f'{metric}_gap'], low, high)} ({against_floor(low, high)})"
+        if metric == "nll":  # a loss below the floor's is memory, not absence
+            reading = "the trained passages likelier" if high < 0 else "the trained passages less likely" if low > 0 else "not distinguishable"
+        else:
+            reading = against_floor(low, high)
+        return f"{difference_text(row[f'{metric}_gap'], low, high)} ({reading})"
 
     n = f"{int(gaps['n_test'].iloc[0])} + {int(gaps['n_never'].iloc[0])}"
     sentence = (
