@@ -17,14 +17,6 @@ def page(open_app):
     return at
 
 
-def test_the_shipped_lab_is_shown_without_a_model_call(page):
-    shipped = _table(page, "AUC [95%]")
-    assert set(shipped["attack"]) == {"loss", "zlib", "min_k", "min_k_pp", "reference", "blind"}
-    audit = _table(page, "ε lower bound")
-    assert audit["lab"].str.contains("null lab").any()
-    assert len(page.get("vega_lite_chart")) == 1
-
-
 def test_uploads_are_scored_and_bad_uploads_are_errors(page):
     page.selectbox(key="mi_reference").select("(none)")
     page.button(key="FormSubmitter:mi_form-Score").click().run()
@@ -42,6 +34,7 @@ def test_uploads_are_scored_and_bad_uploads_are_errors(page):
     assert set(yours["attack"]) == {"loss", "zlib", "min_k", "min_k_pp", "blind"}
     assert yours["TPR at 0.1% FPR"].eq("not estimable").all()
     assert any("The audit needs a lab model" in i.value for i in page.info)
+    assert any("No shipped measurement" in i.value for i in page.info)
 
 
 def test_a_lab_build_is_attacked_and_audited(page, tmp_path):

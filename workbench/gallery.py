@@ -1,7 +1,7 @@
 """The results gallery that Home shows at once: one small, real result per exploration.
 
 ``workbench gallery build`` runs every entry with fixed seeds and settings on the lab model
-or the default model (backdoor extraction, reactivation and membership read their shipped reports) and
+or the default model (backdoor extraction and reactivation read their shipped reports) and
 writes ``data/gallery``: a table per entry and ``manifest.json`` with each entry's sentence,
 settings, the page's query parameters that fill those settings in, and the code version.
 Home draws the figures from the tables, without a model call. The tests rebuild the gallery
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import backdoor, backdoor_attack, membership, reactivation, sink_mechanism
+from workbench import backdoor, backdoor_attack, reactivation, sink_mechanism
 from workbench.attention import sink_heads, sink_scores
 from workbench.builds import code_version
 from workbench.cache import replacing_dir
@@ -191,25 +191,6 @@ def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFra
     return report.timeline(), sentence
 
 
-def _membership(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
-    report = membership.MembershipReport.load(membership.SHIPPED_MEMBERSHIP / "membership")
-    summary = report.summary()
-    audits = pd.read_csv(membership.SHIPPED_MEMBERSHIP / "audit.csv")
-    attacks = summary[summary["attack"] != membership.BLIND]
-    best = attacks.loc[attacks["auc"].idxmax()]
-    blind = summary.set_index("attack").loc[membership.BLIND]
-    pooled = audits[audits["canaries"] == "all inserted"].set_index("lab")
-    bounds = "; ".join(f"{lab}: ε ≥ {row.epsilon_lower:.2f} (at most {row.max_epsilon:.2f} showable)" for lab, row in pooled.iterrows())
-    sentence = (
-        f"The shipped lab model's {report.values['members']} training dialogues against {report.values['nonmembers']} same-style "
-        f"records: the best attack, {best['attack']}, reaches AUC {best['auc']:.3f} [{best['auc_low']:.3f}, {best['auc_high']:.3f}] "
-        f"and TPR {best['tpr@0.01']:.3f} at 1% FPR; the blind text-only baseline reaches AUC {blind['auc']:.3f}, so the attack's "
-        f"lead is {difference_text(best['auc_minus_blind'], best['gap_low'], best['gap_high'])} ({best['reading']}). "
-        f"Canary audit, all inserted canaries against never-inserted ones (δ = 1e-5, 95%): {bounds}."
-    )
-    return summary[["attack", "auc", "auc_low", "auc_high", "tpr@0.01", "tpr@0.01_low", "tpr@0.01_high"]], sentence
-
-
 ENTRIES = (
     Entry("repeated_tokens", "repeated_tokens", "Repeated tokens",
           {"words": ["poem"], "repeats": [50], "n": 24, "max_new_tokens": 64, "seed": 0, "template": "prefill"}, _repeated_tokens),
@@ -221,7 +202,6 @@ ENTRIES = (
           {"members": 10, "nonmembers": 10, "other": 20, "projection_dim": 1024, "seed": 0}, _weight_diff),
     Entry("backdoor", "backdoor", "Backdoor extraction", {}, _backdoor),
     Entry("reactivation", "reactivation", "Reactivation", {}, _reactivation),
-    Entry("membership", "membership", "Membership", {}, _membership),
 )  # fmt: skip
 
 

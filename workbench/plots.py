@@ -363,8 +363,6 @@ def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
         return backdoor_differences(table)
     if name == "reactivation":
         return reactivation_timeline(table)
-    if name == "membership":
-        return auc_intervals(table)
     raise ValueError(f"No gallery figure for {name!r}.")
 
 
@@ -388,12 +386,3 @@ def roc_curves(curves: pd.DataFrame, title: str) -> alt.Chart:
     diagonal = alt.Chart(chance).mark_line(strokeDash=[4, 4], color="gray").encode(x="fpr:Q", y="tpr:Q")
     return alt.layer(lines, diagonal).properties(title=title, height=320)
 
-
-def auc_intervals(summary: pd.DataFrame) -> alt.Chart:
-    """Each attack's AUC with its 95% interval (DataFrame(attack, auc, auc_low, auc_high)); chance
-    (0.5) as a dashed rule: the blind baseline is one of the rows."""
-    base = alt.Chart(summary).encode(y=alt.Y("attack:N", title=None, sort=None))
-    bars = base.mark_rule().encode(x=alt.X("auc_low:Q", title="AUC (95% interval)", scale=alt.Scale(domain=[0.3, 1])), x2="auc_high:Q")
-    points = base.mark_point(filled=True).encode(x="auc:Q", tooltip=["attack", alt.Tooltip("auc:Q", format=".3f")])
-    chance = alt.Chart(pd.DataFrame({"auc": [0.5]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="auc:Q")
-    return alt.layer(bars, points, chance).properties(title="Membership: AUC per attack, the blind baseline among them", height=200)
