@@ -119,7 +119,7 @@ if SHIPPED_UNLEARNING_REPORT.is_dir() and recipe.suppression == "refusal":
         else:
             st.dataframe(gap_table(unlearned), key="re_unlearning_gaps")
             st.caption("Gradient ascent on the A pages beside the retain texts instead of refusal training; the implant and "
-                       "no-suppression stages are the refusal build's. Only the stages listed are measured, and the adapters are "
+                       "no-suppression stages are the refusal build's. The adapters are "
                        "not shipped: rebuild it below to sample it. What it shows: docs/reactivation.md.")  # fmt: skip
 
 st.subheader("A sample beside its passage")
