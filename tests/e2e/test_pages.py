@@ -398,3 +398,23 @@ def test_reactivation(page: Page, app_cache):
     _click(page, "Measure")
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("at least one stage")
     _no_exception(page)
+
+
+def test_membership(page: Page):
+    _open(page, "membership")
+    expect(page.get_by_role("heading", name="Membership", exact=True)).to_be_visible()
+    expect(page.get_by_text("The audit needs a lab model")).to_be_visible()  # tiny-llama is no lab model
+    _click(page, "Score")
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("Upload both")
+    _no_exception(page)
+    # Inside a form an upload starts no run: wait for each file's upload request to finish instead.
+    files = {"Members": b"\n".join(b"member %d kept a diary" % i for i in range(10)), "Non-members": b"\n".join(b"another person, %d, wrote" % i for i in range(12))}
+    for label, content in files.items():
+        area = page.get_by_test_id("stFileUploader").filter(has_text=label).first
+        with page.expect_response(lambda response: "upload_file" in response.url):
+            _upload(area, f"{label}.txt", content)
+        expect(area.get_by_test_id("stFileChipName")).to_be_visible()
+    _click(page, "Score")
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)  # the ROC curves
+    expect(page.get_by_text("not estimable").first).to_be_visible()
+    _no_exception(page)
