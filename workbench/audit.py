@@ -55,7 +55,7 @@ def never_canaries(dataset: LabDataset, m: int, seed: int = 0) -> list[Canary]:
 
 
 def canary_scores(
-    model: LanguageModel, canaries: Sequence[Canary], alternatives: int = 50, seed: int = 0,
+    model: LanguageModel, canaries: Sequence[Canary], alternatives: int = 20, seed: int = 0,
     batch_size: int = 32, progress: Progress | None = None,
 ) -> pd.DataFrame:
     """One row per canary: kind, secret, insertions, nll (summed over its record), the mean and

@@ -11,7 +11,7 @@
     workbench backdoor build [--out DIR] | workbench backdoor attack [--dir DIR] | workbench backdoor show [--dir DIR]
     workbench reactivate build [--out DIR] | workbench reactivate measure [--dir DIR] | workbench reactivate show [--dir DIR]
     workbench membership [--members FILE --nonmembers FILE] [--reference NAME] --out scores.parquet
-    workbench audit [--model NAME] [--n-never 200] [--null] --out canaries.parquet
+    workbench audit [--model NAME] [--n-never 100] [--null] --out canaries.parquet
 
 Errors end with a one-line message on stderr and exit status 2, never a traceback."""
 

@@ -144,19 +144,20 @@ class MembershipReport:
         estimable), and AUC − the blind baseline's AUC on the same resampled texts, with its
         interval and what it says."""
         member = self.scores["member"].to_numpy(bool)
+        split = {a: (self.scores[a].to_numpy(float)[member], self.scores[a].to_numpy(float)[~member]) for a in self.attacks}
         sizes = [int(member.sum()), int((~member).sum())]
-        blind = self.scores[BLIND].to_numpy(float)
+        blind_pos, blind_neg = split[BLIND]
+        blind_auc = stats.auc(blind_pos, blind_neg)
         rows = []
-        for attack in self.attacks:
-            values = self.scores[attack].to_numpy(float)
-            row = {"attack": attack, **stats.roc_summary(values[member], values[~member], FPRS, confidence, seed, draws)}
+        for attack, (positives, negatives) in split.items():
+            row = {"attack": attack, **stats.roc_summary(positives, negatives, FPRS, confidence, seed, draws)}
             if attack != BLIND:
 
-                def gap(groups, values=values):
+                def gap(groups, positives=positives, negatives=negatives):
                     pos, neg = groups
-                    return stats.auc(values[member][pos], values[~member][neg]) - stats.auc(blind[member][pos], blind[~member][neg])
+                    return stats.auc(positives[pos], negatives[neg]) - stats.auc(blind_pos[pos], blind_neg[neg])
 
-                row["auc_minus_blind"] = row["auc"] - stats.auc(blind[member], blind[~member])
+                row["auc_minus_blind"] = row["auc"] - blind_auc
                 row["gap_low"], row["gap_high"] = stats.bootstrap_groups(gap, sizes, confidence, seed, draws)
                 row["reading"] = stats.against_floor(row["gap_low"], row["gap_high"], "the blind baseline")
             rows.append(row)
