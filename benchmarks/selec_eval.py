@@ -1,69 +1,160 @@
-"""Does SELEC find the lab model's fine-tuning data? Base vs lab weights, on the lab pool.
+"""Does SELEC find the lab's members, or only their domain? Two labs, every variant, a
+membership baseline beside it, and the retraining test — at the grid committed below.
 
-    python benchmarks/selec_eval.py [--members 50] [--nonmembers 75] [--other 375] [--params last changed]
+    python benchmarks/selec_eval.py --out DIR [--quick]
 
-The pool mixes training dialogues of the lab model (members), held-out dialogues of the same
-style and texts from other domains. For each parameter choice and each target (Δ ⊙ √v̂ for
-an Adam fine-tune — the lab's is AdamW — and plain Δ): precision@k (k = number of members),
-recall@k and ROC AUC of the ranking and of the greedy selection, the random baseline
-(members / pool size), the AUC of members against same-style held-out texts only (how much
-is membership rather than domain), and the time per 1,000 pool texts.
-Target: precision@k ≥ 3× the random baseline.
+1. For the shipped lab and a lab of the standard recipe built with seed 1 (into DIR/labs/),
+   a pool of 100 training dialogues, 300 same-style dialogues it never trained on (held-out
+   records topped up from the lab generator) and 100 other-domain texts. Every variant — the
+   last block, every changed module and the adapter's own LoRA factors (gradients at the
+   trained adapter); the Adam-aware and the plain SGD target; projections of 256, 1,024 and
+   4,096 (the first coordinates of one 4,096 projection) — and the membership baselines on
+   the same texts (the lab model's loss alone, its ratio to the base model's, zlib, Min-K%,
+   Min-K%++). Per method: the domain question (pool-wide precision@100, lift, AUC) and the
+   members question (members against the 300 same-style texts: AUC, precision@100, TPR at 5%
+   FPR, 95% bootstrap intervals; AUC minus the reference ratio's, on the same resamples).
+2. The retraining test on the shipped lab: the base fine-tuned with the lab's recipe (LoRA rank
+   16, lr 2e-3, batch 8; 16 epochs over 50 texts = 112 steps, the lab's 114 to a whole epoch) on
+   SELEC's top 50 (last block, Adam target, 1,024), on 50 random pool texts (seeds 0, 1, 2) and
+   on 50 true members; each model's loss on 200 fresh same-style records no pool holds and on
+   the lab's training dialogues, and the member − held-out gap.
+
+Outputs in DIR: scores-<lab>.parquet (every pool text, its source and every method's score),
+questions.csv, retraining.csv, retraining-losses.parquet, manifest.json (command, code
+version, grid, seconds per step). --quick: tiny-llama labs, tiny sizes (checks that it runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import random
 import time
+from pathlib import Path
 
-from sklearn.metrics import roc_auc_score
+import pandas as pd
 
-from workbench.config import DEFAULT_MODEL
-from workbench.lab import SHIPPED_LAB, LabDataset, public_pool
+from workbench import lab
+from workbench.builds import code_version, command_line
+from workbench.config import DEFAULT_MODEL, ModelSpec
+from workbench.membership import attack_scores
 from workbench.registry import LAB_MODEL
-from workbench.selec import OPTIMIZERS, WeightDiff, evaluate
+from workbench.selec import LORA, OPTIMIZERS, WeightDiff
+from workbench.selec_judge import retraining_test, two_questions, worth
 from workbench.session import load_session
+from workbench.training import TrainingRecipe
 
-TARGET_LIFT = 3.0
+GRID = {
+    "pool": {"members": 100, "same_style": 300, "other": 100, "seed": 0},
+    "second_lab_seed": 1,
+    "params": ["last", "changed", LORA],
+    "projection_dim": 4096,
+    "dims": [256, 1024, 4096],
+    "baseline": "reference",
+    "retraining": {"k": 50, "random_seeds": [0, 1, 2], "heldout": 200, "epochs": 16, "selection": "last, adam, 1024"},
+    "seed": 0,
+}
+QUICK = {
+    **GRID, "pool": {"members": 12, "same_style": 24, "other": 12, "seed": 0}, "params": ["last", LORA], "projection_dim": 256,
+    "dims": [64, 256],
+    "retraining": {**GRID["retraining"], "k": 6, "heldout": 12, "epochs": 2, "selection": "last, adam, 256"},
+}  # fmt: skip
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"  [{fraction:4.0%}] {message[:90]:<90}", end="\r", flush=True)
+
+
+def method_scores(base, tuned, pool: pd.DataFrame, grid: dict, steps: dict) -> dict[str, list[float]]:
+    """Every SELEC variant's and every membership baseline's score per pool text."""
+    scores: dict[str, list[float]] = {}
+    for params in grid["params"]:
+        started = time.perf_counter()
+        fitted = WeightDiff(params, grid["projection_dim"], seed=grid["seed"]).fit(base, tuned, pool, _progress)
+        steps[f"gradients {params}"] = round(time.perf_counter() - started, 1)
+        print(f"\n{params}: {fitted.n_parameters_:,} parameters, {steps[f'gradients {params}']:.0f} s for {len(pool)} texts", flush=True)
+        for optimizer in OPTIMIZERS:
+            fitted.optimizer = optimizer
+            for dims in grid["dims"]:
+                scores[f"SELEC {params}, {optimizer}, {dims}"] = fitted.scores(dims).tolist()
+    started = time.perf_counter()
+    baselines = attack_scores(tuned, pool["text"].tolist(), reference=base, progress=_progress)
+    steps["membership baselines"] = round(time.perf_counter() - started, 1)
+    scores |= {name: baselines[name].tolist() for name in baselines}
+    return scores
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=50)
-    parser.add_argument("--nonmembers", type=int, default=75)
-    parser.add_argument("--other", type=int, default=375)
-    parser.add_argument("--params", nargs="+", default=["last", "changed"])
-    parser.add_argument("--projection-dim", type=int, default=1024)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--quick", action="store_true", help="tiny-llama labs, tiny sizes: checks that it runs")
     args = parser.parse_args()
+    grid = QUICK if args.quick else GRID
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps: dict[str, object] = {}
+    manifest = {"command": command_line(), "code_version": code_version(), "grid": grid, "seconds": steps}
 
-    dataset = LabDataset.load(SHIPPED_LAB / "dataset")
-    pool = public_pool(dataset, args.members, args.nonmembers, args.other, seed=0)
-    flags = pool["member"].tolist()
-    base, tuned = load_session(DEFAULT_MODEL), load_session(LAB_MODEL)
-    print(f"pool: {len(pool)} texts, {sum(flags)} members, {args.nonmembers} same-style held out, {args.other} other domain")
-    print(f"{'params':<9}{'target':<7}{'method':<9}{'prec@k':>8}{'random':>8}{'lift':>7}{'recall@k':>10}{'AUC':>7}{'AUC in-domain':>15}")
-    k = sum(flags)
-    for params in args.params:
-        start = time.perf_counter()
-        fitted = WeightDiff(params, args.projection_dim, seed=0).fit(base, tuned, pool)
-        seconds = time.perf_counter() - start
-        print(f"{params}: {fitted.n_parameters_:,} parameters in {len(fitted.names_)} tensors, {seconds / len(pool) * 1000:.0f} s per 1,000 texts")
-        for optimizer in OPTIMIZERS:  # the same gradients, two targets
-            fitted.optimizer = optimizer
-            ranking = fitted.rank()
-            clinic = ranking[ranking["source"] != "other domain"]
-            in_domain = roc_auc_score(clinic["member"], clinic["score"])
-            for method, table in (("ranking", ranking), ("greedy", fitted.greedy_select(k))):
-                result = evaluate(table, flags, k)
-                auc = f"{result['auc']:.3f}" if method == "ranking" else "-"
-                domain = f"{in_domain:.3f}" if method == "ranking" else "-"
-                print(
-                    f"{params:<9}{optimizer:<7}{method:<9}{result['precision_at_k']:>8.3f}{result['random']:>8.3f}"
-                    f"{result['lift']:>7.2f}{result['recall_at_k']:>10.3f}{auc:>7}{domain:>15}"
-                )
-            lift = evaluate(ranking, flags)["lift"]
-            top = ranking.head(k)["source"].value_counts().to_dict()
-            print(f"{'':<16}top {k} by source: {top}; target precision@k >= {TARGET_LIFT}x random: {'met' if lift >= TARGET_LIFT else 'NOT met'} ({lift:.2f}x)")
+    def save() -> None:
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    base_name = "tiny-llama" if args.quick else DEFAULT_MODEL
+    base = load_session(base_name)
+    labs = []
+    if args.quick:
+        recipe = lab.LabRecipe(base=base_name, n=80, canaries=(1,), epochs=2, rank=4)
+        labs.append(("seed 0", lab.build(out / "labs" / "seed-0", recipe), ModelSpec(base_name, adapter=str(out / "labs" / "seed-0" / "adapter"))))
+    else:
+        labs.append(("shipped lab", lab.LabDataset.load(lab.SHIPPED_LAB / "dataset"), ModelSpec(LAB_MODEL)))
+    second = lab.LabRecipe(base=base_name, seed=grid["second_lab_seed"], **({"n": 80, "canaries": (1,), "epochs": 2, "rank": 4} if args.quick else {}))
+    folder = out / "labs" / f"seed-{second.seed}"
+    started = time.perf_counter()
+    labs.append((f"lab seed {second.seed}", lab.build(folder, second, _progress, command_line()), ModelSpec(base_name, adapter=str(folder / "adapter"))))
+    steps[f"build lab seed {second.seed}"] = round(time.perf_counter() - started, 1)
+    save()
+
+    sizes = grid["pool"]
+    tables, shipped_pool, shipped_scores = [], None, None
+    for name, dataset, spec in labs:
+        pool = lab.public_pool(dataset, sizes["members"], sizes["same_style"], sizes["other"], seed=sizes["seed"])
+        lab_steps: dict[str, float] = {}
+        scores = method_scores(base, load_session(spec), pool, grid, lab_steps)
+        steps[name] = lab_steps
+        pool.assign(**scores).to_parquet(out / f"scores-{name.replace(' ', '-')}.parquet", index=False)
+        table = two_questions(pool, scores, baseline=grid["baseline"], seed=grid["seed"]).assign(lab=name)
+        tables.append(table)
+        pd.concat(tables).to_csv(out / "questions.csv", index=False)
+        save()
+        print(f"\n{name}: {len(pool)} texts")
+        shown = ["method", "domain_precision", "domain_auc", "auc", "auc_low", "auc_high", "precision", "tpr", "minus_baseline", "gap_low", "gap_high"]
+        print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if shipped_pool is None:
+            shipped_pool, shipped_scores, shipped = pool, scores, (dataset, spec)
+
+    retrain = grid["retraining"]
+    dataset, _ = shipped
+    k = retrain["k"]
+    selected = pd.Series(shipped_scores[f"SELEC {retrain['selection']}"]).sort_values(ascending=False, kind="stable").index[:k]
+    texts = shipped_pool["text"].tolist()
+    selections = {"SELEC top": [texts[i] for i in selected]}
+    for seed in retrain["random_seeds"]:
+        selections[f"random {seed}"] = random.Random(seed).sample(texts, k)
+    trained = [r["text"] for r in dataset.dialogues]
+    selections["true members"] = random.Random(grid["seed"]).sample(shipped_pool.loc[shipped_pool["member"], "text"].tolist(), k)
+    unseen = set(texts) | set(dataset.texts)
+    fresh = [r["text"] for r in lab.fresh_dialogues(dataset, 2 * retrain["heldout"], "retraining-heldout")]
+    heldout = [t for t in dict.fromkeys(fresh) if t not in unseen][: retrain["heldout"]]
+    recipe = TrainingRecipe(epochs=retrain["epochs"], lr=2e-3, rank=16 if not args.quick else 4, batch_size=8, seed=grid["seed"])
+    started = time.perf_counter()
+    table, losses = retraining_test(base_name, selections, trained, heldout, out / "retraining", recipe, grid["seed"], _progress)
+    steps["retraining test"] = round(time.perf_counter() - started, 1)
+    table = worth(table)
+    table.to_csv(out / "retraining.csv", index=False)
+    losses.to_parquet(out / "retraining-losses.parquet", index=False)
+    save()
+    print(f"\nretraining test: k = {k}, {len(heldout)} held-out records, {len(trained)} members; {recipe}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\nSELEC's top {k} by source: {shipped_pool.loc[selected, 'source'].value_counts().to_dict()}")
 
 
 if __name__ == "__main__":

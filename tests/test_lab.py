@@ -157,8 +157,14 @@ def test_public_pool_has_known_membership():
     training = set(dataset.texts)
     assert all((text in training) == member for text, member in zip(pool["text"], pool["member"]))
     assert pool.equals(public_pool(dataset, members=40, nonmembers=30, other=20, seed=1))
-    with pytest.raises(ValueError, match="held-out dialogues"):
-        public_pool(dataset, nonmembers=10_000)
+    wide = public_pool(dataset, members=10, nonmembers=len(dataset.holdout) + 50, other=0, seed=1)  # topped up past the held-out set
+    same_style = wide.loc[wide["source"] == "same-style held out", "text"]
+    assert len(same_style) == len(dataset.holdout) + 50 and same_style.is_unique and not (set(same_style) & training)
+    assert {r["text"] for r in dataset.holdout} <= set(same_style)
+    with pytest.raises(ValueError, match="training dialogues"):
+        public_pool(dataset, members=10_000)
+    with pytest.raises(ValueError, match="cannot be negative"):
+        public_pool(dataset, nonmembers=-1)
     with pytest.raises(ValueError, match="at least one text"):
         public_pool(dataset, members=0, nonmembers=0, other=0)
 

@@ -256,3 +256,54 @@ def test_evaluating_a_selection_needs_the_pool_flags():
         evaluate(selection)
     result = evaluate(selection, [False, True, True, True])  # 3 members, a selection of 2: k = 2
     assert result["k"] == 2 and result["precision_at_k"] == 0.5 and result["random"] == 0.75
+
+
+@pytest.fixture(scope="module")
+def trained_adapter(tmp_path_factory, pool):
+    """A tiny-llama adapter trained by the workbench's trainer on the pool's members."""
+    from workbench.training import Example, TrainingRecipe, train_adapter
+
+    out = tmp_path_factory.mktemp("adapter") / "adapter"
+    members = pool.loc[pool["member"], "text"].tolist()
+    train_adapter("tiny-llama", [Example("", t) for t in members], out, TrainingRecipe(epochs=3, lr=5e-3, rank=4, batch_size=4, seed=3))
+    return out
+
+
+def test_lora_factors_start_where_the_trainer_started_them(tiny_llama, tmp_path, pool):
+    """The rebuilt starting adapter is the trainer's: after a near-zero learning rate the trained
+    A factors equal it, and B (which starts at zero) is all the trainer moved."""
+    from workbench.config import ModelSpec
+    from workbench.selec import initial_lora_factors
+    from workbench.training import Example, TrainingRecipe, train_adapter
+
+    out = tmp_path / "still"
+    train_adapter("tiny-llama", [Example("", t) for t in pool["text"][:4]], out, TrainingRecipe(epochs=1, lr=1e-9, rank=4, seed=7))
+    tuned = load_session(ModelSpec("tiny-llama", adapter=str(out)))
+    initial = initial_lora_factors(tiny_llama, tuned)
+    trained = dict(tuned.model.named_parameters())
+    trained_names = [n for n in trained if "lora_" in n]
+    assert len(initial) == len(trained_names) > 0
+    for name in trained_names:
+        assert torch.allclose(trained[name].float(), initial[name], atol=1e-6), name
+    assert all(not initial[n].any() for n in trained_names if "lora_B" in n)
+    assert any(initial[n].abs().max() > 0.01 for n in trained_names if "lora_A" in n)
+
+
+def test_lora_factor_variant_ranks_by_the_adapter_itself(tiny_llama, trained_adapter, pool):
+    from workbench.config import ModelSpec
+
+    tuned = load_session(ModelSpec("tiny-llama", adapter=str(trained_adapter)))
+    frozen = {n for n, p in tuned.model.named_parameters() if not p.requires_grad}
+    fitted = WeightDiff("lora", projection_dim=512).fit(tiny_llama, tuned, pool)
+    assert all("lora_" in n for n in fitted.names_) and fitted.gradients_.shape == (len(pool), 512)
+    assert frozen == {n for n, p in tuned.model.named_parameters() if not p.requires_grad}  # frozen again afterwards
+    same_style = (pool["source"] != "other domain").to_numpy()
+    # Measured at this seed: at the trained adapter, descent on the fine-tuning domain points
+    # against how far the factors moved (0.00 AUC), so the gradients carry the domain, reversed.
+    assert roc_auc_score(same_style, fitted.scores()) <= 0.2
+    smaller = fitted.scores(dims=128)  # the first 128 coordinates: a projection of that size
+    assert smaller.shape == (len(pool),) and not np.allclose(smaller, fitted.scores())
+    with pytest.raises(ValueError, match="dims must be between"):
+        fitted.scores(dims=513)
+    with pytest.raises(ValueError, match="no LoRA adapter"):
+        WeightDiff("lora").fit(tiny_llama, sgd_tuned_copy(pool["text"][:2].tolist()), pool)

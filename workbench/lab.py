@@ -376,6 +376,25 @@ def fresh_dialogues(dataset: LabDataset, n: int, stream: str) -> list[dict]:
     return _records(random.Random(f"{stream}-{recipe['seed']}"), n, recipe["shares"], recipe["gender_shares"])
 
 
+def nonmember_texts(dataset: LabDataset, n: int) -> list[str]:
+    """``n`` distinct same-style texts the lab never trained on: its held-out dialogues, topped up
+    with fresh dialogues of its generator, none equal to a training record."""
+    seen = set(dataset.texts)
+    nonmembers: list[str] = []
+    candidates = [r["text"] for r in dataset.holdout]
+    draw = 0
+    while len(nonmembers) < n:
+        for text in candidates:
+            if text not in seen and len(nonmembers) < n:
+                seen.add(text)
+                nonmembers.append(text)
+        if draw > 20:
+            raise ValueError(f"The lab's generator gave only {len(nonmembers)} distinct non-members.")
+        candidates = [r["text"] for r in fresh_dialogues(dataset, n, f"membership-{draw}")]
+        draw += 1
+    return nonmembers
+
+
 def canary_text(canary: Canary, secret: str | None = None) -> str:
     """The record a canary is inserted as; with ``secret``, the same record holding another secret."""
     return CANARY_TEMPLATES[canary.kind].format(secret=secret or canary.secret)
@@ -522,24 +541,29 @@ def other_domain_texts(rng: random.Random, n: int) -> list[str]:
     return texts
 
 
+OTHER_DOMAIN_SOURCE = "other domain"  # the pool's source of texts outside the fine-tuning domain
+
+
 def public_pool(dataset: LabDataset, members: int = 100, nonmembers: int = 100, other: int = 100, seed: int = 0) -> pd.DataFrame:
     """A candidate pool for the weight-diff exploration, with membership labels.
 
     DataFrame(text, member, source): ``members`` training dialogues (source "training"),
-    ``nonmembers`` held-out dialogues of the same style ("same-style held out") and
-    ``other`` texts from other domains ("other domain"), shuffled with ``seed``."""
+    ``nonmembers`` same-style dialogues it never trained on ("same-style held out": the held-out
+    dialogues, topped up by ``nonmember_texts`` beyond their number) and ``other`` texts from
+    other domains ("other domain"), shuffled with ``seed``."""
     training = [r["text"] for r in dataset.dialogues]
+    if not 0 <= members <= len(training):
+        raise ValueError(f"The pool asks for {members} training dialogues, but the dataset has {len(training)}.")
     held_out = [r["text"] for r in dataset.holdout]
-    for wanted, available, what in ((members, training, "training dialogues"), (nonmembers, held_out, "held-out dialogues")):
-        if not 0 <= wanted <= len(available):
-            raise ValueError(f"The pool asks for {wanted} {what}, but the dataset has {len(available)}.")
-    if other < 0 or members + nonmembers + other == 0:
+    if nonmembers > len(held_out):
+        held_out = nonmember_texts(dataset, nonmembers)
+    if nonmembers < 0 or other < 0 or members + nonmembers + other == 0:
         raise ValueError("The pool must hold at least one text, and counts cannot be negative.")
     rng = random.Random(seed)
     rows = (
         [{"text": t, "member": True, "source": "training"} for t in rng.sample(training, members)]
         + [{"text": t, "member": False, "source": "same-style held out"} for t in rng.sample(held_out, nonmembers)]
-        + [{"text": t, "member": False, "source": "other domain"} for t in other_domain_texts(rng, other)]
+        + [{"text": t, "member": False, "source": OTHER_DOMAIN_SOURCE} for t in other_domain_texts(rng, other)]
     )
     rng.shuffle(rows)
     return pd.DataFrame(rows)

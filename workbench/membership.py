@@ -35,7 +35,7 @@ from workbench import metrics, stats
 from workbench.builds import SavedReport
 from workbench.config import DATA_DIR
 from workbench.contract import LanguageModel, Progress, scaled_progress
-from workbench.lab import LabDataset, fresh_dialogues
+from workbench.lab import LabDataset, nonmember_texts
 
 ATTACKS = {
     "loss": "− mean NLL per token",
@@ -107,24 +107,9 @@ def blind_scores(texts: Sequence[str], member: Sequence[bool], folds: int = 5, s
 
 
 def lab_sets(dataset: LabDataset, n_nonmembers: int = MIN_NONMEMBERS) -> tuple[list[str], list[str]]:
-    """(members, non-members) of a lab: its training dialogues (canaries are the audit's), and its
-    held-out records topped up with fresh dialogues of the same generator to ``n_nonmembers``,
-    each deduplicated and none equal to a member."""
-    members = list(dict.fromkeys(r["text"] for r in dataset.dialogues))
-    seen = set(members)
-    nonmembers: list[str] = []
-    candidates = [r["text"] for r in dataset.holdout]
-    draw = 0
-    while len(nonmembers) < n_nonmembers:
-        for text in candidates:
-            if text not in seen and len(nonmembers) < n_nonmembers:
-                seen.add(text)
-                nonmembers.append(text)
-        if draw > 20:
-            raise ValueError(f"The lab's generator gave only {len(nonmembers)} distinct non-members.")
-        candidates = [r["text"] for r in fresh_dialogues(dataset, n_nonmembers, f"membership-{draw}")]
-        draw += 1
-    return members, nonmembers
+    """(members, non-members) of a lab: its training dialogues (canaries are the audit's), and
+    ``n_nonmembers`` same-style texts it never trained on (``lab.nonmember_texts``)."""
+    return list(dict.fromkeys(r["text"] for r in dataset.dialogues)), nonmember_texts(dataset, n_nonmembers)
 
 
 @dataclass

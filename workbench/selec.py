@@ -8,14 +8,20 @@ running mean squared gradient v, so that Δ ≈ −lr Σ g / √v; with ``optimi
 gradients are compared with Δ ⊙ √v̂, v̂ = the mean squared gradient over the pool (Adam's
 scaling undone). Gradients and the target are reduced with one seeded sparse random
 projection (scikit-learn's ``SparseRandomProjection``), which keeps inner products and so
-cosines.
+cosines. With ``params="lora"`` the comparison moves into the adapter's own factors: the
+gradients in its A and B matrices, taken at the trained adapter, against how far training
+moved them (B from zero, A from the starting values the trainer drew from its seed).
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,9 +31,11 @@ from sklearn.random_projection import SparseRandomProjection
 
 from workbench.contract import Progress
 from workbench.corpus import tokenizer_fingerprint
+from workbench.registry import LAB_DIR, LAB_MODEL, PARENT_KEY
 from workbench.session import Session
 
-PARAM_CHOICES = ("last", "changed", "all")
+LORA = "lora"
+PARAM_CHOICES = ("last", "changed", "all", LORA)
 OPTIMIZERS = ("adam", "sgd")
 _BLOCK = re.compile(r"^(.*\.)(\d+)\.")
 
@@ -101,9 +109,43 @@ def check_pair(base: Session, tuned: Session) -> None:
         raise ValueError("The base and tuned models use different tokenizers.")
 
 
+def _adapter_folder(tuned: Session) -> Path:
+    if tuned.spec.adapter:
+        return Path(tuned.spec.adapter)
+    if tuned.spec.name == LAB_MODEL:
+        return LAB_DIR / "adapter"
+    raise ValueError("The LoRA factors need the tuned model's adapter folder: load it as a base model with an adapter.")
+
+
+def initial_lora_factors(base: Session, tuned: Session) -> dict[str, torch.Tensor]:
+    """The tuned model's LoRA factors as the trainer started them (``training.add_lora`` on the
+    base with the rank and seed in the adapter's recipe.json), by the tuned model's parameter
+    names. Only adapters the workbench trained record how they started."""
+    from workbench.training import add_lora  # fine-tuning's side of peft, loaded only here
+
+    recipe_file = _adapter_folder(tuned) / "recipe.json"
+    recipe = json.loads(recipe_file.read_text()) if recipe_file.is_file() else {}
+    if "seed" not in recipe or "rank" not in recipe:
+        raise ValueError("This adapter does not record how its LoRA factors started (a workbench recipe.json): compare merged weights (changed).")
+    if recipe.get(PARENT_KEY):
+        raise ValueError("This adapter was trained on top of another one: compare merged weights (changed).")
+    with torch.no_grad():
+        started = add_lora(copy.deepcopy(base.model), int(recipe["rank"]), int(recipe["seed"]))
+    factors = {n: p.detach().float() for n, p in started.named_parameters() if "lora_" in n}
+    trained = {n for n, _ in tuned.model.named_parameters() if "lora_" in n}
+    if set(factors) != trained:
+        raise ValueError("The rebuilt starting adapter does not match the tuned model's LoRA factors (another rank or target modules).")
+    return factors
+
+
 def select_parameters(base: Session, tuned: Session, params: str = "last") -> list[str]:
     """Names of the parameters to compare: "last" (the last transformer block), "changed"
-    (every parameter the fine-tune moved), "all", or a regular expression on names."""
+    (every parameter the fine-tune moved), "all", "lora" (the tuned model's LoRA factors, by
+    its own names), or a regular expression on names."""
+    if params == LORA:
+        if not _is_peft(tuned.model):
+            raise ValueError("The tuned model has no LoRA adapter: choose last, changed or all.")
+        return [n for n, _ in tuned.model.named_parameters() if "lora_" in n]
     names = [n for n, _ in base.model.named_parameters()]
     if params == "last":
         chosen = last_block(names)
@@ -131,7 +173,27 @@ def weight_shift(base: Session, tuned: Session, names: Sequence[str]) -> torch.T
     return torch.cat([(tuned_values[n].float().cpu() - base_values[n].detach().float().cpu()).flatten() for n in names])
 
 
+def lora_shift(base: Session, tuned: Session, names: Sequence[str]) -> torch.Tensor:
+    """How far training moved the LoRA factors ``names``: trained − initial, flattened in order."""
+    initial = initial_lora_factors(base, tuned)
+    trained = dict(tuned.model.named_parameters())
+    return torch.cat([(trained[n].detach().float().cpu() - initial[n].cpu()).flatten() for n in names])
+
+
 # ---------------------------------------------------------------- gradients
+
+
+@contextmanager
+def _differentiable(parameters: Sequence[torch.nn.Parameter]) -> Iterator[None]:
+    """Let autograd reach ``parameters`` (a loaded adapter's are frozen), then freeze them again."""
+    frozen = [p for p in parameters if not p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(False)
 
 
 def text_gradient(session: Session, text: str, parameters: Sequence[torch.nn.Parameter], max_length: int = 128) -> torch.Tensor:
@@ -185,7 +247,8 @@ class WeightDiff:
     ``shift_`` (Δ), ``adam_shift_`` (Δ ⊙ √v̂) and the projected per-text gradients
     ``gradients_`` (one row per pool text); ``rank`` and ``greedy_select`` use them.
 
-    params: see ``select_parameters``. projection_dim: size of the seeded sparse random
+    params: see ``select_parameters`` ("lora": gradients at the trained adapter, in its own
+    factors). projection_dim: size of the seeded sparse random
     projection (0 keeps the full gradients: exact, for small parameter sets). optimizer: how
     the fine-tune stepped — "adam" (target Δ ⊙ √v̂) or "sgd" (target Δ)."""
 
@@ -208,7 +271,7 @@ class WeightDiff:
         texts, self.pool_ = _pool_texts(pool)
         check_pair(base, tuned)
         self.names_ = select_parameters(base, tuned, self.params)
-        delta = weight_shift(base, tuned, self.names_)
+        delta = (lora_shift if self.params == LORA else weight_shift)(base, tuned, self.names_)
         if not torch.any(delta):
             raise ValueError("The tuned model does not differ from the base on these parameters; choose others (e.g. changed).")
         self.n_parameters_ = delta.numel()
@@ -222,16 +285,18 @@ class WeightDiff:
             array = vector.numpy()[None, :]
             return (projector.transform(array) if projector is not None else array)[0].astype(np.float32)
 
-        parameters = dict(base.model.named_parameters())
+        at = tuned if self.params == LORA else base  # LoRA factors: gradients at the trained adapter
+        parameters = dict(at.model.named_parameters())
         chosen = [parameters[n] for n in self.names_]
         rows = []
         squares = torch.zeros_like(delta)  # Σ g², for Adam's second moment
-        for index, text in enumerate(texts):
-            gradient = text_gradient(base, text, chosen, self.max_length)
-            squares += gradient * gradient
-            rows.append(reduce(gradient))
-            if progress is not None:
-                progress((index + 1) / len(texts), f"Gradients {index + 1}/{len(texts)}")
+        with _differentiable(chosen):
+            for index, text in enumerate(texts):
+                gradient = text_gradient(at, text, chosen, self.max_length)
+                squares += gradient * gradient
+                rows.append(reduce(gradient))
+                if progress is not None:
+                    progress((index + 1) / len(texts), f"Gradients {index + 1}/{len(texts)}")
         self.gradients_ = np.stack(rows)
         self.shift_ = reduce(delta)
         self.adam_shift_ = reduce(delta * (squares / len(texts)).sqrt())
@@ -243,16 +308,21 @@ class WeightDiff:
         "sgd". Both are kept, so ``optimizer`` may be changed after ``fit``."""
         return self.adam_shift_ if self.optimizer == "adam" else self.shift_
 
-    def scores(self) -> np.ndarray:
+    def scores(self, dims: int | None = None) -> np.ndarray:
         """score_i = cos(−g_i, target), target = Δ ⊙ √v̂ (adam) or Δ (sgd), for every pool
-        text (both projected when projection_dim > 0)."""
-        descent = -self.gradients_
-        norms = np.linalg.norm(descent, axis=1) * np.linalg.norm(self.target_)
-        return (descent @ self.target_) / np.where(norms > 0, norms, 1.0)
+        text (both projected when projection_dim > 0). ``dims``: only the first ``dims``
+        projected coordinates — themselves a sparse random projection of that size, so one
+        fit measures every smaller size."""
+        width = self.gradients_.shape[1]
+        if dims is not None and not (self.projection_dim and 1 <= dims <= width):
+            raise ValueError(f"dims must be between 1 and the projection size ({self.projection_dim}) of a projected fit.")
+        descent, target = -self.gradients_[:, :dims], self.target_[:dims]
+        norms = np.linalg.norm(descent, axis=1) * np.linalg.norm(target)
+        return (descent @ target) / np.where(norms > 0, norms, 1.0)
 
-    def rank(self) -> pd.DataFrame:
-        """The pool sorted by score: DataFrame(rank, pool_index, text, score, …the pool's other columns)."""
-        table = self.pool_.assign(pool_index=range(len(self.pool_)), score=self.scores())
+    def rank(self, dims: int | None = None) -> pd.DataFrame:
+        """The pool sorted by score (``scores(dims)``): DataFrame(rank, pool_index, text, score, …the pool's other columns)."""
+        table = self.pool_.assign(pool_index=range(len(self.pool_)), score=self.scores(dims))
         table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
         table.insert(0, "rank", range(1, len(table) + 1))
         first = ["rank", "pool_index", "text", "score"]

@@ -119,6 +119,17 @@ def _batch_loss(model, rows: list[tuple[list[int], int]], weights: list[float], 
     return (weight * per_example).sum() / mask.sum().clamp(min=1)
 
 
+def add_lora(model, rank: int, seed: int):
+    """``model`` wrapped in a fresh LoRA adapter of ``rank`` (alpha 2 × rank) on every linear
+    layer, its A factors drawn from ``seed`` (B starts at zero): the adapter the trainer starts
+    from, so the weight diff can rebuild a trained adapter's starting point."""
+    from peft import LoraConfig, get_peft_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear"))
+
+
 def train_adapter(
     base: ModelSpec | str,
     examples: Sequence[Example],
@@ -135,7 +146,7 @@ def train_adapter(
     ``loss_curve.json``, so an interrupted run leaves nothing that loads. Returns the loss
     curve: one {"step", "epoch", "loss"} per optimizer step (the weighted loss, so it falls
     below zero under gradient ascent)."""
-    from peft import LoraConfig, PeftModel, get_peft_model  # only fine-tuning needs peft's training side
+    from peft import PeftModel  # only fine-tuning needs peft's training side
 
     if not examples:
         raise ValueError("There is nothing to train on: the example list is empty.")
@@ -159,10 +170,7 @@ def train_adapter(
                 "folder (e.g. --adapter), so that the new adapter records its parent."
             )
         model = model.merge_and_unload()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.seed)
-        lora = LoraConfig(r=recipe.rank, lora_alpha=2 * recipe.rank, lora_dropout=0.0, target_modules="all-linear")
-        model = get_peft_model(model, lora)
+    model = add_lora(model, recipe.rank, recipe.seed)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
     order = list(range(len(encoded)))
