@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from workbench import plots
+from workbench import plots, selec_judge
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.lab import lab_dataset_for, public_pool
 from workbench.registry import LAB_MODEL, registry_names
@@ -26,9 +26,33 @@ TARGET_TITLES = {"adam": "cos(−g, Δ ⊙ √v̂)", "sgd": "cos(−g, Δ)"}
 st.title("Weight diff")
 st.caption(
     "With a base model and its fine-tuned version, rank candidate texts by how well the training gradient of each "
-    "(under the base model) points the way the weights moved, Δ = θ_tuned − θ_base (SELEC, Morris et al. 2025). The top "
-    "of the ranking approximates the fine-tuning data. On a lab model the members of the pool are known."
+    "(under the base model) points the way the weights moved, Δ = θ_tuned − θ_base (SELEC, Morris et al. 2025). Two "
+    "questions are asked apart: does the ranking find the fine-tuning data's **domain** (members above other text in the "
+    "whole pool), and does it find the **members** themselves (members above same-style texts never trained on)? The "
+    "second is read against a membership baseline on the same texts: the tuned model's loss relative to the base's."
 )
+
+st.subheader("The shipped labs (measured, no model call)")
+measured = selec_judge.shipped()
+if measured is None:
+    st.info("No shipped measurement: run `python benchmarks/selec_eval.py --out data/selec`.")
+else:
+    questions, retraining = measured
+    lab_choice = st.radio("Lab", list(dict.fromkeys(questions["lab"])), horizontal=True, key="wd_shipped_lab")
+    st.dataframe(selec_judge.readable(questions[questions["lab"] == lab_choice]), key="wd_shipped_questions", hide_index=True)
+    st.caption(
+        "Pool: 100 training dialogues, 300 same-style dialogues never trained on, 100 other-domain texts. Members question: "
+        "the 100 members against the 300 same-style texts only; 95% bootstrap intervals; AUC − baseline is against the "
+        "reference ratio (the lab model's loss over the base model's) on the same resampled texts. Method names: SELEC "
+        "parameters, target, projection size."
+    )
+    st.markdown("**The retraining test** (shipped lab): the base fine-tuned on each selection of 50 texts, as the lab was.")
+    st.dataframe(selec_judge.readable_retraining(retraining), key="wd_shipped_retraining", hide_index=True)
+    st.caption(
+        "Loss in nats per token on 200 same-style records no pool holds, and members − held-out (the lab's training "
+        "dialogues against them; negative: members likelier). Worth: where a selection falls between the random "
+        "selections (0) and the true members (1). Discussion: docs/selec.md."
+    )
 names = registry_names()
 
 c1, c2 = st.columns(2)
@@ -48,7 +72,8 @@ if pool_source == LAB_POOL:
     dialogues = len(dataset.dialogues)
     members = n1.number_input("Training dialogues (members)", 0, dialogues, min(param("members", 50, int), dialogues), key="wd_members")
     nonmembers = n2.number_input(
-        "Held-out dialogues", 0, len(dataset.holdout), min(param("nonmembers", 75, int), len(dataset.holdout)), key="wd_nonmembers"
+        "Same-style dialogues never trained on", 0, 10_000, param("nonmembers", 75, int), key="wd_nonmembers",
+        help="The lab's held-out dialogues, topped up with fresh ones of its generator beyond their number.",
     )
     other = n3.number_input("Other-domain texts", 0, 10_000, param("other", 125, int), key="wd_other")
     upload = None
@@ -91,7 +116,10 @@ if st.button("Run", type="primary", key="wd_run"):
         with progress_bar("Gradients…") as progress:
             fitter.fit(base, tuned, pool, progress)
         training = [r["text"] for r in dataset.dialogues] if dataset is not None else None
-        st.session_state["wd_result"] = {"fitter": fitter, "base": base.info.name, "tuned": tuned.info.name, "training": training}
+        st.session_state["wd_result"] = {
+            "fitter": fitter, "base": base.info.name, "tuned": tuned.info.name, "training": training,
+            "specs": (ModelSpec(base_name), tuned_spec),
+        }  # fmt: skip
     except ValueError as err:
         st.error(str(err))
 
@@ -115,10 +143,10 @@ if known and ranking["member"].any():
     members = fitter.pool_["member"].tolist()
     ranked, chosen = evaluate(ranking, members, int(k)), evaluate(greedy, members, int(k))
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric(f"Precision@{k}, ranking", f"{ranked['precision_at_k']:.2f}", f"{ranked['lift']:.1f}× random", delta_color="off", delta_arrow="off")
-    m2.metric(f"Precision@{k}, greedy", f"{chosen['precision_at_k']:.2f}", f"{chosen['lift']:.1f}× random", delta_color="off", delta_arrow="off")
+    m1.metric(f"Domain: precision@{k}, ranking", f"{ranked['precision_at_k']:.2f}", f"{ranked['lift']:.1f}× random", delta_color="off", delta_arrow="off")
+    m2.metric(f"Domain: precision@{k}, greedy", f"{chosen['precision_at_k']:.2f}", f"{chosen['lift']:.1f}× random", delta_color="off", delta_arrow="off")
     m3.metric("Random baseline", f"{ranked['random']:.2f}")
-    m4.metric("ROC AUC, ranking", "n/a (all members)" if math.isnan(ranked["auc"]) else f"{ranked['auc']:.3f}")
+    m4.metric("Domain: ROC AUC, ranking", "n/a (all members)" if math.isnan(ranked["auc"]) else f"{ranked['auc']:.3f}")
     curves = pd.concat(
         [precision_curve(ranking, members).assign(method="ranking"), precision_curve(greedy, members).assign(method="greedy")],
         ignore_index=True,
@@ -126,6 +154,22 @@ if known and ranking["member"].any():
     c1, c2 = st.columns(2)
     c1.altair_chart(plots.precision_at_k(curves, int(ranking["member"].sum())), width="stretch")
     c2.altair_chart(plots.score_distribution(ranking, TARGET_TITLES[fitter.optimizer]), width="stretch")
+    if "source" in fitter.pool_:
+        st.markdown("**Finds the domain, or the members?**")
+        if st.checkbox("Beside the membership baselines (scores the pool with both models)", True, key="wd_baseline"):
+            if result.get("questions_target") != fitter.optimizer:  # computed once per run and target
+                try:
+                    base_spec, run_spec = result["specs"]
+                    with progress_bar("Membership baselines…") as progress:
+                        result["questions"] = selec_judge.judge(fitter, shared_session(base_spec), shared_session(run_spec), True, progress)
+                    result["questions_target"] = fitter.optimizer
+                except ValueError as err:
+                    st.error(str(err))
+            questions = result.get("questions")
+        else:
+            questions = selec_judge.judge(fitter, None, None, baseline=False)
+        if questions is not None:
+            st.dataframe(selec_judge.readable(questions), key="wd_questions", hide_index=True)
 elif known:
     st.caption("This pool holds no members: precision is undefined.")
 else:

@@ -75,6 +75,7 @@ from workbench.propinfer import (
 from workbench.propinfer import run as run_propinfer
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
+from workbench.selec_judge import judge, readable
 from workbench.session import load_session
 from workbench.shadows import (
     METHODS,
@@ -403,12 +404,18 @@ def cmd_selec(args: argparse.Namespace) -> None:
     print(f"{len(ranking)} texts ranked on {fitter.n_parameters_:,} parameters ({len(fitter.names_)} tensors) -> {out}")
     if "member" in pool and pool["member"].any():
         members = pool["member"].tolist()
+        print("Finds the domain (the whole pool):")
         for name, table in (("ranking", ranking), ("greedy", greedy)):
             result = evaluate(table, members, k)
             print(
-                f"{name:<8} precision@{k} {result['precision_at_k']:.3f} (random {result['random']:.3f}, "
+                f"  {name:<8} precision@{k} {result['precision_at_k']:.3f} (random {result['random']:.3f}, "
                 f"{result['lift']:.1f}x), recall@{k} {result['recall_at_k']:.3f}, AUC {result['auc']:.3f}"
             )
+    if "source" in pool:
+        with _progress_bar() as progress:
+            questions = readable(judge(fitter, base, tuned, args.baseline, progress))
+        print("Finds the members (members against same-style texts only), beside the membership baselines:" if args.baseline else "Finds the members:")
+        print(questions.drop(columns=["domain: precision@k (lift)", "domain: AUC"]).to_string(index=False))
 
 
 def _shares(pairs: list[str] | None, what: str) -> dict[str, float] | None:
@@ -771,7 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--pool", default="lab", help='"lab" (the lab public pool, with membership) or a .txt/.jsonl file')
     weights.add_argument("--field", default="text", help="JSONL field of a pool file")
     weights.add_argument("--members", type=int, default=50, help="lab pool: training dialogues")
-    weights.add_argument("--nonmembers", type=int, default=75, help="lab pool: held-out dialogues of the same style")
+    weights.add_argument("--nonmembers", type=int, default=75, help="lab pool: same-style dialogues never trained on (beyond the held-out set: fresh ones)")
     weights.add_argument("--other", type=int, default=375, help="lab pool: texts from other domains")
     weights.add_argument("--params", default="last", help=f"{', '.join(PARAM_CHOICES)} or a regular expression on names")
     weights.add_argument("--projection-dim", type=int, default=1024, help="random projection size (0 = none)")
@@ -780,6 +787,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--optimizer", choices=OPTIMIZERS, default="adam", help="how the fine-tune stepped: adam compares with the shift times sqrt(v)"
     )
     weights.add_argument("--seed", type=int, default=0)
+    weights.add_argument(
+        "--baseline", action=argparse.BooleanOptionalAction, default=True,
+        help="lab pool: score the same texts with the membership baselines (tuned loss, ratio to the base) beside SELEC",
+    )  # fmt: skip
     weights.add_argument("--k", type=int, help="texts to select greedily (default: the number of members)")
     weights.add_argument("--out", required=True, help="the ranking: .parquet, .jsonl or .csv")
     weights.add_argument("--greedy", help="also write the greedy selection")

@@ -1,7 +1,7 @@
 """The results gallery that Home shows at once: one small, real result per exploration.
 
 ``workbench gallery build`` runs every entry with fixed seeds and settings on the lab model
-or the default model (backdoor extraction and reactivation read their shipped reports) and
+or the default model (backdoor extraction, reactivation and membership read their shipped reports) and
 writes ``data/gallery``: a table per entry and ``manifest.json`` with each entry's sentence,
 settings, the page's query parameters that fill those settings in, and the code version.
 Home draws the figures from the tables, without a model call. The tests rebuild the gallery
@@ -28,6 +28,7 @@ from workbench.corpus import REFERENCE_CORPUS, read_documents
 from workbench.divergence import outcome_summary
 from workbench.divergence import run as run_divergence
 from workbench.lab import SHIPPED_LAB, LabDataset, public_pool
+from workbench.membership import FPRS, SHIPPED_MEMBERSHIP, MembershipReport
 from workbench.propinfer import (
     PROMPT_SETS,
     against_truth,
@@ -191,6 +192,26 @@ def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFra
     return report.timeline(), sentence
 
 
+def _membership(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    report = MembershipReport.load(SHIPPED_MEMBERSHIP / "membership")
+    summary = report.summary()
+    attacks = summary[summary["attack"] != "blind"]
+    best = attacks.loc[attacks["auc"].idxmax()]
+    blind = summary.set_index("attack").loc["blind"]
+    rate = f"tpr@{FPRS[0]:g}"
+    audits = pd.read_csv(SHIPPED_MEMBERSHIP / "audit.csv")
+    together = audits[audits["canaries"] == "all inserted"]
+    bounds = "; ".join(f"{row['lab']}: ε ≥ {row['epsilon_lower']:.2f} (at most {row['max_epsilon']:.2f} showable)" for _, row in together.iterrows())
+    sentence = (
+        f"Of the lab's {report.values['members']} training dialogues against {report.values['nonmembers']} same-style non-members, the "
+        f"best attack, {best['attack']}, reaches AUC {best['auc']:.3f} [{best['auc_low']:.3f}, {best['auc_high']:.3f}] and a "
+        f"{best[rate]:.1%} true-positive rate at {FPRS[0]:.0%} false positives; the texts alone (blind baseline) give AUC "
+        f"{blind['auc']:.3f}, so its lead is {difference_text(best['auc_minus_blind'], best['gap_low'], best['gap_high'])} "
+        f"({best['reading']}). The canary audit, δ = 1e-5, 95%: {bounds}."
+    )
+    return summary, sentence
+
+
 ENTRIES = (
     Entry("repeated_tokens", "repeated_tokens", "Repeated tokens",
           {"words": ["poem"], "repeats": [50], "n": 24, "max_new_tokens": 64, "seed": 0, "template": "prefill"}, _repeated_tokens),
@@ -202,6 +223,7 @@ ENTRIES = (
           {"members": 10, "nonmembers": 10, "other": 20, "projection_dim": 1024, "seed": 0}, _weight_diff),
     Entry("backdoor", "backdoor", "Backdoor extraction", {}, _backdoor),
     Entry("reactivation", "reactivation", "Reactivation", {}, _reactivation),
+    Entry("membership", "membership", "Membership", {}, _membership),
 )  # fmt: skip
 
 

@@ -363,6 +363,8 @@ def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
         return backdoor_differences(table)
     if name == "reactivation":
         return reactivation_timeline(table)
+    if name == "membership":
+        return attack_aucs(table)
     raise ValueError(f"No gallery figure for {name!r}.")
 
 
@@ -386,3 +388,17 @@ def roc_curves(curves: pd.DataFrame, title: str) -> alt.Chart:
     diagonal = alt.Chart(chance).mark_line(strokeDash=[4, 4], color="gray").encode(x="fpr:Q", y="tpr:Q")
     return alt.layer(lines, diagonal).properties(title=title, height=320)
 
+
+
+def attack_aucs(summary: pd.DataFrame) -> alt.Chart:
+    """Each membership attack's AUC with its 95% interval, the blind baseline (texts alone) as the
+    dashed line it must clear and chance at 0.5; ``MembershipReport.summary`` rows in."""
+    attacks = summary[summary["attack"] != "blind"]
+    blind = summary.loc[summary["attack"] == "blind", "auc"]
+    base = alt.Chart(attacks).encode(y=alt.Y("attack:N", title=None, sort=list(attacks["attack"])))
+    tooltip = ["attack", alt.Tooltip("auc:Q", format=".3f"), alt.Tooltip("auc_low:Q", format=".3f"), alt.Tooltip("auc_high:Q", format=".3f")]
+    bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("auc_low:Q", title="AUC (95% interval)", scale=alt.Scale(domain=[0.3, 1])), x2="auc_high:Q")
+    points = base.mark_point(filled=True, size=60).encode(x="auc:Q", tooltip=tooltip)
+    lines = pd.DataFrame({"x": [0.5, *blind], "line": ["chance", "blind baseline"][: 1 + len(blind)]})
+    rules = alt.Chart(lines).mark_rule(strokeDash=[4, 4]).encode(x="x:Q", color=alt.Color("line:N", title=None))
+    return alt.layer(rules, bars, points).properties(title="Membership AUC per attack, beside the texts alone", height=160)

@@ -27,14 +27,24 @@ import numpy as np
 import pandas as pd
 
 from workbench import metrics, stats
-from workbench.config import ModelSpec
+from workbench.config import DATA_DIR, ModelSpec
 from workbench.contract import Progress, scaled_progress
 from workbench.lab import OTHER_DOMAIN_SOURCE
-from workbench.selec import evaluate
+from workbench.membership import attack_scores
+from workbench.selec import WeightDiff, evaluate
 from workbench.session import load_session
 from workbench.training import Example, TrainingRecipe, train_adapter
 
 MEMBER_FPR = 0.05
+SHIPPED_SELEC = DATA_DIR / "selec"  # benchmarks/selec_eval.py at its committed grid
+
+
+def shipped(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The shipped benchmark's (questions, retraining) tables; None when it has not been run."""
+    folder = Path(folder or SHIPPED_SELEC)
+    if not (folder / "questions.csv").is_file() or not (folder / "retraining.csv").is_file():
+        return None
+    return pd.read_csv(folder / "questions.csv"), pd.read_csv(folder / "retraining.csv")
 
 
 def precision_at_k(positives: Sequence[float], negatives: Sequence[float], k: int | None = None) -> float:
@@ -121,6 +131,54 @@ def two_questions(
             row["against_baseline"] = stats.against_floor(row["gap_low"], row["gap_high"], baseline)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def judge(fitted: WeightDiff, base, tuned, baseline: bool = True, progress: Progress | None = None) -> pd.DataFrame:
+    """``two_questions`` for a fitted weight diff on a lab pool (with "member" and "source"),
+    beside the membership baselines on the same texts when ``baseline``: the tuned model's
+    loss alone and its ratio to the base model's (the Membership exploration's scores), the
+    ratio being the baseline every AUC is set against."""
+    scores = {f"SELEC ({fitted.params}, {fitted.optimizer} target)": fitted.scores()}
+    if baseline:
+        attacks = attack_scores(tuned, fitted.pool_["text"].tolist(), reference=base, progress=progress)
+        scores |= {"loss": attacks["loss"], "reference": attacks["reference"]}
+    return two_questions(fitted.pool_, scores, baseline="reference" if baseline else None, seed=fitted.seed)
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """``two_questions`` as pages, the CLI and notebooks print it: each figure with its interval."""
+
+    def figure(row, key: str) -> str:
+        value = row[key]
+        return "not estimable" if math.isnan(value) else f"{value:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
+
+    rows = []
+    for _, row in table.iterrows():
+        shown = {"method": row["method"]} | ({"lab": row["lab"]} if "lab" in row else {})
+        shown |= {
+            "domain: precision@k (lift)": f"{row['domain_precision']:.3f} ({row['domain_lift']:.1f}×)",
+            "domain: AUC": f"{row['domain_auc']:.3f}",
+            "members: AUC [95%]": figure(row, "auc"),
+            "members: precision@k [95%]": figure(row, "precision") + f" (random {row['random']:.3f})",
+            f"members: TPR at {MEMBER_FPR:.0%} FPR [95%]": figure(row, "tpr"),
+            "members: against chance": row["chance"],
+        }
+        if "minus_baseline" in row and not math.isnan(row["minus_baseline"]):
+            shown["AUC − baseline [95%]"] = stats.difference_text(row["minus_baseline"], row["gap_low"], row["gap_high"])
+            shown["against the baseline"] = row["against_baseline"]
+        rows.append(shown)
+    return pd.DataFrame(rows).fillna("")
+
+
+def readable_retraining(table: pd.DataFrame) -> pd.DataFrame:
+    """``worth(retraining_test(…))`` as pages print it: each loss and gap with its interval."""
+    return pd.DataFrame({
+        "selection": table["selection"], "texts": table["texts"],
+        "held-out loss [95%]": [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(table["heldout_loss"], table["heldout_low"], table["heldout_high"])],
+        "members − held-out [95%]": [stats.difference_text(v, lo, hi) for v, lo, hi in zip(table["gap"], table["gap_low"], table["gap_high"])],
+        "worth (held-out loss)": table["heldout_loss_worth"].map("{:.2f}".format),
+        "worth (gap)": table["gap_worth"].map("{:.2f}".format),
+    })  # fmt: skip
 
 
 def mean_losses(model, texts: Sequence[str], batch_size: int = 16, progress: Progress | None = None) -> np.ndarray:
