@@ -35,7 +35,7 @@ KERNEL = {
     "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
 }  # fmt: skip
 EXPLORATIONS = {
-    "attention", "audit", "backdoor", "backdoor_attack", "backdoor_scoring", "divergence", "membership", "propinfer", "reactivation", "reactivation_measure", "selec", "shadows", "similarity", "sink_mechanism",
+    "attention", "audit", "backdoor", "backdoor_attack", "backdoor_scoring", "divergence", "membership", "propinfer", "reactivation", "reactivation_measure", "selec", "selec_judge", "shadows", "similarity", "sink_mechanism",
 }  # fmt: skip
 # The sideways imports the architecture allows, each for a stated reason (docs/architecture.md).
 SIDEWAYS = {
@@ -46,6 +46,8 @@ SIDEWAYS = {
     ("divergence", "similarity"),  # counting outputs that match the lab's training set by embedding
     ("propinfer", "similarity"),  # labeling by embedding similarity
     ("reactivation_measure", "reactivation"),  # one exploration in two modules: the build, its measurement
+    ("selec_judge", "membership"),  # SELEC is read against the membership attacks on the same texts
+    ("selec_judge", "selec"),  # one exploration in two modules: the ranking, how it is judged
     ("shadows", "propinfer"),  # property inference's calibration, in a module of its own
     ("sink_mechanism", "attention"),  # the mechanism behind divergence, measured with the sink exploration's tools
     ("sink_mechanism", "divergence"),  # its causal test measures the divergence rate

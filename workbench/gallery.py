@@ -1,7 +1,7 @@
 """The results gallery that Home shows at once: one small, real result per exploration.
 
 ``workbench gallery build`` runs every entry with fixed seeds and settings on the lab model
-or the default model (backdoor extraction, reactivation and membership read their shipped reports) and
+or the default model (weight diff, backdoor extraction, reactivation and membership read their shipped reports) and
 writes ``data/gallery``: a table per entry and ``manifest.json`` with each entry's sentence,
 settings, the page's query parameters that fill those settings in, and the code version.
 Home draws the figures from the tables, without a model call. The tests rebuild the gallery
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import backdoor, backdoor_attack, reactivation, sink_mechanism
+from workbench import backdoor, backdoor_attack, reactivation, selec_judge, sink_mechanism
 from workbench.attention import sink_heads, sink_scores
 from workbench.builds import code_version
 from workbench.cache import replacing_dir
@@ -27,7 +27,7 @@ from workbench.contract import Progress, scaled_progress
 from workbench.corpus import REFERENCE_CORPUS, read_documents
 from workbench.divergence import outcome_summary
 from workbench.divergence import run as run_divergence
-from workbench.lab import SHIPPED_LAB, LabDataset, public_pool
+from workbench.lab import SHIPPED_LAB, LabDataset
 from workbench.membership import FPRS, SHIPPED_MEMBERSHIP, MembershipReport
 from workbench.propinfer import (
     PROMPT_SETS,
@@ -38,7 +38,6 @@ from workbench.propinfer import (
 from workbench.propinfer import run as run_propinfer
 from workbench.reactivation_measure import ReactivationReport
 from workbench.registry import LAB_MODEL
-from workbench.selec import WeightDiff, evaluate, precision_curve
 from workbench.session import load_session
 from workbench.similarity import similarity_matrix
 from workbench.stats import against_floor, difference_text, wilson
@@ -132,19 +131,23 @@ def _compare(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, s
 
 
 def _weight_diff(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
-    dataset = LabDataset.load(SHIPPED_LAB / "dataset")
-    pool = public_pool(dataset, settings["members"], settings["nonmembers"], settings["other"], seed=settings["seed"])
-    fitter = WeightDiff("last", settings["projection_dim"], settings["seed"])
-    fitter.fit(load_session(DEFAULT_MODEL), load_session(LAB_MODEL), pool, progress)
-    ranking = fitter.rank()
-    k = settings["members"]
-    scores = evaluate(ranking, k=k)
-    curve = precision_curve(ranking).assign(method="gradient alignment")
+    measured = selec_judge.shipped()
+    if measured is None:
+        raise ValueError("No shipped weight-diff measurement: run benchmarks/selec_eval.py --out data/selec.")
+    questions, retraining = measured
+    table = questions[(questions["lab"] == settings["lab"]) & questions["method"].isin(settings["methods"])].reset_index(drop=True)
+    rows = table.set_index("method")
+    selec, baseline = rows.loc[settings["methods"][0]], rows.loc["reference"]
+    worth = retraining.set_index("selection").loc["SELEC top"]
     sentence = (
-        f"Comparing the base and lab weights ranks a public pool of {len(pool)} texts: {scores['precision_at_k']:.0%} of the top {k} "
-        f"were trained on, against {k / len(pool):.0%} by chance."
+        f"Comparing the base and lab weights (SELEC, last block) answers two questions differently. The domain: members rank "
+        f"above the pool's other texts with AUC {selec['domain_auc']:.3f}, precision@k {selec['domain_lift']:.1f}× random. The "
+        f"members, against same-style texts never trained on: AUC {selec['auc']:.3f} [{selec['auc_low']:.3f}, {selec['auc_high']:.3f}] "
+        f"({selec['chance']}), against {baseline['auc']:.3f} for the lab model's loss relative to the base model's "
+        f"({selec['against_baseline']}). Fine-tuning the base on SELEC's top 50 lands at {worth['heldout_loss_worth']:.2f} of the "
+        f"way from random texts to the true members in held-out loss, {worth['gap_worth']:.2f} in the member gap."
     )
-    return curve, sentence
+    return table, sentence
 
 
 def _backdoor(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
@@ -220,7 +223,8 @@ ENTRIES = (
           {"property": "diagnosis", "n": 100, "seed": 0, "style": "question-answer"}, _property_inference),
     Entry("compare", "compare", "Compare", {"texts": list(EXTRACTED)}, _compare),
     Entry("weight_diff", "weight_diff", "Weight diff (SELEC)",
-          {"members": 10, "nonmembers": 10, "other": 20, "projection_dim": 1024, "seed": 0}, _weight_diff),
+          {"lab": "shipped lab", "methods": ["SELEC last, adam, 1024", "SELEC changed, adam, 1024", "SELEC lora, adam, 1024", "loss", "reference"]},
+          _weight_diff),
     Entry("backdoor", "backdoor", "Backdoor extraction", {}, _backdoor),
     Entry("reactivation", "reactivation", "Reactivation", {}, _reactivation),
     Entry("membership", "membership", "Membership", {}, _membership),

@@ -358,7 +358,7 @@ def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
     if name == "compare":
         return similarity_heatmap(table)
     if name == "weight_diff":
-        return precision_at_k(table)
+        return two_questions(table)
     if name == "backdoor":
         return backdoor_differences(table)
     if name == "reactivation":
@@ -402,3 +402,20 @@ def attack_aucs(summary: pd.DataFrame) -> alt.Chart:
     lines = pd.DataFrame({"x": [0.5, *blind], "line": ["chance", "blind baseline"][: 1 + len(blind)]})
     rules = alt.Chart(lines).mark_rule(strokeDash=[4, 4]).encode(x="x:Q", color=alt.Color("line:N", title=None))
     return alt.layer(rules, bars, points).properties(title="Membership AUC per attack, beside the texts alone", height=160)
+
+
+def two_questions(questions: pd.DataFrame) -> alt.Chart:
+    """Per method, the AUC of the domain question (hollow: members against the whole pool) and of
+    the members question (filled, with its 95% interval: members against same-style texts
+    only), chance at 0.5; ``selec_judge.two_questions`` rows in."""
+    order = list(questions["method"])
+    long = pd.concat([
+        questions.assign(question="domain (whole pool)", value=questions["domain_auc"], low=questions["domain_auc"], high=questions["domain_auc"]),
+        questions.assign(question="members (same style only)", value=questions["auc"], low=questions["auc_low"], high=questions["auc_high"]),
+    ])[["method", "question", "value", "low", "high"]]  # fmt: skip
+    base = alt.Chart(long).encode(y=alt.Y("method:N", title=None, sort=order), color=alt.Color("question:N", title=None))
+    tooltip = ["method", "question", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"), alt.Tooltip("high:Q", format=".3f")]
+    bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("low:Q", title="AUC (95% interval)", scale=alt.Scale(domain=[0, 1])), x2="high:Q")
+    points = base.mark_point(size=60).encode(x="value:Q", shape=alt.Shape("question:N", title=None), tooltip=tooltip)
+    chance = alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
+    return alt.layer(chance, bars, points).properties(title="Finds the domain, or the members?", height=24 * len(order) + 40)
