@@ -156,20 +156,25 @@ if known and ranking["member"].any():
     c2.altair_chart(plots.score_distribution(ranking, TARGET_TITLES[fitter.optimizer]), width="stretch")
     if "source" in fitter.pool_:
         st.markdown("**Finds the domain, or the members?**")
-        if st.checkbox("Beside the membership baselines (scores the pool with both models)", True, key="wd_baseline"):
-            if result.get("questions_target") != fitter.optimizer:  # computed once per run and target
-                try:
+        try:
+            selec_judge.check_pool(fitter.pool_)
+            if st.checkbox("Beside the membership baselines (scores the pool with both models)", True, key="wd_baseline"):
+                if "baselines" not in result and result.get("specs"):  # scored once per run, whatever the target
                     base_spec, run_spec = result["specs"]
                     with progress_bar("Membership baselines…") as progress:
-                        result["questions"] = selec_judge.judge(fitter, shared_session(base_spec), shared_session(run_spec), True, progress)
-                    result["questions_target"] = fitter.optimizer
-                except ValueError as err:
-                    st.error(str(err))
-            questions = result.get("questions")
-        else:
-            questions = selec_judge.judge(fitter, None, None, baseline=False)
-        if questions is not None:
-            st.dataframe(selec_judge.readable(questions), key="wd_questions", hide_index=True)
+                        result["baselines"] = selec_judge.baseline_scores(
+                            shared_session(base_spec), shared_session(run_spec), fitter.pool_["text"], progress
+                        )
+                baselines = result.get("baselines")
+            else:
+                baselines = None
+            cached = result.setdefault("questions", {})
+            key = (fitter.optimizer, baselines is not None)
+            if key not in cached:
+                cached[key] = selec_judge.judge(fitter, baselines)
+            st.dataframe(selec_judge.readable(cached[key]), key="wd_questions", hide_index=True)
+        except ValueError as err:
+            st.error(str(err))
 elif known:
     st.caption("This pool holds no members: precision is undefined.")
 else:

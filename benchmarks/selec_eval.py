@@ -15,8 +15,9 @@ membership baseline beside it, and the retraining test — at the grid committed
    FPR, 95% bootstrap intervals; AUC minus the reference ratio's, on the same resamples).
 2. The retraining test on the shipped lab: the base fine-tuned with the lab's recipe (LoRA rank
    16, lr 2e-3, batch 8; 16 epochs over 50 texts = 112 steps, the lab's 114 to a whole epoch) on
-   SELEC's top 50 (last block, Adam target, 1,024), on 50 random pool texts (seeds 0, 1, 2) and
-   on 50 true members; each model's loss on 200 fresh same-style records no pool holds and on
+   SELEC's top 50 (last block, Adam target, 1,024), on 50 random pool texts (seeds 0, 1, 2), on
+   50 random same-style pool texts (members and not, as the pool mixes them: the domain without
+   the selection) and on 50 true members; each model's loss on 200 fresh same-style records no pool holds and on
    the lab's training dialogues, and the member − held-out gap.
 
 Outputs in DIR: scores-<lab>.parquet (every pool text, its source and every method's score),
@@ -47,15 +48,15 @@ from workbench.training import TrainingRecipe
 GRID = {
     "pool": {"members": 100, "same_style": 300, "other": 100, "seed": 0},
     "second_lab_seed": 1,
-    "params": ["last", "changed", LORA],
+    "params": [LORA, "last", "changed"],
     "projection_dim": 4096,
     "dims": [256, 1024, 4096],
     "baseline": "reference",
-    "retraining": {"k": 50, "random_seeds": [0, 1, 2], "heldout": 200, "epochs": 16, "selection": "last, adam, 1024"},
+    "retraining": {"k": 50, "random_seeds": [0, 1, 2], "same_style_seed": 0, "heldout": 200, "epochs": 16, "selection": "last, adam, 1024"},
     "seed": 0,
 }
 QUICK = {
-    **GRID, "pool": {"members": 12, "same_style": 24, "other": 12, "seed": 0}, "params": ["last", LORA], "projection_dim": 256,
+    **GRID, "pool": {"members": 12, "same_style": 24, "other": 12, "seed": 0}, "params": [LORA, "last"], "projection_dim": 256,
     "dims": [64, 256],
     "retraining": {**GRID["retraining"], "k": 6, "heldout": 12, "epochs": 2, "selection": "last, adam, 256"},
 }  # fmt: skip
@@ -139,12 +140,14 @@ def main() -> None:
     selections = {"SELEC top": [texts[i] for i in selected]}
     for seed in retrain["random_seeds"]:
         selections[f"random {seed}"] = random.Random(seed).sample(texts, k)
+    same_style_texts = shipped_pool.loc[shipped_pool["source"] != lab.OTHER_DOMAIN_SOURCE, "text"].tolist()
+    selections[f"same-style random {retrain['same_style_seed']}"] = random.Random(retrain["same_style_seed"]).sample(same_style_texts, k)
     trained = [r["text"] for r in dataset.dialogues]
     selections["true members"] = random.Random(grid["seed"]).sample(shipped_pool.loc[shipped_pool["member"], "text"].tolist(), k)
     unseen = set(texts) | set(dataset.texts)
     fresh = [r["text"] for r in lab.fresh_dialogues(dataset, 2 * retrain["heldout"], "retraining-heldout")]
     heldout = [t for t in dict.fromkeys(fresh) if t not in unseen][: retrain["heldout"]]
-    recipe = TrainingRecipe(epochs=retrain["epochs"], lr=2e-3, rank=16 if not args.quick else 4, batch_size=8, seed=grid["seed"])
+    recipe = TrainingRecipe(epochs=retrain["epochs"], lr=2e-3, rank=16 if not args.quick else 4, batch_size=8, max_length=None, seed=grid["seed"])
     started = time.perf_counter()
     table, losses = retraining_test(base_name, selections, trained, heldout, out / "retraining", recipe, grid["seed"], _progress)
     steps["retraining test"] = round(time.perf_counter() - started, 1)

@@ -298,12 +298,26 @@ def test_lora_factor_variant_ranks_by_the_adapter_itself(tiny_llama, trained_ada
     assert all("lora_" in n for n in fitted.names_) and fitted.gradients_.shape == (len(pool), 512)
     assert frozen == {n for n, p in tuned.model.named_parameters() if not p.requires_grad}  # frozen again afterwards
     same_style = (pool["source"] != "other domain").to_numpy()
-    # Measured at this seed: at the trained adapter, descent on the fine-tuning domain points
-    # against how far the factors moved (0.00 AUC), so the gradients carry the domain, reversed.
-    assert roc_auc_score(same_style, fitted.scores()) <= 0.2
+    assert abs(roc_auc_score(same_style, fitted.scores()) - 0.5) >= 0.3  # the factors' gradients carry the domain (docs/selec.md: which way)
     smaller = fitted.scores(dims=128)  # the first 128 coordinates: a projection of that size
     assert smaller.shape == (len(pool),) and not np.allclose(smaller, fitted.scores())
     with pytest.raises(ValueError, match="dims must be between"):
         fitted.scores(dims=513)
     with pytest.raises(ValueError, match="no LoRA adapter"):
         WeightDiff("lora").fit(tiny_llama, sgd_tuned_copy(pool["text"][:2].tolist()), pool)
+
+
+def test_lora_factor_scores_point_the_way_one_step_moved_the_adapter(tiny_llama, tmp_path, pool):
+    """The orientation: after one AdamW step on the members alone (B moves from zero against the
+    members' gradient; the adapter barely changes, so gradients at it are the first step's), the
+    members' descent directions align with how far the factors moved, and other texts' do not."""
+    from workbench.config import ModelSpec
+    from workbench.training import Example, TrainingRecipe, train_adapter
+
+    members = pool.loc[pool["member"], "text"].tolist()
+    out = tmp_path / "one-step"
+    train_adapter("tiny-llama", [Example("", t) for t in members], out, TrainingRecipe(epochs=1, lr=1e-4, rank=4, batch_size=len(members), seed=5))
+    tuned = load_session(ModelSpec("tiny-llama", adapter=str(out)))
+    for optimizer in ("adam", "sgd"):
+        result = evaluate(WeightDiff("lora", projection_dim=0, optimizer=optimizer).fit(tiny_llama, tuned, pool).rank())
+        assert result["auc"] >= 0.75, optimizer

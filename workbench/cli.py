@@ -75,7 +75,7 @@ from workbench.propinfer import (
 from workbench.propinfer import run as run_propinfer
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
-from workbench.selec_judge import judge, readable
+from workbench.selec_judge import baseline_scores, check_pool, judge, readable
 from workbench.session import load_session
 from workbench.shadows import (
     METHODS,
@@ -411,11 +411,18 @@ def cmd_selec(args: argparse.Namespace) -> None:
                 f"  {name:<8} precision@{k} {result['precision_at_k']:.3f} (random {result['random']:.3f}, "
                 f"{result['lift']:.1f}x), recall@{k} {result['recall_at_k']:.3f}, AUC {result['auc']:.3f}"
             )
-    if "source" in pool:
-        with _progress_bar() as progress:
-            questions = readable(judge(fitter, base, tuned, args.baseline, progress))
-        print("Finds the members (members against same-style texts only), beside the membership baselines:" if args.baseline else "Finds the members:")
-        print(questions.drop(columns=["domain: precision@k (lift)", "domain: AUC"]).to_string(index=False))
+    if "source" not in pool:
+        return
+    try:
+        check_pool(pool)
+    except ValueError as err:
+        print(f"Finds the members: not asked. {err}")
+        return
+    with _progress_bar() as progress:
+        baselines = baseline_scores(base, tuned, pool["text"], progress) if args.baseline else None
+    questions = readable(judge(fitter, baselines))
+    print("Finds the members (members against same-style texts only), beside the membership baselines:" if args.baseline else "Finds the members:")
+    print(questions.drop(columns=["domain: precision@k (lift)", "domain: AUC"]).to_string(index=False))
 
 
 def _shares(pairs: list[str] | None, what: str) -> dict[str, float] | None:

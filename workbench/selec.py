@@ -205,7 +205,7 @@ def text_gradient(session: Session, text: str, parameters: Sequence[torch.nn.Par
     if len(ids) < 2:
         raise ValueError(f"The text {text[:40]!r} has fewer than 2 tokens: nothing to predict.")
     input_ids = torch.tensor([ids], device=session.device)
-    with session.lock, torch.enable_grad():
+    with session.lock, torch.enable_grad(), _differentiable(parameters):  # under the lock: the model may be shared
         loss = session.model(input_ids=input_ids, labels=input_ids).loss
         grads = torch.autograd.grad(loss, list(parameters), allow_unused=True)
     # A parameter the loss does not reach (a regex may pick one) has a zero gradient.
@@ -290,13 +290,12 @@ class WeightDiff:
         chosen = [parameters[n] for n in self.names_]
         rows = []
         squares = torch.zeros_like(delta)  # Σ g², for Adam's second moment
-        with _differentiable(chosen):
-            for index, text in enumerate(texts):
-                gradient = text_gradient(at, text, chosen, self.max_length)
-                squares += gradient * gradient
-                rows.append(reduce(gradient))
-                if progress is not None:
-                    progress((index + 1) / len(texts), f"Gradients {index + 1}/{len(texts)}")
+        for index, text in enumerate(texts):
+            gradient = text_gradient(at, text, chosen, self.max_length)
+            squares += gradient * gradient
+            rows.append(reduce(gradient))
+            if progress is not None:
+                progress((index + 1) / len(texts), f"Gradients {index + 1}/{len(texts)}")
         self.gradients_ = np.stack(rows)
         self.shift_ = reduce(delta)
         self.adam_shift_ = reduce(delta * (squares / len(texts)).sqrt())

@@ -19,6 +19,8 @@ the truth.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -84,11 +86,15 @@ def member_figures(
     }  # fmt: skip
 
 
-def same_style(pool: pd.DataFrame) -> np.ndarray:
-    """Which pool texts are of the fine-tuning data's style (all but "other domain")."""
+def check_pool(pool: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(same style, member) flags of a pool that can answer the members question: a "member"
+    and a "source" column (the lab pool), members, and same-style texts that are not."""
     if "member" not in pool or "source" not in pool:
         raise ValueError('The members question needs a pool with "member" and "source" columns (the lab pool).')
-    return (pool["source"] != OTHER_DOMAIN_SOURCE).to_numpy()
+    style, member = (pool["source"] != OTHER_DOMAIN_SOURCE).to_numpy(), pool["member"].to_numpy(bool)
+    if not member.any() or member[style].all():
+        raise ValueError("The members question needs members and same-style non-members in the pool.")
+    return style, member
 
 
 def two_questions(
@@ -100,12 +106,12 @@ def two_questions(
     the members question (``member_figures`` on the same-style texts); with ``baseline`` (a name
     in ``scores``), each AUC minus the baseline's on the same resampled texts, with its interval
     and reading. ``chance`` says whether the members AUC is distinguishable from 0.5."""  # fmt: skip
-    style = same_style(pool)
-    member = pool["member"].to_numpy(bool)
-    if not member.any() or member[style].all():
-        raise ValueError("The pool needs members and same-style non-members.")
+    style, member = check_pool(pool)
     if any(len(v) != len(pool) for v in scores.values()):
         raise ValueError("Every method needs one score per pool text.")
+    unscored = {name: int(np.isnan(np.asarray(v, dtype=float)).sum()) for name, v in scores.items()}
+    if any(unscored.values()):
+        raise ValueError(f"Some texts have no score (too short to score?): {', '.join(f'{n}: {c}' for n, c in unscored.items() if c)}.")
     inside = {name: np.asarray(values, dtype=float)[style] for name, values in scores.items()}
     if baseline is not None and baseline not in scores:
         raise ValueError(f"No scores for the baseline {baseline!r}.")
@@ -133,16 +139,21 @@ def two_questions(
     return pd.DataFrame(rows)
 
 
-def judge(fitted: WeightDiff, base, tuned, baseline: bool = True, progress: Progress | None = None) -> pd.DataFrame:
-    """``two_questions`` for a fitted weight diff on a lab pool (with "member" and "source"),
-    beside the membership baselines on the same texts when ``baseline``: the tuned model's
-    loss alone and its ratio to the base model's (the Membership exploration's scores), the
-    ratio being the baseline every AUC is set against."""
+def baseline_scores(base, tuned, texts: Sequence[str], progress: Progress | None = None) -> pd.DataFrame:
+    """The membership baselines SELEC is read against, one row per text: the tuned model's
+    ``loss`` alone and its ratio to the base model's (``reference``), as Membership scores them."""
+    return attack_scores(tuned, list(texts), reference=base, progress=progress)[["loss", "reference"]]
+
+
+def judge(fitted: WeightDiff, baselines: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``two_questions`` for a fitted weight diff on a lab pool, beside ``baseline_scores`` of
+    the same texts when given (the reference ratio being the baseline every AUC is set
+    against)."""
+    check_pool(fitted.pool_)
     scores = {f"SELEC ({fitted.params}, {fitted.optimizer} target)": fitted.scores()}
-    if baseline:
-        attacks = attack_scores(tuned, fitted.pool_["text"].tolist(), reference=base, progress=progress)
-        scores |= {"loss": attacks["loss"], "reference": attacks["reference"]}
-    return two_questions(fitted.pool_, scores, baseline="reference" if baseline else None, seed=fitted.seed)
+    if baselines is not None:
+        scores |= {name: baselines[name].to_numpy() for name in baselines}
+    return two_questions(fitted.pool_, scores, baseline="reference" if baselines is not None else None, seed=fitted.seed)
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:
@@ -207,10 +218,14 @@ def retraining_test(
     for index, (name, texts) in enumerate(models):
         part = scaled_progress(progress, index / len(models), (index + 1) / len(models), f"{name}: ")
         adapter = out / name
-        if texts is not None and not (adapter / "adapter_config.json").is_file():
+        if texts is not None:
             if not texts:
                 raise ValueError(f"The selection {name!r} is empty.")
-            train_adapter(base, [Example("", t) for t in texts], adapter, recipe, progress=scaled_progress(part, 0.0, 0.8))
+            provenance = {"selection": name, "texts_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
+            if not (adapter / "adapter_config.json").is_file():
+                train_adapter(base, [Example("", t) for t in texts], adapter, recipe, progress=scaled_progress(part, 0.0, 0.8), provenance=provenance)
+            elif json.loads((adapter / "recipe.json").read_text()).get("texts_sha256") != provenance["texts_sha256"]:
+                raise ValueError(f"{adapter} holds an adapter trained on other texts than the selection {name!r}: choose another folder.")
         model = load_session(ModelSpec(base, adapter=str(adapter) if texts is not None else None))
         member_loss, heldout_loss = mean_losses(model, members), mean_losses(model, heldout, progress=scaled_progress(part, 0.8, 1.0))
         held = stats.bootstrap_mean(heldout_loss, seed=seed)
