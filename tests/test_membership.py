@@ -94,14 +94,15 @@ def test_a_served_model_refuses_min_k_plus_plus_with_a_clear_message(tiny):
 
 
 def test_the_epsilon_bound_on_a_known_case():
-    # perfect separation of 30 inserted from 200 never: every threshold up to 30 flagged is clean
-    perfect = audit.epsilon_lower_bound(np.ones(30), np.zeros(200))
+    # perfect separation of 30 inserted from 200 never, distinct scores: every threshold up to 30 flagged is clean
+    perfect = audit.epsilon_lower_bound(np.arange(30.0) + 200, np.arange(200.0))
     assert perfect["epsilon"] == pytest.approx(audit.max_epsilon(30, 200))
     each = 1 - 0.05 / len(audit.GUESS_SHARES)
     flagged = perfect["tp"]
     tpr_low = stats.clopper_pearson(flagged, 30, 2 * each - 1)[0]
     fpr_high = 1 - (1 - each) ** (1 / 200)  # Clopper–Pearson upper bound at 0 of 200
     assert perfect["fp"] == 0 and perfect["epsilon"] == pytest.approx(math.log((tpr_low - audit.DELTA) / fpr_high), rel=1e-6)
+    assert perfect["tp"] == round(0.1 * 230)  # the best fixed threshold flags the top 10%, all inserted
     assert audit.max_epsilon(30, 2000) > audit.max_epsilon(30, 200)  # more canaries can show more
 
 
@@ -120,3 +121,15 @@ def test_an_audit_on_a_model_trained_on_no_canary_holds_zero(tiny):
     table = audit.audit_table(scores)
     assert list(table["canaries"]) == ["inserted 1×", "inserted 2×", "inserted 4×", "inserted 8×", "inserted 16×", "all inserted"]
     assert (table["epsilon_lower"] <= table["max_epsilon"]).all()
+
+
+def test_the_shipped_audit_table_is_what_the_code_makes_of_the_shipped_scores():
+    import pandas as pd
+
+    scores = pd.read_parquet(membership.SHIPPED_MEMBERSHIP / "audit-scores.parquet")
+    shipped = pd.read_csv(membership.SHIPPED_MEMBERSHIP / "audit.csv")
+    labs = list(dict.fromkeys(scores["lab"]))
+    made = pd.concat([audit.audit_table(scores[scores["lab"] == lab].drop(columns="lab")).assign(lab=lab) for lab in labs], ignore_index=True)
+    pd.testing.assert_frame_equal(shipped, made, check_dtype=False)
+    null = shipped[shipped["lab"].str.startswith("null lab")]
+    assert (null["epsilon_lower"] == 0).all() and (shipped["epsilon_lower"] <= shipped["max_epsilon"] + 1e-12).all()

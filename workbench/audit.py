@@ -106,8 +106,9 @@ def epsilon_lower_bound(inserted: Sequence[float], never: Sequence[float], delta
 
 def max_epsilon(n_inserted: int, n_never: int, delta: float = DELTA, confidence: float = 0.95) -> float:
     """The largest bound ``n_inserted`` and ``n_never`` canaries can show: every inserted canary
-    scored above every never-inserted one."""
-    return epsilon_lower_bound(np.ones(n_inserted), np.zeros(n_never), delta, confidence)["epsilon"]
+    scored above every never-inserted one, all scores distinct (as real scores are), so only the
+    thresholds fixed in advance can flag them."""
+    return epsilon_lower_bound(np.arange(n_inserted) + n_never, np.arange(n_never), delta, confidence)["epsilon"]
 
 
 def audit_table(scores: pd.DataFrame, delta: float = DELTA, confidence: float = 0.95) -> pd.DataFrame:

@@ -206,9 +206,10 @@ def _membership(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame
     together = audits[audits["canaries"] == "all inserted"]
     bounds = "; ".join(f"{row['lab']}: ε ≥ {row['epsilon_lower']:.2f} (at most {row['max_epsilon']:.2f} showable)" for _, row in together.iterrows())
     sentence = (
-        f"Of the lab's {report.values['members']} training dialogues against {report.values['nonmembers']} same-style non-members, the "
-        f"best attack, {best['attack']}, reaches AUC {best['auc']:.3f} [{best['auc_low']:.3f}, {best['auc_high']:.3f}] and a "
-        f"{best[rate]:.1%} true-positive rate at {FPRS[0]:.0%} false positives; the texts alone (blind baseline) give AUC "
+        f"Of the lab's {report.values['members']} training dialogues against {report.values['nonmembers']:,} same-style non-members, the "
+        f"best of {len(attacks)} attacks, {best['attack']}, reaches AUC {best['auc']:.3f} [{best['auc_low']:.3f}, {best['auc_high']:.3f}] "
+        f"(the plain loss: {summary.set_index('attack').loc['loss', 'auc']:.3f}) and a {best[rate]:.1%} true-positive rate at "
+        f"{FPRS[0]:.0%} false positives; the texts alone (blind baseline) give AUC "
         f"{blind['auc']:.3f}, so its lead is {difference_text(best['auc_minus_blind'], best['gap_low'], best['gap_high'])} "
         f"({best['reading']}). The canary audit, δ = 1e-5, 95%: {bounds}."
     )
