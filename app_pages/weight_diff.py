@@ -47,7 +47,10 @@ else:
         "parameters, target, projection size."
     )
     st.markdown("**The retraining test** (shipped lab): the base fine-tuned on each selection of 50 texts, as the lab was.")
-    st.dataframe(selec_judge.readable_retraining(retraining), key="wd_shipped_retraining", hide_index=True)
+    if retraining is None:
+        st.info("The shipped run has not reached the retraining test yet: `python benchmarks/selec_eval.py --out data/selec --resume`.")
+    else:
+        st.dataframe(selec_judge.readable_retraining(retraining), key="wd_shipped_retraining", hide_index=True)
     st.caption(
         "Loss in nats per token on 200 same-style records no pool holds, and members − held-out (the lab's training "
         "dialogues against them; negative: members likelier). Worth: where a selection falls between the random "

@@ -20,7 +20,8 @@ membership baseline beside it, and the retraining test — at the grid committed
    the selection) and on 50 true members; each model's loss on 200 fresh same-style records no pool holds and on
    the lab's training dialogues, and the member − held-out gap.
 
-Outputs in DIR: scores-<lab>.parquet (every pool text, its source and every method's score),
+--resume goes on from a run that stopped, keeping the labs it had scored (the manifest records
+each invocation). Outputs in DIR: scores-<lab>.parquet (every pool text, its source and every method's score),
 questions.csv, retraining.csv, retraining-losses.parquet, manifest.json (command, code
 version, grid, seconds per step). --quick: tiny-llama labs, tiny sizes (checks that it runs).
 """
@@ -89,12 +90,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true", help="tiny-llama labs, tiny sizes: checks that it runs")
+    parser.add_argument("--resume", action="store_true", help="keep the labs DIR already scored (their scores files) and go on from there")
     args = parser.parse_args()
     grid = QUICK if args.quick else GRID
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps: dict[str, object] = {}
     manifest = {"command": command_line(), "code_version": code_version(), "grid": grid, "seconds": steps}
+    if args.resume and (out / "manifest.json").is_file():
+        manifest = json.loads((out / "manifest.json").read_text())
+        if manifest["grid"] != json.loads(json.dumps(grid)):
+            raise SystemExit(f"{out} holds a run of another grid: resume only the same grid.")
+        steps = manifest["seconds"]
+        manifest.setdefault("resumed", []).append({"command": command_line(), "code_version": code_version()})
 
     def save() -> None:
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -111,17 +119,24 @@ def main() -> None:
     folder = out / "labs" / f"seed-{second.seed}"
     started = time.perf_counter()
     labs.append((f"lab seed {second.seed}", lab.build(folder, second, _progress, command_line()), ModelSpec(base_name, adapter=str(folder / "adapter"))))
-    steps[f"build lab seed {second.seed}"] = round(time.perf_counter() - started, 1)
+    steps.setdefault(f"build lab seed {second.seed}", round(time.perf_counter() - started, 1))  # a resumed run finds it built
     save()
 
     sizes = grid["pool"]
     tables, shipped_pool, shipped_scores = [], None, None
     for name, dataset, spec in labs:
         pool = lab.public_pool(dataset, sizes["members"], sizes["same_style"], sizes["other"], seed=sizes["seed"])
-        lab_steps: dict[str, float] = {}
-        scores = method_scores(base, load_session(spec), pool, grid, lab_steps)
-        steps[name] = lab_steps
-        pool.assign(**scores).to_parquet(out / f"scores-{name.replace(' ', '-')}.parquet", index=False)
+        stored = out / f"scores-{name.replace(' ', '-')}.parquet"
+        if args.resume and stored.is_file():  # scored by an earlier invocation, its times in the manifest
+            table = pd.read_parquet(stored)
+            if table["text"].tolist() != pool["text"].tolist():
+                raise SystemExit(f"{stored} was scored on another pool.")
+            scores = {c: table[c].tolist() for c in table.columns if c not in pool.columns}
+        else:
+            lab_steps: dict[str, float] = {}
+            scores = method_scores(base, load_session(spec), pool, grid, lab_steps)
+            steps[name] = lab_steps
+            pool.assign(**scores).to_parquet(stored, index=False)
         table = two_questions(pool, scores, baseline=grid["baseline"], seed=grid["seed"]).assign(lab=name)
         tables.append(table)
         pd.concat(tables).to_csv(out / "questions.csv", index=False)

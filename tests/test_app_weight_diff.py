@@ -76,9 +76,12 @@ def test_the_shipped_labs_are_shown_without_a_model_call(page):
     assert "SELEC last, adam, 1024" in set(shown["method"]) and "reference" in set(shown["method"])
     page.radio(key="wd_shipped_lab").set_value(questions["lab"].iloc[-1]).run()
     assert _table(page, "members: AUC [95%]")["lab"].eq(questions["lab"].iloc[-1]).all()
-    shown_retraining = _table(page, "worth (gap)")
-    assert shown_retraining["selection"].tolist() == retraining["selection"].tolist()
-    assert {"SELEC top", "true members", "random 0"} <= set(shown_retraining["selection"])
+    if retraining is None:  # a run stopped before its retraining test says so
+        assert any("not reached the retraining test" in i.value for i in page.info)
+    else:
+        shown_retraining = _table(page, "worth (gap)")
+        assert shown_retraining["selection"].tolist() == retraining["selection"].tolist()
+        assert {"SELEC top", "true members", "random 0"} <= set(shown_retraining["selection"])
 
 
 def test_uploaded_pool_and_bad_inputs(page):

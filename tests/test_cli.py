@@ -225,6 +225,10 @@ def test_selec_ranks_a_lab_pool_and_an_uploaded_one(tmp_path, capsys):
     assert len(pd.read_csv(greedy)) == 10
     printed = capsys.readouterr().out
     assert "precision@10" in printed and "random 0.400" in printed
+    assert "Finds the domain" in printed and "Finds the members" in printed and "members: AUC [95%]" in printed and "reference" in printed
+    sizes_without = ["--members", "10", "--nonmembers", "0", "--other", "10", "--projection-dim", "256", "--no-baseline"]
+    assert main([*argv, *sizes_without, "--out", str(out)]) == 0
+    assert "Finds the members: not asked" in capsys.readouterr().out
     pool = tmp_path / "pool.txt"
     pool.write_text("Patient: I have a cough.\nSunny in Oslo tomorrow.\n")
     assert main([*argv, "--pool", str(pool), "--k", "1", "--out", str(out)]) == 0

@@ -33,11 +33,12 @@ def test_a_ranking_that_finds_only_the_domain_scores_chance_on_the_members_quest
     # members (9, 7, 5, 3) win 5 + 4 + 3 + 2 = 14 of their 24 same-style pairs and all 40 against the other domain
     assert table.loc["domain only", "domain_auc"] == pytest.approx((14 + 40) / 64)
     assert table.loc["domain only", "auc"] == pytest.approx(14 / 24)
+    assert table.loc["domain only", "style_auc"] == 1.0  # every same-style text above the other domain
     assert table.loc["domain only", "precision"] == pytest.approx(2 / 4) and table.loc["domain only", "random"] == pytest.approx(0.4)
     assert table.loc["domain only", "chance"] == "not distinguishable from chance"
     assert table.loc["perfect", "auc"] == 1.0 and table.loc["perfect", "precision"] == 1.0 and table.loc["perfect", "domain_auc"] == 1.0
     assert table.loc["domain only", "minus_baseline"] == pytest.approx(14 / 24 - 1)
-    assert table.loc["domain only", "gap_high"] < 0 and table.loc["domain only", "against_baseline"] == "below perfect"
+    assert table.loc["domain only", "gap_high"] < 0 and table.loc["domain only", "against_baseline"] == "below the perfect baseline"
     assert np.isnan(table.loc["perfect", "minus_baseline"])  # the baseline against itself is not a row's claim
 
 

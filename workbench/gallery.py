@@ -138,15 +138,19 @@ def _weight_diff(settings: dict, progress: Progress | None) -> tuple[pd.DataFram
     table = questions[(questions["lab"] == settings["lab"]) & questions["method"].isin(settings["methods"])].reset_index(drop=True)
     rows = table.set_index("method")
     selec, baseline = rows.loc[settings["methods"][0]], rows.loc["reference"]
-    worth = retraining.set_index("selection").loc["SELEC top"]
     sentence = (
-        f"Comparing the base and lab weights (SELEC, last block) answers two questions differently. The domain: members rank "
-        f"above the pool's other texts with AUC {selec['domain_auc']:.3f}, precision@k {selec['domain_lift']:.1f}× random. The "
-        f"members, against same-style texts never trained on: AUC {selec['auc']:.3f} [{selec['auc_low']:.3f}, {selec['auc_high']:.3f}] "
+        f"Comparing the base and lab weights (SELEC, last block) answers two questions differently. The domain: texts of the "
+        f"fine-tuning data's style rank above other text with AUC {selec['style_auc']:.3f}. The members, "
+        f"{selec['n_members']} of them against {selec['n_nonmembers']} same-style texts never trained on: AUC {selec['auc']:.3f} [{selec['auc_low']:.3f}, {selec['auc_high']:.3f}] "
         f"({selec['chance']}), against {baseline['auc']:.3f} for the lab model's loss relative to the base model's "
-        f"({selec['against_baseline']}). Fine-tuning the base on SELEC's top 50 lands at {worth['heldout_loss_worth']:.2f} of the "
-        f"way from random texts to the true members in held-out loss, {worth['gap_worth']:.2f} in the member gap."
+        f"({selec['against_baseline']})."
     )
+    if retraining is not None:
+        worth = retraining.set_index("selection").loc["SELEC top"]
+        sentence += (
+            f" Fine-tuning the base on SELEC's top 50 lands at {worth['heldout_loss_worth']:.2f} of the way from random texts to "
+            f"the true members in held-out loss, {worth['gap_worth']:.2f} in the member gap."
+        )
     return table, sentence
 
 

@@ -405,12 +405,12 @@ def attack_aucs(summary: pd.DataFrame) -> alt.Chart:
 
 
 def two_questions(questions: pd.DataFrame) -> alt.Chart:
-    """Per method, the AUC of the domain question (hollow: members against the whole pool) and of
-    the members question (filled, with its 95% interval: members against same-style texts
-    only), chance at 0.5; ``selec_judge.two_questions`` rows in."""
+    """Per method, the AUC of the domain question (same-style texts against the other domain) and
+    of the members question (with its 95% interval: members against same-style texts only),
+    chance at 0.5; ``selec_judge.two_questions`` rows in."""
     order = list(questions["method"])
     long = pd.concat([
-        questions.assign(question="domain (whole pool)", value=questions["domain_auc"], low=questions["domain_auc"], high=questions["domain_auc"]),
+        questions.assign(question="domain (same style above other text)", value=questions["style_auc"], low=questions["style_auc"], high=questions["style_auc"]),
         questions.assign(question="members (same style only)", value=questions["auc"], low=questions["auc_low"], high=questions["auc_high"]),
     ])[["method", "question", "value", "low", "high"]]  # fmt: skip
     base = alt.Chart(long).encode(y=alt.Y("method:N", title=None, sort=order), color=alt.Color("question:N", title=None))

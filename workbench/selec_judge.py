@@ -4,7 +4,8 @@ A pool that mixes the fine-tuning domain with other text rewards any score that 
 domain, so the questions are reported apart:
 
 - **finds the domain**: the pool-wide figures (``selec.evaluate``: precision@k with k the
-  number of members, its lift over random, AUC of members against the whole pool);
+  number of members, its lift over random, AUC of members against the whole pool), and the AUC
+  of every same-style text, member or not, against the other domain;
 - **finds the members**: members against same-style texts the model never trained on, and
   nothing else: AUC, precision@k (k = members) and TPR at 5% FPR, each with a bootstrap
   interval (members and non-members resampled apart), and the AUC's difference from a
@@ -41,12 +42,14 @@ MEMBER_FPR = 0.05
 SHIPPED_SELEC = DATA_DIR / "selec"  # benchmarks/selec_eval.py at its committed grid
 
 
-def shipped(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """The shipped benchmark's (questions, retraining) tables; None when it has not been run."""
+def shipped(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None] | None:
+    """The shipped benchmark's (questions, retraining) tables: None when it has not been run,
+    retraining None when its run has not reached the retraining test."""
     folder = Path(folder or SHIPPED_SELEC)
-    if not (folder / "questions.csv").is_file() or not (folder / "retraining.csv").is_file():
+    if not (folder / "questions.csv").is_file():
         return None
-    return pd.read_csv(folder / "questions.csv"), pd.read_csv(folder / "retraining.csv")
+    retraining = folder / "retraining.csv"
+    return pd.read_csv(folder / "questions.csv"), pd.read_csv(retraining) if retraining.is_file() else None
 
 
 def precision_at_k(positives: Sequence[float], negatives: Sequence[float], k: int | None = None) -> float:
@@ -69,7 +72,7 @@ def member_figures(
 ) -> dict[str, float]:
     """Members (``positives``) against same-style non-members: auc, precision (k = members) and
     tpr (at ``fpr``; NaN where not estimable), each with _low/_high bootstrap bounds, and random
-    (the precision of a random pick)."""  # fmt: skip
+    (the precision of a random pick), with the counts n_members and n_nonmembers."""  # fmt: skip
     positives, negatives = np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)
     if not len(positives) or not len(negatives):
         raise ValueError("The members question needs members and same-style non-members.")
@@ -83,6 +86,7 @@ def member_figures(
         "auc": roc["auc"], "auc_low": roc["auc_low"], "auc_high": roc["auc_high"],
         "precision": precision, "precision_low": low, "precision_high": high, "random": len(positives) / (len(positives) + len(negatives)),
         "tpr": roc[key], "tpr_low": roc[f"{key}_low"], "tpr_high": roc[f"{key}_high"],
+        "n_members": len(positives), "n_nonmembers": len(negatives),
     }  # fmt: skip
 
 
@@ -102,7 +106,9 @@ def two_questions(
     seed: int = 0, draws: int = 1000,
 ) -> pd.DataFrame:
     """One row per method of ``scores`` (name → a score per pool text, in pool order, higher =
-    more likely a member): the domain question (domain_precision, domain_lift, domain_auc) and
+    more likely a member): the domain question (domain_precision, domain_lift, domain_auc:
+    members against the whole pool; style_auc: same-style texts against the other domain, NaN
+    without any) and
     the members question (``member_figures`` on the same-style texts); with ``baseline`` (a name
     in ``scores``), each AUC minus the baseline's on the same resampled texts, with its interval
     and reading. ``chance`` says whether the members AUC is distinguishable from 0.5."""  # fmt: skip
@@ -122,7 +128,11 @@ def two_questions(
         ranking = ranking.sort_values("score", ascending=False, kind="stable")
         domain = evaluate(ranking)
         positives, negatives = inside[name][is_member], inside[name][~is_member]
-        row = {"method": name, "domain_precision": domain["precision_at_k"], "domain_lift": domain["lift"], "domain_auc": domain["auc"]}
+        values = np.asarray(values, dtype=float)
+        row = {
+            "method": name, "domain_precision": domain["precision_at_k"], "domain_lift": domain["lift"], "domain_auc": domain["auc"],
+            "style_auc": stats.auc(values[style], values[~style]),
+        }  # fmt: skip
         row |= member_figures(positives, negatives, confidence=confidence, seed=seed, draws=draws)
         row["chance"] = stats.against_floor(row["auc_low"] - 0.5, row["auc_high"] - 0.5, "chance")
         if baseline is not None and name != baseline:
@@ -134,7 +144,7 @@ def two_questions(
 
             row["minus_baseline"] = row["auc"] - stats.auc(base_pos, base_neg)
             row["gap_low"], row["gap_high"] = stats.bootstrap_groups(gap, [len(positives), len(negatives)], confidence, seed, draws)
-            row["against_baseline"] = stats.against_floor(row["gap_low"], row["gap_high"], baseline)
+            row["against_baseline"] = stats.against_floor(row["gap_low"], row["gap_high"], f"the {baseline} baseline")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -169,6 +179,7 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
         shown |= {
             "domain: precision@k (lift)": f"{row['domain_precision']:.3f} ({row['domain_lift']:.1f}×)",
             "domain: AUC": f"{row['domain_auc']:.3f}",
+            "domain: same style above other text, AUC": "" if math.isnan(row["style_auc"]) else f"{row['style_auc']:.3f}",
             "members: AUC [95%]": figure(row, "auc"),
             "members: precision@k [95%]": figure(row, "precision") + f" (random {row['random']:.3f})",
             f"members: TPR at {MEMBER_FPR:.0%} FPR [95%]": figure(row, "tpr"),

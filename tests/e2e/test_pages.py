@@ -111,7 +111,7 @@ def test_home_and_model_picker(page: Page):
 def test_home_gallery_opens_a_page_with_its_settings(page: Page):
     _open(page)
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(7)  # one figure per exploration
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(8)  # one figure per exploration
     with _rerun(page):
         page.get_by_test_id("stMain").locator("a[href*='repeated_tokens']").first.click()
     expect(page.get_by_role("heading", name="Repeated tokens")).to_be_visible()
@@ -322,7 +322,7 @@ def test_weight_diff(page: Page, tmp_path):
     _choose(page, "Base model", "tiny-llama")
     _choose(page, "Fine-tuned model", "(sidebar model) — tiny-llama + adapter")
     _set_number(page, "Training dialogues (members)", 8)
-    _set_number(page, "Held-out dialogues", 4)
+    _set_number(page, "Same-style dialogues never trained on", 4)
     _set_number(page, "Other-domain texts", 8)
     _click(page, "Run")
     expect(page.get_by_role("heading", name="Ranking")).to_be_visible()
@@ -415,6 +415,6 @@ def test_membership(page: Page):
             _upload(area, f"{label}.txt", content)
         expect(area.get_by_test_id("stFileChipName")).to_be_visible()
     _click(page, "Score")
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)  # the ROC curves
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)  # the shipped ROC curves and these
     expect(page.get_by_text("not estimable").first).to_be_visible()
     _no_exception(page)
