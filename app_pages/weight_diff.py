@@ -27,8 +27,8 @@ st.title("Weight diff")
 st.caption(
     "With a base model and its fine-tuned version, rank candidate texts by how well the training gradient of each "
     "(under the base model) points the way the weights moved, Δ = θ_tuned − θ_base (SELEC, Morris et al. 2025). Two "
-    "questions are asked apart: does the ranking find the fine-tuning data's **domain** (members above other text in the "
-    "whole pool), and does it find the **members** themselves (members above same-style texts never trained on)? The "
+    "questions are asked apart: does the ranking find the fine-tuning data's **domain** (its style above other text), "
+    "and does it find the **members** themselves (members above same-style texts never trained on)? The "
     "second is read against a membership baseline on the same texts: the tuned model's loss relative to the base's."
 )
 
@@ -39,10 +39,11 @@ if measured is None:
 else:
     questions, retraining = measured
     lab_choice = st.radio("Lab", list(dict.fromkeys(questions["lab"])), horizontal=True, key="wd_shipped_lab")
-    st.dataframe(selec_judge.readable(questions[questions["lab"] == lab_choice]), key="wd_shipped_questions", hide_index=True)
+    chosen = questions[questions["lab"] == lab_choice]
+    st.dataframe(selec_judge.readable(chosen), key="wd_shipped_questions", hide_index=True)
     st.caption(
-        "Pool: 100 training dialogues, 300 same-style dialogues never trained on, 100 other-domain texts. Members question: "
-        "the 100 members against the 300 same-style texts only; 95% bootstrap intervals; AUC − baseline is against the "
+        f"Members question: the {chosen['n_members'].iloc[0]} members against the {chosen['n_nonmembers'].iloc[0]} same-style "
+        "texts never trained on, nothing else (the pool also holds other-domain texts); 95% bootstrap intervals; AUC − baseline is against the "
         "reference ratio (the lab model's loss over the base model's) on the same resampled texts. Method names: SELEC "
         "parameters, target, projection size."
     )
@@ -51,11 +52,12 @@ else:
         st.info("The shipped run has not reached the retraining test yet: `python benchmarks/selec_eval.py --out data/selec --resume`.")
     else:
         st.dataframe(selec_judge.readable_retraining(retraining), key="wd_shipped_retraining", hide_index=True)
-    st.caption(
-        "Loss in nats per token on 200 same-style records no pool holds, and members − held-out (the lab's training "
-        "dialogues against them; negative: members likelier). Worth: where a selection falls between the random "
-        "selections (0) and the true members (1). Discussion: docs/selec.md."
-    )
+        st.caption(
+            "Loss in nats per token on 200 same-style records no pool holds, and members − held-out (the lab's training "
+            "dialogues against them; negative: members likelier). Worth: where a selection falls between the random "
+            "selections (0) and the true members (1)."
+        )
+    st.caption("Discussion: docs/selec.md.")
 names = registry_names()
 
 c1, c2 = st.columns(2)
