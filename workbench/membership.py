@@ -166,14 +166,10 @@ def readable(summary: pd.DataFrame) -> pd.DataFrame:
     """``MembershipReport.summary`` as pages, the CLI and notebooks print it: each figure with its
     interval, "not estimable" where too few non-members."""
 
-    def figure(row, key: str) -> str:
-        value = row[key]
-        return "not estimable" if math.isnan(value) else f"{value:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
-
     rows = []
     for _, row in summary.iterrows():
-        shown = {"attack": row["attack"], "AUC [95%]": figure(row, "auc")}
-        shown |= {f"TPR at {rate:.1%} FPR": figure(row, f"tpr@{rate:g}") for rate in FPRS}
+        shown = {"attack": row["attack"], "AUC [95%]": stats.estimate_text(row, "auc")}
+        shown |= {f"TPR at {rate:.1%} FPR": stats.estimate_text(row, f"tpr@{rate:g}") for rate in FPRS}
         blind = row["attack"] == BLIND
         shown["AUC − blind [95%]"] = "" if blind else stats.difference_text(row["auc_minus_blind"], row["gap_low"], row["gap_high"])
         shown["reading"] = "the floor: texts alone" if blind else row["reading"]

@@ -169,10 +169,6 @@ def judge(fitted: WeightDiff, baselines: pd.DataFrame | None = None) -> pd.DataF
 def readable(table: pd.DataFrame) -> pd.DataFrame:
     """``two_questions`` as pages, the CLI and notebooks print it: each figure with its interval."""
 
-    def figure(row, key: str) -> str:
-        value = row[key]
-        return "not estimable" if math.isnan(value) else f"{value:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
-
     rows = []
     for _, row in table.iterrows():
         shown = {"method": row["method"]} | ({"lab": row["lab"]} if "lab" in row else {})
@@ -180,9 +176,9 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
             "domain: precision@k (lift)": f"{row['domain_precision']:.3f} ({row['domain_lift']:.1f}×)",
             "domain: AUC": f"{row['domain_auc']:.3f}",
             "domain: same style above other text, AUC": "" if math.isnan(row["style_auc"]) else f"{row['style_auc']:.3f}",
-            "members: AUC [95%]": figure(row, "auc"),
-            "members: precision@k [95%]": figure(row, "precision") + f" (random {row['random']:.3f})",
-            f"members: TPR at {MEMBER_FPR:.0%} FPR [95%]": figure(row, "tpr"),
+            "members: AUC [95%]": stats.estimate_text(row, "auc"),
+            "members: precision@k [95%]": stats.estimate_text(row, "precision") + f" (random {row['random']:.3f})",
+            f"members: TPR at {MEMBER_FPR:.0%} FPR [95%]": stats.estimate_text(row, "tpr"),
             "members: against chance": row["chance"],
         }
         if "minus_baseline" in row and not math.isnan(row["minus_baseline"]):

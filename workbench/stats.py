@@ -159,6 +159,13 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95, seed
     return {"difference": d, "ci_low": low, "ci_high": high, "p_value": float(p_value), "a_only": a_only, "b_only": b_only, "n": len(a)}
 
 
+def estimate_text(row, key: str) -> str:
+    """``row[key]`` with its interval ``row[key + "_low"]``, ``row[key + "_high"]``, as tables print
+    it: "0.792 [0.764, 0.819]"; "not estimable" where the figure is NaN."""
+    value = row[key]
+    return "not estimable" if math.isnan(value) else f"{value:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
+
+
 def difference_text(difference: float, low: float, high: float) -> str:
     """A difference with its interval, as pages and sentences print it: "+0.042 [-0.019, +0.086]"."""
     return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]"
