@@ -20,7 +20,7 @@ from workbench.propinfer import (
 )
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.runs import run_key
-from workbench.shadows import METHODS, ShadowSet, calibrate, shadow_sets, summarize
+from workbench.shadows import SHADOW_METHODS, ShadowSet, calibrate, shadow_sets, summarize
 from workbench.ui import last_result, model_picker, shared_session
 from workbench.ui.params import option_index, param
 from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
@@ -79,7 +79,7 @@ with st.expander("Shadow-model calibration", expanded=True):
     k1, k2, k3 = st.columns([1, 2, 2])
     calibrate_on = k1.checkbox("Calibrate", bool(sets), key="pi_calibrate", disabled=not sets)
     set_label = k2.selectbox("Shadow set", list(sets) or ["(none built: `workbench shadows build`)"], key="pi_shadow_set", disabled=not sets)
-    method = k3.radio("Map", list(METHODS), format_func=METHODS.get, key="pi_method")
+    method = k3.radio("Map", list(SHADOW_METHODS), format_func=SHADOW_METHODS.get, key="pi_method")
 
 
 def _labeler(prop=prop, kind=kind, custom_patterns=custom_patterns):

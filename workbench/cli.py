@@ -78,7 +78,7 @@ from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, ev
 from workbench.selec_judge import baseline_scores, check_pool, judge, readable
 from workbench.session import load_session
 from workbench.shadows import (
-    METHODS,
+    SHADOW_METHODS,
     SHIPPED_SHADOWS,
     ShadowRecipe,
     ShadowSet,
@@ -758,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument(
         "--shadows", nargs="?", const=str(SHIPPED_SHADOWS), help="calibrate on a shadow set: a folder (alone: the shipped data/shadows)"
     )
-    infer.add_argument("--calibration", choices=list(METHODS), default="pooled", help="; ".join(f"{k}: {v}" for k, v in METHODS.items()))
+    infer.add_argument("--calibration", choices=list(SHADOW_METHODS), default="pooled", help="; ".join(f"{k}: {v}" for k, v in SHADOW_METHODS.items()))
     infer.set_defaults(run=cmd_propinfer)
 
     comparer = commands.add_parser("compare", help="extracted texts against candidate documents")
@@ -848,7 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
     shadows_show.add_argument("--property", choices=LAB_PROPERTIES, default="diagnosis")
     shadows_show.add_argument("--labeler", choices=["keyword", "embedding"], default="keyword")
     shadows_show.add_argument("--patterns", help="JSON file of value -> regular expressions: a custom keyword labeler")
-    shadows_show.add_argument("--calibration", choices=list(METHODS), default="pooled")
+    shadows_show.add_argument("--calibration", choices=list(SHADOW_METHODS), default="pooled")
     shadows_show.add_argument("--out", help="also write the sweep: .parquet, .jsonl or .csv")
     shadows_show.set_defaults(run=cmd_shadows_show)
 

@@ -126,6 +126,19 @@ class EmbeddingLabeler:
 
 Labeler = KeywordLabeler | EmbeddingLabeler
 LAB_PROPERTIES = ("diagnosis", "gender")
+LABELER_KINDS = {
+    "keyword": "the lab generator's own words for each value (a user of a real model does not have them)",
+    "embedding": "similarity to sentences built from the lab generator's conditions, symptoms and names",
+    "names": "similarity to sentences written from the value names alone, as a user of a real model would write them",
+}
+# Written from a value's name and its property's name alone, before any run: no word of the lab generator.
+NAME_TEMPLATES = ("{value}", "The {property} is {value}.", "A patient whose {property} is {value}.")
+
+
+def names_labeler(property: str, values: Sequence[str], templates: Sequence[str] = NAME_TEMPLATES) -> EmbeddingLabeler:
+    """An embedding labeler whose descriptions come from the value names alone (``templates``
+    filled with the property and each value): what a user knows of a real model's data."""
+    return EmbeddingLabeler(property, {v: [t.format(property=property, value=v) for t in templates] for v in values})
 
 
 def _phrase(text: str) -> str:
@@ -134,14 +147,16 @@ def _phrase(text: str) -> str:
 
 
 def lab_labeler(property: str, kind: str = "keyword") -> Labeler:
-    """Labelers for the lab's properties, built from the vocabulary its dialogues use.
-
-    diagnosis: conditions, symptoms and advice of each diagnosis group; gender: the
-    patient's self-description and first name."""
+    """Labelers for the lab's properties (``LABELER_KINDS``): keyword and embedding are built
+    from the vocabulary its dialogues use (diagnosis: conditions, symptoms and advice of each
+    group; gender: the patient's self-description and first name); names from the value
+    names alone."""
     if property not in LAB_PROPERTIES:
         raise ValueError(f"Unknown lab property {property!r}; choose one of {', '.join(LAB_PROPERTIES)}.")
-    if kind not in ("keyword", "embedding"):
-        raise ValueError(f"Unknown labeler kind {kind!r}; choose keyword or embedding.")
+    if kind not in LABELER_KINDS:
+        raise ValueError(f"Unknown labeler kind {kind!r}; choose one of {', '.join(LABELER_KINDS)}.")
+    if kind == "names":
+        return names_labeler(property, list(DIAGNOSES) if property == "diagnosis" else list(GENDER_WORDS))
     if property == "diagnosis":
         if kind == "keyword":
             return KeywordLabeler(

@@ -53,7 +53,9 @@ METHODS = {
     "pooled": "one line for all values: true share = a + b × labeled share",
     "linear": "a line per value: true share = a_v + b_v × labeled share",
     "ridge": "ridge regression on the labeled shares and word frequencies",
+    "base": "a correction by the base model's habits: true share = b + s × (labeled share − b), b the base's labeled share",
 }
+SHADOW_METHODS = {m: what for m, what in METHODS.items() if m != "base"}  # the maps that need nothing but the shadow set
 LAB_VALUES = {"diagnosis": list(DIAGNOSES), "gender": list(GENDER_WORDS)}  # the properties whose truth shadows keep
 TRUST_RATIO = 2.0  # naive errors this many times the sampling noise: the naive intervals cannot be trusted
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
@@ -235,12 +237,14 @@ class ShadowSet:
             for s, labels in zip(self.shadows, self.labels(labeler))
         ]
 
-    def fit(self, labeler: Labeler, method: str = "pooled", confidence: float = 0.95) -> Calibration:
-        """The calibration map learned on all shadows."""
+    def fit(self, labeler: Labeler, method: str = "pooled", confidence: float = 0.95, anchor: Sequence[float] | None = None) -> Calibration:
+        """The calibration map learned on all shadows (``anchor``: the base's shares, for "base")."""
         rows = self.observations(labeler, method)
-        return Calibration(method, confidence).fit(rows, self.truth(labeler.property, labeler.values), labeler.values)
+        return Calibration(method, confidence, anchor).fit(rows, self.truth(labeler.property, labeler.values), labeler.values)
 
-    def sweep(self, labeler: Labeler, method: str = "pooled", confidence: float = 0.95) -> pd.DataFrame:
+    def sweep(
+        self, labeler: Labeler, method: str = "pooled", confidence: float = 0.95, anchor: Sequence[float] | None = None
+    ) -> pd.DataFrame:
         """Estimate against truth on every shadow, naive and calibrated — PropInfer's main figure.
 
         The calibrated estimate of shadow k comes from a map fitted on the other shadows
@@ -255,7 +259,7 @@ class ShadowSet:
             true = dict(zip(values, truth[k]))
             naive = against_truth(estimate(labels, values, "wilson", confidence), true)
             others = [i for i in range(len(rows)) if i != k]
-            calibrated = Calibration(method, confidence).fit([rows[i] for i in others], truth[others], values).predict(rows[k])
+            calibrated = Calibration(method, confidence, anchor).fit([rows[i] for i in others], truth[others], values).predict(rows[k])
             calibrated = calibrated.rename(columns={"calibrated": "share", "cal_low": "ci_low", "cal_high": "ci_high"})
             for name, table in (("naive", naive), ("calibrated", against_truth(calibrated, true))):
                 frames.append(table[["value", "true_share", "share", "ci_low", "ci_high", "covered", "error"]].assign(shadow=shadow.name, estimate=name))
@@ -335,9 +339,14 @@ class Calibration:
 
     method "pooled": true_v ≈ a + b · x_v for every value v, x_v the labeled share of v (least
     squares over all shadows and values: two parameters, well determined by a few shadows).
+    Shares sum to 1, so the mean of both x and true is 1/V and the line passes through
+    (1/V, 1/V): the pooled map is fixed shrinkage toward the uniform share, its strength 1 − b
+    fitted on the shadows.
     "linear": true_v ≈ a_v + b_v · x_v, a line per value (least squares over the shadows). "ridge": every true share from the labeled shares and the word
     frequencies together (ridge regression on standardized features, its penalty per value
-    chosen by leave-one-out). Either map is affine, raw = c + W x̄ with x̄ the mean feature row;
+    chosen by leave-one-out). "base": true_v ≈ c_v + s · (x_v − c_v), one slope s about
+    ``anchor`` c, the base model's labeled shares (least squares through it; s > 1 moves the
+    estimate away from what the base writes anyway). Every map is affine, raw = c + W x̄ with x̄ the mean feature row;
     the calibrated shares are raw with negatives set to 0, scaled to sum to 1.
 
     The interval of a calibrated share: ± z · sd, sd² = W Σ Wᵀ / n (the target's sampling
@@ -350,14 +359,26 @@ class Calibration:
     from a map fitted without it), residual_sd_ (V), naive_ (K × V labeled shares), n_ (K),
     truth_ (K × V), values_."""
 
-    def __init__(self, method: str = "pooled", confidence: float = 0.95):
+    def __init__(self, method: str = "pooled", confidence: float = 0.95, anchor: Sequence[float] | None = None):
         self.method = _checked_method(method)
         if not 0 < confidence < 1:
             raise ValueError("confidence must be in (0, 1), e.g. 0.95.")
+        if (method == "base") != (anchor is not None):
+            raise ValueError("The base correction needs the base model's labeled shares (anchor); only it takes them.")
         self.confidence = confidence
+        self.anchor = None if anchor is None else np.asarray(anchor, dtype=float)
 
     def _fit_map(self, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_values = Y.shape[1]
+        if self.method == "base":
+            if self.anchor.shape != (n_values,):
+                raise ValueError(f"The base model's shares have {self.anchor.size} values, the labeler {n_values}.")
+            fixed = self.anchor
+            dx, dy = (X[:, :n_values] - fixed).ravel(), (Y - fixed).ravel()
+            slope = float(dx @ dy / (dx @ dx)) if dx @ dx > 1e-12 else 1.0
+            coef = np.zeros((n_values, X.shape[1]))
+            coef[:, :n_values] = slope * np.eye(n_values)
+            return fixed * (1 - slope), coef
         if self.method == "pooled":
             x, y = X[:, :n_values].ravel(), Y.ravel()
             slope, intercept = np.polyfit(x, y, 1) if np.ptp(x) > 1e-12 else (0.0, y.mean())
@@ -504,15 +525,17 @@ def calibrate(
     method: str = "pooled",
     truth: dict[str, float] | None = None,
     target: ModelSpec | None = None,
+    anchor: Sequence[float] | None = None,
 ) -> Calibrated:
     """The run's naive estimates beside their calibration on ``shadows``.
 
-    ``labeler`` must be the run's (it labels the shadows' generations the same way). With
+    ``labeler`` must be the run's (it labels the shadows' generations the same way); ``anchor``:
+    the base model's labeled shares, for the "base" method. With
     ``truth``: true_share, error / cal_error (estimate − truth) and covered / cal_covered.
     ``warnings`` lists how the run was sampled unlike the shadows (see ``differences``)."""
     if labeler.property != result.property or list(labeler.values) != list(result.values):
         raise ValueError("Calibrate with the labeler the run used: its property and values differ.")
-    calibration = shadows.fit(labeler, method, result.cfg.confidence)
+    calibration = shadows.fit(labeler, method, result.cfg.confidence, anchor)
     words = word_patterns(labeler.property) if method == "ridge" else None
     rows = feature_rows(labels_of(result.generations), labeler.values, result.generations["text"].tolist(), words)
     table = result.estimates[["value", "share", "ci_low", "ci_high", "n", "unlabeled"]].merge(calibration.predict(rows), on="value")

@@ -20,7 +20,8 @@ from sklearn.metrics import roc_auc_score
 NAN_PAIR = (math.nan, math.nan)
 
 
-def _tails(confidence: float) -> tuple[float, float]:
+def tails(confidence: float) -> tuple[float, float]:
+    """(low, high) quantiles of a two-sided interval at ``confidence``; ValueError outside (0, 1)."""
     if not 0 < confidence < 1:
         raise ValueError(f"The confidence must lie between 0 and 1, not {confidence}.")
     return (1 - confidence) / 2, (1 + confidence) / 2
@@ -28,7 +29,7 @@ def _tails(confidence: float) -> tuple[float, float]:
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of successes / n (scipy's ``binomtest``); NaNs when n = 0."""
-    _tails(confidence)
+    tails(confidence)
     if not n:
         return NAN_PAIR
     interval = binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
@@ -54,7 +55,7 @@ def bootstrap(
     """Percentile interval of ``statistic(indices)`` over ``draws`` resamples of range(n) with
     replacement; resamples where the statistic is NaN are left out. NaNs when n = 0."""
     if not n:
-        _tails(confidence)
+        tails(confidence)
         return NAN_PAIR
     return bootstrap_groups(lambda groups: statistic(groups[0]), [n], confidence, seed, draws)
 
@@ -65,7 +66,7 @@ def bootstrap_groups(
     """``bootstrap`` over several groups, each resampled on its own (strata: the samples of each
     word, the queries of each pool): ``statistic`` gets one index array per group. Resamples
     where the statistic is NaN are left out; NaNs when every one is."""
-    low_tail, high_tail = _tails(confidence)
+    low_tail, high_tail = tails(confidence)
     rng = np.random.default_rng(seed)
     resamples = [rng.integers(0, size, (draws, size)) if size else np.empty((draws, 0), dtype=np.int64) for size in sizes]
     values = np.array([statistic([group[i] for group in resamples]) for i in range(draws)], dtype=float)
@@ -80,10 +81,29 @@ def bootstrap_mean(values: Sequence[float], confidence: float = 0.95, seed: int 
     values = np.asarray(values, dtype=float)
     if not len(values):
         return (math.nan, *NAN_PAIR)
-    low_tail, high_tail = _tails(confidence)
+    low_tail, high_tail = tails(confidence)
     means = values[np.random.default_rng(seed).integers(0, len(values), (draws, len(values)))].mean(axis=1)
     low, high = np.quantile(means, [low_tail, high_tail])
     return float(values.mean()), float(low), float(high)
+
+
+def two_stage_bootstrap_mean(
+    groups: Sequence[Sequence[float]], confidence: float = 0.95, seed: int = 0, draws: int = 2000
+) -> tuple[float, float, float]:
+    """(mean, low, high): the mean over all values of ``groups`` (clusters: the labs, each with its
+    values) with a two-stage bootstrap interval — clusters resampled, then the values within each
+    — so that neither the few clusters nor the values inside them are taken as fixed."""
+    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not groups:
+        return (math.nan, *NAN_PAIR)
+    low_tail, high_tail = tails(confidence)
+    rng = np.random.default_rng(seed)
+    means = np.empty(draws)
+    for d in range(draws):
+        picked = [groups[i] for i in rng.integers(0, len(groups), len(groups))]
+        means[d] = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in picked]).mean()
+    low, high = np.quantile(means, [low_tail, high_tail])
+    return float(np.concatenate(groups).mean()), float(low), float(high)
 
 
 def mean_difference(
@@ -99,7 +119,7 @@ def mean_difference(
         return (math.nan, *NAN_PAIR)
     if paired:  # the mean of the pairs' differences
         return bootstrap_mean(a - b, confidence, seed, draws)
-    low_tail, high_tail = _tails(confidence)
+    low_tail, high_tail = tails(confidence)
     rng = np.random.default_rng(seed)
     resampled = a[rng.integers(0, len(a), (draws, len(a)))].mean(axis=1) - b[rng.integers(0, len(b), (draws, len(b)))].mean(axis=1)
     low, high = np.quantile(resampled, [low_tail, high_tail])
@@ -184,7 +204,7 @@ def interval_score(low: float, high: float, truth: float, confidence: float = 0.
     """The interval score of Gneiting & Raftery (2007), lower is better: the width, plus 2/α
     times the distance by which the interval misses the truth (α = 1 − confidence). Covering
     the truth with a wide interval costs its width, so coverage cannot be bought by width."""
-    _tails(confidence)
+    tails(confidence)
     alpha = 1 - confidence
     return (high - low) + 2 / alpha * max(low - truth, 0.0) + 2 / alpha * max(truth - high, 0.0)
 
@@ -197,7 +217,7 @@ def multinomial_bootstrap(counts: Sequence[int], confidence: float = 0.95, seed:
     n = int(counts.sum())
     if not n:
         return np.full(len(counts), math.nan), np.full(len(counts), math.nan)
-    _tails(confidence)
+    tails(confidence)
     shares = np.random.default_rng(seed).multinomial(n, counts / n, size=draws) / n
     tail = (1 - confidence) / 2 * 100
     return np.percentile(shares, tail, axis=0), np.percentile(shares, 100 - tail, axis=0)
@@ -206,7 +226,7 @@ def multinomial_bootstrap(counts: Sequence[int], confidence: float = 0.95, seed:
 def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """The exact (Clopper–Pearson) two-sided interval of a binomial rate; (0, 1) when n = 0.
     Its one-sided bounds at level c are the two-sided interval's ends at 2c − 1."""
-    low_tail, high_tail = _tails(confidence)
+    low_tail, high_tail = tails(confidence)
     low = beta.ppf(low_tail, successes, n - successes + 1) if successes > 0 else 0.0
     high = beta.ppf(high_tail, successes + 1, n - successes) if successes < n else 1.0
     return float(low), float(high)

@@ -1,0 +1,175 @@
+"""Is a property-inference estimate better than a trivial one? Baselines a shadow calibration
+must beat, scores that cannot be bought by width, and a check that a target lies where the
+shadows lay.
+
+Every estimate of a value's share comes with an interval; each is scored against the truth by
+its absolute error, its width, whether it covers, and the interval score (``stats.interval_score``:
+the width plus 2/α times any miss). ``compare`` puts every method side by side for one run;
+``paired_differences`` reads a method against the naive estimate over labs and values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from workbench.propinfer import Labeler, PropInferResult, against_truth, estimate
+from workbench.shadows import METHODS, ShadowSet, calibrate
+from workbench.stats import interval_score, tails, two_stage_bootstrap_mean
+
+# What each method assumes, as the page, CLI and documentation state it.
+ASSUMPTIONS = {
+    "naive": "the model writes each value as often as its training data held it; the interval is sampling noise alone (Wilson)",
+    "james-stein": "shrinks toward the uniform share by a strength read from the sampled counts alone (Hausser & Strimmer's "
+    "James–Stein estimator of cell frequencies); no shadows; the interval is the counts' bootstrap, blind to any bias",
+    "base": "the generations mix the training shares with the base model's own habits, in one proportion fitted on the "
+    "shadows; needs the base model sampled the same way",
+    "pooled": "one line from the labeled share to the true share for every value, fitted on the shadows; it passes "
+    "through (1/V, 1/V), so it is fixed shrinkage toward the uniform share with its strength fitted on the shadows",
+    "linear": "a line per value (fitted on the shadows)",
+    "ridge": "a ridge map from the labeled shares and word frequencies (fitted on the shadows)",
+}
+COUNTS_ONLY = ("naive", "james-stein")  # the estimates that need no shadows
+
+
+def james_stein(counts: Sequence[int], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> pd.DataFrame:
+    """Shrinkage of the sampled shares toward the uniform share 1/V, its strength from the counts
+    alone (Hausser & Strimmer 2009): λ = (1 − Σ θ̂²) / ((n − 1) Σ (1/V − θ̂)²), clipped to [0, 1];
+    share = λ/V + (1 − λ) θ̂. The interval: percentiles of the estimator over ``draws`` multinomial
+    resamples of the counts. DataFrame(share, ci_low, ci_high, strength), one row per count."""
+    counts = np.asarray(counts, dtype=float)
+    if counts.ndim != 1 or len(counts) < 2 or (counts < 0).any():
+        raise ValueError("James–Stein shrinkage needs the counts of at least two values, none negative.")
+    n = counts.sum()
+    if n < 2:
+        raise ValueError(f"James–Stein shrinkage needs at least 2 labeled generations, not {int(n)}.")
+    low_tail, high_tail = tails(confidence)
+
+    def shrunk(sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        shares = sample / sample.sum(axis=-1, keepdims=True)
+        spread = ((1 / len(counts) - shares) ** 2).sum(axis=-1, keepdims=True)
+        strength = np.where(spread > 0, (1 - (shares**2).sum(axis=-1, keepdims=True)) / ((n - 1) * np.where(spread > 0, spread, 1)), 0.0)
+        strength = np.clip(strength, 0.0, 1.0)
+        return strength / len(counts) + (1 - strength) * shares, strength
+
+    point, strength = shrunk(counts)
+    resampled, _ = shrunk(np.random.default_rng(seed).multinomial(int(n), counts / n, size=draws).astype(float))
+    low, high = np.quantile(resampled, [low_tail, high_tail], axis=0)
+    return pd.DataFrame({"share": point, "ci_low": low, "ci_high": high, "strength": float(strength[0])})
+
+
+def shadow_range(shadows: ShadowSet, labeler: Labeler, shares: Mapping[str, float]) -> pd.DataFrame:
+    """Is the target where the shadows were? Per value: the target's labeled share beside the
+    lowest and highest labeled share among the shadows; inside = within them. A map fitted on
+    the shadows interpolates inside that range and extrapolates outside it.
+    DataFrame(value, share, shadow_low, shadow_high, inside)."""
+    observed = np.array([estimate(labels, labeler.values)["share"].to_numpy() for labels in shadows.labels(labeler)])
+    table = pd.DataFrame({"value": labeler.values, "share": [float(shares[v]) for v in labeler.values]})
+    table["shadow_low"], table["shadow_high"] = observed.min(axis=0), observed.max(axis=0)
+    table["inside"] = (table["shadow_low"] <= table["share"]) & (table["share"] <= table["shadow_high"])
+    return table
+
+
+def leading(range_table: pd.DataFrame) -> tuple[str, str]:
+    """(the estimate that leads, why): the calibrated one where every labeled share of the target
+    lies inside the shadows' range, the naive one otherwise."""
+    outside = range_table.loc[~range_table["inside"]]
+    if outside.empty:
+        return "calibrated", "Every labeled share lies inside the range the shadows showed: the calibration interpolates, so it leads."
+    named = ", ".join(f"{r.value} ({r.share:.3f}; shadows {r.shadow_low:.3f}–{r.shadow_high:.3f})" for r in outside.itertuples())
+    return "naive", (
+        f"Outside the range the shadows showed: {named}. The calibration would extrapolate there, so the naive estimate leads; "
+        "the calibrated one is shown beside it."
+    )
+
+
+def scored(table: pd.DataFrame, truth: Mapping[str, float], confidence: float = 0.95) -> pd.DataFrame:
+    """``table`` (value, share, ci_low, ci_high) against the truth: true_share, error, covered,
+    abs_error, width and interval_score."""
+    table = against_truth(table, truth)
+    table["abs_error"] = table["error"].abs()
+    table["width"] = table["ci_high"] - table["ci_low"]
+    table["interval_score"] = [interval_score(r.ci_low, r.ci_high, r.true_share, confidence) for r in table.itertuples()]
+    return table
+
+
+def compare(
+    result: PropInferResult,
+    labeler: Labeler,
+    shadows: ShadowSet | None = None,
+    methods: Sequence[str] = ("naive", "james-stein", *METHODS),
+    truth: Mapping[str, float] | None = None,
+    base_shares: Sequence[float] | None = None,
+) -> pd.DataFrame:
+    """Every method's estimate of the run's shares, one row per method and value:
+    DataFrame(method, value, share, ci_low, ci_high[, true_share, error, covered, abs_error,
+    width, interval_score]). The shadow methods need ``shadows``; "base" needs ``base_shares``
+    (the base model's labeled shares, sampled as the run was) and is left out without them."""
+    unknown = set(methods) - set(ASSUMPTIONS)
+    if unknown:
+        raise ValueError(f"Unknown methods {sorted(unknown)}; choose from {', '.join(ASSUMPTIONS)}.")
+    if shadows is None and set(methods) - set(COUNTS_ONLY):
+        raise ValueError("The shadow methods need a shadow set.")
+    naive = result.estimates[["value", "share", "ci_low", "ci_high"]]
+    frames = []
+    for method in methods:
+        if method == "naive":
+            table = naive
+        elif method == "james-stein":
+            counts = result.estimates["count"].to_numpy()
+            table = james_stein(counts, result.cfg.confidence, result.cfg.seed).drop(columns="strength").assign(value=labeler.values)
+        elif method == "base" and base_shares is None:
+            continue
+        else:
+            anchor = base_shares if method == "base" else None
+            calibrated = calibrate(result, shadows, labeler, method, anchor=anchor).table
+            table = calibrated[["value", "calibrated", "cal_low", "cal_high"]].set_axis(["value", "share", "ci_low", "ci_high"], axis=1)
+        frames.append(table.assign(method=method))
+    table = pd.concat(frames, ignore_index=True)[["method", "value", "share", "ci_low", "ci_high"]]
+    return table if truth is None else scored(table, truth, result.cfg.confidence)
+
+
+def base_shares(base_run: PropInferResult) -> np.ndarray:
+    """The base model's labeled shares (the "base" method's anchor) from its run."""
+    shares = base_run.estimates["share"].to_numpy()
+    if np.isnan(shares).any():
+        raise ValueError("The base model's generations got no label: its habits cannot anchor a correction.")
+    return shares
+
+
+def summary(scores: pd.DataFrame, by: Sequence[str] = ("method",)) -> pd.DataFrame:
+    """Per group: mae, mean width, mean interval score, coverage (share of intervals covering) and n."""
+    return (
+        scores.groupby(list(by), sort=False)
+        .agg(mae=("abs_error", "mean"), width=("width", "mean"), interval_score=("interval_score", "mean"),
+             coverage=("covered", "mean"), n=("covered", "size"))
+        .reset_index()
+    )
+
+
+def paired_differences(
+    scores: pd.DataFrame,
+    against: str = "naive",
+    cluster: str = "lab",
+    measures: Sequence[str] = ("abs_error", "interval_score", "width"),
+    confidence: float = 0.95,
+    seed: int = 0,
+    draws: int = 2000,
+) -> pd.DataFrame:
+    """Each method minus ``against`` on the same (cluster, property, value) rows, with a paired
+    two-stage bootstrap: clusters (labs) resampled, then the rows within each. Negative is
+    better for every measure. DataFrame(method, measure, difference, low, high, n, clusters)."""
+    key = [cluster, "property", "value"]
+    base = scores.loc[scores["method"] == against].set_index(key)
+    if base.empty:
+        raise ValueError(f"No {against!r} rows to read the methods against.")
+    rows = []
+    for method, group in scores.loc[scores["method"] != against].groupby("method", sort=False):
+        paired = group.set_index(key).join(base[list(measures)], rsuffix="_base", how="inner")
+        clusters = [paired.xs(c, level=cluster) for c in paired.index.get_level_values(cluster).unique()]
+        for measure in measures:
+            diffs = [(c[measure] - c[f"{measure}_base"]).to_numpy() for c in clusters]
+            rows.append((method, measure, *two_stage_bootstrap_mean(diffs, confidence, seed, draws), sum(map(len, diffs)), len(diffs)))
+    return pd.DataFrame(rows, columns=["method", "measure", "difference", "low", "high", "n", "clusters"])
