@@ -9,6 +9,7 @@ from safetensors import safe_open
 from workbench.config import ModelSpec, PropInferConfig
 from workbench.lab import DIAGNOSES
 from workbench.propinfer import KeywordLabeler, lab_labeler, run
+from workbench.propinfer_judge import compare, leading, shadow_range
 from workbench.registry import LAB_MODEL
 from workbench.session import load_session
 from workbench.shadows import (
@@ -230,6 +231,29 @@ def test_sweep_and_calibrating_a_run(tiny_set):
     assert ridge.calibration.coef_.shape[1] > 2  # labels + the lab's diagnosis words
     with pytest.raises(ValueError, match="labeler the run used"):
         calibrate(result, shadows, lab_labeler("gender"))
+
+
+def test_the_target_check_and_every_method_on_a_run(tiny_set):
+    folder, recipe, shadows, _ = tiny_set
+    observed = np.array([[np.mean([label == v for label in labels if label]) for v in LETTERS.values] for labels in shadows.labels(LETTERS)])
+    middle = dict(zip(LETTERS.values, (observed.min(axis=0) + observed.max(axis=0)) / 2))
+    inside = shadow_range(shadows, LETTERS, middle)
+    assert inside["inside"].all() and inside["shadow_low"].tolist() == pytest.approx(observed.min(axis=0).tolist())
+    assert leading(inside)[0] == "calibrated"
+    beyond = shadow_range(shadows, LETTERS, {"digestive": observed[:, 0].max() + 0.01, "respiratory": observed[:, 1].min() - 0.01})
+    assert not beyond["inside"].any() and leading(beyond)[0] == "naive"
+
+    result = run(load_session(recipe.base), recipe.prompt_list(), PropInferConfig(n_samples=12, max_new_tokens=8), LETTERS)
+    truth = {"digestive": 0.5, "respiratory": 0.5}
+    table = compare(result, LETTERS, shadows, truth=truth, base_shares=[0.5, 0.5])
+    assert table["method"].unique().tolist() == ["naive", "james-stein", "pooled", "linear", "ridge", "base"]
+    assert {"abs_error", "width", "interval_score", "covered"} <= set(table.columns)
+    naive = table.loc[table["method"] == "naive", "share"].to_numpy()
+    assert naive == pytest.approx(result.estimates["share"].to_numpy())
+    assert "base" not in compare(result, LETTERS, shadows)["method"].tolist()  # no base model sampled: no base method
+    assert compare(result, LETTERS, methods=("naive", "james-stein"))["method"].nunique() == 2  # no shadows needed
+    with pytest.raises(ValueError, match="need a shadow set"):
+        compare(result, LETTERS, methods=("pooled",))
 
 
 def test_differences_name_each_setting():

@@ -162,13 +162,13 @@ def paired_differences(
     two-stage bootstrap: clusters (labs) resampled, then the rows within each. Negative is
     better for every measure. DataFrame(method, measure, difference, low, high, n, clusters)."""
     key = [cluster, "property", "value"]
-    base = scores.loc[scores["method"] == against].set_index(key)
+    base = scores.loc[scores["method"] == against, key + list(measures)]
     if base.empty:
         raise ValueError(f"No {against!r} rows to read the methods against.")
     rows = []
     for method, group in scores.loc[scores["method"] != against].groupby("method", sort=False):
-        paired = group.set_index(key).join(base[list(measures)], rsuffix="_base", how="inner")
-        clusters = [paired.xs(c, level=cluster) for c in paired.index.get_level_values(cluster).unique()]
+        paired = group.merge(base, on=key, suffixes=("", "_base"))
+        clusters = [part for _, part in paired.groupby(cluster, sort=False)]
         for measure in measures:
             diffs = [(c[measure] - c[f"{measure}_base"]).to_numpy() for c in clusters]
             rows.append((method, measure, *two_stage_bootstrap_mean(diffs, confidence, seed, draws), sum(map(len, diffs)), len(diffs)))
