@@ -9,6 +9,7 @@ from workbench.contract import scaled_progress
 from workbench.lab import lab_dataset_for
 from workbench.propinfer import (
     LAB_PROPERTIES,
+    LABELER_KINDS,
     PROMPT_SETS,
     KeywordLabeler,
     against_truth,
@@ -18,14 +19,17 @@ from workbench.propinfer import (
     mean_absolute_error,
     run,
 )
+from workbench.propinfer_judge import ASSUMPTIONS, judge, score_summary
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.runs import run_key
-from workbench.shadows import SHADOW_METHODS, ShadowSet, calibrate, shadow_sets, summarize
+from workbench.shadows import SHADOW_METHODS, ShadowSet, shadow_sets, summarize
 from workbench.ui import last_result, model_picker, shared_session
 from workbench.ui.params import option_index, param
 from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
 
-KINDS = {"keywords": "keyword", "embedding (zero-shot)": "embedding", "custom keywords": "custom"}
+KINDS = {
+    "keywords": "keyword", "embedding (zero-shot)": "embedding", "value names (zero-shot)": "names", "custom keywords": "custom",
+}  # fmt: skip
 
 st.title("Property inference")
 st.caption(
@@ -48,6 +52,7 @@ if kind == "custom":
 else:
     with st.expander("What the labeler looks for"):
         labeler_preview = lab_labeler(prop, kind)
+        st.caption(LABELER_KINDS[kind][:1].upper() + LABELER_KINDS[kind][1:] + ".")
         st.json(labeler_preview.patterns if kind == "keyword" else labeler_preview.descriptions, expanded=False)
 
 p1, p2 = st.columns([1, 2])
@@ -128,14 +133,15 @@ if st.button("Run", type="primary", key="pi_run"):
                 record = session.served_record(cfg.sampling())
                 if record is not None:
                     served[label] = record
-            calibrated = calibration_failed = None
+            judged = calibration_failed = None
             if shadows is not None:
+                first, base_run = list(runs.values())[0], (list(runs.values())[1:] or [None])[0]
                 try:
-                    calibrated = calibrate(next(iter(runs.values())), shadows, labeler, method, truth, target)
+                    judged = judge(first, labeler, shadows, method, truth, target, base_run)
                 except ValueError as err:  # e.g. a labeler whose values the shadows have no truth for: the run still stands
                     calibration_failed = str(err)
             return {
-                "runs": runs, "truth": truth, "property": prop, "cfg": cfg, "calibrated": calibrated,
+                "runs": runs, "truth": truth, "property": prop, "cfg": cfg, "judged": judged,
                 "calibration_failed": calibration_failed, "shadow_set": set_label, "served": served,
             }  # fmt: skip
 
@@ -207,16 +213,20 @@ with tab_estimates:
     st.altair_chart(plots.share_estimates(estimates, "Estimate (interval) vs truth (black tick)" if truth else "Estimates"), width="stretch")
     st.dataframe(estimates, key="pi_estimates", hide_index=True)
 
-    calibrated = result.get("calibrated")
-    if calibrated is not None:
+    judged = result.get("judged")
+    if judged is not None:
+        calibrated = judged.calibrated
         st.subheader(f"Calibrated with shadow models: {main_label}")
         (st.success if calibrated.calibration.naive_trusted else st.warning)(calibrated.calibration.verdict())
         for warning in calibrated.warnings:
             st.warning(f"This run differs from how the shadows were sampled: {warning}. The map may not apply.")
+        (st.info if judged.lead == "calibrated" else st.warning)(f"Leading estimate: {judged.lead}. {judged.why}")
         table = calibrated.table
         st.caption(
             f"Shadow set {result['shadow_set']}. Calibrated interval: ± z × sd, sd² = the run's sampling variance through the "
-            "map + the map's mean squared leave-one-shadow-out error; the calibrated shares are clipped at 0 and scaled to sum to 1."
+            "map + the map's mean squared leave-one-shadow-out error; the calibrated shares are clipped at 0 and scaled to sum to 1. "
+            "Both estimates are shown, whichever leads. The calibration holds for targets like the shadows (fine-tunes of the same "
+            "base, sampled the same way, their labeled shares inside the shadows' range); outside it, it extrapolates."
         )
         if truth:
             m1, m2, m3, m4 = st.columns(4)
@@ -234,6 +244,20 @@ with tab_estimates:
         st.altair_chart(plots.share_estimates(pair, "Naive and calibrated estimates" + (" vs truth (black tick)" if truth else "")), width="stretch")
         st.dataframe(table, key="pi_calibrated", hide_index=True)
         st.download_button("Calibrated estimates (CSV)", table.to_csv(index=False), "propinfer_calibrated.csv", "text/csv", key="pi_dl_calibrated")
+        st.markdown("**Every method beside the baselines**")
+        st.caption(
+            "Naive and James–Stein need no shadows; the base correction needs the base model run beside the target (the shadows' "
+            "base). " + " ".join(f"{m}: {ASSUMPTIONS[m]}." for m in judged.methods["method"].unique())
+        )
+        if truth:
+            st.caption(
+                "Scored against the truth: MAE, mean interval width, mean interval score (the width plus 40 times any miss at 95%: "
+                "lower is better, and wide intervals cannot buy it) and the share of intervals that cover the truth."
+            )
+            st.dataframe(score_summary(judged.methods), key="pi_methods_summary", hide_index=True)
+        st.dataframe(judged.where, key="pi_shadow_range", hide_index=True)
+        st.dataframe(judged.methods, key="pi_methods", hide_index=True, height=250)
+        st.download_button("Every method (CSV)", judged.methods.to_csv(index=False), "propinfer_methods.csv", "text/csv", key="pi_dl_methods")
     elif result.get("calibration_failed"):
         st.warning(f"No calibration for this run: {result['calibration_failed']}")
 

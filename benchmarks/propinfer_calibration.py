@@ -50,9 +50,9 @@ from workbench.propinfer_judge import (
     james_stein,
     leading,
     paired_differences,
+    score_summary,
     scored,
     shadow_range,
-    summary,
 )
 from workbench.session import load_session
 from workbench.shadows import SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, draw_shares
@@ -234,7 +234,7 @@ def write_tables(out: Path, frames: list[pd.DataFrame], ranges: list[pd.DataFram
     columns = ["group", "lab", "labeler", "property", "method", "value", "share", "ci_low", "ci_high", "true_share", "abs_error", "width", "interval_score", "covered"]
     estimates = estimates[columns]
     estimates.to_csv(out / "estimates.csv", index=False)
-    summary(estimates, ("group", "labeler", "property", "method")).to_csv(out / "summary.csv", index=False)
+    score_summary(estimates, ("group", "labeler", "property", "method")).to_csv(out / "summary.csv", index=False)
     differences = [
         paired_differences(part, confidence=boot["confidence"], seed=boot["seed"], draws=boot["draws"]).assign(group=group, labeler=kind)
         for (group, kind), part in estimates.groupby(["group", "labeler"], sort=False)

@@ -21,6 +21,11 @@ def page(open_app):
     return at
 
 
+def _table(at, *columns: str):
+    """The page's last table with these columns (AppTest finds dataframes by position, not key)."""
+    return [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)][-1]
+
+
 def _run(at):
     at.button(key="pi_run").click().run()
     assert not at.exception
@@ -148,3 +153,21 @@ def test_calibration_against_a_lab_builds_truth(calibrating, tmp_path):
     assert "Naive: intervals covering the truth" in labels and "Calibrated: MAE vs truth" in labels
     table = next(d.value for d in calibrating.dataframe if "calibrated" in d.value)
     assert {"true_share", "covered", "cal_error", "cal_covered"} <= set(table.columns)
+    # every method scored beside the baselines: interval score and width, not coverage alone
+    scores = _table(calibrating, "interval_score", "mae")
+    assert scores["method"].tolist() == ["naive", "james-stein", "pooled", "linear", "ridge"]  # no base run: no base correction
+    assert {"mae", "width", "interval_score", "coverage"} <= set(scores.columns)
+    assert (scores["interval_score"] >= scores["width"] - 1e-12).all()
+    where = _table(calibrating, "shadow_low")
+    lead = "calibrated" if where["inside"].all() else "naive"
+    assert any(f"Leading estimate: {lead}." in m.value for m in [*calibrating.info, *calibrating.warning])
+
+
+def test_the_base_model_run_beside_the_target_anchors_the_base_correction(calibrating):
+    calibrating.checkbox(key="pi_with_base").check().run()
+    calibrating.selectbox(key="pi_base").select("tiny-llama")  # the shadows' base
+    _run(calibrating)
+    assert not calibrating.error
+    methods = _table(calibrating, "method", "ci_low")
+    assert "base" in methods["method"].tolist()
+    assert methods.groupby("method")["share"].sum().to_numpy() == pytest.approx(1)

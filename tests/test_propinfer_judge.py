@@ -6,7 +6,7 @@ import pytest
 
 from workbench.lab import DIAGNOSES
 from workbench.propinfer import NAME_TEMPLATES, lab_labeler, names_labeler
-from workbench.propinfer_judge import james_stein, leading, paired_differences, scored, summary
+from workbench.propinfer_judge import james_stein, leading, paired_differences, score_summary, scored
 from workbench.shadows import Calibration, draw_shares, feature_rows
 from workbench.stats import two_stage_bootstrap_mean
 
@@ -72,7 +72,7 @@ def test_scores_charge_width_and_misses():
     assert out["width"].tolist() == pytest.approx([0.2, 1.0])
     assert out["interval_score"].tolist() == pytest.approx([0.2 + 40 * 0.1, 1.0])  # 2/α = 40 at 95%
     assert out["abs_error"].tolist() == pytest.approx([0.2, 0.2])
-    s = summary(out.assign(method="m"))
+    s = score_summary(out.assign(method="m"))
     assert s.loc[0, "mae"] == pytest.approx(0.2) and s.loc[0, "coverage"] == 0.5 and s.loc[0, "n"] == 2
 
 

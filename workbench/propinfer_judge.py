@@ -11,12 +11,14 @@ the width plus 2/α times any miss). ``compare`` puts every method side by side 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from workbench.config import ModelSpec
 from workbench.propinfer import Labeler, PropInferResult, against_truth, estimate
-from workbench.shadows import METHODS, ShadowSet, calibrate
+from workbench.shadows import METHODS, Calibrated, ShadowSet, calibrate
 from workbench.stats import interval_score, tails, two_stage_bootstrap_mean
 
 # What each method assumes, as the page, CLI and documentation state it.
@@ -139,7 +141,7 @@ def base_shares(base_run: PropInferResult) -> np.ndarray:
     return shares
 
 
-def summary(scores: pd.DataFrame, by: Sequence[str] = ("method",)) -> pd.DataFrame:
+def score_summary(scores: pd.DataFrame, by: Sequence[str] = ("method",)) -> pd.DataFrame:
     """Per group: mae, mean width, mean interval score, coverage (share of intervals covering) and n."""
     return (
         scores.groupby(list(by), sort=False)
@@ -173,3 +175,33 @@ def paired_differences(
             diffs = [(c[measure] - c[f"{measure}_base"]).to_numpy() for c in clusters]
             rows.append((method, measure, *two_stage_bootstrap_mean(diffs, confidence, seed, draws), sum(map(len, diffs)), len(diffs)))
     return pd.DataFrame(rows, columns=["method", "measure", "difference", "low", "high", "n", "clusters"])
+
+
+@dataclass
+class Judged:
+    calibrated: Calibrated  # the chosen map's table, as ``calibrate`` gives it
+    methods: pd.DataFrame  # ``compare``: every method's estimate (and scores, with the truth)
+    where: pd.DataFrame  # ``shadow_range``: the run's labeled shares against the shadows'
+    lead: str  # "calibrated" or "naive"
+    why: str
+
+
+def judge(
+    result: PropInferResult,
+    labeler: Labeler,
+    shadows: ShadowSet,
+    method: str = "pooled",
+    truth: Mapping[str, float] | None = None,
+    target: ModelSpec | None = None,
+    base_run: PropInferResult | None = None,
+) -> Judged:
+    """A run read against its shadows, as every front end shows it: the chosen map, every method
+    beside it, and which estimate leads. ``base_run``: the base model sampled and labeled as the
+    run was; it anchors the "base" method when it is the shadows' base model."""
+    calibrated = calibrate(result, shadows, labeler, method, None if truth is None else dict(truth), target)
+    anchor = None
+    if base_run is not None and base_run.model == shadows.recipe.base and list(base_run.values) == list(result.values):
+        anchor = base_shares(base_run)
+    methods = compare(result, labeler, shadows, truth=truth, base_shares=anchor)
+    where = shadow_range(shadows, labeler, dict(zip(result.estimates["value"], result.estimates["share"])))
+    return Judged(calibrated, methods, where, *leading(where))
