@@ -1,6 +1,7 @@
 """The CLI's shadow models, calibrated property inference and lab shares, on the tiny models."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -32,6 +33,7 @@ def test_shadows_build_and_show(shadow_dir, lab_letters, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "4 shadows of tiny-llama: 20 records" in printed
     assert "naive       MAE" in printed and "calibrated  MAE" in printed and "of 8 intervals cover the truth" in printed
+    assert printed.count("mean interval score") == 2
     assert len(pd.read_csv(out)) == 4 * 2 * 2
     # random weights write no clinic words: the lab's own labeler finds nothing to calibrate
     assert main(["shadows", "show", "--dir", str(shadow_dir)]) == 2
@@ -48,6 +50,10 @@ def test_propinfer_calibrates_on_a_shadow_set(shadow_dir, lab_letters, tmp_path,
     assert {"share", "ci_low", "calibrated", "cal_low", "cal_high"} <= set(estimates.columns)
     assert "calibrated" in captured.out and "Calibrated on 4 shadow models" in captured.out
     assert "warning" not in captured.err
+    assert "Leading estimate: " in captured.out and "james-stein" in captured.out and not re.search(r"^\s+base\s", captured.out, re.MULTILINE)
+    # the shadows' base sampled the same way anchors the base correction
+    assert main([*argv, "--max-new-tokens", "6", "--shadows", str(shadow_dir), "--with-base", "--out", str(out)]) == 0
+    assert re.search(r"^\s+base\s+digestive", capsys.readouterr().out, re.MULTILINE)
     assert main([*argv, "--max-new-tokens", "6", "--temperature", "0.7", "--shadows", str(shadow_dir), "--calibration", "ridge", "--out", str(out)]) == 0
     assert "temperature is 0.7" in capsys.readouterr().err
 

@@ -66,6 +66,7 @@ from workbench.overlap import DEFAULT_MIN_TOKENS
 from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
 from workbench.propinfer import (
     LAB_PROPERTIES,
+    LABELER_KINDS,
     PROMPT_SETS,
     KeywordLabeler,
     against_truth,
@@ -73,6 +74,8 @@ from workbench.propinfer import (
     mean_absolute_error,
 )
 from workbench.propinfer import run as run_propinfer
+from workbench.propinfer_judge import judge as judge_propinfer
+from workbench.propinfer_judge import score_summary
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
 from workbench.selec_judge import baseline_scores, check_pool, judge, readable
@@ -83,7 +86,6 @@ from workbench.shadows import (
     ShadowRecipe,
     ShadowSet,
     build_shadows,
-    calibrate,
     summarize,
 )
 from workbench.similarity import best_per_text, compare, passages, read_texts
@@ -319,7 +321,15 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
     session = load_session(spec, progress=_progress)
     with _progress_bar() as progress:
         result = run_propinfer(session, args.prompt or PROMPT_SETS[args.style], cfg, labeler, progress, args.style)
-    calibrated = calibrate(result, shadows, labeler, args.calibration, truth, spec) if shadows else None
+    judged = None
+    if shadows is not None:
+        base_run = None
+        if args.with_base:
+            base_session = load_session(ModelSpec(shadows.recipe.base), progress=_progress)
+            with _progress_bar() as progress:
+                base_run = run_propinfer(base_session, args.prompt or PROMPT_SETS[args.style], cfg, labeler, progress, args.style)
+        judged = judge_propinfer(result, labeler, shadows, args.calibration, truth, spec, base_run)
+    calibrated = judged.calibrated if judged else None
     if calibrated is not None:
         estimates = calibrated.table
     else:
@@ -347,6 +357,12 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
         print(f"Calibrated on {len(shadows.shadows)} shadow models ({args.shadows}, {args.calibration}). {calibrated.calibration.verdict()}")
         for warning in calibrated.warnings:
             print(f"warning: {warning}: the calibration may not apply.", file=sys.stderr)
+        print(f"Leading estimate: {judged.lead}. {judged.why}")
+        if truth:
+            print("Every method against the truth (interval score: the width plus 2/α times any miss; lower is better):")
+            print(score_summary(judged.methods).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        else:
+            print(judged.methods.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def _texts_from(path: str, field: str) -> list[tuple[str, str]]:
@@ -495,7 +511,10 @@ def cmd_shadows_show(args: argparse.Namespace) -> None:
     if out is not None:
         _write_table(sweep, out)
     for row in summarize(sweep).itertuples():
-        print(f"{row.estimate:<11} MAE {row.mae:.3f}, {row.covered} of {row.intervals} intervals cover the truth (leave one shadow out)")
+        print(
+            f"{row.estimate:<11} MAE {row.mae:.3f}, {row.covered} of {row.intervals} intervals cover the truth, mean width "
+            f"{row.width:.3f}, mean interval score {row.interval_score:.3f} (leave one shadow out)"
+        )
     print(shadows.fit(labeler, args.calibration).verdict())
 
 
@@ -745,7 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer = commands.add_parser("propinfer", help="estimate a property's shares in the fine-tuning data from generations")
     _add_model_options(infer)
     infer.add_argument("--property", required=True, choices=LAB_PROPERTIES, help="property of the lab's clinic data")
-    infer.add_argument("--labeler", choices=["keyword", "embedding"], default="keyword")
+    infer.add_argument("--labeler", choices=list(LABELER_KINDS), default="keyword", help="; ".join(f"{k}: {v}" for k, v in LABELER_KINDS.items()))
     infer.add_argument("--patterns", help="JSON file of value -> regular expressions: a custom keyword labeler")
     infer.add_argument("--style", choices=list(PROMPT_SETS), default="question-answer", help="prompt style")
     infer.add_argument("--prompt", action="append", help="a prompt (repeatable; default: the style's prompt set)")
@@ -759,6 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--shadows", nargs="?", const=str(SHIPPED_SHADOWS), help="calibrate on a shadow set: a folder (alone: the shipped data/shadows)"
     )
     infer.add_argument("--calibration", choices=list(SHADOW_METHODS), default="pooled", help="; ".join(f"{k}: {v}" for k, v in SHADOW_METHODS.items()))
+    infer.add_argument("--with-base", action="store_true", help="also sample the shadows' base model the same way: it anchors the base correction")
     infer.set_defaults(run=cmd_propinfer)
 
     comparer = commands.add_parser("compare", help="extracted texts against candidate documents")
@@ -846,7 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
     shadows_show = shadow_commands.add_parser("show", help="a shadow set's sweep: naive and calibrated estimates against the truth")
     shadows_show.add_argument("--dir", default=str(SHIPPED_SHADOWS))
     shadows_show.add_argument("--property", choices=LAB_PROPERTIES, default="diagnosis")
-    shadows_show.add_argument("--labeler", choices=["keyword", "embedding"], default="keyword")
+    shadows_show.add_argument("--labeler", choices=list(LABELER_KINDS), default="keyword")
     shadows_show.add_argument("--patterns", help="JSON file of value -> regular expressions: a custom keyword labeler")
     shadows_show.add_argument("--calibration", choices=list(SHADOW_METHODS), default="pooled")
     shadows_show.add_argument("--out", help="also write the sweep: .parquet, .jsonl or .csv")

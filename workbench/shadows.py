@@ -46,6 +46,7 @@ from workbench.propinfer import (
 )
 from workbench.registry import LAB_MODEL
 from workbench.session import load_session
+from workbench.stats import interval_score
 from workbench.training import TrainingRecipe
 
 SHIPPED_SHADOWS = DATA_DIR / "shadows"
@@ -267,11 +268,20 @@ class ShadowSet:
         return pd.concat(frames, ignore_index=True)[columns]
 
 
-def summarize(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Per estimate (naive, calibrated): mae, covered (intervals that cover the truth), intervals."""
+def summarize(sweep: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per estimate (naive, calibrated): mae, covered (intervals that cover the truth), intervals,
+    width (mean interval width) and interval_score (mean, ``stats.interval_score``: coverage
+    bought by width shows here)."""
+    scores = sweep.assign(
+        width=sweep["ci_high"] - sweep["ci_low"],
+        interval_score=[interval_score(r.ci_low, r.ci_high, r.true_share, confidence) for r in sweep.itertuples()],
+    )
     return (
-        sweep.groupby("estimate", sort=False)
-        .agg(mae=("error", lambda e: float(np.abs(e).mean())), covered=("covered", "sum"), intervals=("covered", "size"))
+        scores.groupby("estimate", sort=False)
+        .agg(
+            mae=("error", lambda e: float(np.abs(e).mean())), covered=("covered", "sum"), intervals=("covered", "size"),
+            width=("width", "mean"), interval_score=("interval_score", "mean"),
+        )
         .reset_index()
     )
 
