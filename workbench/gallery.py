@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import backdoor, backdoor_attack, reactivation, selec_judge, sink_mechanism
+from workbench import backdoor, backdoor_attack, propinfer_judge, reactivation, selec_judge, sink_mechanism
 from workbench.attention import sink_heads, sink_scores
 from workbench.builds import code_version
 from workbench.cache import replacing_dir
@@ -31,16 +31,15 @@ from workbench.lab import SHIPPED_LAB, LabDataset
 from workbench.membership import FPRS, SHIPPED_MEMBERSHIP, MembershipReport
 from workbench.propinfer import (
     PROMPT_SETS,
-    against_truth,
     lab_labeler,
-    mean_absolute_error,
 )
 from workbench.propinfer import run as run_propinfer
 from workbench.reactivation_measure import ReactivationReport
 from workbench.registry import LAB_MODEL
 from workbench.session import load_session
+from workbench.shadows import SHIPPED_SHADOWS, ShadowSet
 from workbench.similarity import similarity_matrix
-from workbench.stats import against_floor, difference_text, wilson
+from workbench.stats import against_floor, difference_text, mean_difference, wilson
 
 GALLERY_DIR = DATA_DIR / "gallery"
 EXTRACTED = (
@@ -107,13 +106,28 @@ def _property_inference(settings: dict, progress: Progress | None) -> tuple[pd.D
     session = load_session(LAB_MODEL)
     truth = LabDataset.load(SHIPPED_LAB / "dataset").truth["realized"][settings["property"]]
     cfg = PropInferConfig(n_samples=settings["n"], seed=settings["seed"])
-    result = run_propinfer(session, PROMPT_SETS[settings["style"]], cfg, lab_labeler(settings["property"]), progress, settings["style"])
-    estimates = against_truth(result.estimates, truth).assign(run=session.info.name)
+    labeler = lab_labeler(settings["property"])
+    result = run_propinfer(session, PROMPT_SETS[settings["style"]], cfg, labeler, progress, settings["style"])
+    judged = propinfer_judge.judge(result, labeler, ShadowSet.load(SHIPPED_SHADOWS), truth=truth)
+    names = {"naive": "naive (Wilson)", "james-stein": "James–Stein (no shadows)", "pooled": "calibrated on the shadows"}
+    shown = judged.methods.loc[judged.methods["method"].isin(list(names))]
+    estimates = shown.assign(run=shown["method"].map(names), n=int(result.estimates["n"].iloc[0]))
+    errors = {method: group["abs_error"].to_numpy() for method, group in shown.groupby("method")}
+    scores = propinfer_judge.score_summary(shown).set_index("method")
     uniform = sum(abs(share - 1 / len(truth)) for share in truth.values()) / len(truth)
+
+    def against_naive(method: str) -> str:
+        d, low, high = mean_difference(errors[method], errors["naive"], paired=True, seed=settings["seed"])
+        return f"{difference_text(d, low, high)}, {against_floor(low, high, 'the naive error')}"
+
     sentence = (
         f"From {settings['n']} generations alone, the lab model's share of each {settings['property']} in its private "
-        f"fine-tuning data is estimated within {mean_absolute_error(result.estimates, truth):.3f} on average (mean absolute "
-        f"error; a uniform guess is off by {uniform:.3f})."
+        f"fine-tuning data is estimated within {scores.loc['naive', 'mae']:.3f} on average (mean absolute error over "
+        f"{len(truth)} values; a uniform guess is off by {uniform:.3f}). Calibrated on the {len(judged.calibrated.calibration.n_)} "
+        f"shipped shadow models: {scores.loc['pooled', 'mae']:.3f} ({against_naive('pooled')}); James–Stein shrinkage, "
+        f"which needs no shadows: {scores.loc['james-stein', 'mae']:.3f} ({against_naive('james-stein')}). Mean interval "
+        f"score (lower is better): naive {scores.loc['naive', 'interval_score']:.3f}, calibrated "
+        f"{scores.loc['pooled', 'interval_score']:.3f}. The target check leads with the {judged.lead} estimate."
     )
     return estimates, sentence
 
