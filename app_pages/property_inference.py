@@ -167,13 +167,15 @@ with tab_sweep:
                 f"({recipe.epochs} epochs, LoRA rank {recipe.rank}) with shares drawn from a Dirichlet({recipe.alpha:g}) prior, "
                 f"then sampled {recipe.n_samples} times ({recipe.style} prompts, temperature {recipe.temperature}, top-p "
                 f"{recipe.top_p}, {recipe.max_new_tokens} new tokens). Each shadow's calibrated estimate comes from a map "
-                "fitted on the other shadows. No model is called here."
+                "fitted on the other shadows. The interval score is the width plus 40 times any miss (95%): lower is better, "
+                "and a wide interval cannot buy it. No model is called here."
             )
             (st.success if trusted else st.warning)(verdict)
             columns = st.columns(len(summary))
             for column, row in zip(columns, summary.itertuples()):
                 column.metric(f"{row.estimate}: MAE", f"{row.mae:.3f}")
                 column.metric(f"{row.estimate}: intervals covering the truth", f"{row.covered} of {row.intervals}")
+                column.metric(f"{row.estimate}: mean width · interval score", f"{row.width:.3f} · {row.interval_score:.3f}")
             st.altair_chart(plots.calibration_sweep(sweep), width="content")
             st.dataframe(sweep, key="pi_sweep", hide_index=True, height=250)
             st.download_button("Sweep (CSV)", sweep.to_csv(index=False), "propinfer_shadow_sweep.csv", "text/csv", key="pi_dl_sweep")

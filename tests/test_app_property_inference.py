@@ -107,6 +107,7 @@ def test_calibration_panel_shows_naive_and_calibrated_and_the_sweep(calibrating)
     sweep = next(d.value for d in page.dataframe if "estimate" in d.value)
     assert len(sweep) == 4 * 2 * 2 and set(sweep["estimate"]) == {"naive", "calibrated"}
     assert any(m.label == "calibrated: intervals covering the truth" for m in page.metric)
+    assert any(m.label == "naive: mean width · interval score" for m in page.metric)
     _run(page)
     assert not page.error
     assert any(h.value.startswith("Calibrated with shadow models") for h in page.subheader)
