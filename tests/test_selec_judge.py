@@ -89,3 +89,18 @@ def test_retraining_on_members_lowers_their_loss(tmp_path):
     assert (tmp_path / "true members" / "adapter_config.json").is_file()
     with pytest.raises(ValueError, match="held-out records are in a selection"):
         retraining_test("tiny-llama", {"x": heldout[:2]}, members, heldout, tmp_path, recipe)
+
+
+def test_against_random_pairs_each_held_out_record():
+    from workbench.selec_judge import against_random
+
+    rows = []
+    for selection, losses in {"random 0": [1.0, 2.0, 3.0], "random 1": [3.0, 2.0, 1.0], "top": [2.5, 2.5, 2.5]}.items():
+        rows += [{"selection": selection, "set": "held out", "text": f"t{i}", "loss": v} for i, v in enumerate(losses)]
+        rows.append({"selection": selection, "set": "member", "text": "m", "loss": 9.0})  # members do not count
+    table = against_random(pd.DataFrame(rows)).set_index("selection")
+    assert table.loc["top", "minus_random"] == pytest.approx(0.5)
+    assert (table.loc["top", "minus_random_low"], table.loc["top", "minus_random_high"]) == pytest.approx((0.5, 0.5))
+    assert np.isnan(table.loc["random 0", "minus_random"])
+    with pytest.raises(ValueError, match="no random"):
+        against_random(pd.DataFrame(rows).query("selection == 'top'"))

@@ -160,10 +160,20 @@ def _weight_diff(settings: dict, progress: Progress | None) -> tuple[pd.DataFram
         f"({selec['against_baseline']})."
     )
     if retraining is not None:
-        worth = retraining.set_index("selection").loc["SELEC top"]
+        rows = retraining.set_index("selection")
+        top, style = rows.loc["SELEC top"], rows.loc["same-style random 0"]
+
+        def against_random(row) -> str:
+            low, high = row["minus_random_low"], row["minus_random_high"]
+            return (
+                f"{difference_text(row['minus_random'], low, high)} ({against_floor(low, high, 'random texts')}; "
+                f"{row['heldout_loss_worth']:.2f} of the way from random texts to the true members)"
+            )
+
         sentence += (
-            f" Fine-tuning the base on SELEC's top 50 lands at {worth['heldout_loss_worth']:.2f} of the way from random texts to "
-            f"the true members in held-out loss, {worth['gap_worth']:.2f} in the member gap."
+            f" Retrained on a selection of 50 texts (lower held-out loss is better), the base's held-out loss minus that of 50 "
+            f"random pool texts, in nats per token: SELEC's top 50 {against_random(top)}; 50 random texts of the same style "
+            f"{against_random(style)}."
         )
     return table, sentence
 

@@ -48,8 +48,29 @@ def shipped(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFram
     folder = Path(folder or SHIPPED_SELEC)
     if not (folder / "questions.csv").is_file():
         return None
-    retraining = folder / "retraining.csv"
-    return pd.read_csv(folder / "questions.csv"), pd.read_csv(retraining) if retraining.is_file() else None
+    retraining, losses = folder / "retraining.csv", folder / "retraining-losses.parquet"
+    if not retraining.is_file():
+        return pd.read_csv(folder / "questions.csv"), None
+    table = pd.read_csv(retraining)
+    if losses.is_file():
+        table = table.merge(against_random(pd.read_parquet(losses)), on="selection", how="left")
+    return pd.read_csv(folder / "questions.csv"), table
+
+
+def against_random(losses: pd.DataFrame, random_prefix: str = "random", seed: int = 0) -> pd.DataFrame:
+    """Each selection's held-out loss minus the random selections' mean loss on the same record,
+    with a paired bootstrap interval over the held-out records (``retraining_test``'s losses).
+    DataFrame(selection, minus_random, minus_random_low, minus_random_high); NaN for the random ones."""
+    heldout = losses[losses["set"] == "held out"].pivot_table(index="text", columns="selection", values="loss")
+    randoms = [c for c in heldout.columns if c.startswith(random_prefix)]
+    if not randoms:
+        raise ValueError(f"The losses hold no {random_prefix}… selection to read the others against.")
+    floor = heldout[randoms].mean(axis=1)
+    rows = [
+        (name, *(stats.mean_difference(heldout[name], floor, paired=True, seed=seed) if name not in randoms else (math.nan,) * 3))
+        for name in heldout.columns
+    ]
+    return pd.DataFrame(rows, columns=["selection", "minus_random", "minus_random_low", "minus_random_high"])
 
 
 def precision_at_k(positives: Sequence[float], negatives: Sequence[float], k: int | None = None) -> float:
@@ -194,6 +215,10 @@ def readable_retraining(table: pd.DataFrame) -> pd.DataFrame:
         "selection": table["selection"], "texts": table["texts"],
         "held-out loss [95%]": [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(table["heldout_loss"], table["heldout_low"], table["heldout_high"])],
         "members − held-out [95%]": [stats.difference_text(v, lo, hi) for v, lo, hi in zip(table["gap"], table["gap_low"], table["gap_high"])],
+        **({"held-out loss − random [95%]": [
+            "" if math.isnan(v) else stats.difference_text(v, lo, hi)
+            for v, lo, hi in zip(table["minus_random"], table["minus_random_low"], table["minus_random_high"])
+        ]} if "minus_random" in table else {}),
         "worth (held-out loss)": table["heldout_loss_worth"].map("{:.2f}".format),
         "worth (gap)": table["gap_worth"].map("{:.2f}".format),
     })  # fmt: skip
