@@ -135,7 +135,8 @@ if st.button("Run", type="primary", key="pi_run"):
                     served[label] = record
             judged = calibration_failed = None
             if shadows is not None:
-                first, base_run = list(runs.values())[0], (list(runs.values())[1:] or [None])[0]
+                first, *others = runs.values()
+                base_run = others[0] if others else None
                 try:
                     judged = judge(first, labeler, shadows, method, truth, target, base_run)
                 except ValueError as err:  # e.g. a labeler whose values the shadows have no truth for: the run still stands
@@ -223,12 +224,15 @@ with tab_estimates:
         for warning in calibrated.warnings:
             st.warning(f"This run differs from how the shadows were sampled: {warning}. The map may not apply.")
         (st.info if judged.lead == "calibrated" else st.warning)(f"Leading estimate: {judged.lead}. {judged.why}")
+        for note in judged.notes:
+            st.caption(note)
         table = calibrated.table
         st.caption(
             f"Shadow set {result['shadow_set']}. Calibrated interval: ± z × sd, sd² = the run's sampling variance through the "
             "map + the map's mean squared leave-one-shadow-out error; the calibrated shares are clipped at 0 and scaled to sum to 1. "
             "Both estimates are shown, whichever leads. The calibration holds for targets like the shadows (fine-tunes of the same "
-            "base, sampled the same way, their labeled shares inside the shadows' range); outside it, it extrapolates."
+            "base, sampled the same way, their labeled shares inside the shadows' range) and only where it beats the naive "
+            "estimate on the shadows themselves (interval score, leaving each shadow out); elsewhere the naive estimate leads."
         )
         if truth:
             m1, m2, m3, m4 = st.columns(4)

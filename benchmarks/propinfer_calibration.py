@@ -15,13 +15,17 @@ Beside them, the shipped shadows themselves, each estimated by maps fitted on th
 draws of the shadow recipe).
 
 Written into DIR after each lab (so a stopped run keeps what it finished; --resume goes on,
-reusing built labs and stored generations): estimates.csv (lab, group, labeler, property,
+reusing the stored generations: a lab's adapter is deleted once it is sampled): estimates.csv (lab, group, labeler, property,
 method, value, share, interval, truth, abs error, width, interval score, covered), summary.csv
 (per group, labeler, property and method), differences.csv (each method minus naive, paired
 two-stage bootstrap over labs then values, per group and labeler), ranges.csv (each lab's
 labeled shares against the shadows' range, and the estimate that leads), generations-*.parquet,
 labs/<name>/ (build record and dataset; adapters are not kept), manifest.json (command, code
 version, grid, seconds per step). About 16 min per lab on a 2-core CPU.
+
+--tables-only recomputes the summary, differences and leading estimates of a finished run from
+its estimates.csv and ranges.csv (no model call) with the current code, and records that in the
+manifest.
 
 --quick runs the pipeline on tiny-llama with a tiny shadow set and letter labelers: its numbers
 mean nothing.
@@ -42,7 +46,7 @@ import pandas as pd
 from workbench.builds import code_version, command_line
 from workbench.config import ModelSpec
 from workbench.lab import LabDataset, LabRecipe, build
-from workbench.propinfer import LAB_PROPERTIES, KeywordLabeler, PropInferResult, estimate, lab_labeler, run
+from workbench.propinfer import LAB_PROPERTIES, UNLABELED, KeywordLabeler, PropInferResult, estimate, lab_labeler, run, scored
 from workbench.propinfer_judge import (
     ASSUMPTIONS,
     base_shares,
@@ -51,7 +55,7 @@ from workbench.propinfer_judge import (
     leading,
     paired_differences,
     score_summary,
-    scored,
+    shadow_evidence,
     shadow_range,
 )
 from workbench.session import load_session
@@ -122,8 +126,17 @@ def relabeled(result, labeler):
     """The run's generations under another labeler (no new sampling)."""
     labels = labeler.label(result.generations["text"].tolist())
     estimates = estimate(labels, labeler.values, result.cfg.interval, result.cfg.confidence, seed=result.cfg.seed)
-    generations = result.generations.assign(label=[label or "(unlabeled)" for label in labels])
+    generations = result.generations.assign(label=[UNLABELED if label is None else label for label in labels])
     return dataclasses.replace(result, property=labeler.property, values=labeler.values, estimates=estimates, generations=generations)
+
+
+def anchor_of(base_run) -> object:
+    """The base method's anchor, or None (the method left out) when the base's generations got no label."""
+    try:
+        return base_shares(base_run)
+    except ValueError as err:
+        print(f"no base correction for {base_run.property}: {err}")
+        return None
 
 
 def generations_file(out: Path, name: str) -> Path:
@@ -149,16 +162,19 @@ def shadow_rows(shadows: ShadowSet, labeler, methods, anchor, confidence: float)
     """Each shipped shadow estimated by every method, the shadow methods' maps fitted on the other shadows."""
     frames = []
     truth = shadows.truth(labeler.property, labeler.values)
-    if "james-stein" in methods:
-        for k, labels in enumerate(shadows.labels(labeler)):
-            counts = estimate(labels, labeler.values, "wilson", confidence)["count"].to_numpy()
-            shrunk = james_stein(counts, confidence).drop(columns="strength").assign(value=labeler.values)
-            frames.append(scored(shrunk, dict(zip(labeler.values, truth[k])), confidence).assign(lab=shadows.shadows[k].name, method="james-stein"))
+    for k, labels in enumerate(shadows.labels(labeler)):  # the estimates from a shadow's own counts
+        true = dict(zip(labeler.values, truth[k]))
+        naive = estimate(labels, labeler.values, "wilson", confidence)
+        if "naive" in methods:
+            frames.append(scored(naive[["value", "share", "ci_low", "ci_high"]], true, confidence).assign(lab=shadows.shadows[k].name, method="naive"))
+        if "james-stein" in methods:
+            shrunk = james_stein(naive["count"].to_numpy(), confidence).drop(columns="strength").assign(value=labeler.values)
+            frames.append(scored(shrunk, true, confidence).assign(lab=shadows.shadows[k].name, method="james-stein"))
     for method in methods:
-        if method == "james-stein" or (method == "base" and anchor is None):
+        if method in ("naive", "james-stein") or (method == "base" and anchor is None):
             continue
-        sweep = shadows.sweep(labeler, "pooled" if method == "naive" else method, confidence, anchor if method == "base" else None)
-        part = sweep.loc[sweep["estimate"] == ("naive" if method == "naive" else "calibrated")]
+        sweep = shadows.sweep(labeler, method, confidence, anchor if method == "base" else None)
+        part = sweep.loc[sweep["estimate"] == "calibrated"]
         for shadow, rows in part.groupby("shadow", sort=False):
             true = dict(zip(rows["value"], rows["true_share"]))
             frames.append(scored(rows[["value", "share", "ci_low", "ci_high"]], true, confidence).assign(lab=shadow, method=method))
@@ -170,9 +186,14 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--resume", action="store_true", help="go on from a stopped run of the same grid in DIR")
     parser.add_argument("--quick", action="store_true", help="tiny-llama, tiny sizes: checks that it runs")
+    parser.add_argument("--tables-only", action="store_true", help="recompute a finished run's tables from its estimates (no model call)")
     args = parser.parse_args()
     grid = QUICK if args.quick else GRID
     out = Path(args.out)
+    if args.tables_only:
+        if args.quick:
+            raise SystemExit("--tables-only recomputes a full run (its shadow set is the shipped one).")
+        return tables_only(out, grid, args.quick)
     out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
     steps: dict[str, float] = {}
@@ -191,16 +212,18 @@ def main() -> None:
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
     manifest["earlier_wall_seconds"] = manifest.get("wall_seconds", 0)
-    shadows = build_shadows(Path(tempfile.mkdtemp()) / "shadows", QUICK_SHADOWS, _progress) if args.quick else ShadowSet.load(SHIPPED_SHADOWS)
+    scratch = Path(tempfile.mkdtemp()) if args.quick else None
+    shadows = build_shadows(scratch / "shadows", QUICK_SHADOWS, _progress) if args.quick else ShadowSet.load(SHIPPED_SHADOWS)
     recipe, confidence, boot = shadows.recipe, grid["bootstrap"]["confidence"], grid["bootstrap"]
     labelers = labelers_of(grid, args.quick)
     first = labelers[next(iter(labelers))]
 
     base_run = sampled(out, "base", ModelSpec(recipe.base), recipe, grid["n_samples"], first, steps)
-    anchors = {key: base_shares(relabeled(base_run, labeler)) for key, labeler in labelers.items()}
+    anchors = {key: anchor_of(relabeled(base_run, labeler)) for key, labeler in labelers.items()}
     save()
 
     frames, ranges = [], []
+    evidence = {key: shadow_evidence(shadows, labeler, confidence=confidence) for key, labeler in labelers.items()}
     for (kind, prop), labeler in labelers.items():
         frames.append(shadow_rows(shadows, labeler, grid["methods"], anchors[kind, prop], confidence).assign(
             group="shadows (leave one out)", labeler=kind, property=prop))
@@ -218,13 +241,14 @@ def main() -> None:
             table = compare(run_, labeler, shadows, grid["methods"], truth[prop], anchors[kind, prop])
             frames.append(table.assign(lab=name, group=group, labeler=kind, property=prop))
             where = shadow_range(shadows, labeler, dict(zip(run_.estimates["value"], run_.estimates["share"])))
-            lead, why = leading(where)
+            lead, why = leading(where, evidence[kind, prop])
             ranges.append(where.assign(lab=name, group=group, labeler=kind, property=prop, leads=lead, why=why))
         write_tables(out, frames, ranges, boot)
         save()
         print(f"\n{name}: done ({time.perf_counter() - wall:.0f} s so far)", flush=True)
-    manifest["stopped"] = None
     save()
+    if scratch is not None:
+        shutil.rmtree(scratch)
     print_tables(out)
     print(f"wall time {manifest['wall_seconds']:.0f} s (this invocation {time.perf_counter() - wall:.0f} s)")
 
@@ -234,14 +258,46 @@ def write_tables(out: Path, frames: list[pd.DataFrame], ranges: list[pd.DataFram
     columns = ["group", "lab", "labeler", "property", "method", "value", "share", "ci_low", "ci_high", "true_share", "abs_error", "width", "interval_score", "covered"]
     estimates = estimates[columns]
     estimates.to_csv(out / "estimates.csv", index=False)
-    score_summary(estimates, ("group", "labeler", "property", "method")).to_csv(out / "summary.csv", index=False)
-    differences = [
-        paired_differences(part, confidence=boot["confidence"], seed=boot["seed"], draws=boot["draws"]).assign(group=group, labeler=kind)
-        for (group, kind), part in estimates.groupby(["group", "labeler"], sort=False)
-    ]
-    pd.concat(differences, ignore_index=True).to_csv(out / "differences.csv", index=False)
     if ranges:
         pd.concat(ranges, ignore_index=True).to_csv(out / "ranges.csv", index=False)
+    summarize_tables(out, estimates, boot)
+
+
+def summarize_tables(out: Path, estimates: pd.DataFrame, boot: dict) -> None:
+    """summary.csv and differences.csv from the estimates: per group, and over every standard lab
+    (hand-chosen and prior draws together: two prior draws alone make a rough lab-level interval)."""
+    labs = estimates.loc[estimates["group"] != "shadows (leave one out)"].assign(group="all standard labs")
+    grouped = pd.concat([estimates, labs], ignore_index=True)
+    score_summary(grouped, ("group", "labeler", "property", "method")).to_csv(out / "summary.csv", index=False)
+    differences = [
+        paired_differences(part, confidence=boot["confidence"], seed=boot["seed"], draws=boot["draws"]).assign(group=group, labeler=kind)
+        for (group, kind), part in grouped.groupby(["group", "labeler"], sort=False)
+    ]
+    pd.concat(differences, ignore_index=True).to_csv(out / "differences.csv", index=False)
+
+
+def tables_only(out: Path, grid: dict, quick: bool) -> None:
+    """Recompute the tables of a finished run with the current code (no model call)."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    if manifest["grid"] != json.loads(json.dumps(grid)):
+        raise SystemExit(f"{out} holds a run of another grid.")
+    shadows = ShadowSet.load(SHIPPED_SHADOWS)
+    confidence = grid["bootstrap"]["confidence"]
+    evidence = {key: shadow_evidence(shadows, labeler, confidence=confidence) for key, labeler in labelers_of(grid, quick).items()}
+    ranges = pd.read_csv(out / "ranges.csv")
+    parts = []
+    for (lab, kind, prop), where in ranges.groupby(["lab", "labeler", "property"], sort=False):
+        lead, why = leading(where, evidence[kind, prop])
+        parts.append(where.assign(leads=lead, why=why))
+    pd.concat(parts, ignore_index=True).to_csv(out / "ranges.csv", index=False)
+    summarize_tables(out, pd.read_csv(out / "estimates.csv"), grid["bootstrap"])
+    pd.DataFrame(
+        [(k, p, e["difference"], e["low"], e["high"]) for (k, p), e in evidence.items()],
+        columns=["labeler", "property", "interval_score_difference", "low", "high"],
+    ).to_csv(out / "shadow-evidence.csv", index=False)
+    manifest.setdefault("tables_recomputed", []).append({"command": command_line(), "code_version": code_version()})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    print_tables(out)
 
 
 def print_tables(out: Path) -> None:

@@ -54,6 +54,8 @@ def test_propinfer_calibrates_on_a_shadow_set(shadow_dir, lab_letters, tmp_path,
     # the shadows' base sampled the same way anchors the base correction
     assert main([*argv, "--max-new-tokens", "6", "--shadows", str(shadow_dir), "--with-base", "--out", str(out)]) == 0
     assert re.search(r"^\s+base\s+digestive", capsys.readouterr().out, re.MULTILINE)
+    assert main([*argv, "--with-base", "--out", str(out)]) == 2
+    assert "give --shadows too" in capsys.readouterr().err
     assert main([*argv, "--max-new-tokens", "6", "--temperature", "0.7", "--shadows", str(shadow_dir), "--calibration", "ridge", "--out", str(out)]) == 0
     assert "temperature is 0.7" in capsys.readouterr().err
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from workbench.lab import DIAGNOSES
-from workbench.propinfer import NAME_TEMPLATES, lab_labeler, names_labeler
-from workbench.propinfer_judge import james_stein, leading, paired_differences, score_summary, scored
+from workbench.propinfer import NAME_TEMPLATES, lab_labeler, names_labeler, scored
+from workbench.propinfer_judge import james_stein, leading, paired_differences, score_summary
 from workbench.shadows import Calibration, draw_shares, feature_rows
 from workbench.stats import two_stage_bootstrap_mean
 
@@ -83,6 +83,7 @@ def test_paired_differences_over_labs_and_values():
             rows.append({"lab": lab, "property": "p", "value": value, "method": "naive", "abs_error": error, "interval_score": 1.0, "width": 0.1})
             rows.append({"lab": lab, "property": "p", "value": value, "method": "better", "abs_error": error - 0.05, "interval_score": 0.5, "width": 0.3})
     table = paired_differences(pd.DataFrame(rows), draws=300).set_index("measure")
+    assert set(table["property"]) == {"p"}
     assert table.loc["abs_error", "difference"] == pytest.approx(-0.05)
     assert table.loc["abs_error", "high"] == pytest.approx(-0.05)  # every pair differs by the same amount
     assert table.loc["width", "difference"] == pytest.approx(0.2) and table.loc["width", "clusters"] == 3 and table.loc["width", "n"] == 6
@@ -104,6 +105,11 @@ def test_leading_names_the_values_outside_the_shadows_range():
     outside = inside.assign(share=[0.02, 0.98], inside=[False, False])
     lead, why = leading(outside)
     assert lead == "naive" and "a (0.020; shadows 0.100–0.500)" in why and "extrapolate" in why
+    # inside the range, but the map does not beat naive on the shadows themselves: naive leads
+    no_better = pd.Series({"difference": -0.01, "low": -0.05, "high": 0.03})
+    lead, why = leading(inside, no_better)
+    assert lead == "naive" and "does not beat the naive estimate" in why and "+0.030" in why
+    assert leading(inside, pd.Series({"difference": -0.1, "low": -0.2, "high": -0.01}))[0] == "calibrated"
 
 
 def test_the_names_labeler_is_written_from_the_value_names_alone():

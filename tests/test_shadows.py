@@ -9,7 +9,7 @@ from safetensors import safe_open
 from workbench.config import ModelSpec, PropInferConfig
 from workbench.lab import DIAGNOSES
 from workbench.propinfer import KeywordLabeler, lab_labeler, run
-from workbench.propinfer_judge import compare, leading, shadow_range
+from workbench.propinfer_judge import compare, leading, resampled_differences, shadow_evidence, shadow_range
 from workbench.registry import LAB_MODEL
 from workbench.session import load_session
 from workbench.shadows import (
@@ -234,7 +234,7 @@ def test_sweep_and_calibrating_a_run(tiny_set):
 
 
 def test_the_target_check_and_every_method_on_a_run(tiny_set):
-    folder, recipe, shadows, _ = tiny_set
+    _, recipe, shadows, _ = tiny_set
     observed = np.array([[np.mean([label == v for label in labels if label]) for v in LETTERS.values] for labels in shadows.labels(LETTERS)])
     middle = dict(zip(LETTERS.values, (observed.min(axis=0) + observed.max(axis=0)) / 2))
     inside = shadow_range(shadows, LETTERS, middle)
@@ -254,6 +254,13 @@ def test_the_target_check_and_every_method_on_a_run(tiny_set):
     assert compare(result, LETTERS, methods=("naive", "james-stein"))["method"].nunique() == 2  # no shadows needed
     with pytest.raises(ValueError, match="need a shadow set"):
         compare(result, LETTERS, methods=("pooled",))
+    # the map against naive on the shadows, and one run's differences over its own generations
+    evidence = shadow_evidence(shadows, LETTERS)
+    assert evidence["low"] <= evidence["difference"] <= evidence["high"] and evidence["clusters"] == 4
+    spread = resampled_differences(result, LETTERS, shadows, truth, draws=30).set_index("method")
+    assert list(spread.index) == ["james-stein", "pooled"] and (spread["low"] <= spread["high"]).all()
+    maes = table.groupby("method")["abs_error"].mean()
+    assert spread.loc["pooled", "difference"] == pytest.approx(maes["pooled"] - maes["naive"])
 
 
 def test_differences_name_each_setting():

@@ -321,6 +321,8 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
     session = load_session(spec, progress=_progress)
     with _progress_bar() as progress:
         result = run_propinfer(session, args.prompt or PROMPT_SETS[args.style], cfg, labeler, progress, args.style)
+    if args.with_base and shadows is None:
+        raise ValueError("--with-base anchors the base correction of a calibration: give --shadows too.")
     judged = None
     if shadows is not None:
         base_run = None
@@ -358,6 +360,8 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
         for warning in calibrated.warnings:
             print(f"warning: {warning}: the calibration may not apply.", file=sys.stderr)
         print(f"Leading estimate: {judged.lead}. {judged.why}")
+        for note in judged.notes:
+            print(note)
         if truth:
             print("Every method against the truth (interval score: the width plus 2/α times any miss; lower is better):")
             print(score_summary(judged.methods).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

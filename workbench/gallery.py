@@ -39,7 +39,7 @@ from workbench.registry import LAB_MODEL
 from workbench.session import load_session
 from workbench.shadows import SHIPPED_SHADOWS, ShadowSet
 from workbench.similarity import similarity_matrix
-from workbench.stats import against_floor, difference_text, mean_difference, wilson
+from workbench.stats import against_floor, difference_text, wilson
 
 GALLERY_DIR = DATA_DIR / "gallery"
 EXTRACTED = (
@@ -108,26 +108,28 @@ def _property_inference(settings: dict, progress: Progress | None) -> tuple[pd.D
     cfg = PropInferConfig(n_samples=settings["n"], seed=settings["seed"])
     labeler = lab_labeler(settings["property"])
     result = run_propinfer(session, PROMPT_SETS[settings["style"]], cfg, labeler, progress, settings["style"])
-    judged = propinfer_judge.judge(result, labeler, ShadowSet.load(SHIPPED_SHADOWS), truth=truth)
+    shadows = ShadowSet.load(SHIPPED_SHADOWS)
+    judged = propinfer_judge.judge(result, labeler, shadows, truth=truth)
     names = {"naive": "naive (Wilson)", "james-stein": "James–Stein (no shadows)", "pooled": "calibrated on the shadows"}
     shown = judged.methods.loc[judged.methods["method"].isin(list(names))]
     estimates = shown.assign(run=shown["method"].map(names), n=int(result.estimates["n"].iloc[0]))
-    errors = {method: group["abs_error"].to_numpy() for method, group in shown.groupby("method")}
     scores = propinfer_judge.score_summary(shown).set_index("method")
     uniform = sum(abs(share - 1 / len(truth)) for share in truth.values()) / len(truth)
+    spread = propinfer_judge.resampled_differences(result, labeler, shadows, truth, seed=settings["seed"]).set_index("method")
 
     def against_naive(method: str) -> str:
-        d, low, high = mean_difference(errors[method], errors["naive"], paired=True, seed=settings["seed"])
+        d, low, high = spread.loc[method, ["difference", "low", "high"]]
         return f"{difference_text(d, low, high)}, {against_floor(low, high, 'the naive error')}"
 
     sentence = (
         f"From {settings['n']} generations alone, the lab model's share of each {settings['property']} in its private "
         f"fine-tuning data is estimated within {scores.loc['naive', 'mae']:.3f} on average (mean absolute error over "
         f"{len(truth)} values; a uniform guess is off by {uniform:.3f}). Calibrated on the {len(judged.calibrated.calibration.n_)} "
-        f"shipped shadow models: {scores.loc['pooled', 'mae']:.3f} ({against_naive('pooled')}); James–Stein shrinkage, "
-        f"which needs no shadows: {scores.loc['james-stein', 'mae']:.3f} ({against_naive('james-stein')}). Mean interval "
-        f"score (lower is better): naive {scores.loc['naive', 'interval_score']:.3f}, calibrated "
-        f"{scores.loc['pooled', 'interval_score']:.3f}. The target check leads with the {judged.lead} estimate."
+        f"shipped shadow models: {scores.loc['pooled', 'mae']:.3f} ({against_naive('pooled')}; 95% intervals over resampled "
+        f"generations); James–Stein shrinkage, which needs no shadows: {scores.loc['james-stein', 'mae']:.3f} "
+        f"({against_naive('james-stein')}). Mean interval score (lower is better): naive "
+        f"{scores.loc['naive', 'interval_score']:.3f}, calibrated {scores.loc['pooled', 'interval_score']:.3f}. The "
+        f"{judged.lead} estimate leads: {judged.why}"
     )
     return estimates, sentence
 
@@ -159,7 +161,7 @@ def _weight_diff(settings: dict, progress: Progress | None) -> tuple[pd.DataFram
         f"({selec['chance']}), against {baseline['auc']:.3f} for the lab model's loss relative to the base model's "
         f"({selec['against_baseline']})."
     )
-    if retraining is not None:
+    if retraining is not None and "minus_random" in retraining:  # the per-record losses give the paired difference
         rows = retraining.set_index("selection")
         top, style = rows.loc["SELEC top"], rows.loc["same-style random 0"]
 

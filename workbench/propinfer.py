@@ -22,7 +22,7 @@ from workbench.contract import LanguageModel, Progress, scaled_progress
 from workbench.lab import DIAGNOSES, FIRST_NAMES, GENDER_WORDS
 from workbench.sampling import sample
 from workbench.similarity import embed
-from workbench.stats import multinomial_bootstrap, wilson
+from workbench.stats import interval_score, multinomial_bootstrap, wilson
 
 UNLABELED = "(unlabeled)"  # how tables show a generation that matched no value
 
@@ -261,6 +261,20 @@ def against_truth(estimates: pd.DataFrame, truth: Mapping[str, float]) -> pd.Dat
     table = estimates.assign(true_share=[float(truth.get(v, 0.0)) for v in estimates["value"]])
     table["error"] = table["share"] - table["true_share"]
     table["covered"] = (table["ci_low"] <= table["true_share"]) & (table["true_share"] <= table["ci_high"])
+    return table
+
+
+def scored(table: pd.DataFrame, truth: Mapping[str, float] | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """``table`` (value, share, ci_low, ci_high; and true_share when ``truth`` is None) scored
+    against the truth: true_share, error, covered, abs_error, width and interval_score
+    (``stats.interval_score``: the width plus 2/α times any miss, so coverage bought by width shows)."""
+    table = against_truth(table, truth) if truth is not None else table.assign(
+        error=table["share"] - table["true_share"],
+        covered=(table["ci_low"] <= table["true_share"]) & (table["true_share"] <= table["ci_high"]),
+    )
+    table["abs_error"] = table["error"].abs()
+    table["width"] = table["ci_high"] - table["ci_low"]
+    table["interval_score"] = [interval_score(r.ci_low, r.ci_high, r.true_share, confidence) for r in table.itertuples()]
     return table
 
 

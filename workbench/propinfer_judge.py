@@ -5,21 +5,23 @@ shadows lay.
 Every estimate of a value's share comes with an interval; each is scored against the truth by
 its absolute error, its width, whether it covers, and the interval score (``stats.interval_score``:
 the width plus 2/α times any miss). ``compare`` puts every method side by side for one run;
-``paired_differences`` reads a method against the naive estimate over labs and values.
+``paired_differences`` reads a method against the naive estimate over labs and values;
+``resampled_differences`` does it for one run, over its generations; ``judge`` is what the
+page, CLI, notebook and gallery call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from workbench.config import ModelSpec
-from workbench.propinfer import Labeler, PropInferResult, against_truth, estimate
+from workbench.propinfer import Labeler, PropInferResult, estimate, labels_of, scored
 from workbench.shadows import METHODS, Calibrated, ShadowSet, calibrate
-from workbench.stats import interval_score, tails, two_stage_bootstrap_mean
+from workbench.stats import tails, two_stage_bootstrap_mean
 
 # What each method assumes, as the page, CLI and documentation state it.
 ASSUMPTIONS = {
@@ -74,27 +76,36 @@ def shadow_range(shadows: ShadowSet, labeler: Labeler, shares: Mapping[str, floa
     return table
 
 
-def leading(range_table: pd.DataFrame) -> tuple[str, str]:
-    """(the estimate that leads, why): the calibrated one where every labeled share of the target
-    lies inside the shadows' range, the naive one otherwise."""
+def shadow_evidence(shadows: ShadowSet, labeler: Labeler, method: str = "pooled", confidence: float = 0.95, seed: int = 0) -> pd.Series:
+    """Does the map beat the naive estimate on the shadows themselves? Its leave-one-shadow-out
+    interval score minus the naive one (``paired_differences`` over the shadows and values)."""
+    sweep = scored(shadows.sweep(labeler, method, confidence), confidence=confidence)
+    sweep = sweep.assign(method=sweep["estimate"].map({"naive": "naive", "calibrated": method}), property=labeler.property)
+    table = paired_differences(sweep, cluster="shadow", measures=("interval_score",), confidence=confidence, seed=seed)
+    return table.iloc[0]
+
+
+def leading(range_table: pd.DataFrame, evidence: pd.Series | None = None) -> tuple[str, str]:
+    """(the estimate that leads, why): the calibrated one only where the map beats the naive
+    estimate on the shadows (``evidence``: its interval-score difference, interval below 0) and
+    every labeled share of the target lies inside the shadows' range; the naive one otherwise."""
+    if evidence is not None and not evidence["high"] < 0:
+        return "naive", (
+            f"On the shadows themselves the map does not beat the naive estimate: its interval score minus the naive one, "
+            f"leaving each shadow out, is {evidence['difference']:+.3f} [{evidence['low']:+.3f}, {evidence['high']:+.3f}]. "
+            "The naive estimate leads; the calibrated one is shown beside it."
+        )
     outside = range_table.loc[~range_table["inside"]]
     if outside.empty:
-        return "calibrated", "Every labeled share lies inside the range the shadows showed: the calibration interpolates, so it leads."
+        return "calibrated", (
+            "The map beats the naive estimate on the shadows, and every labeled share lies inside the range they showed: the "
+            "calibration interpolates, so it leads."
+        )
     named = ", ".join(f"{r.value} ({r.share:.3f}; shadows {r.shadow_low:.3f}–{r.shadow_high:.3f})" for r in outside.itertuples())
     return "naive", (
         f"Outside the range the shadows showed: {named}. The calibration would extrapolate there, so the naive estimate leads; "
         "the calibrated one is shown beside it."
     )
-
-
-def scored(table: pd.DataFrame, truth: Mapping[str, float], confidence: float = 0.95) -> pd.DataFrame:
-    """``table`` (value, share, ci_low, ci_high) against the truth: true_share, error, covered,
-    abs_error, width and interval_score."""
-    table = against_truth(table, truth)
-    table["abs_error"] = table["error"].abs()
-    table["width"] = table["ci_high"] - table["ci_low"]
-    table["interval_score"] = [interval_score(r.ci_low, r.ci_high, r.true_share, confidence) for r in table.itertuples()]
-    return table
 
 
 def compare(
@@ -108,27 +119,29 @@ def compare(
     """Every method's estimate of the run's shares, one row per method and value:
     DataFrame(method, value, share, ci_low, ci_high[, true_share, error, covered, abs_error,
     width, interval_score]). The shadow methods need ``shadows``; "base" needs ``base_shares``
-    (the base model's labeled shares, sampled as the run was) and is left out without them."""
+    (the base model's labeled shares, sampled as the run was) and is left out without them, as
+    James–Stein is below 2 labeled generations."""
     unknown = set(methods) - set(ASSUMPTIONS)
     if unknown:
         raise ValueError(f"Unknown methods {sorted(unknown)}; choose from {', '.join(ASSUMPTIONS)}.")
     if shadows is None and set(methods) - set(COUNTS_ONLY):
         raise ValueError("The shadow methods need a shadow set.")
-    naive = result.estimates[["value", "share", "ci_low", "ci_high"]]
+    counts = result.estimates["count"].to_numpy()
     frames = []
     for method in methods:
-        if method == "naive":
-            table = naive
-        elif method == "james-stein":
-            counts = result.estimates["count"].to_numpy()
-            table = james_stein(counts, result.cfg.confidence, result.cfg.seed).drop(columns="strength").assign(value=labeler.values)
-        elif method == "base" and base_shares is None:
+        if (method == "base" and base_shares is None) or (method == "james-stein" and counts.sum() < 2):
             continue
+        if method == "naive":
+            table = result.estimates[["value", "share", "ci_low", "ci_high"]]
+        elif method == "james-stein":
+            table = james_stein(counts, result.cfg.confidence, result.cfg.seed).drop(columns="strength").assign(value=labeler.values)
         else:
             anchor = base_shares if method == "base" else None
             calibrated = calibrate(result, shadows, labeler, method, anchor=anchor).table
             table = calibrated[["value", "calibrated", "cal_low", "cal_high"]].set_axis(["value", "share", "ci_low", "ci_high"], axis=1)
         frames.append(table.assign(method=method))
+    if not frames:
+        raise ValueError("No method can estimate this run: it has no labeled generation.")
     table = pd.concat(frames, ignore_index=True)[["method", "value", "share", "ci_low", "ci_high"]]
     return table if truth is None else scored(table, truth, result.cfg.confidence)
 
@@ -148,7 +161,7 @@ def score_summary(scores: pd.DataFrame, by: Sequence[str] = ("method",)) -> pd.D
         .agg(mae=("abs_error", "mean"), width=("width", "mean"), interval_score=("interval_score", "mean"),
              coverage=("covered", "mean"), n=("covered", "size"))
         .reset_index()
-    )
+    )  # fmt: skip
 
 
 def paired_differences(
@@ -160,21 +173,57 @@ def paired_differences(
     seed: int = 0,
     draws: int = 2000,
 ) -> pd.DataFrame:
-    """Each method minus ``against`` on the same (cluster, property, value) rows, with a paired
-    two-stage bootstrap: clusters (labs) resampled, then the rows within each. Negative is
-    better for every measure. DataFrame(method, measure, difference, low, high, n, clusters)."""
+    """Each method minus ``against`` on the same (cluster, property, value) rows, per property,
+    with a paired two-stage bootstrap: clusters (labs) resampled, then the values within each
+    (``stats.two_stage_bootstrap_mean``; with few clusters the interval is rough, and
+    resampling both stages errs wide). Negative is better for every measure.
+    DataFrame(method, property, measure, difference, low, high, n, clusters)."""
     key = [cluster, "property", "value"]
     base = scores.loc[scores["method"] == against, key + list(measures)]
     if base.empty:
         raise ValueError(f"No {against!r} rows to read the methods against.")
     rows = []
-    for method, group in scores.loc[scores["method"] != against].groupby("method", sort=False):
+    others = scores.loc[scores["method"] != against]
+    for (method, prop), group in others.groupby(["method", "property"], sort=False):
         paired = group.merge(base, on=key, suffixes=("", "_base"))
         clusters = [part for _, part in paired.groupby(cluster, sort=False)]
         for measure in measures:
             diffs = [(c[measure] - c[f"{measure}_base"]).to_numpy() for c in clusters]
-            rows.append((method, measure, *two_stage_bootstrap_mean(diffs, confidence, seed, draws), sum(map(len, diffs)), len(diffs)))
-    return pd.DataFrame(rows, columns=["method", "measure", "difference", "low", "high", "n", "clusters"])
+            rows.append(
+                (method, prop, measure, *two_stage_bootstrap_mean(diffs, confidence, seed, draws), sum(map(len, diffs)), len(diffs))
+            )
+    return pd.DataFrame(rows, columns=["method", "property", "measure", "difference", "low", "high", "n", "clusters"])
+
+
+def resampled_differences(
+    result: PropInferResult,
+    labeler: Labeler,
+    shadows: ShadowSet,
+    truth: Mapping[str, float],
+    methods: Sequence[str] = ("james-stein", "pooled"),
+    against: str = "naive",
+    draws: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One run's MAE by each method minus ``against``'s, with a percentile interval from
+    resampling its generations with replacement (the run's own sampling noise: every method is
+    recomputed on each resample). DataFrame(method, difference, low, high)."""
+    def maes(run_: PropInferResult) -> pd.Series:
+        return compare(run_, labeler, shadows, (against, *methods), truth).groupby("method")["abs_error"].mean()
+
+    point = maes(result)
+    rng = np.random.default_rng(seed)
+    resampled = []
+    for _ in range(draws):
+        generations = result.generations.iloc[rng.integers(0, len(result.generations), len(result.generations))]
+        estimates = estimate(labels_of(generations), labeler.values, result.cfg.interval, result.cfg.confidence, seed=result.cfg.seed)
+        resampled.append(maes(replace(result, generations=generations, estimates=estimates)))
+    low_tail, high_tail = tails(result.cfg.confidence)
+    rows = []
+    for method in methods:
+        spread = np.array([r[method] - r[against] for r in resampled if method in r])
+        rows.append((method, float(point[method] - point[against]), *np.quantile(spread, [low_tail, high_tail])))
+    return pd.DataFrame(rows, columns=["method", "difference", "low", "high"])
 
 
 @dataclass
@@ -182,8 +231,10 @@ class Judged:
     calibrated: Calibrated  # the chosen map's table, as ``calibrate`` gives it
     methods: pd.DataFrame  # ``compare``: every method's estimate (and scores, with the truth)
     where: pd.DataFrame  # ``shadow_range``: the run's labeled shares against the shadows'
+    evidence: pd.Series  # ``shadow_evidence``: the map against naive on the shadows
     lead: str  # "calibrated" or "naive"
     why: str
+    notes: list[str]  # methods left out, and why
 
 
 def judge(
@@ -196,12 +247,22 @@ def judge(
     base_run: PropInferResult | None = None,
 ) -> Judged:
     """A run read against its shadows, as every front end shows it: the chosen map, every method
-    beside it, and which estimate leads. ``base_run``: the base model sampled and labeled as the
-    run was; it anchors the "base" method when it is the shadows' base model."""
+    beside it, and which estimate leads (``leading``). ``base_run``: the base model sampled and
+    labeled as the run was; it anchors the "base" method when it is the shadows' base model."""
     calibrated = calibrate(result, shadows, labeler, method, None if truth is None else dict(truth), target)
-    anchor = None
-    if base_run is not None and base_run.model == shadows.recipe.base and list(base_run.values) == list(result.values):
-        anchor = base_shares(base_run)
+    anchor, notes = None, []
+    if base_run is None:
+        notes.append(f"No base correction: it needs the shadows' base model ({shadows.recipe.base}) run beside the target.")
+    elif base_run.model != shadows.recipe.base:
+        notes.append(f"No base correction: the base run is {base_run.model}, the shadows were fine-tuned from {shadows.recipe.base}.")
+    else:
+        try:
+            anchor = base_shares(base_run)
+        except ValueError as err:
+            notes.append(f"No base correction: {err}")
+    if result.estimates["count"].sum() < 2:
+        notes.append("No James–Stein estimate: it needs at least 2 labeled generations.")
     methods = compare(result, labeler, shadows, truth=truth, base_shares=anchor)
     where = shadow_range(shadows, labeler, dict(zip(result.estimates["value"], result.estimates["share"])))
-    return Judged(calibrated, methods, where, *leading(where))
+    evidence = shadow_evidence(shadows, labeler, method, result.cfg.confidence, result.cfg.seed)
+    return Judged(calibrated, methods, where, evidence, *leading(where, evidence), notes)

@@ -43,10 +43,10 @@ from workbench.propinfer import (
     lab_labeler,
     labels_of,
     run,
+    scored,
 )
 from workbench.registry import LAB_MODEL
 from workbench.session import load_session
-from workbench.stats import interval_score
 from workbench.training import TrainingRecipe
 
 SHIPPED_SHADOWS = DATA_DIR / "shadows"
@@ -270,16 +270,12 @@ class ShadowSet:
 
 def summarize(sweep: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per estimate (naive, calibrated): mae, covered (intervals that cover the truth), intervals,
-    width (mean interval width) and interval_score (mean, ``stats.interval_score``: coverage
-    bought by width shows here)."""
-    scores = sweep.assign(
-        width=sweep["ci_high"] - sweep["ci_low"],
-        interval_score=[interval_score(r.ci_low, r.ci_high, r.true_share, confidence) for r in sweep.itertuples()],
-    )
+    width (mean interval width) and interval_score (mean, see ``propinfer.scored``)."""
     return (
-        scores.groupby("estimate", sort=False)
+        scored(sweep, confidence=confidence)
+        .groupby("estimate", sort=False)
         .agg(
-            mae=("error", lambda e: float(np.abs(e).mean())), covered=("covered", "sum"), intervals=("covered", "size"),
+            mae=("abs_error", "mean"), covered=("covered", "sum"), intervals=("covered", "size"),
             width=("width", "mean"), interval_score=("interval_score", "mean"),
         )
         .reset_index()
