@@ -177,13 +177,13 @@ def text_map(points: pd.DataFrame, title: str) -> alt.Chart:
     )
 
 
-def share_estimates(estimates: pd.DataFrame, title: str) -> alt.Chart:
-    """Estimated share per value with its interval, one colour per ``run``; the true share
-    as a black tick where ``true_share`` is given (not NaN)."""
+def share_estimates(estimates: pd.DataFrame, title: str, legend: str = "model") -> alt.Chart:
+    """Estimated share per value with its interval, one colour per ``run`` (named ``legend``);
+    the true share as a black tick where ``true_share`` is given (not NaN)."""
     base = alt.Chart(estimates).encode(
         x=alt.X("value:N", title=None, sort=None),
         xOffset=alt.XOffset("run:N"),
-        color=alt.Color("run:N", title="model"),
+        color=alt.Color("run:N", title=legend),
     )
     points = base.mark_point(filled=True, size=70).encode(
         y=alt.Y("share:Q", title="share", scale=alt.Scale(domain=[0, 1])),
@@ -354,7 +354,7 @@ def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
         wide = table.pivot_table(index=["layer", "head"], columns="prompt", values="score").reset_index()
         return sink_heatmap(wide.assign(score=wide["repeated"] - wide["normal"]), "Sink score: repeated − normal prompt", difference=True)
     if name == "property_inference":
-        return share_estimates(table, "Estimate (interval) vs truth (black tick)")
+        return share_estimates(table, "Estimate (interval) vs truth (black tick)", legend="estimate")
     if name == "compare":
         return similarity_heatmap(table)
     if name == "weight_diff":
