@@ -108,6 +108,11 @@ def test_calibration_panel_shows_naive_and_calibrated_and_the_sweep(calibrating)
     assert len(sweep) == 4 * 2 * 2 and set(sweep["estimate"]) == {"naive", "calibrated"}
     assert any(m.label == "calibrated: intervals covering the truth" for m in page.metric)
     assert any(m.label == "naive: mean width · interval score" for m in page.metric)
+    from workbench.propinfer_judge import shipped
+
+    shown = _table(page, "measure", "difference")  # the shipped benchmark, as the page shows it
+    assert shown.reset_index(drop=True).equals(shipped()[1].reset_index(drop=True))
+    assert set(shown["method"]) == {"james-stein", "pooled", "linear", "ridge", "base"}
     _run(page)
     assert not page.error
     assert any(h.value.startswith("Calibrated with shadow models") for h in page.subheader)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from workbench.config import ModelSpec
+from workbench.config import DATA_DIR, ModelSpec
 from workbench.propinfer import Labeler, PropInferResult, estimate, labels_of, scored
 from workbench.shadows import METHODS, Calibrated, ShadowSet, calibrate
 from workbench.stats import tails, two_stage_bootstrap_mean
@@ -36,6 +37,17 @@ ASSUMPTIONS = {
     "ridge": "a ridge map from the labeled shares and word frequencies (fitted on the shadows)",
 }
 COUNTS_ONLY = ("naive", "james-stein")  # the estimates that need no shadows
+SHIPPED_BENCHMARK = DATA_DIR / "propinfer"  # benchmarks/propinfer_calibration.py's shipped run
+
+
+def shipped(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The shipped calibration benchmark's (summary, differences) over all its standard labs —
+    where the calibration holds and where it does not —, or None when it has not been run."""
+    folder = Path(folder or SHIPPED_BENCHMARK)
+    if not (folder / "summary.csv").is_file() or not (folder / "differences.csv").is_file():
+        return None
+    summary, differences = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "differences.csv")
+    return summary[summary["group"] == "all standard labs"], differences[differences["group"] == "all standard labs"]
 
 
 def james_stein(counts: Sequence[int], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> pd.DataFrame:
