@@ -21,7 +21,7 @@ method, value, share, interval, truth, abs error, width, interval score, covered
 two-stage bootstrap over labs then values, per group and labeler), ranges.csv (each lab's
 labeled shares against the shadows' range, and the estimate that leads), generations-*.parquet,
 labs/<name>/ (build record and dataset; adapters are not kept), manifest.json (command, code
-version, grid, seconds per step). About 16 min per lab on a 2-core CPU.
+version, grid, seconds per step). About 7–11 min per lab on a 2-core CPU (50 min in all, measured).
 
 --tables-only recomputes the summary, differences and leading estimates of a finished run from
 its estimates.csv and ranges.csv (no model call) with the current code, and records that in the
