@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.builds import code_version, command_line
+from workbench.builds import code_version, command_line, run_manifest
 from workbench.config import ModelSpec
 from workbench.lab import LabDataset, LabRecipe, build
 from workbench.propinfer import LAB_PROPERTIES, UNLABELED, KeywordLabeler, PropInferResult, estimate, lab_labeler, run, scored
@@ -196,16 +196,13 @@ def main() -> None:
         return tables_only(out, grid, args.quick)
     out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
-    steps: dict[str, float] = {}
-    manifest = {"command": command_line(), "code_version": code_version(), "grid": grid, "seconds": steps}
-    if args.resume and (out / "manifest.json").is_file():
-        manifest = json.loads((out / "manifest.json").read_text())
-        if manifest["grid"] != json.loads(json.dumps(grid)):
-            raise SystemExit(f"{out} holds a run of another grid: resume only the same grid.")
-        steps = manifest["seconds"]
-        manifest.setdefault("resumed", []).append({"command": command_line(), "code_version": code_version()})
-    elif any(out.iterdir()):
+    if not (args.resume and (out / "manifest.json").is_file()) and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty: give an empty folder, or --resume a run of the same grid.")
+    try:
+        manifest = run_manifest(out, grid, args.resume)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+    steps = manifest["seconds"]
 
     def save() -> None:
         manifest["wall_seconds"] = round(time.perf_counter() - wall, 1) + manifest.get("earlier_wall_seconds", 0)

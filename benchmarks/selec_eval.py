@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench import lab
-from workbench.builds import code_version, command_line
+from workbench.builds import command_line, run_manifest
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.membership import attack_scores
 from workbench.registry import LAB_MODEL
@@ -95,14 +95,11 @@ def main() -> None:
     grid = QUICK if args.quick else GRID
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    steps: dict[str, object] = {}
-    manifest = {"command": command_line(), "code_version": code_version(), "grid": grid, "seconds": steps}
-    if args.resume and (out / "manifest.json").is_file():
-        manifest = json.loads((out / "manifest.json").read_text())
-        if manifest["grid"] != json.loads(json.dumps(grid)):
-            raise SystemExit(f"{out} holds a run of another grid: resume only the same grid.")
-        steps = manifest["seconds"]
-        manifest.setdefault("resumed", []).append({"command": command_line(), "code_version": code_version()})
+    try:
+        manifest = run_manifest(out, grid, args.resume)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+    steps = manifest["seconds"]
 
     def save() -> None:
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -197,3 +197,16 @@ def test_the_command_line_and_the_code_version():
     assert command_line(["lab", "build", "--share", "mental health=0.1"], "workbench") == "workbench lab build --share 'mental health=0.1'"
     assert command_line().startswith(sys.argv[0])
     assert len(code_version()) == 16 and code_version() == code_version()
+
+
+def test_run_manifest_starts_or_resumes_a_run_of_the_same_grid(tmp_path):
+    from workbench.builds import run_manifest
+
+    fresh = run_manifest(tmp_path, {"n": 1}, resume=True)  # nothing to resume: a fresh manifest
+    assert fresh["grid"] == {"n": 1} and fresh["seconds"] == {} and "resumed" not in fresh
+    (tmp_path / "manifest.json").write_text(json.dumps({**fresh, "seconds": {"step": 2.0}}))
+    resumed = run_manifest(tmp_path, {"n": 1}, resume=True)
+    assert resumed["seconds"] == {"step": 2.0} and len(resumed["resumed"]) == 1
+    assert "resumed" not in run_manifest(tmp_path, {"n": 1}, resume=False)
+    with pytest.raises(ValueError, match="another grid"):
+        run_manifest(tmp_path, {"n": 2}, resume=True)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Self, TypeVar
 
 import pandas as pd
 
@@ -44,6 +44,20 @@ def command_line(args: Sequence[str] | None = None, program: str | None = None) 
     """The command that made an artefact, as a line a shell can run again: ``program`` (default:
     the script this process runs) and ``args`` (default: the arguments it was given)."""
     return shlex.join([program or sys.argv[0], *(sys.argv[1:] if args is None else args)])
+
+
+def run_manifest(out: Path, grid: dict, resume: bool) -> dict:
+    """A benchmark run's manifest: command, code version, grid and seconds per step. With
+    ``resume``, the one already in ``out`` with this invocation appended to its "resumed" list;
+    ValueError when that run had another grid."""
+    path = Path(out) / "manifest.json"
+    if resume and path.is_file():
+        manifest = json.loads(path.read_text())
+        if manifest["grid"] != json.loads(json.dumps(grid)):
+            raise ValueError(f"{out} holds a run of another grid: resume only the same grid.")
+        manifest.setdefault("resumed", []).append({"command": command_line(), "code_version": code_version()})
+        return manifest
+    return {"command": command_line(), "code_version": code_version(), "grid": grid, "seconds": {}}
 
 
 def step_record(started: float, seed: int | None, command: str) -> dict:
@@ -78,7 +92,7 @@ class Recipe:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls: type[R], values: Mapping) -> R:
+    def from_dict(cls, values: Mapping) -> Self:
         """The recipe of a dict form: lists become tuples; a setting missing (a recipe saved
         before it existed) takes its default; an unknown one is an error."""
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
