@@ -32,10 +32,10 @@ def test_the_check_detects_an_import(tmp_path):
 
 KERNEL = {
     "builds", "cache", "config", "contract", "corpus", "decoding", "endpoint", "lab", "metrics", "overlap",
-    "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
+    "pii", "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
 }  # fmt: skip
 EXPLORATIONS = {
-    "attention", "audit", "backdoor", "backdoor_attack", "backdoor_scoring", "divergence", "membership", "propinfer", "propinfer_judge", "reactivation", "reactivation_measure", "selec", "selec_judge", "shadows", "similarity", "sink_mechanism",
+    "attention", "audit", "backdoor", "backdoor_attack", "backdoor_scoring", "canary_card", "divergence", "membership", "propinfer", "propinfer_judge", "reactivation", "reactivation_measure", "selec", "selec_judge", "shadows", "similarity", "sink_mechanism",
 }  # fmt: skip
 # The sideways imports the architecture allows, each for a stated reason (docs/architecture.md).
 SIDEWAYS = {
@@ -43,6 +43,9 @@ SIDEWAYS = {
     ("backdoor_attack", "backdoor"),  # one exploration in three modules: the build, its metrics, the attacker
     ("backdoor_attack", "backdoor_scoring"),
     ("backdoor_scoring", "backdoor"),
+    ("canary_card", "audit"),  # one secret followed through every exploration: the audit's bound, the shipped runs' folders
+    ("canary_card", "backdoor"),
+    ("canary_card", "membership"),
     ("divergence", "similarity"),  # counting outputs that match the lab's training set by embedding
     ("propinfer", "similarity"),  # labeling by embedding similarity
     ("propinfer_judge", "propinfer"),  # one exploration in three modules: the estimate, its calibration, how both are judged

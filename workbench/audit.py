@@ -36,6 +36,7 @@ from workbench.lab import CANARY_KINDS, CANARY_PREFIXES, Canary, LabDataset, can
 
 GUESS_SHARES = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5)
 DELTA = 1e-5
+ALTERNATIVES = 20  # other secrets of its format each canary is ranked against
 
 
 def never_canaries(dataset: LabDataset, m: int, seed: int = 0) -> list[Canary]:
@@ -55,7 +56,7 @@ def never_canaries(dataset: LabDataset, m: int, seed: int = 0) -> list[Canary]:
 
 
 def canary_scores(
-    model: LanguageModel, canaries: Sequence[Canary], alternatives: int = 20, seed: int = 0,
+    model: LanguageModel, canaries: Sequence[Canary], alternatives: int = ALTERNATIVES, seed: int = 0,
     batch_size: int = 32, progress: Progress | None = None,
 ) -> pd.DataFrame:
     """One row per canary: kind, secret, insertions, nll (summed over its record), the mean and
@@ -84,14 +85,14 @@ def canary_scores(
 
 def epsilon_lower_bound(inserted: Sequence[float], never: Sequence[float], delta: float = DELTA, confidence: float = 0.95) -> dict:
     """The ε lower bound (module docstring) from scores of inserted and never-inserted canaries:
-    epsilon (0 when nothing can be shown), and the threshold's share flagged, true and false
-    positives and the Clopper–Pearson bounds it came from."""
+    epsilon (0 when nothing can be shown), and the threshold (scores at or above it are flagged),
+    its share flagged, true and false positives and the Clopper–Pearson bounds it came from."""
     inserted, never = np.asarray(inserted, dtype=float), np.asarray(never, dtype=float)
     if not len(inserted) or not len(never):
         raise ValueError("The ε bound needs inserted and never-inserted canaries.")
     pooled = np.sort(np.r_[inserted, never])[::-1]
     each = 1 - (1 - confidence) / len(GUESS_SHARES)  # one-sided level per threshold, Bonferroni
-    best = {"epsilon": 0.0, "flagged_share": math.nan, "tp": 0, "fp": 0, "tpr_low": math.nan, "fpr_high": math.nan}
+    best = {"epsilon": 0.0, "flagged_share": math.nan, "threshold": math.nan, "tp": 0, "fp": 0, "tpr_low": math.nan, "fpr_high": math.nan}
     for share in GUESS_SHARES:
         flagged = max(1, round(share * len(pooled)))
         threshold = pooled[flagged - 1]
@@ -100,7 +101,7 @@ def epsilon_lower_bound(inserted: Sequence[float], never: Sequence[float], delta
         fpr_high = stats.clopper_pearson(fp, len(never), 2 * each - 1)[1]
         epsilon = math.log((tpr_low - delta) / fpr_high) if tpr_low > delta else 0.0
         if epsilon > best["epsilon"]:
-            best = {"epsilon": epsilon, "flagged_share": share, "tp": tp, "fp": fp, "tpr_low": tpr_low, "fpr_high": fpr_high}
+            best = {"epsilon": epsilon, "flagged_share": share, "threshold": threshold, "tp": tp, "fp": fp, "tpr_low": tpr_low, "fpr_high": fpr_high}
     return best
 
 
@@ -141,7 +142,7 @@ def null_labels(scores: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def run_audit(
-    model: LanguageModel, dataset: LabDataset, n_never: int = 100, alternatives: int = 20, seed: int = 0,
+    model: LanguageModel, dataset: LabDataset, n_never: int = 100, alternatives: int = ALTERNATIVES, seed: int = 0,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The audit's scores in one call: the lab's inserted canaries and ``n_never`` never-inserted

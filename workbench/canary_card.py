@@ -1,0 +1,215 @@
+"""One card per canary: what every exploration run on a lab found of each planted secret.
+
+A canary is a fake secret the lab inserted a known number of times (``workbench.lab``). Its
+card gathers, in one row:
+- **outputs** of each run (Repeated tokens on the lab, a backdoor's victims …) that hold the
+  secret verbatim, and of those the escapes (text after the model left the repetition), against
+  the matched floor: how often a never-inserted secret of the same format appears in the same
+  outputs (difference of rates with Newcombe's interval);
+- the **nearest** span Presidio types as the secret's kind in those outputs (characters apart),
+  beside the same distance for the never-inserted secrets (their median);
+- **membership**: the audit's rank among its alternatives, exposure, the rank of its score among
+  every audited secret, and whether the ε bound's threshold flags it (its part in the bound);
+- **PII**: the types Presidio gives the secret in its own record, with and without the lab's
+  recognizer.
+Whatever a lab has no run for is left empty and named in ``CanaryCard.not_measured``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
+
+from workbench import audit, pii
+from workbench.backdoor import SHIPPED_BACKDOOR
+from workbench.config import DATA_DIR
+from workbench.lab import SHIPPED_LAB, Canary, LabDataset, canary_text
+from workbench.membership import SHIPPED_MEMBERSHIP
+from workbench.stats import against_floor, difference_text, rate_difference
+
+KIND_ENTITY = {"patient_id": pii.MRN_ENTITY, "phone": "PHONE_NUMBER"}
+FLOOR_SECRETS = 100  # never-inserted secrets drawn when no audit supplies them
+# The shipped Repeated-tokens runs on the shipped lab (benchmarks/divergence_outcomes.py, divergence_extraction.py).
+SHIPPED_LAB_RUNS = {
+    "repeated tokens, grid": DATA_DIR / "benchmarks" / "divergence" / "lab.parquet",
+    "repeated tokens, extraction": DATA_DIR / "benchmarks" / "divergence-extraction" / "generations.parquet",
+}
+SHIPPED_AUDIT_LAB = "shipped lab (3 epochs)"
+
+
+@dataclass(frozen=True)
+class Run:
+    """Outputs of one run on the lab: ``table`` has ``text_column`` and, for Repeated tokens,
+    ``outcome`` and ``escaped_text``; ``source`` says where it came from (a file, a run id)."""
+
+    name: str
+    table: pd.DataFrame
+    source: str
+    text_column: str = "output"
+
+
+@dataclass
+class CanaryCard:
+    table: pd.DataFrame  # one row per inserted canary
+    runs: list[str]
+    sources: dict[str, str]  # evidence → where it came from
+    not_measured: list[str] = field(default_factory=list)
+    epsilon: float | None = None  # the audit's bound over all inserted canaries
+
+    def readable(self) -> pd.DataFrame:
+        """The card as a page or the CLI shows it: one row per canary, one column per finding."""
+        rows = []
+        for row in self.table.to_dict("records"):
+            shown = {"secret": row["secret"], "kind": row["kind"], "inserted": row["insertions"], "PII": row["pii"] or "none found"}
+            for run in self.runs:
+                shown[f"{run}: outputs"] = f"{row[f'{run}|outputs']} of {row[f'{run}|n']}"
+                if pd.notna(row[f"{run}|escapes"]):
+                    shown[f"{run}: escapes"] = f"{int(row[f'{run}|escapes'])} of {int(row[f'{run}|n_escapes'])}"
+                low, high = row[f"{run}|low"], row[f"{run}|high"]
+                shown[f"{run}: vs never-inserted"] = f"{difference_text(row[f'{run}|difference'], low, high)} ({against_floor(low, high)})"
+            if pd.notna(row["nearest_distance"]):
+                shown["nearest typed span"] = f"{row['nearest']} ({int(row['nearest_distance'])} apart; never-inserted: {row['floor_distance']:g})"
+            if "rank" in row:
+                shown["audit rank"] = f"{int(row['rank'])} of {int(row['alternatives']) + 1}"
+                shown["exposure (bits)"] = f"{row['exposure']:.2f}"
+                shown["score rank"] = f"{int(row['score_rank'])} of {int(row['audited'])}"
+                shown["in the ε bound"] = "flagged (a true positive)" if row["flagged"] else "not flagged"
+            rows.append(shown)
+        return pd.DataFrame(rows)
+
+
+def _contains(texts: Sequence[str], secret: str) -> int:
+    return sum(secret in t for t in texts)
+
+
+def _typed_spans(runs: Sequence[Run]) -> dict[str, set[str]]:
+    spans: dict[str, set[str]] = {entity: set() for entity in KIND_ENTITY.values()}
+    for run in runs:
+        for text in run.table[run.text_column].fillna(""):
+            for finding in pii.find(text[: pii.MAX_CHARS]):
+                if finding.entity in spans:
+                    spans[finding.entity].add(finding.text)
+    return spans
+
+
+def _nearest(secret: str, spans: set[str]) -> tuple[str, float]:
+    if not spans:
+        return "", float("nan")
+    best = min(sorted(spans), key=lambda s: Levenshtein.distance(secret, s))
+    return best, float(Levenshtein.distance(secret, best))
+
+
+def _run_columns(run: Run, canary: Canary, never: Sequence[Canary]) -> dict:
+    texts = run.table[run.text_column].fillna("").tolist()
+    found = _contains(texts, canary.secret)
+    same_kind = [c for c in never if c.kind == canary.kind]
+    floor = sum(_contains(texts, c.secret) for c in same_kind)
+    difference, low, high = rate_difference(found, len(texts), floor, len(texts) * len(same_kind))
+    columns = {"outputs": found, "n": len(texts), "floor_hits": floor, "difference": difference, "low": low, "high": high}
+    if {"outcome", "escaped_text"} <= set(run.table.columns):
+        escaped = run.table.loc[run.table["outcome"] == "escaped", "escaped_text"].fillna("").tolist()
+        columns |= {"escapes": _contains(escaped, canary.secret), "n_escapes": len(escaped)}
+    else:
+        columns |= {"escapes": float("nan"), "n_escapes": float("nan")}
+    return {f"{run.name}|{key}": value for key, value in columns.items()}
+
+
+def _audit_columns(scores: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    inserted, never = scores[scores["insertions"] > 0], scores[scores["insertions"] == 0]
+    bound = audit.epsilon_lower_bound(inserted["z"], never["z"])
+    ranked = scores.assign(score_rank=scores["z"].rank(ascending=False, method="min").astype(int), audited=len(scores))
+    part = ranked.loc[ranked["insertions"] > 0, ["secret", "rank", "exposure", "z", "score_rank", "audited"]]
+    return part.assign(flagged=part["z"] >= bound["threshold"]), bound["epsilon"]
+
+
+def card(
+    dataset: LabDataset, runs: Sequence[Run] = (), audit_scores: pd.DataFrame | None = None,
+    sources: dict[str, str] | None = None, alternatives: int = audit.ALTERNATIVES,
+) -> CanaryCard:
+    """The card of every canary ``dataset`` inserted, from ``runs`` on its model and the
+    audit's ``audit_scores`` (``audit.run_audit`` with ``alternatives`` per secret: inserted and
+    never-inserted secrets), either of which may be absent."""  # fmt: skip
+    if not dataset.canaries:
+        raise ValueError("This lab inserted no canaries, so there is nothing to follow.")
+    names = [run.name for run in runs]
+    if len(set(names)) != len(names) or any("|" in name for name in names):
+        raise ValueError("Each run needs a name of its own, without '|'.")
+    for run in runs:
+        if run.text_column not in run.table.columns:
+            raise ValueError(f"Run {run.name!r} has no column {run.text_column!r}.")
+    if audit_scores is not None:
+        missing = {c.secret for c in dataset.canaries} - set(audit_scores["secret"])
+        if missing or not (audit_scores["insertions"] == 0).any():
+            raise ValueError("These audit scores are not this lab's: they lack its canaries or never-inserted secrets.")
+        never_rows = audit_scores[audit_scores["insertions"] == 0]
+        never = [Canary(r.kind, r.secret, 0, "") for r in never_rows.itertuples()]
+    else:
+        never = audit.never_canaries(dataset, FLOOR_SECRETS)
+    spans = _typed_spans(runs)
+    rows = []
+    for canary in dataset.canaries:
+        typed = pii.secret_types(canary.secret, canary_text(canary))
+        built_in = pii.secret_types(canary.secret, canary_text(canary), lab_recognizers=False)
+        row = {
+            "secret": canary.secret, "kind": canary.kind, "insertions": canary.insertions,
+            "pii": ", ".join(sorted({f.entity for f in typed})), "pii_built_in": ", ".join(sorted({f.entity for f in built_in})),
+        }  # fmt: skip
+        for run in runs:
+            row |= _run_columns(run, canary, never)
+        entity_spans = spans[KIND_ENTITY[canary.kind]] if runs else set()
+        row["nearest"], row["nearest_distance"] = _nearest(canary.secret, entity_spans)
+        floor_distances = [_nearest(c.secret, entity_spans)[1] for c in never if c.kind == canary.kind]
+        row["floor_distance"] = statistics.median(floor_distances) if entity_spans and floor_distances else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    notes, epsilon = [], None
+    if not runs:
+        notes.append("No run's outputs: which outputs hold each secret is not measured.")
+    if audit_scores is not None:
+        part, epsilon = _audit_columns(audit_scores)
+        table = table.merge(part, on="secret", how="left")
+        table["alternatives"] = alternatives
+    else:
+        notes.append("No audit of this model: membership rank, exposure and the ε bound are not measured.")
+    return CanaryCard(table, names, dict(sources or {}) | {run.name: run.source for run in runs}, notes, epsilon)
+
+
+def lead(card_: CanaryCard) -> dict:
+    """The canary the runs found most often (ties: more insertions, then the first), for a
+    one-secret story; its row of the card."""
+    counts = card_.table[[f"{run}|outputs" for run in card_.runs]].sum(axis=1) if card_.runs else pd.Series(0, index=card_.table.index)
+    order = card_.table.assign(found=counts).sort_values(["found", "insertions"], ascending=False, kind="stable")
+    return order.iloc[0].to_dict()
+
+
+def _lab_runs() -> list[Run]:
+    found = []
+    for name, path in SHIPPED_LAB_RUNS.items():
+        if path.is_file():
+            found.append(Run(name, pd.read_parquet(path), str(path.relative_to(DATA_DIR.parent))))
+    return found
+
+
+def shipped_lab_card() -> CanaryCard:
+    """The shipped lab's card, from the shipped runs on it: the Repeated-tokens benchmarks
+    and the membership benchmark's audit."""
+    scores_path = SHIPPED_MEMBERSHIP / "audit-scores.parquet"
+    scores = pd.read_parquet(scores_path)
+    scores = scores[scores["lab"] == SHIPPED_AUDIT_LAB].drop(columns="lab")
+    dataset = LabDataset.load(SHIPPED_LAB / "dataset")
+    return card(dataset, _lab_runs(), scores, {"audit": str(scores_path.relative_to(DATA_DIR.parent))})
+
+
+def shipped_backdoor_card() -> CanaryCard:
+    """The backdoor build's canaries, followed through its victims' shipped samples: the
+    backdoored victim's, and the clean victim's beside it (no audit was run on them)."""
+    samples_path = SHIPPED_BACKDOOR / "report" / "samples.parquet"
+    samples = pd.read_parquet(samples_path)
+    samples = samples[~samples["refused"]]
+    source = str(samples_path.relative_to(DATA_DIR.parent))
+    runs = [Run(model, samples[samples["model"] == model], f"{source} (model {model})", "text") for model in sorted(samples["model"].unique())]
+    return card(LabDataset.load(SHIPPED_BACKDOOR / "dataset"), runs)
