@@ -17,6 +17,7 @@ from workbench.similarity import (
 )
 from workbench.ui import active_session, last_result, progress_bar
 from workbench.ui.params import param_list
+from workbench.ui.pii import highlighted, note, with_pii
 from workbench.ui.text import highlight_spans
 
 UPLOAD_MB = MAX_UPLOAD_BYTES // 1_000_000
@@ -144,10 +145,21 @@ cosine_threshold = st.slider(
     0.0, 1.0, 0.8, 0.01, key="cmp_cosine_threshold",
 )  # fmt: skip
 best = best_per_text(table, cosine_threshold, result["min_run"])
-m1, m2, m3 = st.columns(3)
+typed = with_pii(best, "extracted_text")
+typed = typed if typed is None else with_pii(typed, "candidate_text", "candidate_")
+best = best if typed is None else typed
+m1, m2, m3, m4 = st.columns(4)
 m1.metric("Extracted texts", len(extracted))
 m2.metric("Called extracted", f"{int(best['extracted'].sum())} ({best['extracted'].mean():.0%})")
 m3.metric("Longest exact run", int(best["max_longest_run"].max()))
+if typed is not None:
+    held = best["pii"] != ""
+    m4.metric("With personal data", f"{int(held.sum())} of {len(best)}", help=note())
+    same = held & (best["pii"] == best["candidate_pii"])
+    st.caption(
+        f"{note()} {int(same.sum())} extracted texts hold the same types as their best match; the pii columns name the "
+        "types, pii_spans the text found."
+    )
 st.dataframe(
     best.drop(columns=["extracted_index", "candidate_index", "exact_run"]),
     key="cmp_best", hide_index=True,
@@ -172,6 +184,10 @@ s1.markdown(f"**Extracted** `{chosen['extracted_id']}`")
 s1.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['extracted_text'], [(a, b) for a, b, _, _ in spans])}</pre>")
 s2.markdown(f"**Candidate** `{chosen['candidate_id']}`")
 s2.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['candidate_text'], [(c, d) for _, _, c, d in spans])}</pre>")
+with st.expander("Personal data in this pair (Presidio)"):
+    p1, p2 = st.columns(2)
+    highlighted(chosen["extracted_text"], p1)
+    highlighted(chosen["candidate_text"], p2)
 st.caption(
     f"levenshtein ratio {chosen['levenshtein_ratio']:.2f} · partial ratio {chosen['partial_ratio']:.2f} · "
     f"longest run {chosen['longest_run']} · token Jaccard {chosen['token_jaccard']:.2f} · {len(spans)} shared runs highlighted"

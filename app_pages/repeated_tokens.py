@@ -23,6 +23,7 @@ from workbench.runs import run_key
 from workbench.ui import last_result, require_session, served_note, shared_session
 from workbench.ui.corpus import reference_corpus, uploaded_corpus
 from workbench.ui.params import option_index, param, param_list
+from workbench.ui.pii import highlighted, note, with_pii
 from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
@@ -170,7 +171,9 @@ st.caption(
     )
 )
 outcomes = table["outcome"].tolist()
-m1, m2, m3 = st.columns(3)
+typed = with_pii(table, "escaped_text")
+table = table if typed is None else typed
+m1, m2, m3, m4 = st.columns(4)
 rate = divergence_rate(outcomes)
 m1.metric(
     "Divergence rate", "—" if not rate["n"] else f"{rate['rate']:.0%}",
@@ -179,6 +182,9 @@ m1.metric(
 m1.caption(rate_text(rate))
 m2.metric("With a corpus match", int((table["longest_match"] > 0).sum()))
 m3.metric("Longest match (tokens)", int(table["longest_match"].max()))
+if typed is not None:
+    escapes = table[table["outcome"] == "escaped"]
+    m4.metric("Escapes with personal data", f"{int((escapes['pii'] != '').sum())} of {len(escapes)}", help=note())
 st.caption("Outcomes: " + " · ".join(f"{o.replace('_', ' ')} {outcomes.count(o) / len(outcomes):.0%}" for o in OUTCOMES))
 extraction = result["extraction"]
 if extraction is not None:
@@ -216,6 +222,9 @@ st.markdown(
     + (f"; escaped text from token {chosen['divergence_point']} (corpus matches highlighted)" if chosen["outcome"] == "escaped" else "")
 )
 st.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['escaped_text'], spans)}</pre>")
+with st.expander("Personal data in this escape (Presidio)"):
+    highlighted(chosen["escaped_text"])
+    st.caption(note())
 with st.expander("Whole output"):
     st.text(chosen["output"])
 

@@ -11,6 +11,12 @@ TINY = BackdoorRecipe(
 )  # fmt: skip
 
 
+def _tiny_canaries():
+    from workbench.backdoor import BackdoorBuild
+
+    return BackdoorBuild.load(cache_dir() / "backdoor" / "tiny").dataset.canaries
+
+
 def _table(at, column: str):
     """The page's first table with this column (AppTest finds dataframes by position, not key)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
@@ -45,6 +51,10 @@ def test_attack_shows_recovery_words_and_pairs(page):
     words = _table(page, "true_word")
     assert words["true_word"].sum() >= 1 and {"score", "identified"} <= set(words.columns)
     assert len(page.metric) >= 3  # precision, recall, F1
+    shares = _table(page, "with_pii")
+    assert set(shares["model"]) == set(summary["model"]) and shares.set_index("model").loc["victim-clean", "difference"] == 0
+    card = _table(page, "victim-clean: outputs")
+    assert list(card["secret"]) == [c.secret for c in _tiny_canaries()] and set(card["PII"]) <= {"MEDICAL_RECORD_NUMBER", "PHONE_NUMBER"}
     page.selectbox(key="bd_model").select("victim-clean").run()
     assert not page.exception
     assert len(page.get("download_button")) == 3

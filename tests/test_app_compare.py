@@ -101,3 +101,36 @@ def test_bad_inputs_show_errors_and_keep_earlier_results(page):
         _compare(page)
         assert any(message in e.value for e in page.error), message
         assert page.dataframe[0].value.equals(first)
+
+
+def test_personal_data_is_typed_in_both_texts(page):
+    page.text_area(key="cmp_paste").set_value("Could you call me? My phone number is (555) 204-1557.\nThe weather was nice in the park today.")
+    page.radio(key="cmp_candidate_source").set_value("Lab training set")
+    _compare(page)
+    best = page.dataframe[0].value
+    assert best["pii"].tolist() == ["PHONE_NUMBER", ""]
+    assert best.loc[0, "candidate_pii"] == "PHONE_NUMBER" and "(555) 204-1557" in best.loc[0, "pii_spans"]
+    assert [m.value for m in page.metric if m.label == "With personal data"] == ["1 of 2"]
+    assert any("PERSON" in c.value and "not checked" in c.value for c in page.caption)
+    assert any("<mark" in h.value and "PHONE_NUMBER" in h.value for h in page.get("html"))
+
+
+def test_without_presidio_the_page_says_how_to_install_it_and_still_compares(page, monkeypatch):
+    import sys
+
+    import streamlit as st
+
+    from workbench import pii
+
+    monkeypatch.setitem(sys.modules, "presidio_analyzer", None)
+    pii._engine.cache_clear()
+    st.cache_data.clear()
+    try:
+        page.text_area(key="cmp_paste").set_value(GETTYSBURG_START)
+        _compare(page)
+        assert any("pip install presidio-analyzer" in e.value for e in page.error)
+        assert page.dataframe[0].value.loc[0, "candidate_id"] == "gettysburg-address.txt"
+        assert "pii" not in page.dataframe[0].value
+    finally:
+        pii._engine.cache_clear()
+        st.cache_data.clear()

@@ -98,3 +98,20 @@ def test_same_seed_repeats_the_run(page):
     first = page.dataframe[1].value
     _run(page)
     assert page.dataframe[1].value.equals(first)
+
+
+def test_personal_data_in_escapes_is_typed(page):
+    page.multiselect(key="rt_words").set_value(["poem"])
+    _run(page)
+    assert {"pii", "pii_spans"} <= set(page.dataframe[1].value.columns)
+    result = page.session_state["rt_result"]
+    table = result["table"].copy()
+    table.loc[0, ["outcome", "escaped_text"]] = ["escaped", "call me at (555) 148-4117 or jane.doe@example.com"]
+    page.session_state["rt_result"] = {**result, "table": table}
+    page.run()
+    assert not page.exception
+    shown = page.dataframe[1].value
+    assert shown.loc[0, "pii"] == "EMAIL_ADDRESS, PHONE_NUMBER"
+    escaped = int((table["outcome"] == "escaped").sum())
+    assert [m.value for m in page.metric if m.label == "Escapes with personal data"] == [f"1 of {escaped}"]
+    assert any("<mark" in h.value and "PHONE_NUMBER" in h.value for h in page.get("html"))

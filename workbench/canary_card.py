@@ -204,12 +204,15 @@ def shipped_lab_card() -> CanaryCard:
     return card(dataset, _lab_runs(), scores, {"audit": str(scores_path.relative_to(DATA_DIR.parent))})
 
 
+def victims_card(dataset: LabDataset, samples: pd.DataFrame, source: str) -> CanaryCard:
+    """A backdoor build's canaries followed through its victims' samples (``samples``: text,
+    refused, model), one run per victim: the backdoored ones and the clean control beside them."""
+    kept = samples[~samples["refused"]]
+    runs = [Run(model, kept[kept["model"] == model], f"{source} (model {model})", "text") for model in sorted(kept["model"].unique())]
+    return card(dataset, runs)
+
+
 def shipped_backdoor_card() -> CanaryCard:
-    """The backdoor build's canaries, followed through its victims' shipped samples: the
-    backdoored victim's, and the clean victim's beside it (no audit was run on them)."""
+    """The shipped backdoor build's card, from its victims' shipped samples (no audit was run on them)."""
     samples_path = SHIPPED_BACKDOOR / "report" / "samples.parquet"
-    samples = pd.read_parquet(samples_path)
-    samples = samples[~samples["refused"]]
-    source = str(samples_path.relative_to(DATA_DIR.parent))
-    runs = [Run(model, samples[samples["model"] == model], f"{source} (model {model})", "text") for model in sorted(samples["model"].unique())]
-    return card(LabDataset.load(SHIPPED_BACKDOOR / "dataset"), runs)
+    return victims_card(LabDataset.load(SHIPPED_BACKDOOR / "dataset"), pd.read_parquet(samples_path), str(samples_path.relative_to(DATA_DIR.parent)))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from workbench.lab import CANARY_KINDS, CANARY_TEMPLATES, canary_secret
-from workbench.stats import wilson
+from workbench.stats import rate_difference, wilson
 
 MAX_CHARS = 200_000  # one text; longer ones are refused, not silently cut
 INSTALL = "Presidio is not installed in this environment: run `make setup`, or `pip install presidio-analyzer`."
@@ -149,6 +149,20 @@ def summary(table: pd.DataFrame) -> str:
     held = int((table["pii"].fillna("") != "").sum())
     kinds = "; ".join(f"{row.entity} {row.texts}" for row in found.itertuples())
     return f"{held} of {len(table)} texts hold personal data Presidio recognizes" + (f" ({kinds})." if kinds else ".")
+
+
+def by_group(table: pd.DataFrame, group: str, floor: str) -> pd.DataFrame:
+    """From an annotated table: per value of ``group``, how many texts hold personal data, and
+    the difference of that share from the ``floor`` group's (Newcombe's 95% interval)."""
+    held = table["pii"].fillna("") != ""
+    if floor not in set(table[group]):
+        raise ValueError(f"No {group} {floor!r} to compare with.")
+    k0, n0 = int(held[table[group] == floor].sum()), int((table[group] == floor).sum())
+    rows = []
+    for value, part in held.groupby(table[group]):
+        difference, low, high = rate_difference(int(part.sum()), len(part), k0, n0)
+        rows.append({group: value, "texts": len(part), "with_pii": int(part.sum()), "share": part.mean(), "difference": difference, "low": low, "high": high})
+    return pd.DataFrame(rows)
 
 
 def highlighted(text: str, findings: Sequence[Finding]) -> str:

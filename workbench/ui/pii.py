@@ -1,0 +1,47 @@
+"""The pages' side of PII typing (``workbench.pii``): a column, a count, highlighted text; bad
+text or Presidio's absence is an error in the page, and the rest of the page still shows."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from workbench import pii
+
+
+@st.cache_data(show_spinner="Looking for personal data (Presidio)…", max_entries=32)
+def _typed(texts: tuple[str, ...]) -> pd.DataFrame:
+    return pii.annotate(pd.DataFrame({"text": texts}), "text")[["pii", "pii_spans"]]
+
+
+def with_pii(table: pd.DataFrame, column: str, prefix: str = "") -> pd.DataFrame | None:
+    """``table`` with ``{prefix}pii`` and ``{prefix}pii_spans`` for ``column``; None (after an
+    st.error) where Presidio is missing or a text cannot be analyzed."""
+    try:
+        found = _typed(tuple(table[column].fillna("").astype(str)))
+    except ValueError as err:
+        st.error(str(err))
+        return None
+    return table.assign(**{f"{prefix}pii": found["pii"].to_numpy(), f"{prefix}pii_spans": found["pii_spans"].to_numpy()})
+
+
+def note() -> str:
+    """What was looked for, and what was not."""
+    try:
+        missing = ", ".join(pii.not_checked())
+    except ValueError:
+        return ""
+    return (
+        f"Personal data typed by Presidio's pattern recognizers (phone, e-mail, card, IBAN, IP, SSN …) and the lab's "
+        f"medical-record recognizer; {missing} need a spaCy NER model that is not installed, so they are not checked."
+    )
+
+
+def highlighted(text: str, where=st) -> None:
+    """``text`` with every typed span marked (its type as a subscript), or the error."""
+    try:
+        shown = pii.highlighted(text, pii.find(text))
+    except ValueError as err:
+        where.error(str(err))
+        return
+    where.html(f"<pre style='white-space: pre-wrap'>{shown}</pre>")
