@@ -1,13 +1,14 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import audit, membership, plots
+from workbench import audit, canary_card, membership, plots
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.lab import lab_dataset_for
 from workbench.registry import registry_names
 from workbench.similarity import MAX_UPLOAD_BYTES, parse_texts
 from workbench.ui import active_session, progress_bar
 from workbench.ui.model import shared_session
+from workbench.ui.pii import show_card, shipped_backdoor_card, shipped_lab_card
 
 NO_REFERENCE = "(none)"
 SHIPPED = membership.SHIPPED_MEMBERSHIP
@@ -59,6 +60,13 @@ if (SHIPPED / "membership" / "report.json").is_file():
     except (ValueError, OSError) as err:
         st.error(str(err))
     st.caption("From `benchmarks/membership_eval.py` (data/membership/manifest.json: command, code version, seeds, times); discussion in docs/membership.md.")
+    st.markdown("**One card per canary**: each planted secret followed through every shipped run on the lab")
+    try:
+        show_card(shipped_lab_card(), "mi_shipped_card")
+        with st.expander("The backdoor build's canaries, followed through its victims"):
+            show_card(shipped_backdoor_card(), "mi_backdoor_card")
+    except (ValueError, OSError) as err:
+        st.error(str(err))
 else:
     st.info("No shipped measurement: run `python benchmarks/membership_eval.py --out data/membership`.")
 
@@ -112,9 +120,17 @@ if audit_run:
         with progress_bar("Scoring canaries…") as progress:
             scores = audit.run_audit(session, dataset, int(n_never), int(alternatives), progress=progress)
         st.session_state["mi_audit"] = audit.null_labels(scores) if null else scores
+        st.session_state["mi_audit_alternatives"] = int(alternatives)
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
 if "mi_audit" in st.session_state:
     scores = st.session_state["mi_audit"]
     show_audit(audit.audit_table(scores), "mi_audit_table")
     st.dataframe(scores, key="mi_audit_scores", hide_index=True)
+    st.markdown("**This lab's canary cards**: the audit above, and this session's Repeated tokens run when it was on this model")
+    last = st.session_state.get("rt_result")
+    runs = [canary_card.Run("repeated tokens (this session)", last["table"], "the Repeated tokens page")] if last and last["model"] == session.info.name else []
+    try:
+        show_card(canary_card.card(dataset, runs, scores, alternatives=st.session_state["mi_audit_alternatives"]), "mi_audit_card")
+    except ValueError as err:
+        st.info(f"No card for this audit: {err}")

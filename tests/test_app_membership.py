@@ -51,6 +51,11 @@ def test_the_shipped_measurement_is_shown_without_a_model_call(page):
     null = audits[audits["lab"].str.contains("null lab") & (audits["canaries"] == "all inserted")]
     assert (null["ε lower bound"] == "0.00").all()  # random labels on an untrained model show nothing
     assert len(page.get("vega_lite_chart")) >= 1
+    from workbench.canary_card import shipped_lab_card
+
+    card = next(d.value for d in page.dataframe if "audit rank" in d.value.columns)
+    pd.testing.assert_frame_equal(card, shipped_lab_card().readable())
+    assert any("data/membership/audit-scores.parquet" in c.value and "(membership)" in c.value for c in page.caption)
 
 
 def test_a_lab_build_is_attacked_and_audited(page, tmp_path):
@@ -68,3 +73,11 @@ def test_a_lab_build_is_attacked_and_audited(page, tmp_path):
     assert not page.exception and not page.error
     scores = _table(page, "z")
     assert len(scores) == 24 and (scores["insertions"] > 0).sum() == 8
+    card = _table(page, "audit rank")
+    assert len(card) == 8 and card["audit rank"].str.endswith("of 5").all()
+    assert "repeated tokens (this session): outputs" not in card  # no Repeated tokens run on this model in this session
+
+    page.session_state["rt_result"] = {"model": "someone else's model", "table": None}
+    page.checkbox(key="mi_null").check()
+    page.button(key="FormSubmitter:mi_audit_form-Audit").click().run()
+    assert not page.exception and any("null labels" in i.value for i in page.info)

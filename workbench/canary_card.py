@@ -142,9 +142,9 @@ def card(
         if run.text_column not in run.table.columns:
             raise ValueError(f"Run {run.name!r} has no column {run.text_column!r}.")
     if audit_scores is not None:
-        missing = {c.secret for c in dataset.canaries} - set(audit_scores["secret"])
-        if missing or not (audit_scores["insertions"] == 0).any():
-            raise ValueError("These audit scores are not this lab's: they lack its canaries or never-inserted secrets.")
+        inserted = set(audit_scores.loc[audit_scores["insertions"] > 0, "secret"])
+        if inserted != {c.secret for c in dataset.canaries} or not (audit_scores["insertions"] == 0).any():
+            raise ValueError("These audit scores are not this lab's: they do not label its canaries inserted (another lab's, or null labels) or lack never-inserted secrets.")
         never_rows = audit_scores[audit_scores["insertions"] == 0]
         never = [Canary(r.kind, r.secret, 0, "") for r in never_rows.itertuples()]
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from workbench import pii
+from workbench import canary_card, pii
 
 
 @st.cache_data(show_spinner="Looking for personal data (Presidio)…", max_entries=32)
@@ -45,3 +45,33 @@ def highlighted(text: str, where=st) -> None:
         where.error(str(err))
         return
     where.html(f"<pre style='white-space: pre-wrap'>{shown}</pre>")
+
+
+PAGES = {"repeated tokens": "repeated_tokens", "victim": "backdoor", "audit": "membership"}  # run name → the page that makes it
+
+
+@st.cache_data(show_spinner="Following the shipped lab's canaries…")
+def shipped_lab_card() -> canary_card.CanaryCard:
+    return canary_card.shipped_lab_card()
+
+
+@st.cache_data(show_spinner="Following the backdoor build's canaries…")
+def shipped_backdoor_card() -> canary_card.CanaryCard:
+    return canary_card.shipped_backdoor_card()
+
+
+def show_card(card: canary_card.CanaryCard, key: str) -> None:
+    """A canary card: the table, where each part came from (with the page that makes such runs),
+    and what was not measured."""
+    st.dataframe(card.readable(), key=key, hide_index=True)
+    sources = []
+    for name, source in card.sources.items():
+        page = next((p for prefix, p in PAGES.items() if name.startswith(prefix)), None)
+        sources.append(f"**{name}**: `{source}`" + (f" ([page]({page}))" if page else ""))
+    st.caption(
+        "Per canary: outputs of each run holding the secret verbatim (and of those, escapes), against never-inserted secrets "
+        "of the same format in the same outputs (difference of rates, 95% interval); the nearest span typed as its kind, "
+        "beside the never-inserted secrets' median distance; the audit's rank among its alternatives, exposure, its score's "
+        "rank among every audited secret and whether the ε bound's threshold flags it. From — " + "; ".join(sources) + ". "
+        + " ".join(card.not_measured)
+    )
