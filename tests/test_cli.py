@@ -38,7 +38,9 @@ def test_diverge_writes_results(tmp_path, capsys):
     assert main([*args, "--n", "3", "--max-new-tokens", "8", "--out", str(out)]) == 0
     table = pd.read_parquet(out)
     assert len(table) == 6 and set(table["word"]) == {"poem", "book"}
-    assert "6 generations" in capsys.readouterr().out
+    assert {"pii", "pii_spans"} <= set(table.columns)
+    printed = capsys.readouterr().out
+    assert "6 generations" in printed and "escapes: " in printed and "hold personal data" in printed
     jsonl = tmp_path / "r.jsonl"
     assert main([*args, "--n", "3", "--max-new-tokens", "8", "--out", str(jsonl)]) == 0
     assert pd.read_json(jsonl, lines=True)["output"].tolist() == table["output"].tolist()
@@ -139,7 +141,7 @@ def test_compare_writes_pairs_and_best_matches(tmp_path, capsys):
     extracted.write_text(
         json.dumps({"escaped_text": "Four score and seven years ago our fathers brought forth on this continent"}) + "\n"
         + json.dumps({"escaped_text": ""}) + "\n"
-        + json.dumps({"escaped_text": "Lorem ipsum dolor sit amet, consectetur adipiscing elit"}) + "\n"
+        + json.dumps({"escaped_text": "Lorem ipsum dolor sit amet, consectetur adipiscing elit, call (555) 148-4117"}) + "\n"
     )  # fmt: skip
     out, best = tmp_path / "pairs.parquet", tmp_path / "best.csv"
     argv = ["compare", "--extracted", str(extracted), "--extracted-field", "escaped_text", "--candidates", str(REFERENCE_CORPUS)]
@@ -149,7 +151,9 @@ def test_compare_writes_pairs_and_best_matches(tmp_path, capsys):
     chosen = pd.read_csv(best)
     assert chosen["candidate_id"].tolist() == ["gettysburg-address.txt", "lorem-ipsum.txt"]
     assert chosen["extracted"].all()  # exact runs of >= 5 model tokens
-    assert "2 extracted x 16 candidates" in capsys.readouterr().out
+    assert chosen["pii"].fillna("").tolist() == ["", "PHONE_NUMBER"] and chosen["candidate_pii"].isna().all()
+    printed = capsys.readouterr().out
+    assert "2 extracted x 16 candidates" in printed and "1 of 2 texts hold personal data" in printed
     assert main([*argv, "--passage-words", "20", "--out", str(out)]) == 0
     assert pd.read_parquet(out)["candidate_id"].str.contains("@").all()
 
@@ -258,3 +262,48 @@ def test_sink_mechanism_writes_the_tables_the_page_reads(tmp_path, capsys):
     assert "no leading token, 10 repeats: cosine with position 0 1.000" in out and "candidate sink neurons" in out
     saved = sink_mechanism.load_result(tmp_path / "m")
     assert saved["manifest"]["repeats"] == [10, 20] and len(saved["sink_fractions"]) == 2 * 2 * 2 * 2
+
+
+def test_pii_types_texts_and_reports_its_recognizers(tmp_path, capsys):
+    assert main(["pii", "call (555) 148-4117", "MRN-5257-3105 is on file", "nothing here"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["1: PHONE_NUMBER '(555) 148-4117' (0.40)", "2: MEDICAL_RECORD_NUMBER 'MRN-5257-3105' (0.60)", "3: nothing found"]
+    assert main(["pii", "--recognizers"]) == 0
+    printed = capsys.readouterr().out
+    assert "MedicalRecordNumberRecognizer" in printed and "not checked (need a spaCy NER model):" in printed and "PERSON" in printed
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\u00e9".encode("latin-1"))
+    assert main(["pii", "--file", str(latin)]) == 2
+    assert main(["pii"]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_canaries_cards_from_shipped_and_given_runs(tmp_path, capsys):
+    import pandas as pd
+
+    from workbench.canary_card import SHIPPED_AUDIT_LAB
+    from workbench.membership import SHIPPED_MEMBERSHIP
+
+    assert main(["canaries"]) == 0
+    printed = capsys.readouterr().out
+    assert "(555) 148-4117 (phone, inserted 8x):" in printed and "repeated tokens, grid: outputs: 4 of 1024" in printed
+    assert "the audit's ε lower bound over all inserted canaries: 1.16" in printed
+    run, scores = tmp_path / "run.jsonl", tmp_path / "audit.parquet"
+    pd.DataFrame({"output": ["x (555) 148-4117 y", "nothing"]}).to_json(run, orient="records", lines=True)
+    shipped = pd.read_parquet(SHIPPED_MEMBERSHIP / "audit-scores.parquet")
+    shipped[shipped["lab"] == SHIPPED_AUDIT_LAB].drop(columns="lab").to_parquet(scores)
+    card = tmp_path / "card.csv"
+    assert main(["canaries", "--lab", "data/lab", "--run", f"mine={run}", "--audit", str(scores), "--out", str(card)]) == 0
+    printed = capsys.readouterr().out
+    assert "mine: outputs: 1 of 2" in printed and "audit rank: 1 of 21" in printed
+    assert pd.read_csv(card).set_index("secret").loc["(555) 148-4117", "mine|outputs"] == 1
+    assert main(["canaries", "--backdoor", "shipped"]) == 0
+    assert "victim-clean: outputs" in capsys.readouterr().out
+    for argv, message in [
+        (["canaries", "--run", "x=y.parquet"], "--lab DIR"),
+        (["canaries", "--lab", "data/lab", "--run", "x"], "NAME=FILE"),
+        (["canaries", "--backdoor", "shipped", "--lab", "data/lab"], "give it alone"),
+        (["canaries", "--lab", str(tmp_path)], "not a saved lab dataset"),
+    ]:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err

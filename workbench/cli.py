@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from workbench import audit, backdoor, backdoor_attack, gallery, membership, reactivation, reactivation_measure, sink_mechanism, stats, vllm_server
+from workbench import audit, backdoor, backdoor_attack, canary_card, gallery, membership, pii, reactivation, reactivation_measure, sink_mechanism, stats, vllm_server
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.builds import command_line
 from workbench.config import (
@@ -222,6 +222,17 @@ def _write_table(table, out: Path) -> None:
         table.to_csv(out, index=False)
 
 
+def _with_pii(table: pd.DataFrame, column: str, prefix: str = "") -> pd.DataFrame:
+    """``table`` with its PII columns; without them, and a warning, where Presidio is missing or a text
+    cannot be analyzed (the run's results are written all the same)."""
+    try:
+        typed = pii.annotate(table, column)
+    except ValueError as err:
+        print(f"workbench: warning: personal data not typed: {err}", file=sys.stderr)
+        return table
+    return table.assign(**{f"{prefix}pii": typed["pii"], f"{prefix}pii_spans": typed["pii_spans"]})
+
+
 def cmd_diverge(args: argparse.Namespace) -> None:
     out = _output_path(args.out)
     if args.min_tokens < 1:
@@ -244,6 +255,7 @@ def cmd_diverge(args: argparse.Namespace) -> None:
             session, args.word, args.repeats, cfg, args.prefix, args.template, corpus, args.min_tokens, reference, progress,
             min_repeats=args.min_repeats, window=args.window, temperatures=temperatures,
         )  # fmt: skip
+    table = _with_pii(table, "escaped_text")
     _write_table(table, out)
     _save_endpoint_record(session, cfg, out)
     summary = outcome_summary(table)
@@ -255,6 +267,8 @@ def cmd_diverge(args: argparse.Namespace) -> None:
         f"{len(table)} generations; divergence rate {rate_text(rate)}; "
         f"{int((table['longest_match'] > 0).sum())} with a corpus match of >= {args.min_tokens} tokens -> {out}"
     )
+    if "pii" in table:
+        print(f"escapes: {pii.summary(table[table['outcome'] == 'escaped'])}")
     lab = lab_dataset_for(session.spec)
     if lab is not None:
         found = training_extraction(table, lab, session.tokenizer, args.min_tokens)
@@ -389,7 +403,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     table.insert(0, "extracted_id", [extracted[i][0] for i in table["extracted_index"]])
     table.insert(1, "candidate_id", [candidates[j][0] for j in table["candidate_index"]])
     _write_table(table, out)
-    best = best_per_text(table, args.cosine_threshold, args.min_run)
+    best = _with_pii(_with_pii(best_per_text(table, args.cosine_threshold, args.min_run), "candidate_text", "candidate_"), "extracted_text")
     if best_out is not None:
         _write_table(best, best_out)
     print(
@@ -397,6 +411,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         f"{int(best['extracted'].sum())} texts called extracted (cosine >= {args.cosine_threshold} "
         f"or an exact run of >= {args.min_run} {'tokens' if tokenizer is not None else 'words'}) -> {out}"
     )
+    if "pii" in best:
+        print(f"extracted: {pii.summary(best)}")
 
 
 def cmd_selec(args: argparse.Namespace) -> None:
@@ -553,6 +569,88 @@ def _print_backdoor_report(report: backdoor_attack.BackdoorReport) -> None:
             print(f"  identified {', '.join(found['identified']) or 'no word'} (true: {', '.join(found['true_words'])})")
         for line in backdoor_attack.describe(report, name):
             print(f"  {line}")
+    distinct = report.samples[~report.samples["refused"] & ~report.samples["public"]].drop_duplicates(["model", "text"])
+    typed = _with_pii(distinct, "text")
+    if "pii" in typed and "victim-clean" in set(typed["model"]):
+        print("distinct samples holding personal data, against the clean victim (95% interval):")
+        print(pii.by_group(typed, "model", "victim-clean").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def _print_card(card: canary_card.CanaryCard, out: str | None) -> None:
+    shown = card.readable()
+    for row in shown.to_dict("records"):
+        print(f"{row.pop('secret')} ({row.pop('kind')}, inserted {row.pop('inserted')}x):")
+        for key, value in row.items():
+            print(f"  {key}: {value}")
+    if card.epsilon is not None:
+        print(f"the audit's ε lower bound over all inserted canaries: {card.epsilon:.2f}")
+    for name, source in card.sources.items():
+        print(f"from {name}: {source}")
+    for line in card.not_measured:
+        print(line)
+    if out:
+        path = _output_path(out)
+        _write_table(card.table, path)
+        print(f"card -> {path}")
+
+
+def cmd_canaries(args: argparse.Namespace) -> None:
+    if args.backdoor:
+        if args.runs or args.audit or args.lab:
+            raise ValueError("--backdoor follows a backdoor build's canaries through its victims: give it alone.")
+        if args.backdoor == "shipped":
+            card = canary_card.shipped_backdoor_card()
+        else:
+            built = backdoor.BackdoorBuild.load(args.backdoor)
+            if not (built.folder / "report").is_dir():
+                raise ValueError(f"{built.folder} has no attack report yet: run `workbench backdoor attack --save {built.folder / 'report'}`.")
+            report = backdoor_attack.BackdoorReport.load(built.folder / "report")
+            card = canary_card.victims_card(built.dataset, report.samples, str(built.folder / "report"))
+    elif not args.lab or args.lab == "shipped":
+        if args.runs or args.audit:
+            raise ValueError("The shipped lab's card reads its shipped runs: give --run and --audit with --lab DIR.")
+        card = canary_card.shipped_lab_card()
+    else:
+        dataset = LabDataset.load(Path(args.lab) / "dataset")
+        runs = []
+        for given in args.runs or []:
+            name, sep, path = given.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--run {given!r}: write NAME=FILE, e.g. grid=run.parquet.")
+            runs.append(canary_card.Run(name, _read_table(path), path, args.text_column))
+        scores = _read_table(args.audit) if args.audit else None
+        card = canary_card.card(dataset, runs, scores, {"audit": args.audit} if args.audit else None, args.alternatives)
+    _print_card(card, args.out)
+
+
+def _read_table(path: str) -> pd.DataFrame:
+    """A table a command wrote: .parquet, .jsonl or .csv."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"No file {path}.")
+    if file.suffix == ".parquet":
+        return pd.read_parquet(file)
+    if file.suffix == ".jsonl":
+        return pd.read_json(file, lines=True)
+    if file.suffix == ".csv":
+        return pd.read_csv(file)
+    raise ValueError(f"{path}: expected .parquet, .jsonl or .csv.")
+
+
+def cmd_pii(args: argparse.Namespace) -> None:
+    if args.recognizers:
+        print(pii.recognizers().to_string(index=False))
+        print(f"not checked (need a spaCy NER model): {', '.join(pii.not_checked())}")
+        return
+    if args.format_check:
+        print(pii.format_check(args.format_check, args.seed).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return
+    if bool(args.text) == bool(args.file):
+        raise ValueError("Give texts to type, or --file, not both.")
+    texts = args.text or [text for _, text in read_texts(args.file, args.field)]
+    for index, text in enumerate(texts, 1):
+        found = pii.find(text)
+        print(f"{index}: " + ("; ".join(f"{f.entity} {f.text!r} ({f.score:.2f})" for f in found) or "nothing found"))
 
 
 def cmd_backdoor_attack(args: argparse.Namespace) -> None:
@@ -963,6 +1061,23 @@ def build_parser() -> argparse.ArgumentParser:
     auditor.add_argument("--seed", type=int, default=0)
     auditor.add_argument("--out", required=True, help="per-canary scores: .parquet, .jsonl or .csv")
     auditor.set_defaults(run=cmd_audit)
+    typer = commands.add_parser("pii", help="personal data in texts, typed by Presidio (and the lab's medical-record recognizer)")
+    typer.add_argument("text", nargs="*", help="texts to type")
+    typer.add_argument("--file", help="or a file: .txt (one text per line) or .jsonl")
+    typer.add_argument("--field", default="text", help="JSONL field of the texts")
+    typer.add_argument("--recognizers", action="store_true", help="list the recognizers that run, and the types not checked")
+    typer.add_argument("--format-check", type=int, metavar="N", help="hit rates on N fresh secrets of each lab canary format")
+    typer.add_argument("--seed", type=int, default=0)
+    typer.set_defaults(run=cmd_pii)
+    cards = commands.add_parser("canaries", help="one card per canary: what every run on a lab found of each planted secret")
+    cards.add_argument("--lab", help="a lab build folder (default: the shipped lab, from its shipped runs and audit)")
+    cards.add_argument("--run", action="append", dest="runs", metavar="NAME=FILE", help="a run's outputs on that lab's model (e.g. `workbench diverge --out`); repeatable")
+    cards.add_argument("--text-column", default="output", help="the runs' text column")
+    cards.add_argument("--audit", help="that lab's audit scores (`workbench audit --out`)")
+    cards.add_argument("--alternatives", type=int, default=audit.ALTERNATIVES, help="the audit's alternatives per canary")
+    cards.add_argument("--backdoor", metavar="DIR", help="a backdoor build (or 'shipped'): its canaries through its victims' samples")
+    cards.add_argument("--out", help="the card's numbers: .parquet, .jsonl or .csv")
+    cards.set_defaults(run=cmd_canaries)
     gallery_parser = commands.add_parser("gallery", help="the results gallery that Home shows")
     gallery_commands = gallery_parser.add_subparsers(dest="gallery_command", required=True)
     gallery_build = gallery_commands.add_parser("build", help="run every entry with its fixed seed and settings")
