@@ -82,6 +82,17 @@ class CanaryCard:
         return pd.DataFrame(rows)
 
 
+def outputs_long(card_: CanaryCard) -> pd.DataFrame:
+    """Per canary and run: outputs holding the secret, and the difference of that rate from the
+    never-inserted secrets' with its interval (what the gallery draws)."""
+    rows = [
+        {"secret": row["secret"], "insertions": row["insertions"], "run": run, "outputs": row[f"{run}|outputs"], "n": row[f"{run}|n"],
+         "difference": row[f"{run}|difference"], "ci_low": row[f"{run}|low"], "ci_high": row[f"{run}|high"]}
+        for row in card_.table.to_dict("records") for run in card_.runs
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["secret", "insertions", "run", "outputs", "n", "difference", "ci_low", "ci_high"])
+
+
 def _contains(texts: Sequence[str], secret: str) -> int:
     return sum(secret in t for t in texts)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import backdoor, backdoor_attack, propinfer_judge, reactivation, selec_judge, sink_mechanism
+from workbench import backdoor, backdoor_attack, canary_card, propinfer_judge, reactivation, selec_judge, sink_mechanism
 from workbench.attention import sink_heads, sink_scores
 from workbench.builds import code_version
 from workbench.cache import replacing_dir
@@ -246,7 +246,39 @@ def _membership(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame
     return summary, sentence
 
 
+def _canary(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
+    """The shipped lab's canary that its shipped runs found most often, followed through every one
+    of them, each count against never-inserted secrets of its format in the same outputs."""
+    card = canary_card.shipped_lab_card()
+    lead = canary_card.lead(card)
+
+    def in_run(run: str) -> str:
+        escapes = lead[f"{run}|escapes"]
+        low, high = lead[f"{run}|low"], lead[f"{run}|high"]
+        return (
+            f"{lead[f'{run}|outputs']} of {lead[f'{run}|n']:,} outputs of the {run.removeprefix('repeated tokens, ')} run"
+            + (f" ({int(escapes)} of them escapes)" if pd.notna(escapes) else "")
+            + f", {difference_text(lead[f'{run}|difference'], low, high)} over the floor's share ({against_floor(low, high)})"
+        )
+
+    floor_hits = sum(lead[f"{run}|floor_hits"] for run in card.runs)
+    found = int((card.table[[f"{run}|outputs" for run in card.runs]].sum(axis=1) > 0).sum())
+    kind = {"phone": "phone number", "patient_id": "patient ID"}[lead["kind"]]
+    sentence = (
+        f"One secret followed through: the fake {kind} {lead['secret']}, inserted {lead['insertions']} times in the lab's training "
+        f"set, is the canary the shipped runs on the lab model recited most. Repeated tokens: it is in {'; '.join(in_run(r) for r in card.runs)}; "
+        f"the floor, never-inserted secrets of its format in the same outputs, appears {floor_hits} times. Membership: the audit ranks it "
+        f"{lead['rank']} of {lead['alternatives'] + 1} candidate secrets (exposure {lead['exposure']:.2f} bits) and its score "
+        f"{lead['score_rank']} of {lead['audited']} audited secrets; it is {'one of the canaries flagged' if lead['flagged'] else 'not flagged'} at "
+        f"the threshold of the lab's ε ≥ {card.epsilon:.2f} bound. Presidio types it {lead['pii'] or 'as nothing'}"
+        f"{' with a built-in recognizer' if lead['pii_built_in'] else ' with the lab recognizer only'}. {found} of the lab's "
+        f"{len(card.table)} canaries appear verbatim in some run."
+    )
+    return canary_card.outputs_long(card), sentence
+
+
 ENTRIES = (
+    Entry("canary", "membership", "One canary, followed through", {}, _canary),
     Entry("repeated_tokens", "repeated_tokens", "Repeated tokens",
           {"words": ["poem"], "repeats": [50], "n": 24, "max_new_tokens": 64, "seed": 0, "template": "prefill"}, _repeated_tokens),
     Entry("attention_sinks", "attention_sinks", "Attention sinks", {"word": "poem", "repeats": 200}, _attention_sinks),

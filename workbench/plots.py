@@ -308,6 +308,20 @@ def backdoor_differences(differences: pd.DataFrame) -> alt.Chart:
     )
 
 
+def canary_outputs(long: pd.DataFrame) -> alt.Chart:
+    """Per canary (labelled with its insertions) and run: the share of outputs holding the secret
+    minus the never-inserted secrets' share, with its 95% interval, and the line at 0 (the floor);
+    ``canary_card.outputs_long`` rows in."""
+    data = long.assign(canary=long["secret"] + " (" + long["insertions"].astype(str) + "×)")
+    order = list(data.sort_values("insertions")["canary"].unique())
+    base = alt.Chart(data).encode(y=alt.Y("canary:N", title=None, sort=order), color=alt.Color("run:N", title=None))
+    tooltip = ["canary", "run", "outputs", "n", alt.Tooltip("difference:Q", format="+.4f"), alt.Tooltip("ci_low:Q", format="+.4f"), alt.Tooltip("ci_high:Q", format="+.4f")]
+    bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title="share of outputs holding it − never-inserted (95% interval)", axis=alt.Axis(format="%")), x2="ci_high:Q", yOffset="run:N")
+    points = base.mark_point(filled=True, size=60).encode(x="difference:Q", yOffset="run:N", tooltip=tooltip)
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
+    return alt.layer(zero, bars, points).properties(width=420, height=40 * len(order), title="Each canary in the runs' outputs, over the floor")
+
+
 def backdoor_budget(curves: pd.DataFrame) -> alt.Chart:
     """Exact recovery against the extraction budget, one line per model and allocation (solid:
     equal samples per identified word; dashed: in proportion to the true query counts, an
@@ -365,6 +379,8 @@ def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
         return reactivation_timeline(table)
     if name == "membership":
         return attack_aucs(table)
+    if name == "canary":
+        return canary_outputs(table)
     raise ValueError(f"No gallery figure for {name!r}.")
 
 
