@@ -22,8 +22,11 @@ build's victims' samples) or drawn by the lab's generators with the seeds named 
 - Victims: the backdoor build's distinct non-refused, non-public samples per victim, against the
   clean victim.
 - Cards: ``canary_card.shipped_lab_card`` and ``shipped_backdoor_card``.
+Added after the first run had been read (post hoc, the grid unchanged): escapes-by-type.csv and
+victims-by-type.csv, the same comparisons for each entity type alone — the first run showed most
+findings to be weak pattern matches (driver licences, bank numbers, URLs) on random digit strings.
 
-Written into DIR: format-check.csv, negatives.csv, escapes.csv, victims.csv, typed-*.parquet (every
+Written into DIR: format-check.csv, negatives.csv, escapes.csv, victims.csv, *-by-type.csv, typed-*.parquet (every
 text with its types and spans), lab-card.parquet, backdoor-card.parquet, run-output.txt (what this
 prints) and manifest.json (command, code version, grid, seconds per step, wall time).
 """
@@ -61,6 +64,13 @@ GRID = {
 ROOT = DATA_DIR.parent
 
 
+def by_type(typed: pd.DataFrame, group: str, floor: str) -> pd.DataFrame:
+    """``pii.by_group`` for each entity type found, alone."""
+    entities = sorted(pii.counts(typed)["entity"])
+    parts = [pii.by_group(typed.assign(pii=typed["pii"].map(lambda s, e=e: e if e in s.split(", ") else "")), group, floor).assign(entity=e) for e in entities]
+    return pd.concat(parts, ignore_index=True)[["entity", group, "texts", "with_pii", "share", "difference", "low", "high"]]
+
+
 def _typed(name: str, table: pd.DataFrame, column: str, out: Path) -> pd.DataFrame:
     typed = pii.annotate(table, column)
     typed.to_parquet(out / f"typed-{name}.parquet", index=False)
@@ -94,6 +104,7 @@ def _escapes(out: Path) -> pd.DataFrame:
     escaped = both[both["outcome"] == "escaped"]
     typed = _typed("escapes", escaped, "escaped_text", out)
     table = pii.by_group(typed, "model", "default").assign(run="outcome grid (chat + prefill, T 1.0)")
+    by_type(typed, "model", "default").to_csv(out / "escapes-by-type.csv", index=False)
     extraction = pd.read_parquet(ROOT / spec["extraction"])
     extra = _typed("extraction-escapes", extraction[extraction["outcome"] == "escaped"], "escaped_text", out)
     held = int((extra["pii"] != "").sum())
@@ -104,7 +115,9 @@ def _escapes(out: Path) -> pd.DataFrame:
 def _victims(out: Path) -> pd.DataFrame:
     samples = pd.read_parquet(ROOT / GRID["victims"])
     distinct = samples[~samples["refused"] & ~samples["public"]].drop_duplicates(["model", "text"])
-    return pii.by_group(_typed("victims", distinct, "text", out), "model", GRID["floor_victim"])
+    typed = _typed("victims", distinct, "text", out)
+    by_type(typed, "model", GRID["floor_victim"]).to_csv(out / "victims-by-type.csv", index=False)
+    return pii.by_group(typed, "model", GRID["floor_victim"])
 
 
 def main() -> None:
@@ -143,6 +156,9 @@ def main() -> None:
         victims.to_csv(out / "victims.csv", index=False)
         print("\nThe backdoor build's victims, distinct samples holding personal data, against the clean victim:")
         print(victims.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        for name in ("escapes", "victims"):
+            print(f"\n{name.capitalize()} by type (post hoc):")
+            print(pd.read_csv(out / f"{name}-by-type.csv").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         for name, make in [("lab", canary_card.shipped_lab_card), ("backdoor", canary_card.shipped_backdoor_card)]:
             card = step(f"{name} card", make)
             card.table.to_parquet(out / f"{name}-card.parquet", index=False)
