@@ -47,7 +47,10 @@ c2.subheader("Canaries")
 canaries = pd.DataFrame([c.__dict__ for c in dataset.canaries], columns=["kind", "secret", "insertions", "prefix"])
 c2.dataframe(canaries, key="lab_canaries")
 inserted = sum(c.insertions for c in dataset.canaries)
-c2.caption(f"{len(dataset.records)} training records ({inserted} of them canary records), {len(dataset.holdout)} held out.")
+c2.caption(
+    f"{len(dataset.records)} training records ({inserted} of them canary records), {len(dataset.holdout)} held out. "
+    "Each canary is followed through every run on the lab model in its card on the [Membership](membership) page."
+)
 try:
     st.altair_chart(plots.loss_curve(loss_curve(folder)), width="stretch")
 except ValueError as err:

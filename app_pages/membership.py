@@ -8,7 +8,7 @@ from workbench.registry import registry_names
 from workbench.similarity import MAX_UPLOAD_BYTES, parse_texts
 from workbench.ui import active_session, progress_bar
 from workbench.ui.model import shared_session
-from workbench.ui.pii import show_card, shipped_backdoor_card, shipped_lab_card
+from workbench.ui.pii import shipped_backdoor_card, shipped_lab_card, show_card
 
 NO_REFERENCE = "(none)"
 SHIPPED = membership.SHIPPED_MEMBERSHIP

@@ -1,6 +1,8 @@
 """The canary card on a lab built here (tiny-llama): a real Repeated-tokens run and audit on its
 model, and a run of known outputs whose counts are known; and the shipped cards."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -71,3 +73,17 @@ def test_the_shipped_cards():
     assert card.table["nearest_distance"].min() == 0  # some secret appears verbatim
     victims = canary_card.shipped_backdoor_card()
     assert "victim-clean" in victims.runs and victims.not_measured
+
+
+def test_the_shipped_pii_benchmark_is_what_the_code_makes_of_its_texts():
+    """data/pii (benchmarks/pii_eval.py) against the code today: a stale table fails here."""
+    from workbench import pii
+    from workbench.config import DATA_DIR
+
+    shipped = DATA_DIR / "pii"
+    grid = json.loads((shipped / "manifest.json").read_text())["grid"]
+    checked = pii.format_check(grid["format_secrets"], grid["format_seed"])
+    pd.testing.assert_frame_equal(pd.read_csv(shipped / "format-check.csv").fillna({"types": ""}), checked, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(shipped / "lab-card.parquet"), canary_card.shipped_lab_card().table, check_dtype=False)
+    typed = pd.read_parquet(shipped / "typed-escapes.parquet")
+    assert typed["pii"].tolist() == pii.annotate(typed.drop(columns=["pii", "pii_spans"]), "escaped_text")["pii"].tolist()

@@ -29,7 +29,20 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from workbench import audit, backdoor, backdoor_attack, canary_card, gallery, membership, pii, reactivation, reactivation_measure, sink_mechanism, stats, vllm_server
+from workbench import (
+    audit,
+    backdoor,
+    backdoor_attack,
+    canary_card,
+    gallery,
+    membership,
+    pii,
+    reactivation,
+    reactivation_measure,
+    sink_mechanism,
+    stats,
+    vllm_server,
+)
 from workbench.attention import SINK_THRESHOLD, sink_heads, sink_scores
 from workbench.builds import command_line
 from workbench.config import (

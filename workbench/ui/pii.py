@@ -73,5 +73,5 @@ def show_card(card: canary_card.CanaryCard, key: str) -> None:
         "of the same format in the same outputs (difference of rates, 95% interval); the nearest span typed as its kind, "
         "beside the never-inserted secrets' median distance; the audit's rank among its alternatives, exposure, its score's "
         "rank among every audited secret and whether the ε bound's threshold flags it. From — " + "; ".join(sources) + ". "
-        + " ".join(card.not_measured)
+        + " ".join(card.not_measured) + " Measured tables and their reading: docs/pii.md."
     )
