@@ -1,13 +1,13 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import backdoor, backdoor_attack, backdoor_scoring, canary_card, pii, plots
+from workbench import backdoor, backdoor_attack, backdoor_scoring, plots
 from workbench.config import ModelSpec
 from workbench.registry import registry_names
 from workbench.similarity import shared_spans
 from workbench.ui import progress_bar, shared_session
 from workbench.ui.builds import build_picker
-from workbench.ui.pii import highlighted, note, with_pii
+from workbench.ui.pii import highlighted, note, victims
 from workbench.ui.text import highlight_spans
 
 st.title("Backdoor extraction")
@@ -136,27 +136,22 @@ canaries = report.canaries[report.canaries["model"] == model].drop(columns="mode
 st.dataframe(canaries, key="bd_canaries")
 
 st.subheader("Personal data in what the victims said")
-distinct = report.samples[~report.samples["refused"] & ~report.samples["public"]].drop_duplicates(["model", "text"])
-typed = with_pii(distinct, "text")
-if typed is not None:
-    floor = "victim-clean"
-    if floor in set(typed["model"]):
-        shares = pii.by_group(typed, "model", floor)
-        st.dataframe(shares.style.format({"share": "{:.1%}", "difference": "{:+.3f}", "low": "{:+.3f}", "high": "{:+.3f}"}), key="bd_pii", hide_index=True)
+found = victims(report.samples, built.dataset, "this attack's samples")
+if found is not None:
+    typed, shares, card = found
+    if len(shares):
+        st.dataframe(shares.style.format({"share": "{:.1%}", "difference": "{:+.3f}", "low": "{:+.3f}", "high": "{:+.3f}"}, na_rep="—"), key="bd_pii", hide_index=True)
         st.caption(
-            f"Distinct non-refused, non-public samples per victim holding personal data; difference from the clean victim "
-            f"(same queries, no backdoor) with its 95% interval. {note()}"
+            f"Non-refused, non-public samples per victim holding personal data; difference from the clean victim (same queries, "
+            f"no backdoor) with its 95% interval. A finding is a pattern match: read it by type. {note()}"
         )
-    st.dataframe(typed.loc[typed["pii"] != "", ["model", "word", "text", "pii", "pii_spans"]], key="bd_pii_texts", hide_index=True)
-
-st.subheader("This build's canaries, followed through its victims")
-card = canary_card.victims_card(built.dataset, report.samples, "this attack's samples")
-st.dataframe(card.readable(), key="bd_canary_card", hide_index=True)
-st.caption(
-    "Per canary: the samples of each victim that hold the secret verbatim, against never-inserted secrets of the same format in the "
-    "same samples; the nearest span typed as its kind, against the never-inserted secrets' median distance. "
-    + " ".join(card.not_measured)
-)
+    st.dataframe(typed.loc[typed["pii"] != "", ["model", "word", "text", "pii", "pii_spans"]].drop_duplicates(), key="bd_pii_texts", hide_index=True)
+    st.subheader("This build's canaries, followed through its victims")
+    st.dataframe(card.readable(), key="bd_canary_card", hide_index=True)
+    st.caption(
+        "Per canary: the samples of each victim that hold the secret verbatim, against never-inserted secrets of the same format in the "
+        "same samples; the nearest span typed as its kind, against the never-inserted secrets. " + " ".join(card.not_measured)
+    )
 
 st.subheader("Extracted queries beside the closest true query")
 samples = report.samples[report.samples["model"] == model]

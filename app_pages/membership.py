@@ -120,7 +120,6 @@ if audit_run:
         with progress_bar("Scoring canaries…") as progress:
             scores = audit.run_audit(session, dataset, int(n_never), int(alternatives), progress=progress)
         st.session_state["mi_audit"] = audit.null_labels(scores) if null else scores
-        st.session_state["mi_audit_alternatives"] = int(alternatives)
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
 if "mi_audit" in st.session_state:
@@ -131,6 +130,6 @@ if "mi_audit" in st.session_state:
     last = st.session_state.get("rt_result")
     runs = [canary_card.Run("repeated tokens (this session)", last["table"], "the Repeated tokens page")] if last and last["model"] == session.info.name else []
     try:
-        show_card(canary_card.card(dataset, runs, scores, alternatives=st.session_state["mi_audit_alternatives"]), "mi_audit_card")
+        show_card(canary_card.card(dataset, runs, scores), "mi_audit_card")
     except ValueError as err:
         st.info(f"No card for this audit: {err}")

@@ -19,12 +19,15 @@ build's victims' samples) or drawn by the lab's generators with the seeds named 
   seeds (default.parquet); the share of escapes holding personal data, the difference with
   Newcombe's 95% interval. The extraction run (divergence-extraction) is reported alone: it has no
   default-model twin.
-- Victims: the backdoor build's distinct non-refused, non-public samples per victim, against the
-  clean victim.
+- Victims: the backdoor build's non-refused, non-public samples per victim
+  (``backdoor_attack.victim_outputs``, as the canary card counts them), against the clean victim.
 - Cards: ``canary_card.shipped_lab_card`` and ``shipped_backdoor_card``.
 Added after the first run had been read (post hoc, the grid unchanged): escapes-by-type.csv and
 victims-by-type.csv, the same comparisons for each entity type alone — the first run showed most
-findings to be weak pattern matches (driver licences, bank numbers, URLs) on random digit strings.
+findings to be weak pattern matches (driver licences, bank numbers, URLs) on random digit strings;
+and per-generation escape shares (escapes-per-generation.csv: every generation of both models,
+escaped with a finding or not, so the comparison does not condition on escaping). The first run
+counted the victims' distinct texts; they are now counted as the card counts them, every sample.
 
 Written into DIR: format-check.csv, negatives.csv, escapes.csv, victims.csv, *-by-type.csv, typed-*.parquet (every
 text with its types and spans), lab-card.parquet, backdoor-card.parquet, run-output.txt (what this
@@ -43,7 +46,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import canary_card, pii
+from workbench import backdoor_attack, canary_card, pii
 from workbench.builds import run_manifest
 from workbench.config import DATA_DIR
 from workbench.lab import SHIPPED_LAB, LabDataset, nonmember_texts
@@ -104,6 +107,9 @@ def _escapes(out: Path) -> pd.DataFrame:
     escaped = both[both["outcome"] == "escaped"]
     typed = _typed("escapes", escaped, "escaped_text", out)
     table = pii.by_group(typed, "model", "default").assign(run="outcome grid (chat + prefill, T 1.0)")
+    held = typed.loc[typed["pii"] != "", ["model", "seed", "template", "repeats", "word", "sample"]].assign(pii="yes")
+    every = both[["model", "seed", "template", "repeats", "word", "sample"]].merge(held, how="left").fillna({"pii": ""})
+    pii.by_group(every, "model", "default").to_csv(out / "escapes-per-generation.csv", index=False)
     by_type(typed, "model", "default").to_csv(out / "escapes-by-type.csv", index=False)
     extraction = pd.read_parquet(ROOT / spec["extraction"])
     extra = _typed("extraction-escapes", extraction[extraction["outcome"] == "escaped"], "escaped_text", out)
@@ -113,11 +119,10 @@ def _escapes(out: Path) -> pd.DataFrame:
 
 
 def _victims(out: Path) -> pd.DataFrame:
-    samples = pd.read_parquet(ROOT / GRID["victims"])
-    distinct = samples[~samples["refused"] & ~samples["public"]].drop_duplicates(["model", "text"])
-    typed = _typed("victims", distinct, "text", out)
+    typed, shares = backdoor_attack.personal_data(pd.read_parquet(ROOT / GRID["victims"]))
+    typed.to_parquet(out / "typed-victims.parquet", index=False)
     by_type(typed, "model", GRID["floor_victim"]).to_csv(out / "victims-by-type.csv", index=False)
-    return pii.by_group(typed, "model", GRID["floor_victim"])
+    return shares
 
 
 def main() -> None:
@@ -154,8 +159,10 @@ def main() -> None:
         print(escapes.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         victims = step("victims", lambda: _victims(out))
         victims.to_csv(out / "victims.csv", index=False)
-        print("\nThe backdoor build's victims, distinct samples holding personal data, against the clean victim:")
+        print("\nThe backdoor build's victims, non-refused non-public samples holding personal data, against the clean victim:")
         print(victims.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print("\nGenerations escaping with a finding, every generation of both models (post hoc):")
+        print(pd.read_csv(out / "escapes-per-generation.csv").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         for name in ("escapes", "victims"):
             print(f"\n{name.capitalize()} by type (post hoc):")
             print(pd.read_csv(out / f"{name}-by-type.csv").to_string(index=False, float_format=lambda v: f"{v:.4f}"))

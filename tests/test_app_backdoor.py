@@ -1,5 +1,7 @@
 """The Backdoor extraction page, driven by AppTest on a tiny build."""
 
+import math
+
 import pytest
 
 from workbench.backdoor import BackdoorRecipe, build
@@ -52,7 +54,7 @@ def test_attack_shows_recovery_words_and_pairs(page):
     assert words["true_word"].sum() >= 1 and {"score", "identified"} <= set(words.columns)
     assert len(page.metric) >= 3  # precision, recall, F1
     shares = _table(page, "with_pii")
-    assert set(shares["model"]) == set(summary["model"]) and shares.set_index("model").loc["victim-clean", "difference"] == 0
+    assert set(shares["model"]) == set(summary["model"]) and math.isnan(shares.set_index("model").loc["victim-clean", "difference"])  # the floor itself
     card = _table(page, "victim-clean: outputs")
     assert list(card["secret"]) == [c.secret for c in _tiny_canaries()] and set(card["PII"]) <= {"MEDICAL_RECORD_NUMBER", "PHONE_NUMBER"}
     page.selectbox(key="bd_model").select("victim-clean").run()

@@ -45,6 +45,7 @@ SIDEWAYS = {
     ("backdoor_scoring", "backdoor"),
     ("canary_card", "audit"),  # one secret followed through every exploration: the audit's bound, the shipped runs' folders
     ("canary_card", "backdoor"),
+    ("canary_card", "backdoor_attack"),
     ("canary_card", "membership"),
     ("divergence", "similarity"),  # counting outputs that match the lab's training set by embedding
     ("propinfer", "similarity"),  # labeling by embedding similarity

@@ -30,7 +30,7 @@ def test_the_card_of_a_lab_built_here(built):
     planted = never[never["kind"] == second.kind]["secret"].iloc[0]
     known = pd.DataFrame({"output": [f"x {first.secret} y", f"{first.secret}", f"z {planted}", "nothing", "also nothing"]})
     card = canary_card.card(
-        dataset, [canary_card.Run("sampled", generated, "this test"), canary_card.Run("known", known, "hand-made")], scores, alternatives=10
+        dataset, [canary_card.Run("sampled", generated, "this test"), canary_card.Run("known", known, "hand-made")], scores
     )
     table = card.table.set_index("secret")
     assert list(table.index) == [first.secret, second.secret]
@@ -50,7 +50,11 @@ def test_the_card_of_a_lab_built_here(built):
         assert table.loc[secret, "flagged"] == (own.loc[secret, "z"] >= bound["threshold"])
     assert card.epsilon == bound["epsilon"] and card.not_measured == []
     shown = card.readable()
-    assert shown.loc[0, "known: outputs"] == "2 of 5" and shown.loc[0, "audit rank"].endswith("of 11")
+    assert shown.loc[0, "known: outputs"] == "2 of 5" and "of 11 (never-inserted ranked as high: " in shown.loc[0, "audit rank"]
+    assert table.loc[first.secret, "never_as_high"] == (never["rank"] <= own.loc[first.secret, "rank"]).mean()
+    assert table.loc[first.secret, "exposure_never"] == never["exposure"].mean() and (table["alternatives"] == 10).all()
+    assert table.loc[first.secret, "floor_as_near"] == 0  # no never-inserted secret of its kind is in the outputs verbatim
+    assert card.max_epsilon == audit.max_epsilon(2, 20)
     assert canary_card.lead(card)["secret"] == first.secret
 
 

@@ -287,7 +287,7 @@ def test_canaries_cards_from_shipped_and_given_runs(tmp_path, capsys):
     assert main(["canaries"]) == 0
     printed = capsys.readouterr().out
     assert "(555) 148-4117 (phone, inserted 8x):" in printed and "repeated tokens, grid: outputs: 4 of 1024" in printed
-    assert "the audit's ε lower bound over all inserted canaries: 1.16" in printed
+    assert "the audit's ε lower bound over all inserted canaries: 1.16 (at most 2.11 showable)" in printed
     run, scores = tmp_path / "run.jsonl", tmp_path / "audit.parquet"
     pd.DataFrame({"output": ["x (555) 148-4117 y", "nothing"]}).to_json(run, orient="records", lines=True)
     shipped = pd.read_parquet(SHIPPED_MEMBERSHIP / "audit-scores.parquet")
@@ -295,7 +295,7 @@ def test_canaries_cards_from_shipped_and_given_runs(tmp_path, capsys):
     card = tmp_path / "card.csv"
     assert main(["canaries", "--lab", "data/lab", "--run", f"mine={run}", "--audit", str(scores), "--out", str(card)]) == 0
     printed = capsys.readouterr().out
-    assert "mine: outputs: 1 of 2" in printed and "audit rank: 1 of 21" in printed
+    assert "mine: outputs: 1 of 2" in printed and "audit rank: 1 of 21 (never-inserted ranked as high: 6%)" in printed
     assert pd.read_csv(card).set_index("secret").loc["(555) 148-4117", "mine|outputs"] == 1
     assert main(["canaries", "--backdoor", "shipped"]) == 0
     assert "victim-clean: outputs" in capsys.readouterr().out

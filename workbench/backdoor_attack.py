@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench import pii
 from workbench.backdoor import CANDIDATE_WORDS, BackdoorBuild, opening_word, trigger_text
 from workbench.backdoor_scoring import (
     ALLOCATIONS,
@@ -190,6 +191,19 @@ def summary_row(
 
 ATTACKED = ("victim-backdoored", "victim-clean", "victim-backdoored-response")
 CONTROL = "victim-clean"
+
+
+def victim_outputs(samples: pd.DataFrame) -> pd.DataFrame:
+    """What the attack drew out of the victims: every sample that is neither a refusal nor a
+    public D1 query (each a draw of its own, repeats kept)."""
+    return samples[~samples["refused"] & ~samples["public"]]
+
+
+def personal_data(samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The victims' outputs typed by Presidio, and per victim the share holding personal data
+    against the clean control's (``pii.by_group``)."""
+    typed = pii.annotate(victim_outputs(samples), "text")
+    return typed, pii.by_group(typed, "model", CONTROL) if CONTROL in set(typed["model"]) else pd.DataFrame()
 _REPORT_TABLES = ("samples", "summary", "differences", "contrasts", "words", "baselines", "curves", "canaries")
 
 

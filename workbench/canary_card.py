@@ -7,9 +7,10 @@ card gathers, in one row:
   the matched floor: how often a never-inserted secret of the same format appears in the same
   outputs (difference of rates with Newcombe's interval);
 - the **nearest** span Presidio types as the secret's kind in those outputs (characters apart),
-  beside the same distance for the never-inserted secrets (their median);
-- **membership**: the audit's rank among its alternatives, exposure, the rank of its score among
-  every audited secret, and whether the ε bound's threshold flags it (its part in the bound);
+  beside the share of never-inserted secrets of its format with a span as near;
+- **membership**: the audit's rank among its alternatives and its exposure, each beside the
+  never-inserted secrets' (the share ranked as high, their mean exposure), the rank of its score
+  among every audited secret, and whether the ε bound's threshold flags it (its part in the bound);
 - **PII**: the types Presidio gives the secret in its own record, with and without the lab's
   recognizer.
 Whatever a lab has no run for is left empty and named in ``CanaryCard.not_measured``.
@@ -17,7 +18,6 @@ Whatever a lab has no run for is left empty and named in ``CanaryCard.not_measur
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +26,7 @@ from rapidfuzz.distance import Levenshtein
 
 from workbench import audit, pii
 from workbench.backdoor import SHIPPED_BACKDOOR
+from workbench.backdoor_attack import victim_outputs
 from workbench.config import DATA_DIR
 from workbench.lab import SHIPPED_LAB, Canary, LabDataset, canary_text
 from workbench.membership import SHIPPED_MEMBERSHIP
@@ -59,6 +60,7 @@ class CanaryCard:
     sources: dict[str, str]  # evidence → where it came from
     not_measured: list[str] = field(default_factory=list)
     epsilon: float | None = None  # the audit's bound over all inserted canaries
+    max_epsilon: float | None = None  # the largest bound the audit's counts can show
 
     def readable(self) -> pd.DataFrame:
         """The card as a page or the CLI shows it: one row per canary, one column per finding."""
@@ -70,12 +72,15 @@ class CanaryCard:
                 if pd.notna(row[f"{run}|escapes"]):
                     shown[f"{run}: escapes"] = f"{int(row[f'{run}|escapes'])} of {int(row[f'{run}|n_escapes'])}"
                 low, high = row[f"{run}|low"], row[f"{run}|high"]
-                shown[f"{run}: vs never-inserted"] = f"{difference_text(row[f'{run}|difference'], low, high)} ({against_floor(low, high)})"
+                per = [f"{1000 * v:+.2f}" for v in (row[f"{run}|difference"], low, high)]
+                shown[f"{run}: vs never-inserted"] = f"{per[0]} [{per[1]}, {per[2]}] per 1,000 outputs ({against_floor(low, high)})"
             if pd.notna(row["nearest_distance"]):
-                shown["nearest typed span"] = f"{row['nearest']} ({int(row['nearest_distance'])} apart; never-inserted: {row['floor_distance']:g})"
+                shown["nearest typed span"] = (
+                    f"{row['nearest']} ({int(row['nearest_distance'])} apart; never-inserted secrets with a span as near: {row['floor_as_near']:.0%})"
+                )
             if "rank" in row:
-                shown["audit rank"] = f"{int(row['rank'])} of {int(row['alternatives']) + 1}"
-                shown["exposure (bits)"] = f"{row['exposure']:.2f}"
+                shown["audit rank"] = f"{int(row['rank'])} of {int(row['alternatives']) + 1} (never-inserted ranked as high: {row['never_as_high']:.0%})"
+                shown["exposure (bits)"] = f"{row['exposure']:.2f} (never-inserted mean {row['exposure_never']:.2f})"
                 shown["score rank"] = f"{int(row['score_rank'])} of {int(row['audited'])}"
                 shown["in the ε bound"] = "flagged (a true positive)" if row["flagged"] else "not flagged"
             rows.append(shown)
@@ -101,7 +106,7 @@ def _typed_spans(runs: Sequence[Run]) -> dict[str, set[str]]:
     spans: dict[str, set[str]] = {entity: set() for entity in KIND_ENTITY.values()}
     for run in runs:
         for text in run.table[run.text_column].fillna(""):
-            for finding in pii.find(text[: pii.MAX_CHARS]):
+            for finding in pii.find(text):
                 if finding.entity in spans:
                     spans[finding.entity].add(finding.text)
     return spans
@@ -129,21 +134,27 @@ def _run_columns(run: Run, canary: Canary, never: Sequence[Canary]) -> dict:
     return {f"{run.name}|{key}": value for key, value in columns.items()}
 
 
-def _audit_columns(scores: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+def _audit_columns(scores: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
     inserted, never = scores[scores["insertions"] > 0], scores[scores["insertions"] == 0]
     bound = audit.epsilon_lower_bound(inserted["z"], never["z"])
     ranked = scores.assign(score_rank=scores["z"].rank(ascending=False, method="min").astype(int), audited=len(scores))
     part = ranked.loc[ranked["insertions"] > 0, ["secret", "rank", "exposure", "z", "score_rank", "audited"]]
-    return part.assign(flagged=part["z"] >= bound["threshold"]), bound["epsilon"]
+    # exposure = log2((alternatives + 1) / rank), so every row says how many alternatives it had
+    alternatives = int(round(float(scores["rank"].iloc[0]) * 2 ** float(scores["exposure"].iloc[0]))) - 1
+    part = part.assign(
+        flagged=part["z"] >= bound["threshold"], alternatives=alternatives, exposure_never=never["exposure"].mean(),
+        never_as_high=[float((never["rank"] <= rank).mean()) for rank in part["rank"]],
+    )  # fmt: skip
+    return part, bound["epsilon"], audit.max_epsilon(len(inserted), len(never))
 
 
 def card(
     dataset: LabDataset, runs: Sequence[Run] = (), audit_scores: pd.DataFrame | None = None,
-    sources: dict[str, str] | None = None, alternatives: int = audit.ALTERNATIVES,
+    sources: dict[str, str] | None = None,
 ) -> CanaryCard:
     """The card of every canary ``dataset`` inserted, from ``runs`` on its model and the
-    audit's ``audit_scores`` (``audit.run_audit`` with ``alternatives`` per secret: inserted and
-    never-inserted secrets), either of which may be absent."""  # fmt: skip
+    audit's ``audit_scores`` (``audit.run_audit``: inserted and never-inserted secrets), either
+    of which may be absent."""  # fmt: skip
     if not dataset.canaries:
         raise ValueError("This lab inserted no canaries, so there is nothing to follow.")
     names = [run.name for run in runs]
@@ -174,19 +185,18 @@ def card(
         entity_spans = spans[KIND_ENTITY[canary.kind]] if runs else set()
         row["nearest"], row["nearest_distance"] = _nearest(canary.secret, entity_spans)
         floor_distances = [_nearest(c.secret, entity_spans)[1] for c in never if c.kind == canary.kind]
-        row["floor_distance"] = statistics.median(floor_distances) if entity_spans and floor_distances else float("nan")
+        row["floor_as_near"] = sum(d <= row["nearest_distance"] for d in floor_distances) / len(floor_distances) if entity_spans else float("nan")
         rows.append(row)
     table = pd.DataFrame(rows)
-    notes, epsilon = [], None
+    notes, epsilon, largest = [], None, None
     if not runs:
         notes.append("No run's outputs: which outputs hold each secret is not measured.")
     if audit_scores is not None:
-        part, epsilon = _audit_columns(audit_scores)
+        part, epsilon, largest = _audit_columns(audit_scores)
         table = table.merge(part, on="secret", how="left")
-        table["alternatives"] = alternatives
     else:
         notes.append("No audit of this model: membership rank, exposure and the ε bound are not measured.")
-    return CanaryCard(table, names, dict(sources or {}) | {run.name: run.source for run in runs}, notes, epsilon)
+    return CanaryCard(table, names, dict(sources or {}) | {run.name: run.source for run in runs}, notes, epsilon, largest)
 
 
 def lead(card_: CanaryCard) -> dict:
@@ -216,9 +226,9 @@ def shipped_lab_card() -> CanaryCard:
 
 
 def victims_card(dataset: LabDataset, samples: pd.DataFrame, source: str) -> CanaryCard:
-    """A backdoor build's canaries followed through its victims' samples (``samples``: text,
-    refused, model), one run per victim: the backdoored ones and the clean control beside them."""
-    kept = samples[~samples["refused"]]
+    """A backdoor build's canaries followed through its victims' samples, one run per victim
+    (``backdoor_attack.victim_outputs``: the backdoored ones and the clean control beside them)."""
+    kept = victim_outputs(samples)
     runs = [Run(model, kept[kept["model"] == model], f"{source} (model {model})", "text") for model in sorted(kept["model"].unique())]
     return card(dataset, runs)
 

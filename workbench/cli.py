@@ -582,11 +582,14 @@ def _print_backdoor_report(report: backdoor_attack.BackdoorReport) -> None:
             print(f"  identified {', '.join(found['identified']) or 'no word'} (true: {', '.join(found['true_words'])})")
         for line in backdoor_attack.describe(report, name):
             print(f"  {line}")
-    distinct = report.samples[~report.samples["refused"] & ~report.samples["public"]].drop_duplicates(["model", "text"])
-    typed = _with_pii(distinct, "text")
-    if "pii" in typed and "victim-clean" in set(typed["model"]):
-        print("distinct samples holding personal data, against the clean victim (95% interval):")
-        print(pii.by_group(typed, "model", "victim-clean").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    try:
+        shares = backdoor_attack.personal_data(report.samples)[1]
+    except ValueError as err:
+        print(f"workbench: warning: personal data not typed: {err}", file=sys.stderr)
+        return
+    if len(shares):
+        print("samples holding personal data (a pattern match: see docs/pii.md), against the clean victim (95% interval):")
+        print(shares.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
 
 
 def _print_card(card: canary_card.CanaryCard, out: str | None) -> None:
@@ -596,7 +599,7 @@ def _print_card(card: canary_card.CanaryCard, out: str | None) -> None:
         for key, value in row.items():
             print(f"  {key}: {value}")
     if card.epsilon is not None:
-        print(f"the audit's ε lower bound over all inserted canaries: {card.epsilon:.2f}")
+        print(f"the audit's ε lower bound over all inserted canaries: {card.epsilon:.2f} (at most {card.max_epsilon:.2f} showable)")
     for name, source in card.sources.items():
         print(f"from {name}: {source}")
     for line in card.not_measured:
@@ -632,7 +635,7 @@ def cmd_canaries(args: argparse.Namespace) -> None:
                 raise ValueError(f"--run {given!r}: write NAME=FILE, e.g. grid=run.parquet.")
             runs.append(canary_card.Run(name, _read_table(path), path, args.text_column))
         scores = _read_table(args.audit) if args.audit else None
-        card = canary_card.card(dataset, runs, scores, {"audit": args.audit} if args.audit else None, args.alternatives)
+        card = canary_card.card(dataset, runs, scores, {"audit": args.audit} if args.audit else None)
     _print_card(card, args.out)
 
 
@@ -659,7 +662,7 @@ def cmd_pii(args: argparse.Namespace) -> None:
         print(pii.format_check(args.format_check, args.seed).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         return
     if bool(args.text) == bool(args.file):
-        raise ValueError("Give texts to type, or --file, not both.")
+        raise ValueError("Give texts to type or --file (one of the two).")
     texts = args.text or [text for _, text in read_texts(args.file, args.field)]
     for index, text in enumerate(texts, 1):
         found = pii.find(text)
@@ -1087,7 +1090,6 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_argument("--run", action="append", dest="runs", metavar="NAME=FILE", help="a run's outputs on that lab's model (e.g. `workbench diverge --out`); repeatable")
     cards.add_argument("--text-column", default="output", help="the runs' text column")
     cards.add_argument("--audit", help="that lab's audit scores (`workbench audit --out`)")
-    cards.add_argument("--alternatives", type=int, default=audit.ALTERNATIVES, help="the audit's alternatives per canary")
     cards.add_argument("--backdoor", metavar="DIR", help="a backdoor build (or 'shipped'): its canaries through its victims' samples")
     cards.add_argument("--out", help="the card's numbers: .parquet, .jsonl or .csv")
     cards.set_defaults(run=cmd_canaries)

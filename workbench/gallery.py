@@ -258,7 +258,7 @@ def _canary(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, st
         return (
             f"{lead[f'{run}|outputs']} of {lead[f'{run}|n']:,} outputs of the {run.removeprefix('repeated tokens, ')} run"
             + (f" ({int(escapes)} of them escapes)" if pd.notna(escapes) else "")
-            + f", {difference_text(lead[f'{run}|difference'], low, high)} over the floor's share ({against_floor(low, high)})"
+            + f", {1000 * lead[f'{run}|difference']:+.2f} [{1000 * low:+.2f}, {1000 * high:+.2f}] per 1,000 outputs over the floor ({against_floor(low, high)})"
         )
 
     floor_hits = sum(lead[f"{run}|floor_hits"] for run in card.runs)
@@ -268,9 +268,10 @@ def _canary(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, st
         f"One secret followed through: the fake {kind} {lead['secret']}, inserted {lead['insertions']} times in the lab's training "
         f"set, is the canary the shipped runs on the lab model recited most. Repeated tokens: it is in {'; '.join(in_run(r) for r in card.runs)}; "
         f"the floor, never-inserted secrets of its format in the same outputs, appears {floor_hits} times. Membership: the audit ranks it "
-        f"{lead['rank']} of {lead['alternatives'] + 1} candidate secrets (exposure {lead['exposure']:.2f} bits) and its score "
-        f"{lead['score_rank']} of {lead['audited']} audited secrets; it is {'one of the canaries flagged' if lead['flagged'] else 'not flagged'} at "
-        f"the threshold of the lab's ε ≥ {card.epsilon:.2f} bound. Presidio types it {lead['pii'] or 'as nothing'}"
+        f"{lead['rank']} of {lead['alternatives'] + 1} candidate secrets, as high as {lead['never_as_high']:.0%} of never-inserted secrets rank "
+        f"(exposure {lead['exposure']:.2f} bits, theirs {lead['exposure_never']:.2f} on average), and its score {lead['score_rank']} of "
+        f"{lead['audited']} audited secrets; it is {'one of the canaries flagged' if lead['flagged'] else 'not flagged'} at the threshold of "
+        f"the lab's ε ≥ {card.epsilon:.2f} bound (at most {card.max_epsilon:.2f} can be shown with these counts). Presidio types it {lead['pii'] or 'as nothing'}"
         f"{' with a built-in recognizer' if lead['pii_built_in'] else ' with the lab recognizer only'}. {found} of the lab's "
         f"{len(card.table)} canaries appear verbatim in some run."
     )

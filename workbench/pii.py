@@ -153,14 +153,15 @@ def summary(table: pd.DataFrame) -> str:
 
 def by_group(table: pd.DataFrame, group: str, floor: str) -> pd.DataFrame:
     """From an annotated table: per value of ``group``, how many texts hold personal data, and
-    the difference of that share from the ``floor`` group's (Newcombe's 95% interval)."""
+    the difference of that share from the ``floor`` group's (Newcombe's 95% interval; empty on
+    the floor's own row)."""
     held = table["pii"].fillna("") != ""
     if floor not in set(table[group]):
         raise ValueError(f"No {group} {floor!r} to compare with.")
     k0, n0 = int(held[table[group] == floor].sum()), int((table[group] == floor).sum())
     rows = []
     for value, part in held.groupby(table[group]):
-        difference, low, high = rate_difference(int(part.sum()), len(part), k0, n0)
+        difference, low, high = rate_difference(int(part.sum()), len(part), k0, n0) if value != floor else (float("nan"),) * 3
         rows.append({group: value, "texts": len(part), "with_pii": int(part.sum()), "share": part.mean(), "difference": difference, "low": low, "high": high})
     return pd.DataFrame(rows)
 

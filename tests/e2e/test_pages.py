@@ -111,7 +111,7 @@ def test_home_and_model_picker(page: Page):
 def test_home_gallery_opens_a_page_with_its_settings(page: Page):
     _open(page)
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(8)  # one figure per exploration
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(9)  # one figure per entry: the canary, then each exploration
     with _rerun(page):
         page.get_by_test_id("stMain").locator("a[href*='repeated_tokens']").first.click()
     expect(page.get_by_role("heading", name="Repeated tokens")).to_be_visible()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from workbench import canary_card, pii
+from workbench import backdoor_attack, canary_card, pii
 
 
 @st.cache_data(show_spinner="Looking for personal data (Presidio)…", max_entries=32)
@@ -45,6 +45,23 @@ def highlighted(text: str, where=st) -> None:
         where.error(str(err))
         return
     where.html(f"<pre style='white-space: pre-wrap'>{shown}</pre>")
+
+
+@st.cache_data(show_spinner="Typing the victims' outputs and following the build's canaries…", max_entries=8)
+def _victims(key: str, _samples: pd.DataFrame, _dataset, source: str):
+    typed, shares = backdoor_attack.personal_data(_samples)
+    return typed, shares, canary_card.victims_card(_dataset, _samples, source)
+
+
+def victims(samples: pd.DataFrame, dataset, source: str):
+    """(typed outputs, shares against the clean victim, canary card) of an attack's samples,
+    computed once per samples; None after an st.error (Presidio missing, a build without canaries)."""
+    key = str(pd.util.hash_pandas_object(samples[["model", "text", "refused", "public"]], index=False).sum())
+    try:
+        return _victims(key, samples, dataset, source)
+    except ValueError as err:
+        st.error(str(err))
+        return None
 
 
 PAGES = {"repeated tokens": "repeated_tokens", "victim": "backdoor", "audit": "membership"}  # run name → the page that makes it
