@@ -55,9 +55,9 @@ entries = gallery.load()
 if entries:
     st.header("Gallery")
     st.caption(
-        "One real result per exploration, built by `workbench gallery build` with fixed seeds on the lab model and the "
-        "default model (backdoor extraction and reactivation from their shipped builds). Each link opens its page with "
-        "the same settings filled in, ready to run live."
+        "First one planted secret followed through every shipped run on the lab model, then one real result per exploration, "
+        "built by `workbench gallery build` with fixed seeds on the lab model and the default model (backdoor extraction, "
+        "reactivation and membership from their shipped runs). Each link opens its page with the same settings filled in, ready to run live."
     )
     for entry in entries:
         with st.container(border=True):
