@@ -46,7 +46,16 @@ import pandas as pd
 from workbench.builds import code_version, command_line, run_manifest
 from workbench.config import ModelSpec
 from workbench.lab import LabDataset, LabRecipe, build
-from workbench.propinfer import LAB_PROPERTIES, UNLABELED, KeywordLabeler, PropInferResult, estimate, lab_labeler, run, scored
+from workbench.propinfer import (
+    LAB_PROPERTIES,
+    UNLABELED,
+    KeywordLabeler,
+    PropInferResult,
+    estimate,
+    lab_labeler,
+    run,
+    scored,
+)
 from workbench.propinfer_judge import (
     ASSUMPTIONS,
     base_shares,
@@ -283,7 +292,7 @@ def tables_only(out: Path, grid: dict, quick: bool) -> None:
     evidence = {key: shadow_evidence(shadows, labeler, confidence=confidence) for key, labeler in labelers_of(grid, quick).items()}
     ranges = pd.read_csv(out / "ranges.csv")
     parts = []
-    for (lab, kind, prop), where in ranges.groupby(["lab", "labeler", "property"], sort=False):
+    for (_lab, kind, prop), where in ranges.groupby(["lab", "labeler", "property"], sort=False):
         lead, why = leading(where, evidence[kind, prop])
         parts.append(where.assign(leads=lead, why=why))
     pd.concat(parts, ignore_index=True).to_csv(out / "ranges.csv", index=False)

@@ -137,7 +137,7 @@ def test_shared_prefix_and_match_ratio_equal_a_brute_force_reference():
     for _ in range(300):
         reply = _random_sequence(rng, [0, 1, 2], 8)
         pool = [_random_sequence(rng, [0, 1, 2], 8) for _ in range(rng.randrange(4))]
-        prefixes = [max((n for n in range(min(len(reply), len(q)) + 1) if reply[:n] == q[:n])) for q in pool]
+        prefixes = [max(n for n in range(min(len(reply), len(q)) + 1) if reply[:n] == q[:n]) for q in pool]
         assert [shared_prefix(reply, q) for q in pool] == prefixes
         ratios = [2 * p / (len(q) + len(reply)) for p, q in zip(prefixes, pool) if len(q) + len(reply)]
         assert match_ratio(reply, pool) == max(ratios, default=0.0)

@@ -30,7 +30,7 @@ from workbench.backdoor_attack import victim_outputs
 from workbench.config import DATA_DIR
 from workbench.lab import SHIPPED_LAB, Canary, LabDataset, canary_text
 from workbench.membership import SHIPPED_MEMBERSHIP
-from workbench.stats import against_floor, difference_text, rate_difference
+from workbench.stats import against_floor, rate_difference
 
 KIND_ENTITY = {"patient_id": pii.MRN_ENTITY, "phone": "PHONE_NUMBER"}
 FLOOR_SECRETS = 100  # never-inserted secrets drawn when no audit supplies them

@@ -247,7 +247,7 @@ def summarize_causal(per_sample: pd.DataFrame, perplexity: Mapping[str, float]) 
                          "ci_high": test["ci_high"], "p_value": test["p_value"]})  # fmt: skip
     summary = pd.DataFrame(rows)
     summary["effect"] = False
-    for prompt, group in summary.groupby("prompt"):
+    for _prompt, group in summary.groupby("prompt"):
         for kind, control in TARGETS.items():
             target = group[group["condition"] == kind]
             if target.empty:
@@ -264,7 +264,7 @@ def targeted(summary: pd.DataFrame) -> pd.DataFrame:
     row of the condition, with base_rate, base_n, base_perplexity, controls (how many),
     control_move (the largest |difference| among them) and control_perplexity (their largest)."""
     rows = []
-    for prompt, group in summary.groupby("prompt", sort=False):
+    for _prompt, group in summary.groupby("prompt", sort=False):
         base = group[group["condition"] == "baseline"].iloc[0]
         for kind, control in TARGETS.items():
             target = group[group["condition"] == kind]
