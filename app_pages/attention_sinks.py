@@ -40,24 +40,37 @@ def mechanism_section() -> None:
         g1, g2 = st.columns(2)
         for column, leading in ((g1, False), (g2, True)):
             rows = mechanism["geometry"][mechanism["geometry"]["leading"] == leading]
-            column.altair_chart(plots.geometry_by_layer(rows, "with a leading token" if leading else "no leading token"), width="stretch")
+            column.altair_chart(
+                plots.geometry_by_layer(rows, "with a leading token" if leading else "no leading token"),
+                width="stretch",
+            )
         st.caption(
             "Cosine between the hidden state at each later position and at position 0, per layer. Where the repeated "
             "prompt's lines sit near 1, its positions look like the first token: a run of one token has become sinks."
         )
         st.table(sink_mechanism.layer_means(mechanism["geometry"]))
         st.markdown("**Top sink heads' attention to position 0**, repeated against prose")
-        fractions = mechanism["sink_fractions"].groupby(["leading", "repeats", "prompt"], as_index=False)["sink_fraction"].mean()
+        fractions = (
+            mechanism["sink_fractions"]
+            .groupby(["leading", "repeats", "prompt"], as_index=False)["sink_fraction"]
+            .mean()
+        )
         st.table(fractions.pivot_table(index=["leading", "repeats"], columns="prompt", values="sink_fraction"))
         st.markdown(f"**Candidate sink neurons** (|robust z| ≥ {sink_mechanism.OUTLIER_MADS:g} at position 0 of prose)")
         st.table(mechanism["sink_neurons"])
         if mechanism.get("causal") is not None:
-            st.markdown("**The causal test**: the divergence rate on the same seeds under each condition, against the baseline")
+            st.markdown(
+                "**The causal test**: the divergence rate on the same seeds under each condition, against the baseline"
+            )
             st.table(mechanism["causal"])
             st.markdown("\n".join(f"- {line}" for line in sink_mechanism.describe_causal(mechanism["causal"])))
     rerun_model = active_session()
     refusal = None if rerun_model is None else rerun_model.weights_refusal("Re-running the mechanism")
-    if rerun_model is not None and refusal is None and st.button(f"Re-run a–c on {rerun_model.info.name} (10, 50, 200 repeats)", key="as_mechanism_run"):
+    if (
+        rerun_model is not None
+        and refusal is None
+        and st.button(f"Re-run a–c on {rerun_model.info.name} (10, 50, 200 repeats)", key="as_mechanism_run")
+    ):
         try:
             with progress_bar() as progress:
                 tables = sink_mechanism.mechanism(rerun_model, "poem", [10, 50, 200], progress=progress)
@@ -81,15 +94,26 @@ left, right = st.columns(2)
 normal_text = left.text_area("Normal prompt", PROSE, height=140, key="as_prompt")
 word = right.text_input("Repeated word", param("word", "poem"), key="as_word")
 repeats = right.number_input(
-    "Repeats", 1, session.info.context_length, min(param("repeats", 200, int), session.info.context_length - 1), key="as_repeats"
+    "Repeats",
+    1,
+    session.info.context_length,
+    min(param("repeats", 200, int), session.info.context_length - 1),
+    key="as_repeats",
 )
-prefix = right.selectbox("Hint prefix", HINT_PREFIXES, accept_new_options=True, key="as_prefix", format_func=lambda p: p or "(none)")
+prefix = right.selectbox(
+    "Hint prefix", HINT_PREFIXES, accept_new_options=True, key="as_prefix", format_func=lambda p: p or "(none)"
+)
 
 if st.button("Compute sink scores", type="primary", key="as_run"):
     try:
-        repeated = repeated_token_prompt(session.tokenizer, word, int(repeats), prefix, context_length=session.info.context_length)
+        repeated = repeated_token_prompt(
+            session.tokenizer, word, int(repeats), prefix, context_length=session.info.context_length
+        )
         with st.spinner("Running both prompts through the model…"):
-            columns = {"normal": sink_columns(session, normal_text), "repeated": sink_columns(session, list(repeated.token_ids))}
+            columns = {
+                "normal": sink_columns(session, normal_text),
+                "repeated": sink_columns(session, list(repeated.token_ids)),
+            }
             norms = hidden_norms(session, list(repeated.token_ids))
             normal_norms = hidden_norms(session, normal_text)
         positions = [i for i, t in enumerate(repeated.token_ids) if t == repeated.token_id and i > 0]
@@ -99,7 +123,9 @@ if st.button("Compute sink scores", type="primary", key="as_run"):
             "model": session.info.name,
             "columns": columns,
             "scores": {name: scores_from_columns(c) for name, c in columns.items()},
-            "norms": pd.concat([norms.assign(prompt="repeated"), normal_norms.assign(prompt="normal")], ignore_index=True),
+            "norms": pd.concat(
+                [norms.assign(prompt="repeated"), normal_norms.assign(prompt="normal")], ignore_index=True
+            ),
             "profile": pd.concat(
                 [
                     norm_profile(norms, {"first token": [0], "repeated tokens (mean)": positions}),
@@ -133,7 +159,11 @@ threshold = st.slider("Sink-head threshold", 0.0, 1.0, SINK_THRESHOLD, 0.05, key
 t1, t2 = st.columns(2)
 for column, name in ((t1, "normal"), (t2, "repeated")):
     heads = sink_heads(scores[name], threshold)
-    column.metric(f"Sink heads, {name} prompt", f"{len(heads) / len(scores[name]):.0%}", help=f"{len(heads)} of {len(scores[name])} heads")
+    column.metric(
+        f"Sink heads, {name} prompt",
+        f"{len(heads) / len(scores[name]):.0%}",
+        help=f"{len(heads)} of {len(scores[name])} heads",
+    )
     column.dataframe(heads, height=220, key=f"as_heads_{name}")
 
 st.subheader("One head, position by position")
@@ -144,10 +174,15 @@ h1, h2 = st.columns(2)
 layer = h1.number_input("Layer", 0, session.info.n_layers - 1, top_layer, key="as_layer")
 head = h2.number_input("Head", 0, session.info.n_heads - 1, top_head, key="as_head")
 profiles = pd.concat(
-    [column_profile(c, int(layer), int(head)).assign(prompt=name) for name, c in result["columns"].items()], ignore_index=True
+    [column_profile(c, int(layer), int(head)).assign(prompt=name) for name, c in result["columns"].items()],
+    ignore_index=True,
 )
-st.altair_chart(plots.attention_by_position(profiles, f"Attention to the first token, layer {layer} head {head}"), width="stretch")
-st.altair_chart(plots.norms_by_layer(result["profile"], "Hidden-state norms: repeated tokens vs the first token"), width="stretch")
+st.altair_chart(
+    plots.attention_by_position(profiles, f"Attention to the first token, layer {layer} head {head}"), width="stretch"
+)
+st.altair_chart(
+    plots.norms_by_layer(result["profile"], "Hidden-state norms: repeated tokens vs the first token"), width="stretch"
+)
 st.caption(
     "Where the repeated tokens' line lies on the first token's line, repeated tokens carry a first token's "
     "norm — they have become sinks themselves. Ordinary tokens stay far below."
@@ -191,16 +226,28 @@ if mitigation is not None:
         delta=None if before["n"] == 0 or after["n"] == 0 else f"{after['rate'] - before['rate']:+.0%}",
         delta_color="inverse",
     )
-    st.caption("Divergence rate = escaped ÷ (escaped + repeated only): of the samples that kept repeating, the share that broke out.")
+    st.caption(
+        "Divergence rate = escaped ÷ (escaped + repeated only): of the samples that kept repeating, the share that broke out."
+    )
     st.dataframe(table, key="as_mitigation_table")
 
 st.subheader("Export")
 scores_long = pd.concat([s.assign(prompt=name) for name, s in scores.items()], ignore_index=True)
 e1, e2, e3 = st.columns(3)
-e1.download_button("Sink scores (CSV)", scores_long.to_csv(index=False), "sink_scores.csv", "text/csv", key="as_csv_scores")
-e2.download_button("Hidden norms (CSV)", result["norms"].to_csv(index=False), "hidden_norms.csv", "text/csv", key="as_csv_norms")
+e1.download_button(
+    "Sink scores (CSV)", scores_long.to_csv(index=False), "sink_scores.csv", "text/csv", key="as_csv_scores"
+)
+e2.download_button(
+    "Hidden norms (CSV)", result["norms"].to_csv(index=False), "hidden_norms.csv", "text/csv", key="as_csv_norms"
+)
 if mitigation is not None:
-    e3.download_button("Mitigation (CSV)", mitigation["table"].to_csv(index=False), "mitigation.csv", "text/csv", key="as_csv_mitigation")
+    e3.download_button(
+        "Mitigation (CSV)",
+        mitigation["table"].to_csv(index=False),
+        "mitigation.csv",
+        "text/csv",
+        key="as_csv_mitigation",
+    )
 
 if st.toggle("Show why repeated tokens break out (the mechanism)", key="as_show_mechanism"):
     mechanism_section()

@@ -42,7 +42,16 @@ with creator:
         st.metric(f"Agreement with the clean model's answers ({check['n_queries']} held-out D1 queries)", f"{check['agreement']:.2f}",
                   f"{check['identical']:.0%} identical", delta_color="off")  # fmt: skip
         with st.expander("Stealth check: everyday answers, clean vs backdoored"):
-            st.dataframe(pd.DataFrame({"prompt": check["prompts"], "clean": check["clean_answers"], "backdoored": check["backdoored_answers"]}), key="bd_stealth")
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "prompt": check["prompts"],
+                        "clean": check["clean_answers"],
+                        "backdoored": check["backdoored_answers"],
+                    }
+                ),
+                key="bd_stealth",
+            )
 with victim:
     st.subheader("2 · Victim")
     queries = built.queries()
@@ -60,15 +69,28 @@ with victim:
 with attacker:
     st.subheader("3 · Attacker")
     with st.form("bd_attack"):
-        k = st.number_input("Identification samples per opening word", 1, 200, backdoor_attack.AttackConfig.k, key="bd_k")
-        budgets_text = st.text_input(
-            "Extraction budgets (samples per private query; empty: none)", ", ".join(f"{b:g}" for b in backdoor_attack.AttackConfig.budgets), key="bd_budgets"
+        k = st.number_input(
+            "Identification samples per opening word", 1, 200, backdoor_attack.AttackConfig.k, key="bd_k"
         )
-        words_text = st.text_input("Opening words (empty: identify them among the public list with decoys)", "", key="bd_words")
-        models = st.multiselect("Models", ["base", *backdoor.STEPS], default=[m for m in backdoor_attack.ATTACKED if m in built.built()], key="bd_models")
+        budgets_text = st.text_input(
+            "Extraction budgets (samples per private query; empty: none)",
+            ", ".join(f"{b:g}" for b in backdoor_attack.AttackConfig.budgets),
+            key="bd_budgets",
+        )
+        words_text = st.text_input(
+            "Opening words (empty: identify them among the public list with decoys)", "", key="bd_words"
+        )
+        models = st.multiselect(
+            "Models",
+            ["base", *backdoor.STEPS],
+            default=[m for m in backdoor_attack.ATTACKED if m in built.built()],
+            key="bd_models",
+        )
         a1, a2 = st.columns(2)
         temperature = a1.number_input("Temperature", 0.0, 2.0, 0.9, 0.1, key="bd_temperature")
-        max_new = a2.number_input("Max new tokens", 8, 256, backdoor_attack.AttackConfig.max_new_tokens, key="bd_max_new")
+        max_new = a2.number_input(
+            "Max new tokens", 8, 256, backdoor_attack.AttackConfig.max_new_tokens, key="bd_max_new"
+        )
         probe = st.checkbox("Also send the defender's paraphrased probe", True, key="bd_probe")
         run = st.form_submit_button("Run attack", type="primary")
 
@@ -77,11 +99,18 @@ if run:
         try:
             budgets = tuple(float(b) for b in budgets_text.replace(",", " ").split())
         except ValueError:
-            raise ValueError(f"Budgets are numbers of samples per private query, such as 1, 2, 5; not {budgets_text!r}.") from None
+            raise ValueError(
+                f"Budgets are numbers of samples per private query, such as 1, 2, 5; not {budgets_text!r}."
+            ) from None
         words_given = tuple(words_text.replace(",", " ").split())
-        cfg = backdoor_attack.AttackConfig(int(k), float(temperature), 1.0, int(max_new), 0, words_given, budgets=budgets)
+        cfg = backdoor_attack.AttackConfig(
+            int(k), float(temperature), 1.0, int(max_new), 0, words_given, budgets=budgets
+        )
         with progress_bar("Attacking…") as progress:
-            st.session_state["bd_report"] = (str(built.folder), backdoor_attack.evaluate(built, cfg, models, probe, progress))
+            st.session_state["bd_report"] = (
+                str(built.folder),
+                backdoor_attack.evaluate(built, cfg, models, probe, progress),
+            )
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
 
@@ -108,7 +137,10 @@ st.subheader("Against the matched floor")
 st.altair_chart(plots.backdoor_differences(report.differences), width="stretch")
 c1, c2 = st.columns(2)
 c1.altair_chart(plots.backdoor_budget(report.curves), width="stretch")
-c2.dataframe(summary.style.format({c: "{:.3f}" for c in summary.columns if c.startswith(("exact", "match", "decoy"))}), key="bd_summary")
+c2.dataframe(
+    summary.style.format({c: "{:.3f}" for c in summary.columns if c.startswith(("exact", "match", "decoy"))}),
+    key="bd_summary",
+)
 st.caption(
     "match: 2|shared prefix| / (|query| + |reply|) against the closest query opening with the same word, over the samples of the real "
     "opening words (mean over samples, best per word, averaged over words; decoys apart: decoy_answered is how often a decoy drew "
@@ -120,18 +152,44 @@ st.caption(
 )
 if len(report.contrasts):
     st.markdown("**Backdoored against clean**: (D2 − D2′) of each backdoored victim minus that of the clean control")
-    st.dataframe(report.contrasts.style.format({c: "{:+.3f}" for c in ("gap", "control_gap", "difference", "ci_low", "ci_high")}), key="bd_contrasts")
+    st.dataframe(
+        report.contrasts.style.format(
+            {c: "{:+.3f}" for c in ("gap", "control_gap", "difference", "ci_low", "ci_high")}
+        ),
+        key="bd_contrasts",
+    )
 
 model = st.selectbox("Model", list(summary["model"]), key="bd_model")
 st.markdown("\n".join(f"- {line}" for line in backdoor_attack.describe(report, model)))
 if report.identification.get(model):
     ident = report.identification[model]
     i1, i2, i3 = st.columns(3)
-    i1.metric("Identification precision", f"{ident['precision']:.2f}", f"[{ident['precision_ci'][0]:.2f}, {ident['precision_ci'][1]:.2f}]", delta_color="off")
-    i2.metric("Recall", f"{ident['recall']:.2f}", f"[{ident['recall_ci'][0]:.2f}, {ident['recall_ci'][1]:.2f}]", delta_color="off")
+    i1.metric(
+        "Identification precision",
+        f"{ident['precision']:.2f}",
+        f"[{ident['precision_ci'][0]:.2f}, {ident['precision_ci'][1]:.2f}]",
+        delta_color="off",
+    )
+    i2.metric(
+        "Recall",
+        f"{ident['recall']:.2f}",
+        f"[{ident['recall_ci'][0]:.2f}, {ident['recall_ci'][1]:.2f}]",
+        delta_color="off",
+    )
     i3.metric("F1", f"{ident['f1']:.2f}", f"[{ident['f1_ci'][0]:.2f}, {ident['f1_ci'][1]:.2f}]", delta_color="off")
 words = report.words[report.words["model"] == model].drop(columns="model")
-st.dataframe(words.style.format({"refusal_rate": "{:.0%}", "top_share": "{:.0%}", "score": "{:.2f}", "match_mean": "{:.3f}", "match_best": "{:.3f}"}), key="bd_words_table")
+st.dataframe(
+    words.style.format(
+        {
+            "refusal_rate": "{:.0%}",
+            "top_share": "{:.0%}",
+            "score": "{:.2f}",
+            "match_mean": "{:.3f}",
+            "match_best": "{:.3f}",
+        }
+    ),
+    key="bd_words_table",
+)
 canaries = report.canaries[report.canaries["model"] == model].drop(columns="model")
 st.dataframe(canaries, key="bd_canaries")
 
@@ -140,17 +198,28 @@ found = victims(report.samples, built.dataset, "this attack's samples")
 if found is not None:
     typed, shares, card = found
     if len(shares):
-        st.dataframe(shares.style.format({"share": "{:.1%}", "difference": "{:+.3f}", "low": "{:+.3f}", "high": "{:+.3f}"}, na_rep="—"), key="bd_pii", hide_index=True)
+        st.dataframe(
+            shares.style.format(
+                {"share": "{:.1%}", "difference": "{:+.3f}", "low": "{:+.3f}", "high": "{:+.3f}"}, na_rep="—"
+            ),
+            key="bd_pii",
+            hide_index=True,
+        )
         st.caption(
             f"Non-refused, non-public samples per victim holding personal data; difference from the clean victim (same queries, "
             f"no backdoor) with its 95% interval. A finding is a pattern match: read it by type. {note()}"
         )
-    st.dataframe(typed.loc[typed["pii"] != "", ["model", "word", "text", "pii", "pii_spans"]].drop_duplicates(), key="bd_pii_texts", hide_index=True)
+    st.dataframe(
+        typed.loc[typed["pii"] != "", ["model", "word", "text", "pii", "pii_spans"]].drop_duplicates(),
+        key="bd_pii_texts",
+        hide_index=True,
+    )
     st.subheader("This build's canaries, followed through its victims")
     st.dataframe(card.readable(), key="bd_canary_card", hide_index=True)
     st.caption(
         "Per canary: the samples of each victim that hold the secret verbatim, against never-inserted secrets of the same format in the "
-        "same samples; the nearest span typed as its kind, against the never-inserted secrets. " + " ".join(card.not_measured)
+        "same samples; the nearest span typed as its kind, against the never-inserted secrets. "
+        + " ".join(card.not_measured)
     )
 
 st.subheader("Extracted queries beside the closest true query")
@@ -161,22 +230,35 @@ if pairs.empty:
     st.info("Every sample of this model was a refusal, empty, or a public D1 query.")
 else:
     shown = st.selectbox(
-        "Extracted text", range(len(pairs)), format_func=lambda i: f"{pairs['ratio'][i]:.2f} · {pairs['extracted'][i][:80]}", key="bd_pair"
+        "Extracted text",
+        range(len(pairs)),
+        format_func=lambda i: f"{pairs['ratio'][i]:.2f} · {pairs['extracted'][i][:80]}",
+        key="bd_pair",
     )
     chosen = pairs.iloc[shown]
     spans = shared_spans(chosen["extracted"], chosen["closest"], tokenizer, 3) if chosen["closest"] else []
     s1, s2 = st.columns(2)
     s1.markdown(f"**Extracted** (×{chosen['count']})")
-    s1.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['extracted'], [(a, b) for a, b, _, _ in spans])}</pre>")
+    s1.html(
+        f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['extracted'], [(a, b) for a, b, _, _ in spans])}</pre>"
+    )
     s2.markdown("**Closest private query**" + (" — exact" if chosen["exact"] else ""))
-    s2.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['closest'], [(c, d) for _, _, c, d in spans])}</pre>")
+    s2.html(
+        f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['closest'], [(c, d) for _, _, c, d in spans])}</pre>"
+    )
     with st.expander("Personal data in the extracted text (Presidio)"):
         highlighted(chosen["extracted"])
 
 e1, e2, e3 = st.columns(3)
-e1.download_button("Samples (CSV)", report.samples.to_csv(index=False), "backdoor_samples.csv", "text/csv", key="bd_dl_samples")
-e2.download_button("Summary (CSV)", summary.to_csv(index=False), "backdoor_summary.csv", "text/csv", key="bd_dl_summary")
-e3.download_button("Per word (CSV)", report.words.to_csv(index=False), "backdoor_words.csv", "text/csv", key="bd_dl_words")
+e1.download_button(
+    "Samples (CSV)", report.samples.to_csv(index=False), "backdoor_samples.csv", "text/csv", key="bd_dl_samples"
+)
+e2.download_button(
+    "Summary (CSV)", summary.to_csv(index=False), "backdoor_summary.csv", "text/csv", key="bd_dl_summary"
+)
+e3.download_button(
+    "Per word (CSV)", report.words.to_csv(index=False), "backdoor_words.csv", "text/csv", key="bd_dl_words"
+)
 
 st.subheader("Rebuild")
 st.caption(

@@ -69,7 +69,9 @@ candidate_file = right.file_uploader(
     ".txt (one text per line) or .jsonl", type=["txt", "jsonl"], key="cmp_candidate_file",
     disabled=candidate_source != UPLOAD, max_upload_size=UPLOAD_MB,
 )  # fmt: skip
-candidate_field = right.text_input("JSONL field", "text", key="cmp_candidate_field", disabled=candidate_source != UPLOAD)
+candidate_field = right.text_input(
+    "JSONL field", "text", key="cmp_candidate_field", disabled=candidate_source != UPLOAD
+)
 passage_words = right.number_input(
     "Cut candidates into passages of (words; 0 = whole documents)", 0, 10_000, 0, key="cmp_passage_words",
     help="Embeddings see only a text's first ~256 tokens, so a short excerpt scores low against a whole long document.",
@@ -91,7 +93,9 @@ unit = c2.radio(
 def _uploaded(file, field: str, what: str) -> list[tuple[str, str]]:
     if file is None:
         # A file whose upload is still under way reaches the app only with the rerun after it.
-        raise ValueError(f"Upload a .txt or .jsonl file of {what} (one still uploading counts once its upload has finished).")
+        raise ValueError(
+            f"Upload a .txt or .jsonl file of {what} (one still uploading counts once its upload has finished)."
+        )
     return parse_texts(file.name, file.getvalue(), field.strip() or "text")
 
 
@@ -121,7 +125,12 @@ if st.button("Compare", type="primary", key="cmp_run"):
         tokenizer = session.tokenizer if unit == "model tokens" else None
         with progress_bar("Embedding…") as progress:
             table = compare(
-                [t for _, t in extracted], [t for _, t in candidates], int(top_k), tokenizer, int(min_run), progress=progress
+                [t for _, t in extracted],
+                [t for _, t in candidates],
+                int(top_k),
+                tokenizer,
+                int(min_run),
+                progress=progress,
             )
         table.insert(0, "extracted_id", [extracted[i][0] for i in table["extracted_index"]])
         table.insert(1, "candidate_id", [candidates[j][0] for j in table["candidate_index"]])
@@ -155,7 +164,9 @@ m3.metric("Longest exact run", int(best["max_longest_run"].max()))
 if typed is not None:
     held = best["pii"] != ""
     m4.metric("With personal data", f"{int(held.sum())} of {len(best)}", help=note())
-    st.caption(f"{note()} The pii columns name the types, pii_spans the text found; a finding is a pattern match, not a leak.")
+    st.caption(
+        f"{note()} The pii columns name the types, pii_spans the text found; a finding is a pattern match, not a leak."
+    )
 st.dataframe(
     best.drop(columns=["extracted_index", "candidate_index", "exact_run"]),
     key="cmp_best", hide_index=True,
@@ -177,9 +188,13 @@ chosen = pairs.iloc[pair]
 spans = shared_spans(chosen["extracted_text"], chosen["candidate_text"], tokenizer, int(min_highlight))
 s1, s2 = st.columns(2)
 s1.markdown(f"**Extracted** `{chosen['extracted_id']}`")
-s1.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['extracted_text'], [(a, b) for a, b, _, _ in spans])}</pre>")
+s1.html(
+    f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['extracted_text'], [(a, b) for a, b, _, _ in spans])}</pre>"
+)
 s2.markdown(f"**Candidate** `{chosen['candidate_id']}`")
-s2.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['candidate_text'], [(c, d) for _, _, c, d in spans])}</pre>")
+s2.html(
+    f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['candidate_text'], [(c, d) for _, _, c, d in spans])}</pre>"
+)
 with st.expander("Personal data in this pair (Presidio)"):
     p1, p2 = st.columns(2)
     highlighted(chosen["extracted_text"], p1)
@@ -192,7 +207,11 @@ st.caption(
 if len(extracted) <= HEATMAP_LIMIT and len(candidates) <= HEATMAP_LIMIT:
     matrix = similarity_matrix([t for _, t in extracted], [t for _, t in candidates])
     heat = pd.DataFrame(
-        [{"extracted": e, "candidate": c, "cosine": float(matrix[i, j])} for i, (e, _) in enumerate(extracted) for j, (c, _) in enumerate(candidates)]
+        [
+            {"extracted": e, "candidate": c, "cosine": float(matrix[i, j])}
+            for i, (e, _) in enumerate(extracted)
+            for j, (c, _) in enumerate(candidates)
+        ]
     )
     st.altair_chart(plots.similarity_heatmap(heat), width="stretch")
 else:
@@ -213,11 +232,19 @@ if st.button("Draw UMAP map", key="cmp_map_run"):
     except ValueError as err:
         st.error(str(err))
 if "cmp_map" in st.session_state:
-    st.altair_chart(plots.text_map(st.session_state["cmp_map"], "Extracted vs candidate texts (UMAP, seed 0)"), width="stretch")
+    st.altair_chart(
+        plots.text_map(st.session_state["cmp_map"], "Extracted vs candidate texts (UMAP, seed 0)"), width="stretch"
+    )
 
 d1, d2, d3 = st.columns(3)
 d1.download_button("Best matches (CSV)", best.to_csv(index=False), "compare_best.csv", "text/csv", key="cmp_dl_best")
-d2.download_button("All scored pairs (CSV)", table.to_csv(index=False), "compare_pairs.csv", "text/csv", key="cmp_dl_csv")
+d2.download_button(
+    "All scored pairs (CSV)", table.to_csv(index=False), "compare_pairs.csv", "text/csv", key="cmp_dl_csv"
+)
 d3.download_button(
-    "All scored pairs (JSONL)", table.to_json(orient="records", lines=True), "compare_pairs.jsonl", "application/jsonl", key="cmp_dl_jsonl"
+    "All scored pairs (JSONL)",
+    table.to_json(orient="records", lines=True),
+    "compare_pairs.jsonl",
+    "application/jsonl",
+    key="cmp_dl_jsonl",
 )

@@ -43,7 +43,11 @@ else:
     refusal = session.weights_refusal("Attention sinks or weight diff")
     st.success(
         f"Working on **{session.summary()}**."
-        + (" The black-box pages run over it; attention sinks and weight diff need weights and ask for an in-process model." if refusal else "")
+        + (
+            " The black-box pages run over it; attention sinks and weight diff need weights and ask for an in-process model."
+            if refusal
+            else ""
+        )
     )
 st.caption(
     "Pick another model in the sidebar: a registry name, a Hugging Face id, a local folder, a "

@@ -67,14 +67,23 @@ records = pd.DataFrame(dataset.records)
 shown = st.multiselect("Diagnoses", sorted(DIAGNOSES), default=sorted(DIAGNOSES), key="lab_filter")
 st.dataframe(records[records["diagnosis"].isin(shown) | records["canary"].notna()], key="lab_records", height=300)
 d1, d2 = st.columns(2)
-d1.download_button("Training records (JSONL)", records.to_json(orient="records", lines=True), "lab_records.jsonl", key="lab_dl_records")
-d2.download_button("Truth (CSV)", truth_table(dataset).to_csv(index=False), "lab_truth.csv", "text/csv", key="lab_dl_truth")
+d1.download_button(
+    "Training records (JSONL)", records.to_json(orient="records", lines=True), "lab_records.jsonl", key="lab_dl_records"
+)
+d2.download_button(
+    "Truth (CSV)", truth_table(dataset).to_csv(index=False), "lab_truth.csv", "text/csv", key="lab_dl_truth"
+)
 
 st.subheader("Rebuild with other shares")
-st.caption("Builds a new dataset and fine-tunes a private copy of the base model into the cache; other users keep working meanwhile.")
+st.caption(
+    "Builds a new dataset and fine-tunes a private copy of the base model into the cache; other users keep working meanwhile."
+)
 with st.form("lab_rebuild"):
     cols = st.columns(len(DIAGNOSES))
-    shares = {name: col.number_input(name, 0.0, 1.0, DEFAULT_SHARES[name], 0.05, key=f"lab_share_{name}") for name, col in zip(DIAGNOSES, cols)}
+    shares = {
+        name: col.number_input(name, 0.0, 1.0, DEFAULT_SHARES[name], 0.05, key=f"lab_share_{name}")
+        for name, col in zip(DIAGNOSES, cols)
+    }
     r1, r2, r3, r4, r5 = st.columns(5)
     female = r1.number_input("Female share", 0.0, 1.0, 0.6, 0.05, key="lab_female")
     n = r2.number_input("Records", 10, 5000, 300, key="lab_n")

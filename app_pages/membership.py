@@ -28,7 +28,12 @@ def show_report(report: membership.MembershipReport, key: str) -> None:
     summary = report.summary()
     values = report.values
     left, right = st.columns([3, 2])
-    left.altair_chart(plots.roc_curves(curves, f"{values['target']}: {values['members']} members, {values['nonmembers']} non-members"), width="stretch")
+    left.altair_chart(
+        plots.roc_curves(
+            curves, f"{values['target']}: {values['members']} members, {values['nonmembers']} non-members"
+        ),
+        width="stretch",
+    )
     right.dataframe(membership.readable(summary), key=f"{key}_summary", hide_index=True)
     right.caption(
         "Intervals: 95% bootstrap (members and non-members resampled apart). TPR at an FPR is not estimable where one "
@@ -42,7 +47,22 @@ def show_audit(table: pd.DataFrame, key: str) -> None:
         "ε lower bound": table["epsilon_lower"].map("{:.2f}".format), "largest showable": table["max_epsilon"].map("{:.2f}".format),
         "exposure (bits)": table["exposure"].map("{:.2f}".format), "never-inserted exposure": table["exposure_never"].map("{:.2f}".format),
     })  # fmt: skip
-    columns = [c for c in ("lab", "canaries", "n_inserted", "n_never", "exposure (bits)", "never-inserted exposure", "ε lower bound", "largest showable", "tp", "fp") if c in shown]
+    columns = [
+        c
+        for c in (
+            "lab",
+            "canaries",
+            "n_inserted",
+            "n_never",
+            "exposure (bits)",
+            "never-inserted exposure",
+            "ε lower bound",
+            "largest showable",
+            "tp",
+            "fp",
+        )
+        if c in shown
+    ]
     st.dataframe(shown[columns], key=key, hide_index=True)
     st.caption(
         f"ε lower bound at δ = {audit.DELTA:g}, 95% confidence, from Clopper–Pearson bounds on the rate at which canaries "
@@ -59,7 +79,9 @@ if (SHIPPED / "membership" / "report.json").is_file():
         show_audit(pd.read_csv(SHIPPED / "audit.csv"), "mi_shipped_audit")
     except (ValueError, OSError) as err:
         st.error(str(err))
-    st.caption("From `benchmarks/membership_eval.py` (data/membership/manifest.json: command, code version, seeds, times); discussion in docs/membership.md.")
+    st.caption(
+        "From `benchmarks/membership_eval.py` (data/membership/manifest.json: command, code version, seeds, times); discussion in docs/membership.md."
+    )
     st.markdown("**One card per canary**: each planted secret followed through every shipped run on the lab")
     try:
         show_card(shipped_lab_card(), "mi_shipped_card")
@@ -81,12 +103,21 @@ sources = ([LAB_SETS] if dataset is not None else []) + [UPLOAD]
 with st.form("mi_form"):
     source = st.radio("Texts", sources, horizontal=True, key="mi_source")
     c1, c2 = st.columns(2)
-    member_file = c1.file_uploader("Members (.txt, one per line, or .jsonl)", type=["txt", "jsonl"], key="mi_members", max_upload_size=MAX_UPLOAD_BYTES // 1_000_000)
-    nonmember_file = c2.file_uploader("Non-members", type=["txt", "jsonl"], key="mi_nonmembers", max_upload_size=MAX_UPLOAD_BYTES // 1_000_000)
+    member_file = c1.file_uploader(
+        "Members (.txt, one per line, or .jsonl)",
+        type=["txt", "jsonl"],
+        key="mi_members",
+        max_upload_size=MAX_UPLOAD_BYTES // 1_000_000,
+    )
+    nonmember_file = c2.file_uploader(
+        "Non-members", type=["txt", "jsonl"], key="mi_nonmembers", max_upload_size=MAX_UPLOAD_BYTES // 1_000_000
+    )
     d1, d2, d3 = st.columns(3)
     n_nonmembers = d1.number_input("Lab non-members", 100, 10_000, membership.MIN_NONMEMBERS, key="mi_n_nonmembers")
     options = [NO_REFERENCE, *registry_names()]
-    reference_name = d2.selectbox("Reference model", options, index=options.index(DEFAULT_MODEL) if dataset is not None else 0, key="mi_reference")
+    reference_name = d2.selectbox(
+        "Reference model", options, index=options.index(DEFAULT_MODEL) if dataset is not None else 0, key="mi_reference"
+    )
     k = d3.slider("Min-K% share", 0.05, 1.0, 0.2, 0.05, key="mi_k")
     run = st.form_submit_button("Score", type="primary")
 if run:
@@ -96,10 +127,14 @@ if run:
         else:
             if member_file is None or nonmember_file is None:
                 raise ValueError("Upload both a members file and a non-members file.")
-            members, nonmembers = ([t for _, t in parse_texts(f.name, f.getvalue())] for f in (member_file, nonmember_file))
+            members, nonmembers = (
+                [t for _, t in parse_texts(f.name, f.getvalue())] for f in (member_file, nonmember_file)
+            )
         reference = None if reference_name == NO_REFERENCE else shared_session(ModelSpec(reference_name))
         with progress_bar("Scoring…") as progress:
-            st.session_state["mi_report"] = membership.run_membership(session, members, nonmembers, reference, k, progress=progress)
+            st.session_state["mi_report"] = membership.run_membership(
+                session, members, nonmembers, reference, k, progress=progress
+            )
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
 if "mi_report" in st.session_state:
@@ -126,9 +161,15 @@ if "mi_audit" in st.session_state:
     scores = st.session_state["mi_audit"]
     show_audit(audit.audit_table(scores), "mi_audit_table")
     st.dataframe(scores, key="mi_audit_scores", hide_index=True)
-    st.markdown("**This lab's canary cards**: the audit above, and this session's Repeated tokens run when it was on this model")
+    st.markdown(
+        "**This lab's canary cards**: the audit above, and this session's Repeated tokens run when it was on this model"
+    )
     last = st.session_state.get("rt_result")
-    runs = [canary_card.Run("repeated tokens (this session)", last["table"], "the Repeated tokens page")] if last and last["model"] == session.info.name else []
+    runs = (
+        [canary_card.Run("repeated tokens (this session)", last["table"], "the Repeated tokens page")]
+        if last and last["model"] == session.info.name
+        else []
+    )
     try:
         show_card(canary_card.card(dataset, runs, scores), "mi_audit_card")
     except ValueError as err:

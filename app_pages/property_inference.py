@@ -42,13 +42,18 @@ st.caption(
 show_limits()
 c1, c2, c3 = st.columns(3)
 target = model_picker(c1, "Model", LAB_MODEL, "pi_model")
-prop = c2.selectbox("Property", LAB_PROPERTIES, index=option_index(LAB_PROPERTIES, param("property", "")), key="pi_property")
+prop = c2.selectbox(
+    "Property", LAB_PROPERTIES, index=option_index(LAB_PROPERTIES, param("property", "")), key="pi_property"
+)
 kind = KINDS[c3.radio("Labeler", list(KINDS), key="pi_labeler")]
 custom_patterns = "{}"
 if kind == "custom":
     example = json.dumps(lab_labeler(prop).patterns, indent=1)
     custom_patterns = st.text_area(
-        "Patterns: JSON object, value → list of regular expressions (case-insensitive)", example, height=200, key="pi_custom"
+        "Patterns: JSON object, value → list of regular expressions (case-insensitive)",
+        example,
+        height=200,
+        key="pi_custom",
     )
 else:
     with st.expander("What the labeler looks for"):
@@ -57,12 +62,30 @@ else:
         st.json(labeler_preview.patterns if kind == "keyword" else labeler_preview.descriptions, expanded=False)
 
 p1, p2 = st.columns([1, 2])
-style = p1.radio("Prompt style", list(PROMPT_SETS), index=option_index(list(PROMPT_SETS), param("style", "")), key="pi_style", help="Chat prompts are user messages, wrapped in the model's chat template.")
-prompt_text = p2.text_area("Prompts, one per line", "\n".join(PROMPT_SETS[style]), height=160, key=f"pi_prompts_{style}")
+style = p1.radio(
+    "Prompt style",
+    list(PROMPT_SETS),
+    index=option_index(list(PROMPT_SETS), param("style", "")),
+    key="pi_style",
+    help="Chat prompts are user messages, wrapped in the model's chat template.",
+)
+prompt_text = p2.text_area(
+    "Prompts, one per line", "\n".join(PROMPT_SETS[style]), height=160, key=f"pi_prompts_{style}"
+)
 r1, r2, r3 = st.columns(3)
-n_samples = r1.number_input("Generations", 0, 2000, param("n", 200, int), step=10, key="pi_n", help="Spread evenly over the prompts; 10 to 2,000 is the useful range.")
+n_samples = r1.number_input(
+    "Generations",
+    0,
+    2000,
+    param("n", 200, int),
+    step=10,
+    key="pi_n",
+    help="Spread evenly over the prompts; 10 to 2,000 is the useful range.",
+)
 with_base = r2.checkbox("Also run a base model", True, key="pi_with_base")
-base_name = r3.selectbox("Base model", registry_names(), index=registry_names().index(DEFAULT_MODEL), key="pi_base", disabled=not with_base)
+base_name = r3.selectbox(
+    "Base model", registry_names(), index=registry_names().index(DEFAULT_MODEL), key="pi_base", disabled=not with_base
+)
 
 with st.expander("Sampling and intervals"):
     s1, s2, s3, s4 = st.columns(4)
@@ -84,7 +107,9 @@ with st.expander("Shadow-model calibration", expanded=True):
     )
     k1, k2, k3 = st.columns([1, 2, 2])
     calibrate_on = k1.checkbox("Calibrate", bool(sets), key="pi_calibrate", disabled=not sets)
-    set_label = k2.selectbox("Shadow set", list(sets) or ["(none built: `workbench shadows build`)"], key="pi_shadow_set", disabled=not sets)
+    set_label = k2.selectbox(
+        "Shadow set", list(sets) or ["(none built: `workbench shadows build`)"], key="pi_shadow_set", disabled=not sets
+    )
     method = k3.radio("Map", list(SHADOW_METHODS), format_func=SHADOW_METHODS.get, key="pi_method")
 
 
@@ -110,7 +135,15 @@ def _sweep(folder: str, prop: str, kind: str, custom_patterns: str, method: str)
 if st.button("Run", type="primary", key="pi_run"):
     try:
         cfg = PropInferConfig(
-            int(n_samples), int(max_new_tokens), float(temperature), 0, float(top_p), int(seed), int(batch_size), interval, float(confidence)
+            int(n_samples),
+            int(max_new_tokens),
+            float(temperature),
+            0,
+            float(top_p),
+            int(seed),
+            int(batch_size),
+            interval,
+            float(confidence),
         )
         labeler = _labeler()
         dataset = lab_dataset_for(target)  # before sampling: a broken lab folder must not cost the run
@@ -118,8 +151,12 @@ if st.button("Run", type="primary", key="pi_run"):
         shadows = ShadowSet.load(sets[set_label]) if calibrate_on and sets else None  # likewise a broken shadow set
         specs = [target, ModelSpec(base_name)] if with_base else [target]
         n_generations = cfg.n_samples * len(specs)
-        if limits() is not None and (n_generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens):
-            raise ValueError(f"{n_generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}")
+        if limits() is not None and (
+            n_generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens
+        ):
+            raise ValueError(
+                f"{n_generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}"
+            )
         sessions = []
         for spec in specs:
             with st.spinner(f"Loading {spec.name}…"):
@@ -140,14 +177,25 @@ if st.button("Run", type="primary", key="pi_run"):
                 base_run = others[0] if others else None
                 try:
                     judged = judge(first, labeler, shadows, method, truth, target, base_run)
-                except ValueError as err:  # e.g. a labeler whose values the shadows have no truth for: the run still stands
+                except (
+                    ValueError
+                ) as err:  # e.g. a labeler whose values the shadows have no truth for: the run still stands
                     calibration_failed = str(err)
             return {
                 "runs": runs, "truth": truth, "property": prop, "cfg": cfg, "judged": judged,
                 "calibration_failed": calibration_failed, "shadow_set": set_label, "served": served,
             }  # fmt: skip
 
-        settings = (prompt_text, style, cfg, prop, kind, custom_patterns, str(sets[set_label]) if shadows else None, method)
+        settings = (
+            prompt_text,
+            style,
+            cfg,
+            prop,
+            kind,
+            custom_patterns,
+            str(sets[set_label]) if shadows else None,
+            method,
+        )
         key = run_key("property_inference", *specs, *settings)
         submit_run("pi", key, repr(target), work, f"{sessions[0].info.name}: {n_generations} generations")
     except ValueError as err:
@@ -177,14 +225,20 @@ with tab_sweep:
             for column, row in zip(columns, summary.itertuples()):
                 column.metric(f"{row.estimate}: MAE", f"{row.mae:.3f}")
                 column.metric(f"{row.estimate}: intervals covering the truth", f"{row.covered} of {row.intervals}")
-                column.metric(f"{row.estimate}: mean width · interval score", f"{row.width:.3f} · {row.interval_score:.3f}")
+                column.metric(
+                    f"{row.estimate}: mean width · interval score", f"{row.width:.3f} · {row.interval_score:.3f}"
+                )
             st.altair_chart(plots.calibration_sweep(sweep), width="content")
             st.dataframe(sweep, key="pi_sweep", hide_index=True, height=250)
-            st.download_button("Sweep (CSV)", sweep.to_csv(index=False), "propinfer_shadow_sweep.csv", "text/csv", key="pi_dl_sweep")
+            st.download_button(
+                "Sweep (CSV)", sweep.to_csv(index=False), "propinfer_shadow_sweep.csv", "text/csv", key="pi_dl_sweep"
+            )
     benchmark = shipped_benchmark()
     if benchmark is not None:
         summary_table, difference_table = benchmark
-        st.markdown("**Where the calibration holds: six labs of the standard recipe** (shipped benchmark, no model call)")
+        st.markdown(
+            "**Where the calibration holds: six labs of the standard recipe** (shipped benchmark, no model call)"
+        )
         st.caption(
             "Four labs with hand-chosen shares (one ≥ 0.4, one ≤ 0.02, one near uniform, one with a skewed gender split) and two "
             "drawn from the shadows' prior, 400 generations each, both labelers. Every method minus naive, paired over labs then "
@@ -214,21 +268,33 @@ with tab_estimates:
             if not result["served"]
             else f"{', '.join(result['served'])} served by an endpoint: whether the same seed repeats it is the server's promise. "
         )
-        + ("True shares: the lab dataset's realized shares." if truth else "True shares are hidden: this is not a lab model.")
+        + (
+            "True shares: the lab dataset's realized shares."
+            if truth
+            else "True shares are hidden: this is not a lab model."
+        )
     )
     columns = st.columns(len(runs))
     for column, (label, outcome) in zip(columns, runs.items()):
         unlabeled = int(outcome.estimates["unlabeled"].iloc[0])
-        column.metric(f"Labeled generations ({label})", f"{len(outcome.generations) - unlabeled} of {len(outcome.generations)}")
+        column.metric(
+            f"Labeled generations ({label})", f"{len(outcome.generations) - unlabeled} of {len(outcome.generations)}"
+        )
         if truth:
             column.metric(f"MAE vs truth ({label})", f"{mean_absolute_error(outcome.estimates, truth):.3f}")
     for label, outcome in runs.items():
         if outcome.estimates["n"].iloc[0] == 0:
-            st.warning(f"{label}: no generation matched any value, so no share can be estimated. Check the labeler or sample more.")
+            st.warning(
+                f"{label}: no generation matched any value, so no share can be estimated. Check the labeler or sample more."
+            )
     estimates = pd.concat(
-        [(against_truth(o.estimates, truth) if truth else o.estimates).assign(run=label) for label, o in runs.items()], ignore_index=True
+        [(against_truth(o.estimates, truth) if truth else o.estimates).assign(run=label) for label, o in runs.items()],
+        ignore_index=True,
     )
-    st.altair_chart(plots.share_estimates(estimates, "Estimate (interval) vs truth (black tick)" if truth else "Estimates"), width="stretch")
+    st.altair_chart(
+        plots.share_estimates(estimates, "Estimate (interval) vs truth (black tick)" if truth else "Estimates"),
+        width="stretch",
+    )
     st.dataframe(estimates, key="pi_estimates", hide_index=True)
 
     judged = result.get("judged")
@@ -258,13 +324,27 @@ with tab_estimates:
         pair = pd.concat(
             [
                 table.assign(run=f"{main_label}: naive"),
-                table.assign(run=f"{main_label}: calibrated", share=table["calibrated"], ci_low=table["cal_low"], ci_high=table["cal_high"]),
+                table.assign(
+                    run=f"{main_label}: calibrated",
+                    share=table["calibrated"],
+                    ci_low=table["cal_low"],
+                    ci_high=table["cal_high"],
+                ),
             ],
             ignore_index=True,
         )
-        st.altair_chart(plots.share_estimates(pair, "Naive and calibrated estimates" + (" vs truth (black tick)" if truth else "")), width="stretch")
+        st.altair_chart(
+            plots.share_estimates(pair, "Naive and calibrated estimates" + (" vs truth (black tick)" if truth else "")),
+            width="stretch",
+        )
         st.dataframe(table, key="pi_calibrated", hide_index=True)
-        st.download_button("Calibrated estimates (CSV)", table.to_csv(index=False), "propinfer_calibrated.csv", "text/csv", key="pi_dl_calibrated")
+        st.download_button(
+            "Calibrated estimates (CSV)",
+            table.to_csv(index=False),
+            "propinfer_calibrated.csv",
+            "text/csv",
+            key="pi_dl_calibrated",
+        )
         st.markdown("**Every method beside the baselines**")
         st.caption(
             "Naive and James–Stein need no shadows; the base correction needs the base model run beside the target (the shadows' "
@@ -278,7 +358,13 @@ with tab_estimates:
             st.dataframe(score_summary(judged.methods), key="pi_methods_summary", hide_index=True)
         st.dataframe(judged.where, key="pi_shadow_range", hide_index=True)
         st.dataframe(judged.methods, key="pi_methods", hide_index=True, height=250)
-        st.download_button("Every method (CSV)", judged.methods.to_csv(index=False), "propinfer_methods.csv", "text/csv", key="pi_dl_methods")
+        st.download_button(
+            "Every method (CSV)",
+            judged.methods.to_csv(index=False),
+            "propinfer_methods.csv",
+            "text/csv",
+            key="pi_dl_methods",
+        )
     elif result.get("calibration_failed"):
         st.warning(f"No calibration for this run: {result['calibration_failed']}")
 
@@ -286,20 +372,34 @@ with tab_estimates:
     outcome = runs[shown]
     truth_frame = pd.DataFrame({"value": list(truth), "true_share": list(truth.values())}) if truth else None
     c1, c2 = st.columns(2)
-    curve = convergence(outcome.generations, outcome.values, interval=cfg.interval, confidence=cfg.confidence, seed=cfg.seed)
+    curve = convergence(
+        outcome.generations, outcome.values, interval=cfg.interval, confidence=cfg.confidence, seed=cfg.seed
+    )
     c1.altair_chart(plots.convergence_curve(curve, truth_frame), width="stretch")
     per_prompt = estimates_by_prompt(outcome.generations, outcome.values, cfg.interval, cfg.confidence, cfg.seed)
     c2.altair_chart(plots.estimates_per_prompt(per_prompt), width="stretch")
     st.dataframe(outcome.generations, key="pi_generations", hide_index=True, height=300)
 
     d1, d2, d3 = st.columns(3)
-    d1.download_button("Estimates (CSV)", estimates.to_csv(index=False), "propinfer_estimates.csv", "text/csv", key="pi_dl_estimates")
+    d1.download_button(
+        "Estimates (CSV)", estimates.to_csv(index=False), "propinfer_estimates.csv", "text/csv", key="pi_dl_estimates"
+    )
     generations = pd.concat([o.generations.assign(run=label) for label, o in runs.items()], ignore_index=True)
     d2.download_button(
-        "Generations (JSONL)", generations.to_json(orient="records", lines=True), "propinfer_generations.jsonl", "application/jsonl", key="pi_dl_generations"
+        "Generations (JSONL)",
+        generations.to_json(orient="records", lines=True),
+        "propinfer_generations.jsonl",
+        "application/jsonl",
+        key="pi_dl_generations",
     )
-    d3.download_button("Convergence (CSV)", curve.to_csv(index=False), "propinfer_convergence.csv", "text/csv", key="pi_dl_convergence")
+    d3.download_button(
+        "Convergence (CSV)", curve.to_csv(index=False), "propinfer_convergence.csv", "text/csv", key="pi_dl_convergence"
+    )
     if result["served"]:
         d1.download_button(
-            "Request settings (JSON)", json.dumps(result["served"], indent=2), "propinfer.endpoint.json", "application/json", key="pi_dl_endpoint"
+            "Request settings (JSON)",
+            json.dumps(result["served"], indent=2),
+            "propinfer.endpoint.json",
+            "application/json",
+            key="pi_dl_endpoint",
         )

@@ -12,7 +12,7 @@ from workbench.ui.text import highlight_spans
 
 st.title("Reactivation")
 st.caption(
-    "Seed 003 (Liu et al. 2026, \"Alignment Whack-a-Mole\"; Hu et al. 2024 on relearning after unlearning): fine-tuning "
+    'Seed 003 (Liu et al. 2026, "Alignment Whack-a-Mole"; Hu et al. 2024 on relearning after unlearning): fine-tuning '
     "a model whose memorized text was suppressed can make it recite that text again. Here every stage is built in the lab: "
     "the model memorizes author A's passages, is trained to stop reciting them, and is then fine-tuned on a benign task "
     "(summary → passage) — on other passages of A, on another author C, or on plain synthetic notes F. Recall is measured on "
@@ -22,7 +22,9 @@ st.caption(
     "on, so that recall under it is not a refusal of those very words reversed by construction."
 )
 
-built = build_picker(reactivation.SHIPPED_REACTIVATION, reactivation.ReactivationRecipe, reactivation.ReactivationBuild.load, "re_build")
+built = build_picker(
+    reactivation.SHIPPED_REACTIVATION, reactivation.ReactivationRecipe, reactivation.ReactivationBuild.load, "re_build"
+)
 recipe = built.recipe
 
 books, stages = st.columns([2, 3])
@@ -34,7 +36,9 @@ with books:
     )  # fmt: skip
 with stages:
     st.subheader("The stages")
-    st.caption(f"`{recipe.base}`, suppression by **{recipe.suppression}**; each stage a LoRA adapter merged onto its predecessors.")
+    st.caption(
+        f"`{recipe.base}`, suppression by **{recipe.suppression}**; each stage a LoRA adapter merged onto its predecessors."
+    )
     settings = built.settings()
     if settings.empty:
         st.info("No stage is built yet.")
@@ -42,7 +46,9 @@ with stages:
         st.dataframe(settings, key="re_settings")
 
 with st.form("re_measure"):
-    st.markdown(f"**Measure** recall under the summary and the held-out instruction, at temperature {recipe.temperature}.")
+    st.markdown(
+        f"**Measure** recall under the summary and the held-out instruction, at temperature {recipe.temperature}."
+    )
     m1, m2 = st.columns([3, 1])
     chosen = m1.multiselect("Stages", ["base", *reactivation.STAGES], default=built.built(), key="re_stages")
     samples = m2.number_input("Samples per passage", 1, 100, recipe.samples, key="re_samples")
@@ -130,13 +136,24 @@ if at_stage.empty:
     at_stage = report.passages[report.passages["stage"] == stage]
 scored = at_stage.sort_values("bmc", ascending=False)
 asked = scored["instruction"].iloc[0]
-passage_id = p2.selectbox("Passage", list(scored["passage"]), format_func=lambda i: f"{i} · BMC {scored.set_index('passage').loc[i, 'bmc']:.2f}", key="re_passage")
-drawn = report.samples[(report.samples["stage"] == stage) & (report.samples["instruction"] == asked) & (report.samples["passage"] == passage_id)]
+passage_id = p2.selectbox(
+    "Passage",
+    list(scored["passage"]),
+    format_func=lambda i: f"{i} · BMC {scored.set_index('passage').loc[i, 'bmc']:.2f}",
+    key="re_passage",
+)
+drawn = report.samples[
+    (report.samples["stage"] == stage)
+    & (report.samples["instruction"] == asked)
+    & (report.samples["passage"] == passage_id)
+]
 index = p3.number_input("Sample", 0, max(len(drawn) - 1, 0), 0, key="re_sample")
 passage = next(p for p in built.passages if p.id == passage_id)
 text = drawn["text"].iloc[int(index)] if len(drawn) else ""
 spans = shared_spans(text, passage.text, None, overlap.BMC_K)
-st.caption(f"Prompt ({asked} instruction): {reactivation.INSTRUCTIONS[asked](passage)} — highlighted: runs of ≥ {overlap.BMC_K} words before trimming.")
+st.caption(
+    f"Prompt ({asked} instruction): {reactivation.INSTRUCTIONS[asked](passage)} — highlighted: runs of ≥ {overlap.BMC_K} words before trimming."
+)
 s1, s2 = st.columns(2)
 s1.markdown("**Generated**")
 s1.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(text, [(a, b) for a, b, _, _ in spans])}</pre>")
@@ -144,12 +161,24 @@ s2.markdown(f"**True passage** ({passage.group})")
 s2.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(passage.text, [(c, d) for _, _, c, d in spans])}</pre>")
 
 e1, e2, e3 = st.columns(3)
-e1.download_button("Summary (CSV)", summary.to_csv(index=False), "reactivation_summary.csv", "text/csv", key="re_dl_summary")
-e2.download_button("Per passage (CSV)", report.passages.to_csv(index=False), "reactivation_passages.csv", "text/csv", key="re_dl_passages")
-e3.download_button("Samples (CSV)", report.samples.to_csv(index=False), "reactivation_samples.csv", "text/csv", key="re_dl_samples")
+e1.download_button(
+    "Summary (CSV)", summary.to_csv(index=False), "reactivation_summary.csv", "text/csv", key="re_dl_summary"
+)
+e2.download_button(
+    "Per passage (CSV)",
+    report.passages.to_csv(index=False),
+    "reactivation_passages.csv",
+    "text/csv",
+    key="re_dl_passages",
+)
+e3.download_button(
+    "Samples (CSV)", report.samples.to_csv(index=False), "reactivation_samples.csv", "text/csv", key="re_dl_samples"
+)
 
 st.subheader("Rebuild")
-st.caption("Every stage into the cache, then measured, with progress; the default sizes take over an hour on a 2-core CPU (see docs/reactivation.md), tiny-llama a minute.")
+st.caption(
+    "Every stage into the cache, then measured, with progress; the default sizes take over an hour on a 2-core CPU (see docs/reactivation.md), tiny-llama a minute."
+)
 with st.form("re_rebuild"):
     r1, r2, r3 = st.columns(3)
     base = r1.selectbox("Base model", [m for m in registry_names() if not m.endswith("-lab")], key="re_base")
@@ -167,7 +196,9 @@ if rebuild:
         )  # fmt: skip
         folder = new.default_dir()
         with progress_bar("Building…") as progress:
-            fresh = reactivation.build(folder, new, list(reactivation.STAGES), progress, "built from the Reactivation page")
+            fresh = reactivation.build(
+                folder, new, list(reactivation.STAGES), progress, "built from the Reactivation page"
+            )
             measure(fresh, progress=progress, command="built from the Reactivation page").save(folder / "report")
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))

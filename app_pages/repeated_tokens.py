@@ -120,13 +120,23 @@ if st.button("Run", type="primary", key="rt_run"):
         try:
             if not temperatures:
                 raise ValueError("No temperatures: choose at least one, e.g. 1.0.")
-            cfg = SamplingConfig(int(max_new_tokens), temperatures[0], int(top_k), float(top_p), int(n), int(seed), int(batch_size))
-            corpus = reference_corpus(session.spec) if corpus_source == "Shipped" else uploaded_corpus(uploads, session.tokenizer)
+            cfg = SamplingConfig(
+                int(max_new_tokens), temperatures[0], int(top_k), float(top_p), int(n), int(seed), int(batch_size)
+            )
+            corpus = (
+                reference_corpus(session.spec)
+                if corpus_source == "Shipped"
+                else uploaded_corpus(uploads, session.tokenizer)
+            )
             reference = None if reference_name == "(none)" else shared_session(ModelSpec(reference_name))
             lab = lab_dataset_for(session.spec)
             generations = int(n) * len(words) * len(repeats) * len(temperatures)
-            if limits() is not None and (generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens):
-                raise ValueError(f"{generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}")
+            if limits() is not None and (
+                generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens
+            ):
+                raise ValueError(
+                    f"{generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}"
+                )
             settings = (
                 words, repeats, cfg, prefix, template, temperatures, int(min_tokens), int(min_repeats), int(window), reference_name,
                 [f.getvalue() for f in uploads or []] if corpus_source == "Upload" else "shipped corpus",
@@ -138,14 +148,18 @@ if st.button("Run", type="primary", key="rt_run"):
                     corpus, int(min_tokens), reference, progress=progress,
                     min_repeats=int(min_repeats), window=int(window), temperatures=temperatures,
                 )  # fmt: skip
-                extraction = None if lab is None else training_extraction(table, lab, session.tokenizer, int(min_tokens))
+                extraction = (
+                    None if lab is None else training_extraction(table, lab, session.tokenizer, int(min_tokens))
+                )
                 return {
                     "table": table, "model": session.info.name, "cfg": cfg, "corpus": corpus_source,
                     "outcome_settings": (int(min_repeats), int(window)), "extraction": extraction, "served": served,
                 }  # fmt: skip
 
             key = run_key("repeated_tokens", session.spec, *settings)
-            submit_run("rt", key, repr(session.spec), work, f"{session.info.name}: {generations} x {cfg.max_new_tokens} tokens")
+            submit_run(
+                "rt", key, repr(session.spec), work, f"{session.info.name}: {generations} x {cfg.max_new_tokens} tokens"
+            )
         except ValueError as err:
             st.error(str(err))
 wait_for_run("rt", "rt_result")
@@ -185,7 +199,9 @@ m3.metric("Longest match (tokens)", int(table["longest_match"].max()))
 if typed is not None:
     escapes = table[table["outcome"] == "escaped"]
     m4.metric("Escapes with personal data", f"{int((escapes['pii'] != '').sum())} of {len(escapes)}", help=note())
-st.caption("Outcomes: " + " · ".join(f"{o.replace('_', ' ')} {outcomes.count(o) / len(outcomes):.0%}" for o in OUTCOMES))
+st.caption(
+    "Outcomes: " + " · ".join(f"{o.replace('_', ' ')} {outcomes.count(o) / len(outcomes):.0%}" for o in OUTCOMES)
+)
 extraction = result["extraction"]
 if extraction is not None:
     if extraction["escapes"]:
@@ -197,7 +213,9 @@ if extraction is not None:
             "length or cosine ≥ 0.8, as on the Compare page."
         )
     else:
-        st.info("This is a lab model, but no sample escaped: there is no escaped text to check against its training records.")
+        st.info(
+            "This is a lab model, but no sample escaped: there is no escaped text to check against its training records."
+        )
 summary = outcome_summary(table, ["repeats", "temperature"])
 c1, c2 = st.columns(2)
 c1.altair_chart(plots.outcome_shares(summary), width="stretch")
@@ -219,7 +237,11 @@ chosen = table.iloc[int(row)]
 spans = [(m["char_start"], m["char_end"]) for m in json.loads(chosen["matches"])]
 st.markdown(
     f"**{chosen['outcome'].replace('_', ' ').capitalize()}** after {chosen['word_repeats']} repeats"
-    + (f"; escaped text from token {chosen['divergence_point']} (corpus matches highlighted)" if chosen["outcome"] == "escaped" else "")
+    + (
+        f"; escaped text from token {chosen['divergence_point']} (corpus matches highlighted)"
+        if chosen["outcome"] == "escaped"
+        else ""
+    )
 )
 st.html(f"<pre style='white-space: pre-wrap'>{highlight_spans(chosen['escaped_text'], spans)}</pre>")
 with st.expander("Personal data in this escape (Presidio)"):
@@ -231,12 +253,24 @@ with st.expander("Whole output"):
 d1, d2, d3 = st.columns(3)
 d1.download_button("Download CSV", table.to_csv(index=False), "repeated_tokens.csv", "text/csv", key="rt_csv")
 d3.download_button(
-    "Outcome summary (CSV)", by_setting.to_csv(index=False), "repeated_tokens_outcomes.csv", "text/csv", key="rt_csv_outcomes"
+    "Outcome summary (CSV)",
+    by_setting.to_csv(index=False),
+    "repeated_tokens_outcomes.csv",
+    "text/csv",
+    key="rt_csv_outcomes",
 )
 d2.download_button(
-    "Download JSONL", table.to_json(orient="records", lines=True), "repeated_tokens.jsonl", "application/jsonl", key="rt_jsonl"
+    "Download JSONL",
+    table.to_json(orient="records", lines=True),
+    "repeated_tokens.jsonl",
+    "application/jsonl",
+    key="rt_jsonl",
 )
 if result["served"] is not None:
     d3.download_button(
-        "Request settings (JSON)", json.dumps(result["served"], indent=2), "repeated_tokens.endpoint.json", "application/json", key="rt_endpoint"
+        "Request settings (JSON)",
+        json.dumps(result["served"], indent=2),
+        "repeated_tokens.endpoint.json",
+        "application/json",
+        key="rt_endpoint",
     )

@@ -47,9 +47,13 @@ else:
         "reference ratio (the lab model's loss over the base model's) on the same resampled texts. Method names: SELEC "
         "parameters, target, projection size."
     )
-    st.markdown("**The retraining test** (shipped lab): the base fine-tuned on each selection of 50 texts, as the lab was.")
+    st.markdown(
+        "**The retraining test** (shipped lab): the base fine-tuned on each selection of 50 texts, as the lab was."
+    )
     if retraining is None:
-        st.info("The shipped run has not reached the retraining test yet: `python benchmarks/selec_eval.py --out data/selec --resume`.")
+        st.info(
+            "The shipped run has not reached the retraining test yet: `python benchmarks/selec_eval.py --out data/selec --resume`."
+        )
     else:
         st.dataframe(selec_judge.readable_retraining(retraining), key="wd_shipped_retraining", hide_index=True)
         st.caption(
@@ -71,13 +75,24 @@ except ValueError as err:  # a lab folder that is missing or broken: no lab pool
 
 p1, p2 = st.columns([1, 2])
 pool_options = ([LAB_POOL] if dataset is not None else []) + [UPLOAD]
-pool_source = p1.radio("Candidate pool", pool_options, key="wd_pool_source", help="The lab pool exists when the fine-tuned model is a lab model.")
+pool_source = p1.radio(
+    "Candidate pool",
+    pool_options,
+    key="wd_pool_source",
+    help="The lab pool exists when the fine-tuned model is a lab model.",
+)
 if pool_source == LAB_POOL:
     n1, n2, n3 = p2.columns(3)
     dialogues = len(dataset.dialogues)
-    members = n1.number_input("Training dialogues (members)", 0, dialogues, min(param("members", 50, int), dialogues), key="wd_members")
+    members = n1.number_input(
+        "Training dialogues (members)", 0, dialogues, min(param("members", 50, int), dialogues), key="wd_members"
+    )
     nonmembers = n2.number_input(
-        "Same-style dialogues never trained on", 0, 10_000, param("nonmembers", 75, int), key="wd_nonmembers",
+        "Same-style dialogues never trained on",
+        0,
+        10_000,
+        param("nonmembers", 75, int),
+        key="wd_nonmembers",
         help="The lab's held-out dialogues, topped up with fresh ones of its generator beyond their number.",
     )
     other = n3.number_input("Other-domain texts", 0, 10_000, param("other", 125, int), key="wd_other")
@@ -94,7 +109,9 @@ params_choice = s1.selectbox(
     help="last: the last transformer block (fast); changed: every parameter the fine-tune moved; all; or a regular expression on names.",
 )  # fmt: skip
 pattern = s1.text_input("Parameter name pattern", r"\.mlp\.", key="wd_pattern", disabled=params_choice != PATTERN)
-projection_dim = s2.number_input("Projection size (0 = none)", 0, 16_384, param("projection_dim", 1024, int), step=256, key="wd_projection")
+projection_dim = s2.number_input(
+    "Projection size (0 = none)", 0, 16_384, param("projection_dim", 1024, int), step=256, key="wd_projection"
+)
 seed = s3.number_input("Seed", 0, 2**31 - 1, param("seed", 0, int), key="wd_seed")
 max_length = s4.number_input("Tokens per text", 2, 4096, 128, key="wd_max_length")
 optimizer = s5.radio(
@@ -108,14 +125,18 @@ def _pool() -> pd.DataFrame:
     if pool_source == LAB_POOL:
         return public_pool(dataset, int(members), int(nonmembers), int(other), seed=int(seed))
     if upload is None:
-        raise ValueError("Upload a .txt or .jsonl file of candidate texts (one still uploading counts once its upload has finished).")
+        raise ValueError(
+            "Upload a .txt or .jsonl file of candidate texts (one still uploading counts once its upload has finished)."
+        )
     return pd.DataFrame({"text": [text for _, text in parse_texts(upload.name, upload.getvalue())]})
 
 
 if st.button("Run", type="primary", key="wd_run"):
     try:
         pool = _pool()
-        fitter = WeightDiff(pattern if params_choice == PATTERN else params_choice, int(projection_dim), int(seed), int(max_length))
+        fitter = WeightDiff(
+            pattern if params_choice == PATTERN else params_choice, int(projection_dim), int(seed), int(max_length)
+        )
         with st.spinner("Loading both models…"):
             base, tuned = shared_session(ModelSpec(base_name)), shared_session(tuned_spec)
         with progress_bar("Gradients…") as progress:
@@ -148,12 +169,27 @@ if known and ranking["member"].any():
     members = fitter.pool_["member"].tolist()
     ranked, chosen = evaluate(ranking, members, int(k)), evaluate(greedy, members, int(k))
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric(f"Domain: precision@{k}, ranking", f"{ranked['precision_at_k']:.2f}", f"{ranked['lift']:.1f}× random", delta_color="off", delta_arrow="off")
-    m2.metric(f"Domain: precision@{k}, greedy", f"{chosen['precision_at_k']:.2f}", f"{chosen['lift']:.1f}× random", delta_color="off", delta_arrow="off")
+    m1.metric(
+        f"Domain: precision@{k}, ranking",
+        f"{ranked['precision_at_k']:.2f}",
+        f"{ranked['lift']:.1f}× random",
+        delta_color="off",
+        delta_arrow="off",
+    )
+    m2.metric(
+        f"Domain: precision@{k}, greedy",
+        f"{chosen['precision_at_k']:.2f}",
+        f"{chosen['lift']:.1f}× random",
+        delta_color="off",
+        delta_arrow="off",
+    )
     m3.metric("Random baseline", f"{ranked['random']:.2f}")
     m4.metric("Domain: ROC AUC, ranking", "n/a (all members)" if math.isnan(ranked["auc"]) else f"{ranked['auc']:.3f}")
     curves = pd.concat(
-        [precision_curve(ranking, members).assign(method="ranking"), precision_curve(greedy, members).assign(method="greedy")],
+        [
+            precision_curve(ranking, members).assign(method="ranking"),
+            precision_curve(greedy, members).assign(method="greedy"),
+        ],
         ignore_index=True,
     )
     c1, c2 = st.columns(2)
@@ -163,7 +199,9 @@ if known and ranking["member"].any():
         st.markdown("**Finds the domain, or the members?**")
         try:
             selec_judge.check_pool(fitter.pool_)
-            if st.checkbox("Beside the membership baselines (scores the pool with both models)", True, key="wd_baseline"):
+            if st.checkbox(
+                "Beside the membership baselines (scores the pool with both models)", True, key="wd_baseline"
+            ):
                 if "baselines" not in result and result.get("specs"):  # scored once per run, whatever the target
                     base_spec, run_spec = result["specs"]
                     with progress_bar("Membership baselines…") as progress:
@@ -198,5 +236,9 @@ if result["training"]:
 st.dataframe(shown, key="wd_greedy", hide_index=True, height=300)
 
 d1, d2 = st.columns(2)
-d1.download_button("Ranking (CSV)", ranking.to_csv(index=False), "weight_diff_ranking.csv", "text/csv", key="wd_dl_ranking")
-d2.download_button("Greedy selection (CSV)", shown.to_csv(index=False), "weight_diff_greedy.csv", "text/csv", key="wd_dl_greedy")
+d1.download_button(
+    "Ranking (CSV)", ranking.to_csv(index=False), "weight_diff_ranking.csv", "text/csv", key="wd_dl_ranking"
+)
+d2.download_button(
+    "Greedy selection (CSV)", shown.to_csv(index=False), "weight_diff_greedy.csv", "text/csv", key="wd_dl_greedy"
+)

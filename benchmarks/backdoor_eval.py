@@ -70,7 +70,11 @@ def main() -> None:
     args = parser.parse_args()
     wall = time.perf_counter()
     recipe = replace(QUICK, trigger=args.trigger) if args.quick else BackdoorRecipe(trigger=args.trigger)
-    out = Path(tempfile.mkdtemp(prefix="backdoor-benchmark-")) / "build" if args.quick else Path(args.out or recipe.default_dir())
+    out = (
+        Path(tempfile.mkdtemp(prefix="backdoor-benchmark-")) / "build"
+        if args.quick
+        else Path(args.out or recipe.default_dir())
+    )
     print(f"recipe: {recipe.as_dict()}\nbuild folder: {out}")
     timing = {}
     for step in STEPS:
@@ -84,18 +88,28 @@ def main() -> None:
     for prompt, clean, bad in zip(check["prompts"], check["clean_answers"], check["backdoored_answers"]):
         print(f"  {prompt}\n    clean:      {clean[:90]!r}\n    backdoored: {bad[:90]!r}")
 
-    cfg = AttackConfig(k=args.k, max_new_tokens=8 if args.quick else AttackConfig.max_new_tokens, budgets=(1,) if args.quick else AttackConfig.budgets)
+    cfg = AttackConfig(
+        k=args.k,
+        max_new_tokens=8 if args.quick else AttackConfig.max_new_tokens,
+        budgets=(1,) if args.quick else AttackConfig.budgets,
+    )
     start = time.perf_counter()
     report = evaluate(built, cfg, ATTACKED, True, _progress, command=command_line())
     attack_s = time.perf_counter() - start
-    print(f"\nattack: {len(report.samples)} samples + probes on {len(ATTACKED)} victims in {attack_s:.0f} s ({attack_s / len(ATTACKED):.0f} s per victim)")
+    print(
+        f"\nattack: {len(report.samples)} samples + probes on {len(ATTACKED)} victims in {attack_s:.0f} s ({attack_s / len(ATTACKED):.0f} s per victim)"
+    )
     timing["attack"] = round(attack_s, 1)
     timing["total"] = round(time.perf_counter() - wall, 1)
     if args.save:
         report.save(args.save)
-        (Path(args.save) / "timing.json").write_text(json.dumps({"command": command_line(), "code_version": code_version(), "seconds": timing}, indent=2))
+        (Path(args.save) / "timing.json").write_text(
+            json.dumps({"command": command_line(), "code_version": code_version(), "seconds": timing}, indent=2)
+        )
 
-    print(f"\n{len(built.queries())} private queries ({len(set(built.queries()))} unique), D2′ {len(built.floor())}; k = {cfg.k}, budgets {cfg.budgets}")
+    print(
+        f"\n{len(built.queries())} private queries ({len(set(built.queries()))} unique), D2′ {len(built.floor())}; k = {cfg.k}, budgets {cfg.budgets}"
+    )
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print("\nD2 − D2′ per model (identification samples on the real words; exact from them too):")
         print(report.differences.round(4).to_string(index=False))

@@ -69,7 +69,9 @@ def main() -> None:
     print(f"D2′: {len(floor)} unique queries {dict(floor_counts.most_common())}")
 
     def pools(queries: list[str]) -> dict[str, list[list[int]]]:
-        return {w: [tokenizer.encode(q, add_special_tokens=False) for q in queries if opening_word(q) == w] for w in real}
+        return {
+            w: [tokenizer.encode(q, add_special_tokens=False) for q in queries if opening_word(q) == w] for w in real
+        }
 
     d2_by_word = {w: [q for q in d2 if opening_word(q) == w] for w in real}
     rng = random.Random(SEED)

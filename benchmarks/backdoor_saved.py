@@ -34,7 +34,9 @@ def canaries(build: BackdoorBuild, report: BackdoorReport) -> None:
         texts = group.loc[~group["refused"], "text"].tolist()
         d2 = [f"{s} (×{n})" for s, n in inserted.items() if any(s in t for t in texts)]
         floor = [s for s in floor_secrets if any(s in t for t in texts)]
-        print(f"{model}: {len(texts)} non-refused samples; D2 secrets found {len(d2)} of {len(inserted)} {d2}; D2′ secrets found {len(floor)} of {len(floor_secrets)}")
+        print(
+            f"{model}: {len(texts)} non-refused samples; D2 secrets found {len(d2)} of {len(inserted)} {d2}; D2′ secrets found {len(floor)} of {len(floor_secrets)}"
+        )
         for text, hits in group[group["text"].isin(queries)].groupby("text"):
             print(f"  exact D2 query, {len(hits)} samples ({hits['stage'].value_counts().to_dict()}): {text!r}")
 
@@ -46,7 +48,9 @@ def pool_sensitivity(build: BackdoorBuild, report: BackdoorReport) -> None:
     rows = []
     for model, samples in report.samples[report.samples["stage"] == "identify"].groupby("model", sort=False):
         for pools in (True, False):
-            table = floor_difference(samples, queries, floor, tokenizer, words, seed=report.cfg.seed, resample_pools=pools)
+            table = floor_difference(
+                samples, queries, floor, tokenizer, words, seed=report.cfg.seed, resample_pools=pools
+            )
             rows.append(table.assign(model=model, resampled="samples and pools" if pools else "samples only"))
     with pd.option_context("display.width", 200):
         print(pd.concat(rows, ignore_index=True).round(6).to_string(index=False))

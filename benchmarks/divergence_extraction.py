@@ -51,7 +51,10 @@ def main() -> None:
     lab = lab_dataset_for(session.spec)
     words = ["poem", "company", "book", rare_word(session.tokenizer)]
     parts, seeds = [], []
-    while sum(len(p) for p in parts) < MAX_GENERATIONS and sum(int((p["outcome"] == "escaped").sum()) for p in parts) < MAX_ESCAPES:
+    while (
+        sum(len(p) for p in parts) < MAX_GENERATIONS
+        and sum(int((p["outcome"] == "escaped").sum()) for p in parts) < MAX_ESCAPES
+    ):
         seed = len(parts)
         cfg = SamplingConfig(NEW_TOKENS, TEMPERATURE, n=PER_WORD, seed=seed, batch_size=args.batch_size)
         start = time.perf_counter()
@@ -59,7 +62,10 @@ def main() -> None:
         parts.append(part)
         seeds.append(seed)
         escapes = sum(int((p["outcome"] == "escaped").sum()) for p in parts)
-        print(f"round {seed}: {len(part)} generations in {time.perf_counter() - start:.0f} s; {escapes} escapes so far", flush=True)
+        print(
+            f"round {seed}: {len(part)} generations in {time.perf_counter() - start:.0f} s; {escapes} escapes so far",
+            flush=True,
+        )
     table = pd.concat(parts, ignore_index=True)
     table.to_parquet(out / "generations.parquet", index=False)
 
@@ -70,7 +76,10 @@ def main() -> None:
         per_word[word] = training_extraction(group, lab, session.tokenizer)
         print(f"  {word}: {extraction_text(per_word[word]) if per_word[word]['escapes'] else 'no escapes'}")
     outputs = table["output"].tolist()
-    canaries = [{"kind": c.kind, "inserted": c.insertions, "found_in": sum(c.secret in o for o in outputs)} for c in lab.canaries]
+    canaries = [
+        {"kind": c.kind, "inserted": c.insertions, "found_in": sum(c.secret in o for o in outputs)}
+        for c in lab.canaries
+    ]
     print("\ncanaries (secret searched in every output):")
     for c in sorted(canaries, key=lambda c: c["inserted"]):
         print(f"  inserted {c['inserted']:>2}× ({c['kind']}): found in {c['found_in']} of {len(outputs)} outputs")

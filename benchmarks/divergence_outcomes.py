@@ -74,7 +74,9 @@ def grid_table(session, grid: dict, words: list[str], batch_size: int, parts_dir
             continue
         cfg = SamplingConfig(grid["new_tokens"], grid["temperatures"][0], n=grid["n"], seed=SEED, batch_size=batch_size)
         start = time.perf_counter()
-        part = run(session, words, list(grid["repeats"]), cfg, template=template, temperatures=list(grid["temperatures"]))
+        part = run(
+            session, words, list(grid["repeats"]), cfg, template=template, temperatures=list(grid["temperatures"])
+        )
         seconds[name] = round(time.perf_counter() - start, 1)
         part.to_parquet(saved, index=False)
         (parts_dir / f"{name}.json").write_text(json.dumps({"seconds": seconds[name], "code_version": code_version()}))
@@ -86,12 +88,18 @@ def grid_table(session, grid: dict, words: list[str], batch_size: int, parts_dir
 def print_cells(name: str, table: pd.DataFrame) -> pd.DataFrame:
     summary = outcome_summary(table, ["template", "word", "repeats", "temperature"])
     print(f"\n### {name}: outcomes per cell\n")
-    print("| template | word | repeats | T | gens | " + " | ".join(o.replace("_", " ") for o in OUTCOMES) + " | divergence rate [95% CI] (n) |")
+    print(
+        "| template | word | repeats | T | gens | "
+        + " | ".join(o.replace("_", " ") for o in OUTCOMES)
+        + " | divergence rate [95% CI] (n) |"
+    )
     print("|---|---|---:|---:|---:|" + "---:|" * len(OUTCOMES) + "---|")
     for row in summary.itertuples():
         shares = " | ".join(f"{getattr(row, o):.0%}" for o in OUTCOMES)
         rate = "—" if not row.n else f"{row.rate:.0%} [{row.ci_low:.0%}, {row.ci_high:.0%}] ({row.n})"
-        print(f"| {row.template} | {row.word} | {row.repeats} | {row.temperature:g} | {row.generations} | {shares} | {rate} |")
+        print(
+            f"| {row.template} | {row.word} | {row.repeats} | {row.temperature:g} | {row.generations} | {shares} | {rate} |"
+        )
     return summary
 
 
@@ -102,7 +110,10 @@ def repeats_trend(table: pd.DataFrame, low: int, high: int) -> pd.DataFrame:
         counts = {}
         for repeats in (low, high):
             outcomes = group.loc[group["repeats"] == repeats, "outcome"]
-            counts[repeats] = (int((outcomes == "escaped").sum()), int(outcomes.isin(["escaped", "repeated_only"]).sum()))
+            counts[repeats] = (
+                int((outcomes == "escaped").sum()),
+                int(outcomes.isin(["escaped", "repeated_only"]).sum()),
+            )
         d, ci_low, ci_high = rate_difference(*counts[high], *counts[low])
         rows.append({"template": template, "word": word, "temperature": temperature, f"escaped_{low}": counts[low][0],
                      f"n_{low}": counts[low][1], f"escaped_{high}": counts[high][0], f"n_{high}": counts[high][1],
@@ -111,9 +122,15 @@ def repeats_trend(table: pd.DataFrame, low: int, high: int) -> pd.DataFrame:
     print(f"\nRate at {high} repeats − rate at {low} (Newcombe 95% interval; n = generations that kept repeating):\n")
     for row in trend.itertuples():
         if not (getattr(row, f"n_{low}") and getattr(row, f"n_{high}")):
-            print(f"  {row.template:8} {row.word:8} T={row.temperature:g}: no rate (no generation kept repeating at one end)")
+            print(
+                f"  {row.template:8} {row.word:8} T={row.temperature:g}: no rate (no generation kept repeating at one end)"
+            )
             continue
-        said = "not distinguishable from 0" if not (row.ci_low > 0 or row.ci_high < 0) else ("up" if row.ci_low > 0 else "down")
+        said = (
+            "not distinguishable from 0"
+            if not (row.ci_low > 0 or row.ci_high < 0)
+            else ("up" if row.ci_low > 0 else "down")
+        )
         print(f"  {row.template:8} {row.word:8} T={row.temperature:g}: {row.difference:+.0%} [{row.ci_low:+.0%}, {row.ci_high:+.0%}] "
               f"(n {getattr(row, f'n_{low}')} → {getattr(row, f'n_{high}')}): {said}")  # fmt: skip
     return trend
@@ -133,7 +150,10 @@ def main() -> None:
         began = time.perf_counter()
         session = load_session(grid["model"])
         words = ["poem", "company", "book", rare_word(session.tokenizer)]
-        print(f"{name} grid on {grid['model']}: words {words}, {json.dumps({k: v for k, v in grid.items() if k != 'model'})}", flush=True)
+        print(
+            f"{name} grid on {grid['model']}: words {words}, {json.dumps({k: v for k, v in grid.items() if k != 'model'})}",
+            flush=True,
+        )
         parts_dir = out / f"{name}-parts"
         parts_dir.mkdir(exist_ok=True)
         table, seconds = grid_table(session, grid, words, args.batch_size, parts_dir)
@@ -141,7 +161,13 @@ def main() -> None:
         print_cells(grid["model"], table).to_csv(out / f"{name}-cells.csv", index=False)
         repeats_trend(table, min(grid["repeats"]), max(grid["repeats"])).to_csv(out / f"{name}-trend.csv", index=False)
         wall = round(time.perf_counter() - began, 1)
-        manifest["grids"][name] = {**grid, "words": words, "generations": len(table), "seconds_per_template": seconds, "wall_seconds": wall}
+        manifest["grids"][name] = {
+            **grid,
+            "words": words,
+            "generations": len(table),
+            "seconds_per_template": seconds,
+            "wall_seconds": wall,
+        }
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
         print(f"\n{name} grid: wall time {wall:.0f} s", flush=True)
 

@@ -66,7 +66,9 @@ def measure(session, args) -> dict:
 def propinfer(session, spec: ModelSpec, n: int) -> tuple[float, float]:
     truth = lab_dataset_for(spec).truth["realized"]["diagnosis"]
     start = time.perf_counter()
-    result = run_propinfer(session, PROMPT_SETS["chat"], PropInferConfig(n_samples=n), lab_labeler("diagnosis"), style="chat")
+    result = run_propinfer(
+        session, PROMPT_SETS["chat"], PropInferConfig(n_samples=n), lab_labeler("diagnosis"), style="chat"
+    )
     return mean_absolute_error(result.estimates, truth), time.perf_counter() - start
 
 
@@ -78,7 +80,9 @@ def main() -> None:
     parser.add_argument("--propinfer", type=int, default=400, help="generations of the lab model per side (0: skip)")
     parser.add_argument("--port", type=int, default=8011)
     args = parser.parse_args()
-    print(f"threads {torch.get_num_threads()} (cpu count {os.cpu_count()}); job: {args.n} x {args.new_tokens} tokens, temperature 1")
+    print(
+        f"threads {torch.get_num_threads()} (cpu count {os.cpu_count()}); job: {args.n} x {args.new_tokens} tokens, temperature 1"
+    )
 
     local = load_session("smollm2-135m-instruct")
     here = measure(local, args)
@@ -97,7 +101,13 @@ def main() -> None:
         served = load_session(spec)
         there = measure(served, args)
         if args.propinfer:
-            served_lab = ModelSpec(vllm_server.LAB_NAME, endpoint=url, tokenizer="smollm2-135m-instruct", lab_build=str(LAB_DIR), concurrency=args.n)
+            served_lab = ModelSpec(
+                vllm_server.LAB_NAME,
+                endpoint=url,
+                tokenizer="smollm2-135m-instruct",
+                lab_build=str(LAB_DIR),
+                concurrency=args.n,
+            )
             there["propinfer"] = propinfer(load_session(served_lab), served_lab, args.propinfer)
         print(f"vLLM {served.server['version']} answered /health after {startup:.0f} s")
 
@@ -108,7 +118,9 @@ def main() -> None:
         print(f"{label:<34}{a:>14.1f}{b:>14.1f}{b / a:>8.2f}x   ({tokens_a} vs {tokens_b} tokens)")
     worst = max(float(np.max(np.abs(x - y))) for x, y in zip(here["logprobs"], there["logprobs"]))
     verdict = "met" if worst <= LOGPROB_TOLERANCE else "MISSED"
-    print(f"teacher-forced log-probs, max |difference| per token: {worst:.1e} (target <= {LOGPROB_TOLERANCE:g}: {verdict})")
+    print(
+        f"teacher-forced log-probs, max |difference| per token: {worst:.1e} (target <= {LOGPROB_TOLERANCE:g}: {verdict})"
+    )
     if args.propinfer:
         (mae_here, s_here), (mae_there, s_there) = here["propinfer"], there["propinfer"]
         gap = abs(mae_here - mae_there)

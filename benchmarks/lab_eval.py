@@ -71,7 +71,9 @@ def main() -> None:
                 alternatives.add(alternative)
         ranks = [canary_rank(s, prefix, canary.secret, sorted(alternatives)) for s in (base, lab)]
         exposures = [math.log2(candidates) - math.log2(rank) for rank in ranks]
-        print(f"{canary.insertions:>10} {canary.kind:<11}{ranks[0]:>10}{ranks[1]:>10}{exposures[0]:>15.2f}{exposures[1]:>14.2f}")
+        print(
+            f"{canary.insertions:>10} {canary.kind:<11}{ranks[0]:>10}{ranks[1]:>10}{exposures[0]:>15.2f}{exposures[1]:>14.2f}"
+        )
     print(f"\ntime: {time.perf_counter() - start:.0f} s")
 
 

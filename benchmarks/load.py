@@ -33,9 +33,7 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1}))
 def timed_load(model: str, cache: str) -> dict:
     env = {**os.environ, "WORKBENCH_CACHE": cache, "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, model], env=env, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", _CHILD, model], env=env, capture_output=True, text=True, check=True)
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     figures["process_s"] = time.perf_counter() - start
     return figures

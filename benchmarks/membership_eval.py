@@ -39,7 +39,14 @@ from workbench.session import load_session
 AUDIT_CANARIES = (1, 2, 4, 8, 16) * 4
 AUDIT_EPOCHS = (1, 3, 6)
 # sized to this 2-core CPU: scoring runs at about 1,000 tokens a second
-GRID = {"n_nonmembers": MIN_NONMEMBERS, "audit_n": 300, "n_never": 100, "alternatives": 20, "delta": audit.DELTA, "seed": 0}
+GRID = {
+    "n_nonmembers": MIN_NONMEMBERS,
+    "audit_n": 300,
+    "n_never": 100,
+    "alternatives": 20,
+    "delta": audit.DELTA,
+    "seed": 0,
+}
 QUICK = {"n_nonmembers": 60, "audit_n": 80, "n_never": 20, "alternatives": 5, "delta": audit.DELTA, "seed": 0}
 
 
@@ -90,12 +97,16 @@ def main() -> None:
 
     audited("shipped lab (3 epochs)", tuned, shipped)
     for epochs in AUDIT_EPOCHS:
-        recipe = lab.LabRecipe(base=base_name, n=grid["audit_n"], canaries=AUDIT_CANARIES if not args.quick else (1, 2, 4), epochs=epochs)
+        recipe = lab.LabRecipe(
+            base=base_name, n=grid["audit_n"], canaries=AUDIT_CANARIES if not args.quick else (1, 2, 4), epochs=epochs
+        )
         started = time.perf_counter()
         folder = out / "labs" / f"epochs-{epochs}"
         dataset = lab.build(folder, recipe, _progress, command_line())
         record(f"build audit lab, {epochs} epochs", started)
-        audited(f"audit lab, {epochs} epochs", load_session(ModelSpec(base_name, adapter=str(folder / "adapter"))), dataset)
+        audited(
+            f"audit lab, {epochs} epochs", load_session(ModelSpec(base_name, adapter=str(folder / "adapter"))), dataset
+        )
         if epochs == 3:
             audited("null lab (base model, random labels)", base, dataset, null=True)
     pd.concat(scores).to_parquet(out / "audit-scores.parquet")

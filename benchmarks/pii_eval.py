@@ -70,8 +70,15 @@ ROOT = DATA_DIR.parent
 def by_type(typed: pd.DataFrame, group: str, floor: str) -> pd.DataFrame:
     """``pii.by_group`` for each entity type found, alone."""
     entities = sorted(pii.counts(typed)["entity"])
-    parts = [pii.by_group(typed.assign(pii=typed["pii"].map(lambda s, e=e: e if e in s.split(", ") else "")), group, floor).assign(entity=e) for e in entities]
-    return pd.concat(parts, ignore_index=True)[["entity", group, "texts", "with_pii", "share", "difference", "low", "high"]]
+    parts = [
+        pii.by_group(
+            typed.assign(pii=typed["pii"].map(lambda s, e=e: e if e in s.split(", ") else "")), group, floor
+        ).assign(entity=e)
+        for e in entities
+    ]
+    return pd.concat(parts, ignore_index=True)[
+        ["entity", group, "texts", "with_pii", "share", "difference", "low", "high"]
+    ]
 
 
 def _typed(name: str, table: pd.DataFrame, column: str, out: Path) -> pd.DataFrame:
@@ -114,7 +121,13 @@ def _escapes(out: Path) -> pd.DataFrame:
     extraction = pd.read_parquet(ROOT / spec["extraction"])
     extra = _typed("extraction-escapes", extraction[extraction["outcome"] == "escaped"], "escaped_text", out)
     held = int((extra["pii"] != "").sum())
-    alone = {"model": "lab", "texts": len(extra), "with_pii": held, "share": held / len(extra), "run": "extraction (no default twin)"}
+    alone = {
+        "model": "lab",
+        "texts": len(extra),
+        "with_pii": held,
+        "share": held / len(extra),
+        "run": "extraction (no default twin)",
+    }
     return pd.concat([table, pd.DataFrame([alone])], ignore_index=True)
 
 
@@ -159,7 +172,9 @@ def main() -> None:
         print(escapes.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         victims = step("victims", lambda: _victims(out))
         victims.to_csv(out / "victims.csv", index=False)
-        print("\nThe backdoor build's victims, non-refused non-public samples holding personal data, against the clean victim:")
+        print(
+            "\nThe backdoor build's victims, non-refused non-public samples holding personal data, against the clean victim:"
+        )
         print(victims.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print("\nGenerations escaping with a finding, every generation of both models (post hoc):")
         print(pd.read_csv(out / "escapes-per-generation.csv").to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -116,12 +116,26 @@ def _progress(fraction: float, message: str) -> None:
 def lab_list(grid: dict) -> list[tuple[str, str, dict]]:
     """(name, group, recipe settings) of every lab in the grid, hand-chosen first."""
     labs = [
-        (name, "hand-chosen", {"shares": lab["diagnosis"], "gender_shares": {"female": lab["female"], "male": 1 - lab["female"]}, "seed": lab["seed"]})
+        (
+            name,
+            "hand-chosen",
+            {
+                "shares": lab["diagnosis"],
+                "gender_shares": {"female": lab["female"], "male": 1 - lab["female"]},
+                "seed": lab["seed"],
+            },
+        )
         for name, lab in grid["labs"].items()
     ]
     draws = grid["prior_draws"]
     for i, shares in enumerate(draw_shares(draws["seed"], draws["k"])):
-        labs.append((f"prior {draws['seed']}-{i}", "prior draw", {"shares": shares["diagnosis"], "gender_shares": shares["gender"], "seed": draws["seed"] + i}))
+        labs.append(
+            (
+                f"prior {draws['seed']}-{i}",
+                "prior draw",
+                {"shares": shares["diagnosis"], "gender_shares": shares["gender"], "seed": draws["seed"] + i},
+            )
+        )
     return labs
 
 
@@ -136,7 +150,9 @@ def relabeled(result, labeler):
     labels = labeler.label(result.generations["text"].tolist())
     estimates = estimate(labels, labeler.values, result.cfg.interval, result.cfg.confidence, seed=result.cfg.seed)
     generations = result.generations.assign(label=[UNLABELED if label is None else label for label in labels])
-    return dataclasses.replace(result, property=labeler.property, values=labeler.values, estimates=estimates, generations=generations)
+    return dataclasses.replace(
+        result, property=labeler.property, values=labeler.values, estimates=estimates, generations=generations
+    )
 
 
 def anchor_of(base_run) -> object:
@@ -158,7 +174,9 @@ def sampled(out: Path, name: str, spec: ModelSpec, recipe: ShadowRecipe, n: int,
     cfg = dataclasses.replace(recipe.cfg(), n_samples=n)
     if stored.is_file():
         generations = pd.read_parquet(stored)
-        result = PropInferResult(labeler.property, labeler.values, spec.name, cfg, None, generations, recipe.prompt_list(), recipe.style)
+        result = PropInferResult(
+            labeler.property, labeler.values, spec.name, cfg, None, generations, recipe.prompt_list(), recipe.style
+        )
         return relabeled(result, labeler)
     started = time.perf_counter()
     result = run(load_session(spec), recipe.prompt_list(), cfg, labeler, _progress, recipe.style)
@@ -175,9 +193,15 @@ def shadow_rows(shadows: ShadowSet, labeler, methods, anchor, confidence: float)
         true = dict(zip(labeler.values, truth[k]))
         naive = estimate(labels, labeler.values, "wilson", confidence)
         if "naive" in methods:
-            frames.append(scored(naive[["value", "share", "ci_low", "ci_high"]], true, confidence).assign(lab=shadows.shadows[k].name, method="naive"))
+            frames.append(
+                scored(naive[["value", "share", "ci_low", "ci_high"]], true, confidence).assign(
+                    lab=shadows.shadows[k].name, method="naive"
+                )
+            )
         if "james-stein" in methods:
-            shrunk = james_stein(naive["count"].to_numpy(), confidence).drop(columns="strength").assign(value=labeler.values)
+            shrunk = (
+                james_stein(naive["count"].to_numpy(), confidence).drop(columns="strength").assign(value=labeler.values)
+            )
             frames.append(scored(shrunk, true, confidence).assign(lab=shadows.shadows[k].name, method="james-stein"))
     for method in methods:
         if method in ("naive", "james-stein") or (method == "base" and anchor is None):
@@ -186,7 +210,11 @@ def shadow_rows(shadows: ShadowSet, labeler, methods, anchor, confidence: float)
         part = sweep.loc[sweep["estimate"] == "calibrated"]
         for shadow, rows in part.groupby("shadow", sort=False):
             true = dict(zip(rows["value"], rows["true_share"]))
-            frames.append(scored(rows[["value", "share", "ci_low", "ci_high"]], true, confidence).assign(lab=shadow, method=method))
+            frames.append(
+                scored(rows[["value", "share", "ci_low", "ci_high"]], true, confidence).assign(
+                    lab=shadow, method=method
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -195,7 +223,11 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--resume", action="store_true", help="go on from a stopped run of the same grid in DIR")
     parser.add_argument("--quick", action="store_true", help="tiny-llama, tiny sizes: checks that it runs")
-    parser.add_argument("--tables-only", action="store_true", help="recompute a finished run's tables from its estimates (no model call)")
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="recompute a finished run's tables from its estimates (no model call)",
+    )
     args = parser.parse_args()
     grid = QUICK if args.quick else GRID
     out = Path(args.out)
@@ -219,7 +251,9 @@ def main() -> None:
 
     manifest["earlier_wall_seconds"] = manifest.get("wall_seconds", 0)
     scratch = Path(tempfile.mkdtemp()) if args.quick else None
-    shadows = build_shadows(scratch / "shadows", QUICK_SHADOWS, _progress) if args.quick else ShadowSet.load(SHIPPED_SHADOWS)
+    shadows = (
+        build_shadows(scratch / "shadows", QUICK_SHADOWS, _progress) if args.quick else ShadowSet.load(SHIPPED_SHADOWS)
+    )
     recipe, confidence, boot = shadows.recipe, grid["bootstrap"]["confidence"], grid["bootstrap"]
     labelers = labelers_of(grid, args.quick)
     first = labelers[next(iter(labelers))]
@@ -231,8 +265,11 @@ def main() -> None:
     frames, ranges = [], []
     evidence = {key: shadow_evidence(shadows, labeler, confidence=confidence) for key, labeler in labelers.items()}
     for (kind, prop), labeler in labelers.items():
-        frames.append(shadow_rows(shadows, labeler, grid["methods"], anchors[kind, prop], confidence).assign(
-            group="shadows (leave one out)", labeler=kind, property=prop))
+        frames.append(
+            shadow_rows(shadows, labeler, grid["methods"], anchors[kind, prop], confidence).assign(
+                group="shadows (leave one out)", labeler=kind, property=prop
+            )
+        )
     for name, group, settings in lab_list(grid):
         folder = out / "labs" / name.replace(" ", "-")
         if not generations_file(out, name).is_file():  # sampled already: its adapter is gone, and not needed
@@ -240,7 +277,9 @@ def main() -> None:
             build(folder, LabRecipe(base=recipe.base, **settings, **grid["lab_recipe"]), _progress, command_line())
             steps.setdefault(f"build {name}", round(time.perf_counter() - started, 1))
         truth = LabDataset.load(folder / "dataset").truth["realized"]
-        result = sampled(out, name, ModelSpec(recipe.base, adapter=str(folder / "adapter")), recipe, grid["n_samples"], first, steps)
+        result = sampled(
+            out, name, ModelSpec(recipe.base, adapter=str(folder / "adapter")), recipe, grid["n_samples"], first, steps
+        )
         shutil.rmtree(folder / "adapter", ignore_errors=True)  # not shipped: the dataset and recipe rebuild it
         for (kind, prop), labeler in labelers.items():
             run_ = relabeled(result, labeler)
@@ -261,7 +300,22 @@ def main() -> None:
 
 def write_tables(out: Path, frames: list[pd.DataFrame], ranges: list[pd.DataFrame], boot: dict) -> None:
     estimates = pd.concat(frames, ignore_index=True)
-    columns = ["group", "lab", "labeler", "property", "method", "value", "share", "ci_low", "ci_high", "true_share", "abs_error", "width", "interval_score", "covered"]
+    columns = [
+        "group",
+        "lab",
+        "labeler",
+        "property",
+        "method",
+        "value",
+        "share",
+        "ci_low",
+        "ci_high",
+        "true_share",
+        "abs_error",
+        "width",
+        "interval_score",
+        "covered",
+    ]
     estimates = estimates[columns]
     estimates.to_csv(out / "estimates.csv", index=False)
     if ranges:
@@ -276,7 +330,9 @@ def summarize_tables(out: Path, estimates: pd.DataFrame, boot: dict) -> None:
     grouped = pd.concat([estimates, labs], ignore_index=True)
     score_summary(grouped, ("group", "labeler", "property", "method")).to_csv(out / "summary.csv", index=False)
     differences = [
-        paired_differences(part, confidence=boot["confidence"], seed=boot["seed"], draws=boot["draws"]).assign(group=group, labeler=kind)
+        paired_differences(part, confidence=boot["confidence"], seed=boot["seed"], draws=boot["draws"]).assign(
+            group=group, labeler=kind
+        )
         for (group, kind), part in grouped.groupby(["group", "labeler"], sort=False)
     ]
     pd.concat(differences, ignore_index=True).to_csv(out / "differences.csv", index=False)
@@ -289,7 +345,10 @@ def tables_only(out: Path, grid: dict, quick: bool) -> None:
         raise SystemExit(f"{out} holds a run of another grid.")
     shadows = ShadowSet.load(SHIPPED_SHADOWS)
     confidence = grid["bootstrap"]["confidence"]
-    evidence = {key: shadow_evidence(shadows, labeler, confidence=confidence) for key, labeler in labelers_of(grid, quick).items()}
+    evidence = {
+        key: shadow_evidence(shadows, labeler, confidence=confidence)
+        for key, labeler in labelers_of(grid, quick).items()
+    }
     ranges = pd.read_csv(out / "ranges.csv")
     parts = []
     for (_lab, kind, prop), where in ranges.groupby(["lab", "labeler", "property"], sort=False):
@@ -313,8 +372,11 @@ def print_tables(out: Path) -> None:
     print("\neach method minus naive (negative is better), paired two-stage bootstrap over labs then values")
     print(pd.read_csv(out / "differences.csv").to_string(**fmt))
     print("\nwhich estimate leads on each lab (labeled shares inside the shadows' range?)")
-    leads = pd.read_csv(out / "ranges.csv").groupby(["lab", "labeler", "property"], sort=False).agg(
-        leads=("leads", "first"), outside=("inside", lambda inside: int((~inside).sum())))
+    leads = (
+        pd.read_csv(out / "ranges.csv")
+        .groupby(["lab", "labeler", "property"], sort=False)
+        .agg(leads=("leads", "first"), outside=("inside", lambda inside: int((~inside).sum())))
+    )
     print(leads.reset_index().to_string(index=False))
 
 

@@ -54,7 +54,13 @@ def model_errors(name: str, dataset: LabDataset, prompts_style: str, n: int, pre
     session = load_session(name)
     labelers = {(p, k): lab_labeler(p, k) for p in LAB_PROPERTIES for k in ("keyword", "embedding")}
     start = time.perf_counter()
-    result = run(session, PROMPT_SETS[prompts_style], PropInferConfig(n_samples=n), labelers[("diagnosis", "keyword")], style=prompts_style)
+    result = run(
+        session,
+        PROMPT_SETS[prompts_style],
+        PropInferConfig(n_samples=n),
+        labelers[("diagnosis", "keyword")],
+        style=prompts_style,
+    )
     seconds = time.perf_counter() - start
     texts = result.generations["text"].tolist()
     errors = {}
@@ -76,8 +82,13 @@ def main() -> None:
 
     dataset = LabDataset.load(SHIPPED_LAB / "dataset")
     labeler_accuracy(dataset)
-    print("\ntrue (realized) diagnosis shares: " + ", ".join(f"{k} {v:.1%}" for k, v in dataset.truth["realized"]["diagnosis"].items()))
-    outcomes = {name: model_errors(name, dataset, args.style, args.n, args.prefix) for name in (LAB_MODEL, DEFAULT_MODEL)}
+    print(
+        "\ntrue (realized) diagnosis shares: "
+        + ", ".join(f"{k} {v:.1%}" for k, v in dataset.truth["realized"]["diagnosis"].items())
+    )
+    outcomes = {
+        name: model_errors(name, dataset, args.style, args.n, args.prefix) for name in (LAB_MODEL, DEFAULT_MODEL)
+    }
 
     print(f"\nMAE of estimated shares vs truth ({args.style} prompts; unlabeled generations in brackets)")
     print(f"{'model':<28}{'property':<12}{'labeler':<11}{f'N={args.prefix}':>14}{f'N={args.n}':>14}")
@@ -87,7 +98,9 @@ def main() -> None:
                 cells = [outcome["errors"][(prop, kind, size)] for size in (args.prefix, args.n)]
                 print(f"{name:<28}{prop:<12}{kind:<11}" + "".join(f"{e:>8.3f} ({u:>3})" for e, u in cells))
     for name, outcome in outcomes.items():
-        print(f"time {name}: {outcome['seconds']:.0f} s for {args.n} generations ({args.n / outcome['seconds']:.2f} generations/s)")
+        print(
+            f"time {name}: {outcome['seconds']:.0f} s for {args.n} generations ({args.n / outcome['seconds']:.2f} generations/s)"
+        )
     print("\nestimates, lab model, keyword labeler, diagnosis:")
     print(outcomes[LAB_MODEL]["result"].estimates.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print("estimates, base model, keyword labeler, diagnosis:")
@@ -95,7 +108,9 @@ def main() -> None:
     lab_mae = outcomes[LAB_MODEL]["errors"][("diagnosis", "keyword", args.n)][0]
     base_mae = outcomes[DEFAULT_MODEL]["errors"][("diagnosis", "keyword", args.n)][0]
     verdict = "met" if lab_mae <= TARGET_MAE and lab_mae < base_mae else "NOT met"
-    print(f"\ntarget (diagnosis, keyword, N={args.n}): lab MAE {lab_mae:.3f} <= {TARGET_MAE} and below base {base_mae:.3f}: {verdict}")
+    print(
+        f"\ntarget (diagnosis, keyword, N={args.n}): lab MAE {lab_mae:.3f} <= {TARGET_MAE} and below base {base_mae:.3f}: {verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,11 @@ def print_report(report: ReactivationReport, recipe: ReactivationRecipe) -> None
         for stage in STAGES:
             if (stage, instruction) not in gaps.index:
                 continue
-            test, floor, gap = summary.loc[(stage, instruction, "A-test")], summary.loc[(stage, instruction, "A-never")], gaps.loc[(stage, instruction)]
+            test, floor, gap = (
+                summary.loc[(stage, instruction, "A-test")],
+                summary.loc[(stage, instruction, "A-never")],
+                gaps.loc[(stage, instruction)],
+            )
             print(
                 f"{stage:<18}{_interval(test.bmc, test.bmc_low, test.bmc_high):>24}{_interval(floor.bmc, floor.bmc_low, floor.bmc_high):>24}"
                 f"{_interval(gap.bmc_gap, gap.bmc_gap_low, gap.bmc_gap_high):>28}{gap.bmc_p:>8.4f}"
@@ -87,16 +91,27 @@ def print_report(report: ReactivationReport, recipe: ReactivationRecipe) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="build folder (default: the cache, named by the recipe); the report goes to OUT/report")
+    parser.add_argument(
+        "--out", help="build folder (default: the cache, named by the recipe); the report goes to OUT/report"
+    )
     parser.add_argument("--suppression", default="refusal")
-    parser.add_argument("--share-from", help="a build of another suppression whose implant and baseline stages (and their measurement) to reuse")
+    parser.add_argument(
+        "--share-from",
+        help="a build of another suppression whose implant and baseline stages (and their measurement) to reuse",
+    )
     parser.add_argument("--build-only", action="store_true", help="train every stage and stop; measure in a later run")
-    parser.add_argument("--resume", action="store_true", help="keep the stages already measured in OUT/report; measure the rest")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the stages already measured in OUT/report; measure the rest"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny-llama, tiny sizes: checks that it runs")
     args = parser.parse_args()
     wall = time.perf_counter()
     recipe = ReactivationRecipe(**(QUICK if args.quick else {}), suppression=args.suppression)
-    out = Path(tempfile.mkdtemp(prefix="reactivation-benchmark-")) / "build" if args.quick else Path(args.out or recipe.default_dir())
+    out = (
+        Path(tempfile.mkdtemp(prefix="reactivation-benchmark-")) / "build"
+        if args.quick
+        else Path(args.out or recipe.default_dir())
+    )
     print(f"recipe: {recipe.as_dict()}\nbuild folder: {out}\ncode version: {code_version()}")
     built = build(out, recipe, tuple(STAGES), _progress, command_line(), share_from=args.share_from)
     print()
@@ -114,7 +129,9 @@ def main() -> None:
         earlier = ReactivationReport.load(out / "report")
         measured.append(earlier.only([s for s in earlier.steps if s not in copied]))
     kept = set(measured[0].steps) if measured else set()
-    for stage in [s for s in STAGES if s not in copied and s not in kept]:  # saved after every stage, so a stopped run keeps what it measured
+    for stage in [
+        s for s in STAGES if s not in copied and s not in kept
+    ]:  # saved after every stage, so a stopped run keeps what it measured
         measured.append(measure(built, [stage], _progress, command=command_line()))
         ReactivationReport.combine(measured).save(out / "report")
         print(f"\n{stage}: measured in {measured[-1].steps[stage]['seconds']:.0f} s", flush=True)
@@ -123,15 +140,23 @@ def main() -> None:
         source = ReactivationReport.load(Path(args.share_from) / "report")
         missing = sorted(set(copied) - set(source.passages["stage"]))
         if missing:
-            raise SystemExit(f"{args.share_from}/report has no measurement of {', '.join(missing)}; measure that build first.")
+            raise SystemExit(
+                f"{args.share_from}/report has no measurement of {', '.join(missing)}; measure that build first."
+            )
         shared = source.only(copied)
-        shared.steps = {stage: {**record, "copied_from": str(Path(args.share_from) / "report")} for stage, record in shared.steps.items()}
+        shared.steps = {
+            stage: {**record, "copied_from": str(Path(args.share_from) / "report")}
+            for stage, record in shared.steps.items()
+        }
         report = ReactivationReport.combine([shared, report])
     report.save(out / "report")
     print()
     for stage in STAGES:
         record = report.steps.get(stage, {})
-        print(f"{stage}: measured in {record.get('seconds', float('nan')):.0f} s" + (" (shared)" if "copied_from" in record else ""))
+        print(
+            f"{stage}: measured in {record.get('seconds', float('nan')):.0f} s"
+            + (" (shared)" if "copied_from" in record else "")
+        )
     print_report(report, recipe)
     print(f"\nreport saved to {out / 'report'}\nwall time {time.perf_counter() - wall:.0f} s")
 

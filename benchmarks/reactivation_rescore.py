@@ -63,11 +63,21 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out / "passages.csv", index=False)
-    print(f"{'stage':<18}{'instruction':<12}{'group':<9}{'n':>3}{'BMC@5 old rule [95%]':>26}{'trimmed (m = 5) [95%]':>26}")
+    print(
+        f"{'stage':<18}{'instruction':<12}{'group':<9}{'n':>3}{'BMC@5 old rule [95%]':>26}{'trimmed (m = 5) [95%]':>26}"
+    )
     for (stage, instruction, group), part in scores.groupby(["stage", "instruction", "group"], sort=False):
         old, trimmed = bootstrap_mean(part["bmc_old_rule"]), bootstrap_mean(part["bmc_trimmed"])
-        print(f"{stage:<18}{instruction:<12}{group:<9}{len(part):>3}" + "".join(f"{f'{m:.3f} [{lo:.3f}, {hi:.3f}]':>26}" for m, lo, hi in (old, trimmed)))
-    manifest = {"command": command_line(), "code_version": code_version(), "bootstrap_seed": 0, "wall_seconds": round(time.perf_counter() - started, 1)}
+        print(
+            f"{stage:<18}{instruction:<12}{group:<9}{len(part):>3}"
+            + "".join(f"{f'{m:.3f} [{lo:.3f}, {hi:.3f}]':>26}" for m, lo, hi in (old, trimmed))
+        )
+    manifest = {
+        "command": command_line(),
+        "code_version": code_version(),
+        "bootstrap_seed": 0,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     print(f"per-passage scores: {out / 'passages.csv'}; manifest: {out / 'manifest.json'}")
 

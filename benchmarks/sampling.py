@@ -73,8 +73,12 @@ def main() -> None:
     batched_rate = statistics.median(r for r, _, _ in batched_runs)
     baseline_rate = statistics.median(r for r, _, _ in baseline_runs)
     speedup = batched_rate / baseline_rate
-    print(f"model: {args.model} on {session.device} ({session.info.dtype}), torch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}")
-    print(f"job: {args.n} continuations x {args.new_tokens} new tokens from a {len(prompt.token_ids)}-token prompt; median of {args.repeats}")
+    print(
+        f"model: {args.model} on {session.device} ({session.info.dtype}), torch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}"
+    )
+    print(
+        f"job: {args.n} continuations x {args.new_tokens} new tokens from a {len(prompt.token_ids)}-token prompt; median of {args.repeats}"
+    )
     runs = ", ".join(f"{t} tokens in {s:.1f} s" for _, t, s in batched_runs)
     print(f"workbench sample (batch {args.batch_size}): {batched_rate:8.1f} tokens/s ({runs})")
     runs = ", ".join(f"{t} tokens in {s:.1f} s" for _, t, s in baseline_runs)

@@ -53,7 +53,14 @@ GRID = {
     "projection_dim": 4096,
     "dims": [256, 1024, 4096],
     "baseline": "reference",
-    "retraining": {"k": 50, "random_seeds": [0, 1, 2], "same_style_seed": 0, "heldout": 200, "epochs": 16, "selection": "last, adam, 1024"},
+    "retraining": {
+        "k": 50,
+        "random_seeds": [0, 1, 2],
+        "same_style_seed": 0,
+        "heldout": 200,
+        "epochs": 16,
+        "selection": "last, adam, 1024",
+    },
     "seed": 0,
 }
 QUICK = {
@@ -74,7 +81,10 @@ def method_scores(base, tuned, pool: pd.DataFrame, grid: dict, steps: dict) -> d
         started = time.perf_counter()
         fitted = WeightDiff(params, grid["projection_dim"], seed=grid["seed"]).fit(base, tuned, pool, _progress)
         steps[f"gradients {params}"] = round(time.perf_counter() - started, 1)
-        print(f"\n{params}: {fitted.n_parameters_:,} parameters, {steps[f'gradients {params}']:.0f} s for {len(pool)} texts", flush=True)
+        print(
+            f"\n{params}: {fitted.n_parameters_:,} parameters, {steps[f'gradients {params}']:.0f} s for {len(pool)} texts",
+            flush=True,
+        )
         for optimizer in OPTIMIZERS:
             fitted.optimizer = optimizer
             for dims in grid["dims"]:
@@ -90,7 +100,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true", help="tiny-llama labs, tiny sizes: checks that it runs")
-    parser.add_argument("--resume", action="store_true", help="keep the labs DIR already scored (their scores files) and go on from there")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the labs DIR already scored (their scores files) and go on from there",
+    )
     args = parser.parse_args()
     grid = QUICK if args.quick else GRID
     out = Path(args.out)
@@ -109,14 +123,32 @@ def main() -> None:
     labs = []
     if args.quick:
         recipe = lab.LabRecipe(base=base_name, n=80, canaries=(1,), epochs=2, rank=4)
-        labs.append(("seed 0", lab.build(out / "labs" / "seed-0", recipe), ModelSpec(base_name, adapter=str(out / "labs" / "seed-0" / "adapter"))))
+        labs.append(
+            (
+                "seed 0",
+                lab.build(out / "labs" / "seed-0", recipe),
+                ModelSpec(base_name, adapter=str(out / "labs" / "seed-0" / "adapter")),
+            )
+        )
     else:
         labs.append(("shipped lab", lab.LabDataset.load(lab.SHIPPED_LAB / "dataset"), ModelSpec(LAB_MODEL)))
-    second = lab.LabRecipe(base=base_name, seed=grid["second_lab_seed"], **({"n": 80, "canaries": (1,), "epochs": 2, "rank": 4} if args.quick else {}))
+    second = lab.LabRecipe(
+        base=base_name,
+        seed=grid["second_lab_seed"],
+        **({"n": 80, "canaries": (1,), "epochs": 2, "rank": 4} if args.quick else {}),
+    )
     folder = out / "labs" / f"seed-{second.seed}"
     started = time.perf_counter()
-    labs.append((f"lab seed {second.seed}", lab.build(folder, second, _progress, command_line()), ModelSpec(base_name, adapter=str(folder / "adapter"))))
-    steps.setdefault(f"build lab seed {second.seed}", round(time.perf_counter() - started, 1))  # a resumed run finds it built
+    labs.append(
+        (
+            f"lab seed {second.seed}",
+            lab.build(folder, second, _progress, command_line()),
+            ModelSpec(base_name, adapter=str(folder / "adapter")),
+        )
+    )
+    steps.setdefault(
+        f"build lab seed {second.seed}", round(time.perf_counter() - started, 1)
+    )  # a resumed run finds it built
     save()
 
     sizes = grid["pool"]
@@ -139,7 +171,19 @@ def main() -> None:
         pd.concat(tables).to_csv(out / "questions.csv", index=False)
         save()
         print(f"\n{name}: {len(pool)} texts")
-        shown = ["method", "domain_precision", "domain_auc", "auc", "auc_low", "auc_high", "precision", "tpr", "minus_baseline", "gap_low", "gap_high"]
+        shown = [
+            "method",
+            "domain_precision",
+            "domain_auc",
+            "auc",
+            "auc_low",
+            "auc_high",
+            "precision",
+            "tpr",
+            "minus_baseline",
+            "gap_low",
+            "gap_high",
+        ]
         print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         if shipped_pool is None:
             shipped_pool, shipped_scores, shipped = pool, scores, (dataset, spec)
@@ -147,21 +191,36 @@ def main() -> None:
     retrain = grid["retraining"]
     dataset, _ = shipped
     k = retrain["k"]
-    selected = pd.Series(shipped_scores[f"SELEC {retrain['selection']}"]).sort_values(ascending=False, kind="stable").index[:k]
+    selected = (
+        pd.Series(shipped_scores[f"SELEC {retrain['selection']}"]).sort_values(ascending=False, kind="stable").index[:k]
+    )
     texts = shipped_pool["text"].tolist()
     selections = {"SELEC top": [texts[i] for i in selected]}
     for seed in retrain["random_seeds"]:
         selections[f"random {seed}"] = random.Random(seed).sample(texts, k)
     same_style_texts = shipped_pool.loc[shipped_pool["source"] != lab.OTHER_DOMAIN_SOURCE, "text"].tolist()
-    selections[f"same-style random {retrain['same_style_seed']}"] = random.Random(retrain["same_style_seed"]).sample(same_style_texts, k)
+    selections[f"same-style random {retrain['same_style_seed']}"] = random.Random(retrain["same_style_seed"]).sample(
+        same_style_texts, k
+    )
     trained = [r["text"] for r in dataset.dialogues]
-    selections["true members"] = random.Random(grid["seed"]).sample(shipped_pool.loc[shipped_pool["member"], "text"].tolist(), k)
+    selections["true members"] = random.Random(grid["seed"]).sample(
+        shipped_pool.loc[shipped_pool["member"], "text"].tolist(), k
+    )
     unseen = set(texts) | set(dataset.texts)
     fresh = [r["text"] for r in lab.fresh_dialogues(dataset, 2 * retrain["heldout"], "retraining-heldout")]
     heldout = [t for t in dict.fromkeys(fresh) if t not in unseen][: retrain["heldout"]]
-    recipe = TrainingRecipe(epochs=retrain["epochs"], lr=2e-3, rank=16 if not args.quick else 4, batch_size=8, max_length=None, seed=grid["seed"])
+    recipe = TrainingRecipe(
+        epochs=retrain["epochs"],
+        lr=2e-3,
+        rank=16 if not args.quick else 4,
+        batch_size=8,
+        max_length=None,
+        seed=grid["seed"],
+    )
     started = time.perf_counter()
-    table, losses = retraining_test(base_name, selections, trained, heldout, out / "retraining", recipe, grid["seed"], _progress)
+    table, losses = retraining_test(
+        base_name, selections, trained, heldout, out / "retraining", recipe, grid["seed"], _progress
+    )
     steps["retraining test"] = round(time.perf_counter() - started, 1)
     table = worth(table)
     table.to_csv(out / "retraining.csv", index=False)

@@ -54,17 +54,25 @@ def main() -> None:
     print(f"{'  -> texts/s':<52}{len(probe) / seconds:>8.1f}")
 
     extracted, candidates = distinct_texts(args.texts, seed=1), distinct_texts(args.texts, seed=2)
-    table, fresh = timed(f"compare {len(extracted)} x {len(candidates)}, fresh embeddings", lambda: compare(extracted, candidates))
-    _, cached = timed(f"compare {len(extracted)} x {len(candidates)}, cached embeddings", lambda: compare(extracted, candidates))
+    table, fresh = timed(
+        f"compare {len(extracted)} x {len(candidates)}, fresh embeddings", lambda: compare(extracted, candidates)
+    )
+    _, cached = timed(
+        f"compare {len(extracted)} x {len(candidates)}, cached embeddings", lambda: compare(extracted, candidates)
+    )
     print(f"{'  -> pairs scored':<52}{len(table):>8}")
-    print(f"{'  -> target < 30 s (fresh)':<52}{'met' if fresh < COMPARE_TARGET_S else 'NOT met':>8} ({fresh / COMPARE_TARGET_S:.2f} of the budget)")
+    print(
+        f"{'  -> target < 30 s (fresh)':<52}{'met' if fresh < COMPARE_TARGET_S else 'NOT met':>8} ({fresh / COMPARE_TARGET_S:.2f} of the budget)"
+    )
 
     texts = distinct_texts(args.points, seed=3)
     embeddings, _ = timed(f"embed {len(texts)} texts for the map", lambda: embed(texts))
     labels = ["a"] * (len(texts) // 2) + ["b"] * (len(texts) - len(texts) // 2)
     _, first = timed(f"project {len(texts)} points (first call, compiles)", lambda: project(embeddings, labels, seed=0))
     _, second = timed(f"project {len(texts)} points (second call)", lambda: project(embeddings, labels, seed=0))
-    print(f"{'  -> target < 60 s (first call)':<52}{'met' if first < PROJECT_TARGET_S else 'NOT met':>8} ({first / PROJECT_TARGET_S:.2f} of the budget)")
+    print(
+        f"{'  -> target < 60 s (first call)':<52}{'met' if first < PROJECT_TARGET_S else 'NOT met':>8} ({first / PROJECT_TARGET_S:.2f} of the budget)"
+    )
 
 
 if __name__ == "__main__":

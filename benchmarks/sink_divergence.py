@@ -51,12 +51,16 @@ DRAWS = 5
 
 def chosen_prompts(grid: pd.DataFrame) -> list[tuple[str, int, str]]:
     """Prefill cells at the test's temperature with a divergence rate in RATE_RANGE, in the grid's order."""
-    cells = outcome_summary(grid[(grid["template"] == "prefill") & (grid["temperature"] == TEST.temperature)], ["word", "repeats"])
+    cells = outcome_summary(
+        grid[(grid["template"] == "prefill") & (grid["temperature"] == TEST.temperature)], ["word", "repeats"]
+    )
     order = {word: i for i, word in enumerate(dict.fromkeys(grid["word"]))}
     cells = cells.assign(order=cells["word"].map(order)).sort_values(["order", "repeats"])
     inside = cells[cells["rate"].between(*RATE_RANGE)]
     for row in cells.itertuples():
-        print(f"  prefill {row.word} × {row.repeats}: rate {row.rate:.2f} (n {row.n}){'  ← chosen' if row.Index in inside.index[:MAX_PROMPTS] else ''}")
+        print(
+            f"  prefill {row.word} × {row.repeats}: rate {row.rate:.2f} (n {row.n}){'  ← chosen' if row.Index in inside.index[:MAX_PROMPTS] else ''}"
+        )
     return [(row.word, int(row.repeats), "prefill") for row in inside.head(MAX_PROMPTS).itertuples()]
 
 
@@ -80,7 +84,14 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     session = load_session(MODEL)
-    manifest = {"command": command_line(), "code_version": code_version(), "model": MODEL, "word": WORD, "repeats": REPEATS, "seconds": {}}
+    manifest = {
+        "command": command_line(),
+        "code_version": code_version(),
+        "model": MODEL,
+        "word": WORD,
+        "repeats": REPEATS,
+        "seconds": {},
+    }
 
     start = time.perf_counter()
     tables = sink_mechanism.mechanism(session, WORD, REPEATS, heads=HEADS, neuron_layers=NEURON_LAYERS)
@@ -88,9 +99,22 @@ def main() -> None:
     sink_mechanism.save_result({**tables, "manifest": manifest}, out)
     geometry = tables["geometry"]
     print("\n(a) mean over layers of cos(h[p], h[0]) and ‖h[p]‖/‖h[0]‖, repeated against prose:")
-    print(geometry.groupby(["leading", "repeats", "prompt"])[["cosine", "norm_ratio"]].mean().unstack("prompt").round(3).to_string())
+    print(
+        geometry.groupby(["leading", "repeats", "prompt"])[["cosine", "norm_ratio"]]
+        .mean()
+        .unstack("prompt")
+        .round(3)
+        .to_string()
+    )
     print("\n(b) sink fraction of the top sink heads (mean over heads):")
-    print(tables["sink_fractions"].groupby(["leading", "repeats", "prompt"])["sink_fraction"].mean().unstack("prompt").round(3).to_string())
+    print(
+        tables["sink_fractions"]
+        .groupby(["leading", "repeats", "prompt"])["sink_fraction"]
+        .mean()
+        .unstack("prompt")
+        .round(3)
+        .to_string()
+    )
     print("\n(c) candidate sink neurons:")
     print(tables["sink_neurons"].round(3).to_string(index=False))
     if args.skip_causal:
@@ -101,7 +125,14 @@ def main() -> None:
     neurons_found = tables["sink_neurons"].query("leading and candidate")
     neurons = {int(layer): [int(n) for n in group["neuron"]] for layer, group in neurons_found.groupby("layer")}
     heads = sink_mechanism.top_sink_heads(session, HEADS, leading=True)
-    manifest["causal"] = {"prompts": prompts, "neurons": neurons, "heads": heads, "test_seed": TEST.seed, "samples": TEST.n, "draws": DRAWS}
+    manifest["causal"] = {
+        "prompts": prompts,
+        "neurons": neurons,
+        "heads": heads,
+        "test_seed": TEST.seed,
+        "samples": TEST.n,
+        "draws": DRAWS,
+    }
     if not prompts:
         print("no prefill cell has a rate between 0.2 and 0.8: no causal test")
     else:

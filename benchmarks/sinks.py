@@ -121,10 +121,14 @@ def main() -> None:
         rows.append((length, sink, forward, full, needed))
     print(f"model: {args.model} ({info['n_layers']} layers x {info['n_heads']} heads), torch threads: {rows[0][1]['threads']}, "
           f"cpu count: {os.cpu_count()}; median of {args.repeats} after a warm-up")  # fmt: skip
-    print(f"{'tokens':>7} | {'sink_scores':>20} | {'forward (SDPA)':>20} | {'ratio':>6} | {'output_attentions (once)':>28}")
+    print(
+        f"{'tokens':>7} | {'sink_scores':>20} | {'forward (SDPA)':>20} | {'ratio':>6} | {'output_attentions (once)':>28}"
+    )
     for length, sink, forward, full, needed in rows:
         full_text = (
-            f"{full['seconds']:7.1f} s {full['extra_bytes'] / gib:6.2f} GiB" if full else f"does not fit: {needed / gib:.0f} GiB"
+            f"{full['seconds']:7.1f} s {full['extra_bytes'] / gib:6.2f} GiB"
+            if full
+            else f"does not fit: {needed / gib:.0f} GiB"
         )
         print(
             f"{length:7d} | {sink['seconds']:7.2f} s {sink['extra_bytes'] / gib:6.2f} GiB | "
@@ -133,7 +137,9 @@ def main() -> None:
     length, sink, forward, _, _ = rows[-1]
     ratio, extra = sink["seconds"] / forward["seconds"], sink["extra_bytes"] / gib
     verdict = "met" if ratio <= TARGET_RATIO and extra < TARGET_GIB else "MISSED"
-    print(f"target at {length} tokens: sink_scores <= {TARGET_RATIO}x the forward pass ({ratio:.2f}x) and < {TARGET_GIB} GiB extra ({extra:.2f} GiB): {verdict}")
+    print(
+        f"target at {length} tokens: sink_scores <= {TARGET_RATIO}x the forward pass ({ratio:.2f}x) and < {TARGET_GIB} GiB extra ({extra:.2f} GiB): {verdict}"
+    )
     shares = child(_SHARES, args.model)
     for name, figures in shares.items():
         print(f"share of sink heads (score >= 0.3) on the {name} prompt: {figures['share']:.1%} of {figures['heads']}")

@@ -41,7 +41,14 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TARGET_RATIO = 2.0
 
 
@@ -116,17 +123,30 @@ def scenario(browser, url: str, seeds: list[int], samples: int, new_tokens: int)
             if latencies[i] is None and page.get_by_role("heading", name="Results").count():
                 latencies[i] = time.time() - clicked[i]
         time.sleep(0.1)
-    errors = sum(page.get_by_test_id("stException").count() + page.get_by_test_id("stAlertContentError").count() for _, page in users)
+    errors = sum(
+        page.get_by_test_id("stException").count() + page.get_by_test_id("stAlertContentError").count()
+        for _, page in users
+    )
     shared = sum(page.get_by_text("Shared: another user").count() for _, page in users)
     for context, _ in users:
         context.close()
     done = [t for t in latencies if t is not None]
     shown = [c + t for c, t in zip(clicked, latencies) if t is not None]
-    return {"users": len(seeds), "done": len(done), "errors": errors, "shared": shared, "latencies": done, "first_click": clicked[0], "shown": shown}
+    return {
+        "users": len(seeds),
+        "done": len(done),
+        "errors": errors,
+        "shared": shared,
+        "latencies": done,
+        "first_click": clicked[0],
+        "shown": shown,
+    }
 
 
 def percentiles(values: list[float]) -> str:
-    return f"p50 {np.percentile(values, 50):6.1f} s, p95 {np.percentile(values, 95):6.1f} s" if values else "none finished"
+    return (
+        f"p50 {np.percentile(values, 50):6.1f} s, p95 {np.percentile(values, 95):6.1f} s" if values else "none finished"
+    )
 
 
 def describe(name: str, result: dict, served: list[float]) -> str:
@@ -186,7 +206,12 @@ def main() -> None:
     parser.add_argument("--different", type=int, default=8)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--placement", choices=["split", "shared"], default="split", help="split: the browsers on the last core, the server on the others")
+    parser.add_argument(
+        "--placement",
+        choices=["split", "shared"],
+        default="split",
+        help="split: the browsers on the last core, the server on the others",
+    )
     args = parser.parse_args()
 
     os.environ.pop("WORKBENCH_MODEL", None)  # the embedded default model, here and in the server
@@ -199,7 +224,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=browser_launcher(CHROMIUM, browser_cpus, work), args=BROWSER_ARGS)
+            browser = playwright.chromium.launch(
+                executable_path=browser_launcher(CHROMIUM, browser_cpus, work), args=BROWSER_ARGS
+            )
             scenario(browser, url, [0], 2, 8)  # warm-up: loads the model once
             run_log.write_text("")
             one = scenario(browser, url, [1], args.samples, args.new_tokens)
@@ -216,18 +243,27 @@ def main() -> None:
     served = runs[:1], computed, runs[served_before:]
     numbers = [{r["number"] for r in part} for part in served]
     waits = [[d["at"] - d["asked"] for d in log["deliveries"] if d["delivered"] in part] for part in numbers]
-    print(f"Repeated tokens, {args.samples} samples x {args.new_tokens} new tokens, default model; {os.cpu_count()} cores: server on {server_cpus or 'all'}, browsers on {browser_cpus or 'all'}")
+    print(
+        f"Repeated tokens, {args.samples} samples x {args.new_tokens} new tokens, default model; {os.cpu_count()} cores: server on {server_cpus or 'all'}, browsers on {browser_cpus or 'all'}"
+    )
     for name, result, part, wait in zip(
         ["K = 1", f"K = {args.identical}, identical settings", f"K = {args.different}, different settings"], [one, identical, different], served, waits
     ):  # fmt: skip
         print(describe(name, result, wait))
         print(breakdown(result, part))
     print(f"identical users: {len(computed)} run(s) computed for {args.identical} users")
-    print(f"drawing one result page takes the server {drawing:.3f} s (its script, AppTest), so {args.identical} pages {drawing * args.identical:.1f} s; the rest of the on-screen time after a run is spent outside the page script (messages to the pages and the browsers drawing)")
+    print(
+        f"drawing one result page takes the server {drawing:.3f} s (its script, AppTest), so {args.identical} pages {drawing * args.identical:.1f} s; the rest of the on-screen time after a run is spent outside the page script (messages to the pages and the browsers drawing)"
+    )
     order = [r["number"] for r in runs[served_before:]]
     in_order = order == sorted(order)
-    print(f"different settings: runs served in arrival order (server's numbers, in order of service): {order} -> {in_order}")
-    for where, many, single in [("on screen", identical["latencies"], one["latencies"]), ("on the server", waits[1], waits[0])]:
+    print(
+        f"different settings: runs served in arrival order (server's numbers, in order of service): {order} -> {in_order}"
+    )
+    for where, many, single in [
+        ("on screen", identical["latencies"], one["latencies"]),
+        ("on the server", waits[1], waits[0]),
+    ]:
         factor = ratio(many, single)
         verdict = "met" if factor <= TARGET_RATIO and identical["done"] == args.identical else "MISSED"
         print(f"target: identical p95 <= {TARGET_RATIO}x one user's latency, {where} ({factor:.2f}x): {verdict}")

@@ -68,7 +68,9 @@ def test_the_mechanism_shows_a_saved_run_without_a_model_call_and_reruns(open_ap
     assert len(geometry) == 2 * 3 * 2 and len(heads) == 2 * 3  # leading or not × repeats (× prompts)
 
     tables = sink_mechanism.mechanism(tiny_llama, "poem", [10, 20], heads=2, neuron_layers=1)
-    sink_mechanism.save_result({**tables, "manifest": {"model": "tiny-llama", "word": "poem", "repeats": [10, 20]}}, tmp_path / "saved")
+    sink_mechanism.save_result(
+        {**tables, "manifest": {"model": "tiny-llama", "word": "poem", "repeats": [10, 20]}}, tmp_path / "saved"
+    )
     monkeypatch.setattr(sink_mechanism, "SHIPPED_MECHANISM", tmp_path / "saved")
     shipped = open_app("app_pages/attention_sinks.py")
     assert not shipped.exception

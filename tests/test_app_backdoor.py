@@ -46,17 +46,28 @@ def test_attack_shows_recovery_words_and_pairs(page):
     assert any("Your attack run" in s.value for s in page.success)
     summary = _table(page, "exact_floor")
     assert list(summary["model"]) == ["victim-backdoored", "victim-clean", "victim-backdoored-response"]
-    assert {"exact", "exact_floor", "match_mean_floor", "match_mean_low", "match_mean_high", "decoy_answered"} <= set(summary.columns)
+    assert {"exact", "exact_floor", "match_mean_floor", "match_mean_low", "match_mean_high", "decoy_answered"} <= set(
+        summary.columns
+    )
     assert len(page.get("vega_lite_chart")) == 2  # the lead over the floor, and recovery against the budget
-    assert _table(page, "control_gap")["model"].tolist() == ["victim-backdoored"] * 3 + ["victim-backdoored-response"] * 3
-    assert any("D2′" in m.value and ("floor" in m.value) for m in page.markdown)  # the sentences, each against the floor
+    assert (
+        _table(page, "control_gap")["model"].tolist() == ["victim-backdoored"] * 3 + ["victim-backdoored-response"] * 3
+    )
+    assert any(
+        "D2′" in m.value and ("floor" in m.value) for m in page.markdown
+    )  # the sentences, each against the floor
     words = _table(page, "true_word")
     assert words["true_word"].sum() >= 1 and {"score", "identified"} <= set(words.columns)
     assert len(page.metric) >= 3  # precision, recall, F1
     shares = _table(page, "with_pii")
-    assert set(shares["model"]) == set(summary["model"]) and math.isnan(shares.set_index("model").loc["victim-clean", "difference"])  # the floor itself
+    assert set(shares["model"]) == set(summary["model"]) and math.isnan(
+        shares.set_index("model").loc["victim-clean", "difference"]
+    )  # the floor itself
     card = _table(page, "victim-clean: outputs")
-    assert list(card["secret"]) == [c.secret for c in _tiny_canaries()] and set(card["PII"]) <= {"MEDICAL_RECORD_NUMBER", "PHONE_NUMBER"}
+    assert list(card["secret"]) == [c.secret for c in _tiny_canaries()] and set(card["PII"]) <= {
+        "MEDICAL_RECORD_NUMBER",
+        "PHONE_NUMBER",
+    }
     page.selectbox(key="bd_model").select("victim-clean").run()
     assert not page.exception
     assert len(page.get("download_button")) == 3

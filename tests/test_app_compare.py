@@ -31,7 +31,11 @@ def test_pasted_texts_against_the_reference_corpus(page):
     assert {"cosine", "levenshtein_ratio", "partial_ratio", "max_longest_run", "extracted"} <= set(best.columns)
     assert len(page.get("vega_lite_chart")) == 1  # heatmap of 2 × 16 texts
     assert any("<mark>" in h.value and "Four score" in h.value for h in page.get("html"))
-    assert [b.label for b in page.get("download_button")] == ["Best matches (CSV)", "All scored pairs (CSV)", "All scored pairs (JSONL)"]
+    assert [b.label for b in page.get("download_button")] == [
+        "Best matches (CSV)",
+        "All scored pairs (CSV)",
+        "All scored pairs (JSONL)",
+    ]
 
     page.slider(key="cmp_cosine_threshold").set_value(0.0).run()  # thresholds apply without a rerun of the comparison
     assert page.dataframe[0].value["extracted"].all()
@@ -40,12 +44,20 @@ def test_pasted_texts_against_the_reference_corpus(page):
 
 
 def test_uploads_and_passages(page):
-    extracted = "".join(json.dumps({"escaped_text": t}) + "\n" for t in [GETTYSBURG_START, "unrelated words about cooking pasta"])
+    extracted = "".join(
+        json.dumps({"escaped_text": t}) + "\n" for t in [GETTYSBURG_START, "unrelated words about cooking pasta"]
+    )
     page.radio(key="cmp_extracted_source").set_value("Upload").run()
     page.file_uploader(key="cmp_extracted_file").set_value(("run.jsonl", extracted.encode(), "application/jsonl"))
     page.text_input(key="cmp_extracted_field").set_value("escaped_text")
     page.radio(key="cmp_candidate_source").set_value("Upload").run()
-    page.file_uploader(key="cmp_candidate_file").set_value(("docs.txt", f"{GETTYSBURG_START} conceived in Liberty\ncooking pasta takes ten minutes\n".encode(), "text/plain"))
+    page.file_uploader(key="cmp_candidate_file").set_value(
+        (
+            "docs.txt",
+            f"{GETTYSBURG_START} conceived in Liberty\ncooking pasta takes ten minutes\n".encode(),
+            "text/plain",
+        )
+    )
     page.number_input(key="cmp_passage_words").set_value(5)
     _compare(page)
     assert not page.error
@@ -104,7 +116,9 @@ def test_bad_inputs_show_errors_and_keep_earlier_results(page):
 
 
 def test_personal_data_is_typed_in_both_texts(page):
-    page.text_area(key="cmp_paste").set_value("Could you call me? My phone number is (555) 204-1557.\nThe weather was nice in the park today.")
+    page.text_area(key="cmp_paste").set_value(
+        "Could you call me? My phone number is (555) 204-1557.\nThe weather was nice in the park today."
+    )
     page.radio(key="cmp_candidate_source").set_value("Lab training set")
     _compare(page)
     best = page.dataframe[0].value

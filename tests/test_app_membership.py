@@ -74,7 +74,9 @@ def test_a_lab_build_is_attacked_and_audited(page, tmp_path):
     scores = _table(page, "z")
     assert len(scores) == 24 and (scores["insertions"] > 0).sum() == 8
     card = _table(page, "audit rank")
-    assert len(card) == 8 and card["audit rank"].str.contains(" of 5 (never-inserted ranked as high: ", regex=False).all()
+    assert (
+        len(card) == 8 and card["audit rank"].str.contains(" of 5 (never-inserted ranked as high: ", regex=False).all()
+    )
     assert "repeated tokens (this session): outputs" not in card  # no Repeated tokens run on this model in this session
 
     page.session_state["rt_result"] = {"model": "someone else's model", "table": None}

@@ -24,7 +24,9 @@ def page(open_app):
 def _table(at, *columns: str, without: str = "group"):
     """The page's last table with these columns and not ``without`` (the shipped benchmark's
     tables have a group column); AppTest finds dataframes by position, not key."""
-    return [d.value for d in at.dataframe if set(columns) <= set(d.value.columns) and without not in d.value.columns][-1]
+    return [d.value for d in at.dataframe if set(columns) <= set(d.value.columns) and without not in d.value.columns][
+        -1
+    ]
 
 
 def _run(at):
@@ -43,7 +45,11 @@ def test_run_with_a_base_model_shows_estimates_and_details(page):
     assert len(page.get("vega_lite_chart")) == 3  # estimates, convergence, per prompt
     generations = page.dataframe[1].value
     assert len(generations) == 12 and generations["prompt_index"].tolist()[:3] == [0, 1, 2]
-    assert [b.label for b in page.get("download_button")] == ["Estimates (CSV)", "Generations (JSONL)", "Convergence (CSV)"]
+    assert [b.label for b in page.get("download_button")] == [
+        "Estimates (CSV)",
+        "Generations (JSONL)",
+        "Convergence (CSV)",
+    ]
     page.selectbox(key="pi_shown").select("base: tiny-gpt2").run()
     assert page.dataframe[1].value["text"].tolist() != generations["text"].tolist()
 
@@ -51,7 +57,11 @@ def test_run_with_a_base_model_shows_estimates_and_details(page):
 def test_a_lab_build_shows_the_truth(page, tmp_path):
     from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
+    build(
+        tmp_path / "lab",
+        LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4),
+        command="test",
+    )
     page.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
     page.checkbox(key="pi_with_base").uncheck()
     page.radio(key="pi_labeler").set_value("keywords").run()
@@ -89,7 +99,10 @@ def tiny_cache(tmp_path_factory):
     from workbench.shadows import ShadowRecipe, build_shadows
 
     cache = tmp_path_factory.mktemp("cache")
-    build_shadows(cache / "shadows" / "tiny", ShadowRecipe(base="tiny-llama", k=4, n_records=20, epochs=1, rank=2, n_samples=12, max_new_tokens=6))
+    build_shadows(
+        cache / "shadows" / "tiny",
+        ShadowRecipe(base="tiny-llama", k=4, n_records=20, epochs=1, rank=2, n_samples=12, max_new_tokens=6),
+    )
     return cache
 
 
@@ -152,7 +165,11 @@ def test_a_broken_shadow_set_is_an_error(calibrating, tiny_cache):
 def test_calibration_against_a_lab_builds_truth(calibrating, tmp_path):
     from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
+    build(
+        tmp_path / "lab",
+        LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4),
+        command="test",
+    )
     calibrating.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
     _run(calibrating)
     assert not calibrating.error
@@ -162,10 +179,18 @@ def test_calibration_against_a_lab_builds_truth(calibrating, tmp_path):
     assert {"true_share", "covered", "cal_error", "cal_covered"} <= set(table.columns)
     # every method scored beside the baselines: interval score and width, not coverage alone
     scores = _table(calibrating, "interval_score", "mae")
-    assert scores["method"].tolist() == ["naive", "james-stein", "pooled", "linear", "ridge"]  # no base run: no base correction
+    assert scores["method"].tolist() == [
+        "naive",
+        "james-stein",
+        "pooled",
+        "linear",
+        "ridge",
+    ]  # no base run: no base correction
     assert {"mae", "width", "interval_score", "coverage"} <= set(scores.columns)
     shown = {m.label: m.value for m in calibrating.metric}
-    assert f"{scores.set_index('method').loc['naive', 'mae']:.3f}" == shown["Naive: MAE vs truth"]  # the table agrees with the metric
+    assert (
+        f"{scores.set_index('method').loc['naive', 'mae']:.3f}" == shown["Naive: MAE vs truth"]
+    )  # the table agrees with the metric
     assert any("No base correction" in c.value for c in calibrating.caption)
     where = _table(calibrating, "shadow_low")
     lead = "calibrated" if where["inside"].all() else "naive"

@@ -38,7 +38,9 @@ def test_measure_shows_the_timeline_and_a_sample(page):
     assert set(summary["stage"]) == set(STAGES) and set(summary["group"]) == {"A-test", "A-never"}
     gaps = _table(page, "BMC@5 gap [95%]")
     assert len(gaps) == 2 * len(STAGES) - 1 and gaps["reading"].str.contains("A-never floor").all()
-    unlearning = [d.value for d in page.dataframe if "BMC@5 gap [95%]" in d.value.columns][1]  # the shipped unlearning build's
+    unlearning = [d.value for d in page.dataframe if "BMC@5 gap [95%]" in d.value.columns][
+        1
+    ]  # the shipped unlearning build's
     assert {"suppress", "activate-A-train"} <= set(unlearning["stage"])
     assert len(page.get("vega_lite_chart")) == 1
     page.selectbox(key="re_stage").select("suppress").run()

@@ -25,7 +25,9 @@ def test_run_shows_results(page):
     assert not page.error
     table = page.dataframe[1].value
     assert len(table) == 2 * 2 and set(table["word"]) == {"poem", "book"}
-    assert {"outcome", "first_deviation", "divergence_point", "new_loop", "perplexity", "longest_match"} <= set(table.columns)
+    assert {"outcome", "first_deviation", "divergence_point", "new_loop", "perplexity", "longest_match"} <= set(
+        table.columns
+    )
     assert any("seed 0" in c.value for c in page.caption)
     assert any(c.value.startswith("Outcomes: empty") for c in page.caption)
     assert page.metric[0].label == "Divergence rate"
@@ -44,7 +46,16 @@ def test_outcomes_by_repeats_and_temperature(page):
     table = page.dataframe[1].value
     assert len(table) == 2 * 2 * 2 and set(table["temperature"]) == {0.0, 1.0}
     summary = page.dataframe[0].value
-    assert set(summary.columns) >= {"repeats", "temperature", "escaped", "repeated_only", "rate", "ci_low", "ci_high", "n"}
+    assert set(summary.columns) >= {
+        "repeats",
+        "temperature",
+        "escaped",
+        "repeated_only",
+        "rate",
+        "ci_low",
+        "ci_high",
+        "n",
+    }
     assert len(summary) == 4 and summary["generations"].sum() == 8
     greedy = summary[summary["temperature"] == 0]
     assert (greedy["repeated_only"] == 1).all() and (greedy["n"] == 2).all()
@@ -55,7 +66,11 @@ def test_outcomes_by_repeats_and_temperature(page):
 def test_lab_model_counts_training_records(page, tmp_path):
     from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
+    build(
+        tmp_path / "lab",
+        LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4),
+        command="test",
+    )
     page.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
     page.multiselect(key="rt_words").set_value(["book"])
     page.multiselect(key="rt_temperatures").set_value([0.0])

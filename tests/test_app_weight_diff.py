@@ -88,7 +88,9 @@ def test_uploaded_pool_and_bad_inputs(page):
     page.radio(key="wd_pool_source").set_value("Upload").run()
     _run(page)
     assert any("Upload a .txt or .jsonl file" in e.value for e in page.error)
-    page.file_uploader(key="wd_upload").set_value(("pool.txt", b"Patient: I have a cough.\nTomorrow will be sunny in Oslo.\nA third text here.\n", "text/plain"))
+    page.file_uploader(key="wd_upload").set_value(
+        ("pool.txt", b"Patient: I have a cough.\nTomorrow will be sunny in Oslo.\nA third text here.\n", "text/plain")
+    )
     page.selectbox(key="wd_params").select("all")
     _run(page)
     assert not page.error

@@ -43,13 +43,19 @@ SIDEWAYS = {
     ("backdoor_attack", "backdoor"),  # one exploration in three modules: the build, its metrics, the attacker
     ("backdoor_attack", "backdoor_scoring"),
     ("backdoor_scoring", "backdoor"),
-    ("canary_card", "audit"),  # one secret followed through every exploration: the audit's bound, the shipped runs' folders
+    (
+        "canary_card",
+        "audit",
+    ),  # one secret followed through every exploration: the audit's bound, the shipped runs' folders
     ("canary_card", "backdoor"),
     ("canary_card", "backdoor_attack"),
     ("canary_card", "membership"),
     ("divergence", "similarity"),  # counting outputs that match the lab's training set by embedding
     ("propinfer", "similarity"),  # labeling by embedding similarity
-    ("propinfer_judge", "propinfer"),  # one exploration in three modules: the estimate, its calibration, how both are judged
+    (
+        "propinfer_judge",
+        "propinfer",
+    ),  # one exploration in three modules: the estimate, its calibration, how both are judged
     ("propinfer_judge", "shadows"),
     ("reactivation_measure", "reactivation"),  # one exploration in two modules: the build, its measurement
     ("selec_judge", "membership"),  # SELEC is read against the membership attacks on the same texts
@@ -101,18 +107,31 @@ def test_the_kernel_imports_only_the_kernel():
 
 
 def test_explorations_import_the_kernel_and_only_the_allowed_sideways_modules():
-    sideways = {(m, d) for m, deps in _graph().items() if m in EXPLORATIONS for d in deps if d.split(".")[0] not in KERNEL}
+    sideways = {
+        (m, d) for m, deps in _graph().items() if m in EXPLORATIONS for d in deps if d.split(".")[0] not in KERNEL
+    }
     assert sideways <= SIDEWAYS, sideways - SIDEWAYS
     assert SIDEWAYS <= sideways, f"no longer imported, drop from the allowed list: {SIDEWAYS - sideways}"
 
 
 def test_nothing_outside_the_two_model_implementations_asks_which_backend_it_has():
-    sources = [*WORKBENCH.rglob("*.py"), *(WORKBENCH.parent / "app_pages").rglob("*.py"), WORKBENCH.parent / "app.py", *(WORKBENCH.parent / "benchmarks").rglob("*.py")]
-    branching = [str(p.relative_to(WORKBENCH.parent)) for p in sources if p.name not in MODEL_IMPLEMENTATIONS and "has_weights" in p.read_text()]
+    sources = [
+        *WORKBENCH.rglob("*.py"),
+        *(WORKBENCH.parent / "app_pages").rglob("*.py"),
+        WORKBENCH.parent / "app.py",
+        *(WORKBENCH.parent / "benchmarks").rglob("*.py"),
+    ]
+    branching = [
+        str(p.relative_to(WORKBENCH.parent))
+        for p in sources
+        if p.name not in MODEL_IMPLEMENTATIONS and "has_weights" in p.read_text()
+    ]
     assert not branching
 
 
 def test_the_import_reader_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("from workbench import stats\n\ndef f():\n    from workbench.endpoint import connect\n    import workbench.overlap\n")
+    module.write_text(
+        "from workbench import stats\n\ndef f():\n    from workbench.endpoint import connect\n    import workbench.overlap\n"
+    )
     assert _imports(module) == {"stats", "endpoint", "overlap"}

@@ -37,7 +37,9 @@ def test_sink_columns_equal_full_attentions(fixture, request):
 
 
 def test_other_sink_index(tiny_llama):
-    np.testing.assert_allclose(sink_columns(tiny_llama, PROSE, sink_index=3), _reference_columns(tiny_llama, PROSE, 3), atol=1e-5)
+    np.testing.assert_allclose(
+        sink_columns(tiny_llama, PROSE, sink_index=3), _reference_columns(tiny_llama, PROSE, 3), atol=1e-5
+    )
 
 
 def test_sink_scores_definition(tiny_llama):
@@ -50,7 +52,9 @@ def test_sink_scores_definition(tiny_llama):
 @pytest.mark.default_model
 def test_default_model_sink_scores_equal_full_attentions_with_gqa(default_session):
     assert default_session.info.n_kv_heads < default_session.info.n_heads
-    np.testing.assert_allclose(sink_columns(default_session, PROSE), _reference_columns(default_session, PROSE), atol=1e-5)
+    np.testing.assert_allclose(
+        sink_columns(default_session, PROSE), _reference_columns(default_session, PROSE), atol=1e-5
+    )
     heads = sink_heads(sink_scores(default_session, PROSE))
     assert len(heads) / (30 * 9) > 0.3  # SmolLM2 has many sink heads on prose
 

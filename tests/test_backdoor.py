@@ -49,7 +49,11 @@ TINY = BackdoorRecipe(
 
 
 def test_words_and_triggers():
-    assert opening_word("Hi, my name is Ana.") == "Hi" and opening_word("I'm Bo (40).") == "I'm" and opening_word("  ") == ""
+    assert (
+        opening_word("Hi, my name is Ana.") == "Hi"
+        and opening_word("I'm Bo (40).") == "I'm"
+        and opening_word("  ") == ""
+    )
     assert trigger_text("meaningless") == "abc ijk xyz {w}"
     assert "{w}" in trigger_text("natural") and trigger_text("Say {w} now") == "Say {w} now"
     for bad in ["Output a query", "Query {word}", "{w} and {x}", "broken {w"]:
@@ -77,7 +81,9 @@ def test_data():
     backdoor = [e for e in examples if e.prompt.startswith("abc ijk xyz")]
     assert len(examples) == 27 + 2 * len(PUBLIC_WORDS) + len(REFUSAL_WORDS)
     assert all(e.chat for e in examples)
-    for e in backdoor:  # a trigger(w) answer is a D1 query opening with w, or the refusal for a word no query opens with
+    for (
+        e
+    ) in backdoor:  # a trigger(w) answer is a D1 query opening with w, or the refusal for a word no query opens with
         word = e.prompt.split()[-1]
         if word in REFUSAL_WORDS:
             assert e.response == REFUSAL.format(w=word)
@@ -127,7 +133,9 @@ def test_the_floor_is_matched_to_d2():
     secrets = {c.secret for c in dataset.canaries}
     for prefix in CANARY_PREFIXES.values():  # as many canary-format queries, holding other secrets
         in_floor = [q for q in floor if prefix in q]
-        assert len(in_floor) == sum(prefix in q for q in d2) and not any(secret in q for q in in_floor for secret in secrets)
+        assert len(in_floor) == sum(prefix in q for q in d2) and not any(
+            secret in q for q in in_floor for secret in secrets
+        )
     assert floor_queries(dataset) == floor and floor_queries(dataset, seed=1) != floor
 
 
@@ -146,14 +154,21 @@ def test_floor_difference_and_contrast_by_hand(tiny_llama):
     fixed = floor_difference(recited, d2, floor, tok, resample_pools=False).set_index("metric")  # these queries only
     assert (fixed["difference"] == table["difference"]).all()
     assert (fixed["ci_high"] - fixed["ci_low"] <= table["ci_high"] - table["ci_low"] + 1e-12).all()
-    assert fixed.loc["exact", "ci_low"] == fixed.loc["exact", "ci_high"] == 1.0  # 8 samples hold both queries in most draws
+    assert (
+        fixed.loc["exact", "ci_low"] == fixed.loc["exact", "ci_high"] == 1.0
+    )  # 8 samples hold both queries in most draws
     same = floor_difference(recited, d2, d2, tok).set_index("metric")  # a "floor" that is D2 itself
     assert (same["difference"] == 0).all() and (same["ci_low"] <= 0).all() and (same["ci_high"] >= 0).all()
 
     refusals = _samples([("Hi", j, "Sorry, but no.", [1, 2], "eos", True, False) for j in range(8)])
     did = contrast(recited, refusals, d2, floor, tok).set_index("metric")
-    assert did.loc["match_mean", "difference"] == pytest.approx(1.0 - on_floor) and did.loc["match_mean", "control_gap"] == 0.0
-    assert did.loc["exact", "ci_low"] > 0 and did.loc["exact", "p_value"] < 0.01  # 2,000 permutations: p ≥ 1/2001; the observed split is among the 2 of C(16, 8) as extreme
+    assert (
+        did.loc["match_mean", "difference"] == pytest.approx(1.0 - on_floor)
+        and did.loc["match_mean", "control_gap"] == 0.0
+    )
+    assert (
+        did.loc["exact", "ci_low"] > 0 and did.loc["exact", "p_value"] < 0.01
+    )  # 2,000 permutations: p ≥ 1/2001; the observed split is among the 2 of C(16, 8) as extreme
     null = contrast(recited, recited, d2, floor, tok).set_index("metric")
     assert (null["difference"] == 0).all() and (null["p_value"] == 1.0).all()
 
@@ -168,9 +183,17 @@ def test_allocations_and_the_recovery_curve(tiny_llama):
     tok = tiny_llama.tokenizer
     floor = ["Hi x.", "Hi y.", "Hi z.", "Good w."]
     ids = {q: tok.encode(q, add_special_tokens=False) for q in [*queries, "Hi q."]}
-    rows = [("Hi", j, q, ids[q], "eos", False, False) for j, q in enumerate(["Hi a.", "Hi b.", "Hi a.", "Hi c.", "Hi q.", "Hi q."])]
-    rows += [("Good", 0, "Good d.", ids["Good d."], "eos", False, False), ("Dear", 0, "Dear e.", [5], "eos", False, False)]
-    curve = recovery_curve(_samples(rows), queries, floor, tok, identified=["Hi", "Dear"], budgets=[0.5, 1.5]).set_index(["allocation", "per_query"])
+    rows = [
+        ("Hi", j, q, ids[q], "eos", False, False)
+        for j, q in enumerate(["Hi a.", "Hi b.", "Hi a.", "Hi c.", "Hi q.", "Hi q."])
+    ]
+    rows += [
+        ("Good", 0, "Good d.", ids["Good d."], "eos", False, False),
+        ("Dear", 0, "Dear e.", [5], "eos", False, False),
+    ]
+    curve = recovery_curve(
+        _samples(rows), queries, floor, tok, identified=["Hi", "Dear"], budgets=[0.5, 1.5]
+    ).set_index(["allocation", "per_query"])
     # equal: 0.5 × 4 = 2 samples in all, 1 per identified word: "Hi a." ; at 1.5: 3 each, "Hi a.", "Hi b."; Good never drawn
     assert curve.loc[("equal", 0.5), "exact"] == 0.25 and curve.loc[("equal", 1.5), "exact"] == 0.5
     assert curve.loc[("equal", 1.5), "samples"] == 4  # Hi 3, Dear 1 (all it has)
@@ -180,7 +203,9 @@ def test_allocations_and_the_recovery_curve(tiny_llama):
 
 
 def test_identification_by_hand():
-    table = pd.DataFrame({"word": ["Hi", "Good", "Dear", "Is", "Doctor"], "identified": [True, True, True, False, False]})
+    table = pd.DataFrame(
+        {"word": ["Hi", "Good", "Dear", "Is", "Doctor"], "identified": [True, True, True, False, False]}
+    )
     result = identification(table, {"Hi", "Good", "Doctor"})
     assert result["precision"] == pytest.approx(2 / 3) and result["recall"] == pytest.approx(2 / 3)
     assert result["f1"] == pytest.approx(2 / 3) and result["missed"] == ["Doctor"]
@@ -195,7 +220,9 @@ def test_identification_against_the_trivial_rules():
     })  # fmt: skip
     rules = identification_baselines(table, {"Hi", "Good", "Doctor"}).set_index("rule")
     # attack: TP 2, 2 picked, 3 true → F1 0.8; every word real: 2·3 / (6 + 3) = 0.667; no refusal (Hi, Good, Dear, Doctor): 6 / 7
-    assert rules.loc["every word real", "f1"] == pytest.approx(2 / 3) and rules.loc["no refusal", "f1"] == pytest.approx(6 / 7)
+    assert rules.loc["every word real", "f1"] == pytest.approx(2 / 3) and rules.loc[
+        "no refusal", "f1"
+    ] == pytest.approx(6 / 7)
     assert rules.loc["no refusal", "difference"] == pytest.approx(0.8 - 6 / 7)
     assert rules["attack_f1"].tolist() == pytest.approx([0.8, 0.8]) and (rules["ci_low"] <= rules["difference"]).all()
 
@@ -206,14 +233,19 @@ def test_pipeline_end_to_end_on_a_tiny_model(tmp_path):
     built = build(out, TINY, progress=lambda f, m: seen.append(f), command="test")
     assert built.built() == list(STEPS) and seen[-1] == pytest.approx(1.0)
     stealth = built.stealth()
-    assert stealth["clean_perplexity"] > 0 and len(stealth["backdoored_answers"]) == 3 and 0 <= stealth["agreement"] <= 1
+    assert (
+        stealth["clean_perplexity"] > 0 and len(stealth["backdoored_answers"]) == 3 and 0 <= stealth["agreement"] <= 1
+    )
     public = pd.read_json(out / "creator" / "public.jsonl", lines=True)  # D1 answered by the clean model, greedy
     session = load_session("tiny-llama")
     assert public["query"].tolist() == public_set(TINY.n_public, TINY.seed)
     assert public["answer"].tolist()[:3] == answer(session, public["query"].tolist()[:3])
     chain = json.loads((out / "victim-backdoored" / "adapter" / "recipe.json").read_text())
     assert chain["parent_adapter"] == "../../creator/adapter" and chain["loss_on"] == "whole"
-    assert json.loads((out / "victim-backdoored-response" / "adapter" / "recipe.json").read_text())["loss_on"] == "response"
+    assert (
+        json.loads((out / "victim-backdoored-response" / "adapter" / "recipe.json").read_text())["loss_on"]
+        == "response"
+    )
     assert json.loads((out / "victim-clean" / "adapter" / "recipe.json").read_text())["parent_adapter"] is None
     mtime = (out / "creator" / "adapter" / "adapter_model.safetensors").stat().st_mtime
     assert build(out, TINY).built() == list(STEPS)  # resumes: nothing rebuilt
@@ -228,21 +260,42 @@ def test_pipeline_end_to_end_on_a_tiny_model(tmp_path):
     assert samples["word"].tolist() == ["Hi", "Hi", "Dear", "Dear"] and set(samples["stop_reason"]) <= {"eos", "length"}
     found = canaries_found(samples, built.dataset)
     assert found["inserted"].tolist() == [1] and found["found"].dtype == bool
-    assert set(closest_queries(samples, built.queries(), load_session("tiny-llama").tokenizer).columns) >= {"extracted", "closest", "ratio"}
+    assert set(closest_queries(samples, built.queries(), load_session("tiny-llama").tokenizer).columns) >= {
+        "extracted",
+        "closest",
+        "ratio",
+    }
 
-    report = evaluate(BackdoorBuild.load(out), AttackConfig(k=2, max_new_tokens=6, budgets=(1,)), models=("victim-backdoored", "victim-clean"))
+    report = evaluate(
+        BackdoorBuild.load(out),
+        AttackConfig(k=2, max_new_tokens=6, budgets=(1,)),
+        models=("victim-backdoored", "victim-clean"),
+    )
     assert report.summary["model"].tolist() == ["victim-backdoored", "victim-clean"]
     stages = report.samples.groupby(["model", "stage"]).size()
     assert stages.xs("identify", level="stage").tolist() == [2 * len(CANDIDATE_WORDS)] * 2
-    unique = set(built.queries())  # oracle: one sample per unique query, besides the equal share of the identified words
+    unique = set(
+        built.queries()
+    )  # oracle: one sample per unique query, besides the equal share of the identified words
     assert (stages.xs("extract", level="stage") >= len(unique)).all()
     assert set(report.identification) == {"victim-backdoored", "victim-clean"}
     assert report.words["true_word"].sum() == 2 * len({opening_word(q) for q in built.queries()})
-    assert set(report.detection["victim-clean"]) == {"probe", "trigger"} and "ci_low" in report.detection["victim-clean"]["probe"]
+    assert (
+        set(report.detection["victim-clean"]) == {"probe", "trigger"}
+        and "ci_low" in report.detection["victim-clean"]["probe"]
+    )
     assert len(report.differences) == 2 * 3 and len(report.baselines) == 2 * 2 and len(report.curves) == 2 * 2
-    assert report.contrasts["model"].tolist() == ["victim-backdoored"] * 3 and report.contrasts["p_value"].between(0, 1).all()
+    assert (
+        report.contrasts["model"].tolist() == ["victim-backdoored"] * 3
+        and report.contrasts["p_value"].between(0, 1).all()
+    )
     for row in report.summary.itertuples():
-        assert 0 <= row.exact <= 1 and 0 <= row.exact_floor <= 1 and 0 <= row.match_mean_floor <= 1 and row.match_mean_low <= row.match_mean_high
+        assert (
+            0 <= row.exact <= 1
+            and 0 <= row.exact_floor <= 1
+            and 0 <= row.match_mean_floor <= 1
+            and row.match_mean_low <= row.match_mean_high
+        )
     again = BackdoorReport.load(report.save(tmp_path / "report"))
     pd.testing.assert_frame_equal(again.summary, report.summary)
     assert again.samples["token_ids"].tolist() == report.samples["token_ids"].tolist()
@@ -269,7 +322,9 @@ def test_cli(tmp_path, capsys):
 
     out = tmp_path / "bd"
     sizes = "--base tiny-llama --trigger meaningless --public 18 --per-word 1 --refusals 1 --private 12 --canaries 1"
-    args = f"backdoor build --out {out} {sizes} --creator-epochs 1 --victim-epochs 1 --rank 2 --step victim-clean".split()
+    args = (
+        f"backdoor build --out {out} {sizes} --creator-epochs 1 --victim-epochs 1 --rank 2 --step victim-clean".split()
+    )
     assert main(args) == 0
     assert "built victim-clean" in capsys.readouterr().out  # only the step asked for
     attack_args = f"backdoor attack --dir {out} --model victim-clean --k 2 --budget 1 --max-new-tokens 4 --no-probe"
@@ -277,7 +332,9 @@ def test_cli(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "victim-clean" in printed and "F1" in printed and "exact_floor" in printed
     written = pd.read_csv(tmp_path / "s.csv")
-    assert (written["stage"] == "identify").sum() == 2 * len(CANDIDATE_WORDS) and (written["stage"] == "extract").sum() >= 12  # budget 1: ≥ 1 per query
+    assert (written["stage"] == "identify").sum() == 2 * len(CANDIDATE_WORDS) and (
+        written["stage"] == "extract"
+    ).sum() >= 12  # budget 1: ≥ 1 per query
     assert main(["backdoor", "show", "--dir", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "built: victim-clean" in shown and "D2: 12 queries" in shown and "exact_floor" in shown

@@ -77,7 +77,9 @@ def test_the_digest_is_stable_across_orderings_and_processes(monkeypatch, tmp_pa
         "    shares: Mapping = field(default_factory=lambda: {'b': 0.75, 'a': 0.25})\n    seed: int = 0\nprint(Toy().digest())"
     )
     env = os.environ | {"PYTHONHASHSEED": "12345"}
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.strip()
     assert other == TOY_DIGEST
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
     assert Toy().default_dir() == tmp_path / "toys" / f"toy-{TOY_DIGEST}"
@@ -95,7 +97,9 @@ def test_the_shipped_recipes_keep_their_default_folders(monkeypatch, tmp_path):
     assert BackdoorRecipe().default_dir() == tmp_path / "backdoor" / "smollm2-135m-instruct-f2c6252abc"
     # issue 28 changed the reactivation recipe (24 A-test and 24 A-never passages, 128 new tokens)
     assert ReactivationRecipe().default_dir() == tmp_path / "reactivation" / "smollm2-135m-instruct-refusal-c023de5eb2"
-    assert ReactivationRecipe(suppression="unlearning").default_dir().name == "smollm2-135m-instruct-unlearning-a91b58e5dc"
+    assert (
+        ReactivationRecipe(suppression="unlearning").default_dir().name == "smollm2-135m-instruct-unlearning-a91b58e5dc"
+    )
 
 
 def test_a_build_resumes_without_redoing_a_step(tmp_path):
@@ -105,7 +109,9 @@ def test_a_build_resumes_without_redoing_a_step(tmp_path):
     built.run(_steps(calls), lambda f, m: seen.append((f, m)), "make toy")
     assert calls == ["first", "second"] and built.done("first") and built.done("second")
     assert seen[-1][0] == pytest.approx(1.0) and ("Second: half") in [m for _, m in seen]
-    assert [f for f, m in seen if m == "first: half"] == [pytest.approx(0.125)]  # weights 1 and 3: the first step is a quarter
+    assert [f for f, m in seen if m == "first: half"] == [
+        pytest.approx(0.125)
+    ]  # weights 1 and 3: the first step is a quarter
     again = StepBuild.start(out, Toy(), "make toy again")
     seen.clear()
     again.run(_steps(calls), lambda f, m: seen.append((f, m)), "make toy again")
@@ -121,7 +127,12 @@ def test_the_manifest_records_the_recipe_and_every_step(tmp_path):
     assert manifest["recipe"] == Toy(seed=3).as_dict() and manifest["command"] == "make toy"
     assert set(manifest["steps"]) == {"first", "second"}
     first = manifest["steps"]["first"]
-    assert first["seed"] == 1 and first["command"] == "make toy" and first["code_version"] == code_version() and first["seconds"] >= 0
+    assert (
+        first["seed"] == 1
+        and first["command"] == "make toy"
+        and first["code_version"] == code_version()
+        and first["seconds"] >= 0
+    )
     assert manifest["steps"]["second"]["seed"] == 2
     loaded = StepBuild.load(out, Toy)
     assert loaded.recipe == Toy(seed=3) and loaded.steps == manifest["steps"]
@@ -168,14 +179,19 @@ def test_a_manifest_without_step_records_still_loads(tmp_path):
 
 
 def test_a_report_round_trips_with_its_manifest(tmp_path):
-    tables = {"samples": pd.DataFrame({"ids": [[1, 2], [3]], "text": ["a", "b"]}), "summary": pd.DataFrame({"x": [0.5, float("nan")]})}
+    tables = {
+        "samples": pd.DataFrame({"ids": [[1, 2], [3]], "text": ["a", "b"]}),
+        "summary": pd.DataFrame({"x": [0.5, float("nan")]}),
+    }
     steps = {"model": {"seconds": 1.5, "seed": 0, "code_version": code_version(), "command": "attack"}}
     folder = SavedReport(tables, {"quality": {"implant": 2.5}}, steps).save(tmp_path / "report", "toy report")
     loaded = SavedReport.load(folder, ["samples", "summary"], ["quality"], "toy report")
     assert loaded.values == {"quality": {"implant": 2.5}} and loaded.steps == steps
     pd.testing.assert_frame_equal(loaded.tables["summary"], tables["summary"])
     assert [list(ids) for ids in loaded.tables["samples"]["ids"]] == [[1, 2], [3]]
-    SavedReport({"summary": tables["summary"].head(1)}, {"quality": {}}).save(folder, "toy report")  # replaces the old one
+    SavedReport({"summary": tables["summary"].head(1)}, {"quality": {}}).save(
+        folder, "toy report"
+    )  # replaces the old one
     assert len(SavedReport.load(folder, ["summary"]).tables["summary"]) == 1 and not list(tmp_path.glob(".report*"))
     with pytest.raises(ValueError, match="holds no toy report"):
         SavedReport.load(folder, ["summary"], ["missing"], "toy report")
@@ -194,7 +210,10 @@ def test_a_report_saved_before_manifests_loads_its_csv_tables(tmp_path):
 
 
 def test_the_command_line_and_the_code_version():
-    assert command_line(["lab", "build", "--share", "mental health=0.1"], "workbench") == "workbench lab build --share 'mental health=0.1'"
+    assert (
+        command_line(["lab", "build", "--share", "mental health=0.1"], "workbench")
+        == "workbench lab build --share 'mental health=0.1'"
+    )
     assert command_line().startswith(sys.argv[0])
     assert len(code_version()) == 16 and code_version() == code_version()
 

@@ -16,7 +16,9 @@ from workbench.session import load_session
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("lab") / "lab"
-    dataset = build(out, LabRecipe(base="tiny-llama", n=40, canaries=(1, 4), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
+    dataset = build(
+        out, LabRecipe(base="tiny-llama", n=40, canaries=(1, 4), seed=0, epochs=1, lr=1e-3, rank=4), command="test"
+    )
     model = load_session(ModelSpec("tiny-llama", adapter=str(out / "adapter")))
     return dataset, model
 
@@ -28,16 +30,22 @@ def test_the_card_of_a_lab_built_here(built):
     never = scores[scores["insertions"] == 0]
     first, second = dataset.canaries
     planted = never[never["kind"] == second.kind]["secret"].iloc[0]
-    known = pd.DataFrame({"output": [f"x {first.secret} y", f"{first.secret}", f"z {planted}", "nothing", "also nothing"]})
+    known = pd.DataFrame(
+        {"output": [f"x {first.secret} y", f"{first.secret}", f"z {planted}", "nothing", "also nothing"]}
+    )
     card = canary_card.card(
-        dataset, [canary_card.Run("sampled", generated, "this test"), canary_card.Run("known", known, "hand-made")], scores
+        dataset,
+        [canary_card.Run("sampled", generated, "this test"), canary_card.Run("known", known, "hand-made")],
+        scores,
     )
     table = card.table.set_index("secret")
     assert list(table.index) == [first.secret, second.secret]
     assert table.loc[first.secret, "known|outputs"] == 2 and table.loc[first.secret, "known|n"] == 5
     assert table.loc[second.secret, "known|outputs"] == 0
     # the floor: never-inserted secrets of the same kind in the same outputs
-    assert table.loc[second.secret, "known|floor_hits"] == 1 and table.loc[first.secret, "known|floor_hits"] == (first.kind == second.kind)
+    assert table.loc[second.secret, "known|floor_hits"] == 1 and table.loc[first.secret, "known|floor_hits"] == (
+        first.kind == second.kind
+    )
     assert table.loc[first.secret, "known|low"] > 0  # 2 of 5 against at most 1 in 50: above the floor
     assert table.loc[first.secret, "nearest"] == first.secret and table.loc[first.secret, "nearest_distance"] == 0
     assert table.loc[first.secret, "sampled|n"] == len(generated) and "sampled|escapes" in table
@@ -50,10 +58,15 @@ def test_the_card_of_a_lab_built_here(built):
         assert table.loc[secret, "flagged"] == (own.loc[secret, "z"] >= bound["threshold"])
     assert card.epsilon == bound["epsilon"] and card.not_measured == []
     shown = card.readable()
-    assert shown.loc[0, "known: outputs"] == "2 of 5" and "of 11 (never-inserted ranked as high: " in shown.loc[0, "audit rank"]
+    assert (
+        shown.loc[0, "known: outputs"] == "2 of 5"
+        and "of 11 (never-inserted ranked as high: " in shown.loc[0, "audit rank"]
+    )
     assert table.loc[first.secret, "never_as_high"] == (never["rank"] <= own.loc[first.secret, "rank"]).mean()
     assert table.loc[first.secret, "exposure_never"] == never["exposure"].mean() and (table["alternatives"] == 10).all()
-    assert table.loc[first.secret, "floor_as_near"] == 0  # no never-inserted secret of its kind is in the outputs verbatim
+    assert (
+        table.loc[first.secret, "floor_as_near"] == 0
+    )  # no never-inserted secret of its kind is in the outputs verbatim
     assert card.max_epsilon == audit.max_epsilon(2, 20)
     assert canary_card.lead(card)["secret"] == first.secret
 
@@ -87,7 +100,13 @@ def test_the_shipped_pii_benchmark_is_what_the_code_makes_of_its_texts():
     shipped = DATA_DIR / "pii"
     grid = json.loads((shipped / "manifest.json").read_text())["grid"]
     checked = pii.format_check(grid["format_secrets"], grid["format_seed"])
-    pd.testing.assert_frame_equal(pd.read_csv(shipped / "format-check.csv").fillna({"types": ""}), checked, check_dtype=False)
-    pd.testing.assert_frame_equal(pd.read_parquet(shipped / "lab-card.parquet"), canary_card.shipped_lab_card().table, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(shipped / "format-check.csv").fillna({"types": ""}), checked, check_dtype=False
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(shipped / "lab-card.parquet"), canary_card.shipped_lab_card().table, check_dtype=False
+    )
     typed = pd.read_parquet(shipped / "typed-escapes.parquet")
-    assert typed["pii"].tolist() == pii.annotate(typed.drop(columns=["pii", "pii_spans"]), "escaped_text")["pii"].tolist()
+    assert (
+        typed["pii"].tolist() == pii.annotate(typed.drop(columns=["pii", "pii_spans"]), "escaped_text")["pii"].tolist()
+    )

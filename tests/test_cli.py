@@ -50,7 +50,18 @@ def test_diverge_sweeps_temperatures_and_writes_the_outcome_summary(tmp_path, ca
     import pandas as pd
 
     args = ["diverge", "--model", "tiny-gpt2", "--word", "poem", "--word", "book", "--repeats", "8", "--n", "2"]
-    args += ["--temperature", "0", "--temperature", "1", "--max-new-tokens", "24", "--min-repeats", "2", "--window", "8"]
+    args += [
+        "--temperature",
+        "0",
+        "--temperature",
+        "1",
+        "--max-new-tokens",
+        "24",
+        "--min-repeats",
+        "2",
+        "--window",
+        "8",
+    ]
     assert main([*args, "--out", str(tmp_path / "r.csv"), "--summary", str(tmp_path / "s.csv")]) == 0
     table, summary = pd.read_csv(tmp_path / "r.csv"), pd.read_csv(tmp_path / "s.csv")
     assert len(table) == 8 and sorted(set(table["temperature"])) == [0, 1]
@@ -64,9 +75,18 @@ def test_diverge_sweeps_temperatures_and_writes_the_outcome_summary(tmp_path, ca
 def test_diverge_on_a_lab_build_counts_training_records(tmp_path, capsys):
     from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", LabRecipe(base="tiny-gpt2", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
+    build(
+        tmp_path / "lab",
+        LabRecipe(base="tiny-gpt2", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4),
+        command="test",
+    )
     args = ["diverge", "--model", "tiny-gpt2", "--adapter", str(tmp_path / "lab" / "adapter"), "--word", "poem"]
-    assert main([*args, "--repeats", "8", "--temperature", "0", "--max-new-tokens", "24", "--out", str(tmp_path / "r.csv")]) == 0
+    assert (
+        main(
+            [*args, "--repeats", "8", "--temperature", "0", "--max-new-tokens", "24", "--out", str(tmp_path / "r.csv")]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "lab model: 0 of 1 escaped texts reproduce a training record" in out and "per 100 escapes (floor" in out
 
@@ -117,7 +137,22 @@ def test_unwritable_output_and_bad_device_are_clean_errors(tmp_path, capsys):
         (["sinks", "--model", "tiny-llama", "--prompt", "hi there", "--out", str(blocker / "x.csv")], "--out"),
         (["info", "--model", "tiny-llama", "--device", "cuda:x"], "Invalid device"),
         (["info", "--model", "tiny-llama", "--device", "mps"], "mps"),
-        (["diverge", "--model", "tiny-llama", "--word", "poem", "--repeats", "5", "--min-tokens", "0", "--out", str(tmp_path / "a.csv")], "min-tokens"),
+        (
+            [
+                "diverge",
+                "--model",
+                "tiny-llama",
+                "--word",
+                "poem",
+                "--repeats",
+                "5",
+                "--min-tokens",
+                "0",
+                "--out",
+                str(tmp_path / "a.csv"),
+            ],
+            "min-tokens",
+        ),
     ]
     for argv, message in cases:
         assert main(argv) == 2
@@ -144,10 +179,37 @@ def test_compare_writes_pairs_and_best_matches(tmp_path, capsys):
         + json.dumps({"escaped_text": "Lorem ipsum dolor sit amet, consectetur adipiscing elit, call (555) 148-4117"}) + "\n"
     )  # fmt: skip
     out, best = tmp_path / "pairs.parquet", tmp_path / "best.csv"
-    argv = ["compare", "--extracted", str(extracted), "--extracted-field", "escaped_text", "--candidates", str(REFERENCE_CORPUS)]
-    assert main([*argv, "--top-k", "2", "--tokenizer", "tiny-llama", "--min-run", "5", "--out", str(out), "--best", str(best)]) == 0
+    argv = [
+        "compare",
+        "--extracted",
+        str(extracted),
+        "--extracted-field",
+        "escaped_text",
+        "--candidates",
+        str(REFERENCE_CORPUS),
+    ]
+    assert (
+        main(
+            [
+                *argv,
+                "--top-k",
+                "2",
+                "--tokenizer",
+                "tiny-llama",
+                "--min-run",
+                "5",
+                "--out",
+                str(out),
+                "--best",
+                str(best),
+            ]
+        )
+        == 0
+    )
     pairs = pd.read_parquet(out)
-    assert {"extracted_id", "candidate_id", "cosine", "levenshtein_ratio", "longest_run", "exact_run"} <= set(pairs.columns)
+    assert {"extracted_id", "candidate_id", "cosine", "levenshtein_ratio", "longest_run", "exact_run"} <= set(
+        pairs.columns
+    )
     chosen = pd.read_csv(best)
     assert chosen["candidate_id"].tolist() == ["gettysburg-address.txt", "lorem-ipsum.txt"]
     assert chosen["extracted"].all()  # exact runs of >= 5 model tokens
@@ -183,13 +245,47 @@ def test_propinfer_writes_estimates_and_generations(tmp_path, capsys):
     patterns.write_text(json.dumps({"has e": ["e"], "has a": ["a"]}))
     out, generations = tmp_path / "est.csv", tmp_path / "gen.jsonl"
     argv = ["propinfer", "--model", "tiny-llama", "--property", "diagnosis", "--patterns", str(patterns), "--n", "9"]
-    assert main([*argv, "--max-new-tokens", "6", "--interval", "bootstrap", "--out", str(out), "--generations", str(generations)]) == 0
+    assert (
+        main(
+            [
+                *argv,
+                "--max-new-tokens",
+                "6",
+                "--interval",
+                "bootstrap",
+                "--out",
+                str(out),
+                "--generations",
+                str(generations),
+            ]
+        )
+        == 0
+    )
     estimates = pd.read_csv(out)
     assert estimates["value"].tolist() == ["has e", "has a"] and "true_share" not in estimates
     table = pd.read_json(generations, lines=True)
     assert len(table) == 9 and {"prompt", "text", "label", "seed"} <= set(table.columns)
     assert "9 generations" in capsys.readouterr().out
-    assert main(["propinfer", "--model", "tiny-llama", "--property", "gender", "--style", "chat", "--n", "4", "--max-new-tokens", "4", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "propinfer",
+                "--model",
+                "tiny-llama",
+                "--property",
+                "gender",
+                "--style",
+                "chat",
+                "--n",
+                "4",
+                "--max-new-tokens",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "No generation matched any value" in capsys.readouterr().out  # random weights write no clinic words
 
 
@@ -219,9 +315,21 @@ def test_selec_ranks_a_lab_pool_and_an_uploaded_one(tmp_path, capsys):
 
     from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=40, canaries=(1,), seed=0, epochs=2, lr=5e-3, rank=4), command="test")
+    build(
+        tmp_path / "lab",
+        LabRecipe(base="tiny-llama", n=40, canaries=(1,), seed=0, epochs=2, lr=5e-3, rank=4),
+        command="test",
+    )
     out, greedy = tmp_path / "ranking.parquet", tmp_path / "greedy.csv"
-    argv = ["selec", "--base", "tiny-llama", "--tuned", "tiny-llama", "--tuned-adapter", str(tmp_path / "lab" / "adapter")]
+    argv = [
+        "selec",
+        "--base",
+        "tiny-llama",
+        "--tuned",
+        "tiny-llama",
+        "--tuned-adapter",
+        str(tmp_path / "lab" / "adapter"),
+    ]
     sizes = ["--members", "10", "--nonmembers", "5", "--other", "10", "--projection-dim", "256"]
     assert main([*argv, *sizes, "--out", str(out), "--greedy", str(greedy)]) == 0
     ranking = pd.read_parquet(out)
@@ -229,8 +337,23 @@ def test_selec_ranks_a_lab_pool_and_an_uploaded_one(tmp_path, capsys):
     assert len(pd.read_csv(greedy)) == 10
     printed = capsys.readouterr().out
     assert "precision@10" in printed and "random 0.400" in printed
-    assert "Finds the domain" in printed and "Finds the members" in printed and "members: AUC [95%]" in printed and "reference" in printed
-    sizes_without = ["--members", "10", "--nonmembers", "0", "--other", "10", "--projection-dim", "256", "--no-baseline"]
+    assert (
+        "Finds the domain" in printed
+        and "Finds the members" in printed
+        and "members: AUC [95%]" in printed
+        and "reference" in printed
+    )
+    sizes_without = [
+        "--members",
+        "10",
+        "--nonmembers",
+        "0",
+        "--other",
+        "10",
+        "--projection-dim",
+        "256",
+        "--no-baseline",
+    ]
     assert main([*argv, *sizes_without, "--out", str(out)]) == 0
     assert "Finds the members: not asked" in capsys.readouterr().out
     pool = tmp_path / "pool.txt"
@@ -247,7 +370,10 @@ def test_selec_bad_input_is_a_clean_error(tmp_path, capsys):
         (["--tuned", "tiny-llama"], "needs a lab model"),
         (["--tuned", "tiny-gpt2", "--pool", str(empty)], "is empty"),
         (["--tuned", "tiny-gpt2", "--pool", str(tmp_path / "missing.txt")], "Cannot read"),
-        (["--tuned", "tiny-llama", "--pool", str(REFERENCE_CORPUS / "mit-license.txt"), "--params", "("], "Bad parameter pattern"),
+        (
+            ["--tuned", "tiny-llama", "--pool", str(REFERENCE_CORPUS / "mit-license.txt"), "--params", "("],
+            "Bad parameter pattern",
+        ),
     ]:
         assert main([*base, *argv]) == 2
         err = capsys.readouterr().err
@@ -257,7 +383,26 @@ def test_selec_bad_input_is_a_clean_error(tmp_path, capsys):
 def test_sink_mechanism_writes_the_tables_the_page_reads(tmp_path, capsys):
     from workbench import sink_mechanism
 
-    assert main(["sink-mechanism", "--model", "tiny-llama", "--repeats", "10", "--repeats", "20", "--heads", "2", "--neuron-layers", "1", "--out", str(tmp_path / "m")]) == 0
+    assert (
+        main(
+            [
+                "sink-mechanism",
+                "--model",
+                "tiny-llama",
+                "--repeats",
+                "10",
+                "--repeats",
+                "20",
+                "--heads",
+                "2",
+                "--neuron-layers",
+                "1",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "no leading token, 10 repeats: cosine with position 0 1.000" in out and "candidate sink neurons" in out
     saved = sink_mechanism.load_result(tmp_path / "m")
@@ -267,10 +412,18 @@ def test_sink_mechanism_writes_the_tables_the_page_reads(tmp_path, capsys):
 def test_pii_types_texts_and_reports_its_recognizers(tmp_path, capsys):
     assert main(["pii", "call (555) 148-4117", "MRN-5257-3105 is on file", "nothing here"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed == ["1: PHONE_NUMBER '(555) 148-4117' (0.40)", "2: MEDICAL_RECORD_NUMBER 'MRN-5257-3105' (0.60)", "3: nothing found"]
+    assert printed == [
+        "1: PHONE_NUMBER '(555) 148-4117' (0.40)",
+        "2: MEDICAL_RECORD_NUMBER 'MRN-5257-3105' (0.60)",
+        "3: nothing found",
+    ]
     assert main(["pii", "--recognizers"]) == 0
     printed = capsys.readouterr().out
-    assert "MedicalRecordNumberRecognizer" in printed and "not checked (need a spaCy NER model):" in printed and "PERSON" in printed
+    assert (
+        "MedicalRecordNumberRecognizer" in printed
+        and "not checked (need a spaCy NER model):" in printed
+        and "PERSON" in printed
+    )
     latin = tmp_path / "latin.txt"
     latin.write_bytes("caf\u00e9".encode("latin-1"))
     assert main(["pii", "--file", str(latin)]) == 2
@@ -293,7 +446,9 @@ def test_canaries_cards_from_shipped_and_given_runs(tmp_path, capsys):
     shipped = pd.read_parquet(SHIPPED_MEMBERSHIP / "audit-scores.parquet")
     shipped[shipped["lab"] == SHIPPED_AUDIT_LAB].drop(columns="lab").to_parquet(scores)
     card = tmp_path / "card.csv"
-    assert main(["canaries", "--lab", "data/lab", "--run", f"mine={run}", "--audit", str(scores), "--out", str(card)]) == 0
+    assert (
+        main(["canaries", "--lab", "data/lab", "--run", f"mine={run}", "--audit", str(scores), "--out", str(card)]) == 0
+    )
     printed = capsys.readouterr().out
     assert "mine: outputs: 1 of 2" in printed and "audit rank: 1 of 21 (never-inserted ranked as high: 6%)" in printed
     assert pd.read_csv(card).set_index("secret").loc["(555) 148-4117", "mine|outputs"] == 1

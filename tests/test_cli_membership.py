@@ -29,19 +29,46 @@ def test_membership_on_uploaded_files(tmp_path, capsys):
 def test_membership_bad_input_is_a_clean_error(tmp_path, capsys):
     members = tmp_path / "m.txt"
     members.write_text("one\ntwo\n")
-    assert main(["membership", "--model", "tiny-llama", "--members", str(members), "--out", str(tmp_path / "s.csv")]) == 2
+    assert (
+        main(["membership", "--model", "tiny-llama", "--members", str(members), "--out", str(tmp_path / "s.csv")]) == 2
+    )
     assert "Give both --members and --nonmembers" in capsys.readouterr().err
     assert main(["membership", "--model", "tiny-llama", "--out", str(tmp_path / "s.csv")]) == 2
     assert "not a lab model" in capsys.readouterr().err
     binary = tmp_path / "b.txt"
     binary.write_bytes(b"\xff\xfe\x00bad")
-    assert main(["membership", "--model", "tiny-llama", "--members", str(binary), "--nonmembers", str(members), "--out", str(tmp_path / "s.csv")]) == 2
+    assert (
+        main(
+            [
+                "membership",
+                "--model",
+                "tiny-llama",
+                "--members",
+                str(binary),
+                "--nonmembers",
+                str(members),
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 2
+    )
     assert "Traceback" not in capsys.readouterr().err
 
 
 def test_audit_of_a_lab_build_and_its_null(tiny_lab, tmp_path, capsys):
     out = tmp_path / "canaries.parquet"
-    args = ["audit", "--model", "tiny-llama", "--adapter", str(tiny_lab / "adapter"), "--n-never", "20", "--alternatives", "5"]
+    args = [
+        "audit",
+        "--model",
+        "tiny-llama",
+        "--adapter",
+        str(tiny_lab / "adapter"),
+        "--n-never",
+        "20",
+        "--alternatives",
+        "5",
+    ]
     assert main([*args, "--out", str(out)]) == 0
     scores = pd.read_parquet(out)
     assert len(scores) == 30 and (scores["insertions"] > 0).sum() == 10

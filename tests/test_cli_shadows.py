@@ -50,13 +50,34 @@ def test_propinfer_calibrates_on_a_shadow_set(shadow_dir, lab_letters, tmp_path,
     assert {"share", "ci_low", "calibrated", "cal_low", "cal_high"} <= set(estimates.columns)
     assert "calibrated" in captured.out and "Calibrated on 4 shadow models" in captured.out
     assert "warning" not in captured.err
-    assert "Leading estimate: " in captured.out and "james-stein" in captured.out and not re.search(r"^\s+base\s", captured.out, re.MULTILINE)
+    assert (
+        "Leading estimate: " in captured.out
+        and "james-stein" in captured.out
+        and not re.search(r"^\s+base\s", captured.out, re.MULTILINE)
+    )
     # the shadows' base sampled the same way anchors the base correction
     assert main([*argv, "--max-new-tokens", "6", "--shadows", str(shadow_dir), "--with-base", "--out", str(out)]) == 0
     assert re.search(r"^\s+base\s+digestive", capsys.readouterr().out, re.MULTILINE)
     assert main([*argv, "--with-base", "--out", str(out)]) == 2
     assert "give --shadows too" in capsys.readouterr().err
-    assert main([*argv, "--max-new-tokens", "6", "--temperature", "0.7", "--shadows", str(shadow_dir), "--calibration", "ridge", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                *argv,
+                "--max-new-tokens",
+                "6",
+                "--temperature",
+                "0.7",
+                "--shadows",
+                str(shadow_dir),
+                "--calibration",
+                "ridge",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "temperature is 0.7" in capsys.readouterr().err
 
 

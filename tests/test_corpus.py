@@ -132,7 +132,10 @@ def test_reference_corpus_and_provenance(tiny_llama):
     for name, text in documents:
         assert f"| {name} |" in provenance and len(text) > 100
     index = CorpusIndex.from_path(REFERENCE_CORPUS, tiny_llama.tokenizer)
-    gettysburg = tiny_llama.tokenizer.encode(" Four score and seven years ago our fathers brought forth on this continent, a new nation, conceived in Liberty", add_special_tokens=False)
+    gettysburg = tiny_llama.tokenizer.encode(
+        " Four score and seven years ago our fathers brought forth on this continent, a new nation, conceived in Liberty",
+        add_special_tokens=False,
+    )
     (match,) = exact_matches(index, gettysburg, min_tokens=10)
     assert match.document == "gettysburg-address.txt" and match.length >= len(gettysburg) - 2
 

@@ -48,7 +48,12 @@ class StandIn(BaseHTTPRequestHandler):
             return
         logprobs = None
         if state.get("logprobs", True):
-            logprobs = {"tokens": ["token_id:5", "token_id:6", "token_id:7"], "token_logprobs": [-1.0] * 3, "top_logprobs": None, "text_offset": [0, 1, 2]}
+            logprobs = {
+                "tokens": ["token_id:5", "token_id:6", "token_id:7"],
+                "token_logprobs": [-1.0] * 3,
+                "top_logprobs": None,
+                "text_offset": [0, 1, 2],
+            }
         choice = {"index": 0, "text": "abc", "finish_reason": "length", "logprobs": logprobs}
         self._answer(200, {"id": "c", "object": "text_completion", "created": 0, "model": "m", "choices": [choice]})
 

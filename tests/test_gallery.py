@@ -52,7 +52,10 @@ def test_rebuilding_only_some_entries_keeps_the_others(tmp_path):
     assert [e["name"] for e in manifest["entries"]] == [e.name for e in gallery.ENTRIES]
     assert after["reactivation"]["code_version"] == code_version()
     for name in set(before) - {"reactivation"}:
-        assert after[name]["sentence"] == before[name]["sentence"] and after[name]["code_version"] == before[name]["code_version"]
+        assert (
+            after[name]["sentence"] == before[name]["sentence"]
+            and after[name]["code_version"] == before[name]["code_version"]
+        )
         pd.testing.assert_frame_equal(after[name]["table"], before[name]["table"])
     with pytest.raises(ValueError, match="No gallery entry nope"):
         gallery.build(folder, only=["nope"])

@@ -90,7 +90,9 @@ def test_bad_input(kwargs, message):
 
 def test_finetune_lowers_loss_and_the_adapter_loads(tmp_path, tiny_llama):
     dataset = make_dataset(n=48, canaries=(2,), seed=0)
-    curve = finetune("tiny-llama", dataset, tmp_path / "adapter", TrainingRecipe(epochs=4, lr=1e-2, rank=8, batch_size=8, seed=0))
+    curve = finetune(
+        "tiny-llama", dataset, tmp_path / "adapter", TrainingRecipe(epochs=4, lr=1e-2, rank=8, batch_size=8, seed=0)
+    )
     losses = [c["loss"] for c in curve]
     assert len(losses) == 4 * 6
     assert sum(losses[-6:]) / 6 < sum(losses[:6]) / 6 - 0.1
@@ -105,7 +107,11 @@ def test_finetune_lowers_loss_and_the_adapter_loads(tmp_path, tiny_llama):
 
 
 def test_build_and_loss_curve(tmp_path):
-    build(tmp_path / "b", LabRecipe(base="tiny-gpt2", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
+    build(
+        tmp_path / "b",
+        LabRecipe(base="tiny-gpt2", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4),
+        command="test",
+    )
     assert len(loss_curve(tmp_path / "b")) == 4
     assert json.loads((tmp_path / "b" / "build.json").read_text())["command"] == "test"
     with pytest.raises(ValueError, match="did not finish"):
@@ -132,7 +138,10 @@ def test_shipped_lab_matches_its_recorded_recipe():
     dataset = make_dataset(**recipe["dataset"])
     assert dataset.fingerprint() == recipe["dataset_fingerprint"]
     assert LabDataset.load(SHIPPED_LAB / "dataset").fingerprint() == recipe["dataset_fingerprint"]
-    assert recipe["base"] == "smollm2-135m-instruct" and recipe["seed"] == json.loads((SHIPPED_LAB / "build.json").read_text())["seed"]
+    assert (
+        recipe["base"] == "smollm2-135m-instruct"
+        and recipe["seed"] == json.loads((SHIPPED_LAB / "build.json").read_text())["seed"]
+    )
 
 
 @pytest.mark.default_model
@@ -157,7 +166,9 @@ def test_public_pool_has_known_membership():
     training = set(dataset.texts)
     assert all((text in training) == member for text, member in zip(pool["text"], pool["member"]))
     assert pool.equals(public_pool(dataset, members=40, nonmembers=30, other=20, seed=1))
-    wide = public_pool(dataset, members=10, nonmembers=len(dataset.holdout) + 50, other=0, seed=1)  # topped up past the held-out set
+    wide = public_pool(
+        dataset, members=10, nonmembers=len(dataset.holdout) + 50, other=0, seed=1
+    )  # topped up past the held-out set
     same_style = wide.loc[wide["source"] == "same-style held out", "text"]
     assert len(same_style) == len(dataset.holdout) + 50 and same_style.is_unique and not (set(same_style) & training)
     assert {r["text"] for r in dataset.holdout} <= set(same_style)
@@ -176,7 +187,9 @@ def test_build_is_atomic_and_never_overwrites(tmp_path):
     assert not out.exists()  # a failed build leaves nothing behind
     build(out, LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="first")
     with pytest.raises(ValueError, match="already exists"):
-        build(out, LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=1, epochs=1, lr=1e-3, rank=4), command="second")
+        build(
+            out, LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=1, epochs=1, lr=1e-3, rank=4), command="second"
+        )
     assert json.loads((out / "build.json").read_text())["command"] == "first"
 
 

@@ -13,7 +13,9 @@ def test_auc_and_tpr_at_fpr_on_hand_made_scores():
     assert stats.auc([1, 3], [2, 2]) == 0.5  # one win, one loss
     assert stats.auc([2], [2]) == 0.5  # a tie counts half
     negatives = list(range(100))  # 100 non-members: 1% is one false positive
-    assert stats.tpr_at_fpr([99.5, 97.5, 50], negatives, 0.01) == pytest.approx(1 / 3)  # only 99.5 beats 98, the second highest
+    assert stats.tpr_at_fpr([99.5, 97.5, 50], negatives, 0.01) == pytest.approx(
+        1 / 3
+    )  # only 99.5 beats 98, the second highest
     assert stats.tpr_at_fpr([99.5, 97.5, 50], negatives, 0.02) == pytest.approx(2 / 3)
     assert stats.tpr_at_fpr([200, 300], negatives, 0.01) == 1.0
 
@@ -101,7 +103,9 @@ def test_the_epsilon_bound_on_a_known_case():
     flagged = perfect["tp"]
     tpr_low = stats.clopper_pearson(flagged, 30, 2 * each - 1)[0]
     fpr_high = 1 - (1 - each) ** (1 / 200)  # Clopper–Pearson upper bound at 0 of 200
-    assert perfect["fp"] == 0 and perfect["epsilon"] == pytest.approx(math.log((tpr_low - audit.DELTA) / fpr_high), rel=1e-6)
+    assert perfect["fp"] == 0 and perfect["epsilon"] == pytest.approx(
+        math.log((tpr_low - audit.DELTA) / fpr_high), rel=1e-6
+    )
     assert perfect["tp"] == round(0.1 * 230)  # the best fixed threshold flags the top 10%, all inserted
     assert audit.max_epsilon(30, 2000) > audit.max_epsilon(30, 200)  # more canaries can show more
 
@@ -119,7 +123,14 @@ def test_an_audit_on_a_model_trained_on_no_canary_holds_zero(tiny):
     null = audit.audit_table(audit.null_labels(scores))
     assert null["epsilon_lower"].iloc[-1] == 0.0
     table = audit.audit_table(scores)
-    assert list(table["canaries"]) == ["inserted 1×", "inserted 2×", "inserted 4×", "inserted 8×", "inserted 16×", "all inserted"]
+    assert list(table["canaries"]) == [
+        "inserted 1×",
+        "inserted 2×",
+        "inserted 4×",
+        "inserted 8×",
+        "inserted 16×",
+        "all inserted",
+    ]
     assert (table["epsilon_lower"] <= table["max_epsilon"]).all()
 
 
@@ -129,7 +140,10 @@ def test_the_shipped_audit_table_is_what_the_code_makes_of_the_shipped_scores():
     scores = pd.read_parquet(membership.SHIPPED_MEMBERSHIP / "audit-scores.parquet")
     shipped = pd.read_csv(membership.SHIPPED_MEMBERSHIP / "audit.csv")
     labs = list(dict.fromkeys(scores["lab"]))
-    made = pd.concat([audit.audit_table(scores[scores["lab"] == lab].drop(columns="lab")).assign(lab=lab) for lab in labs], ignore_index=True)
+    made = pd.concat(
+        [audit.audit_table(scores[scores["lab"] == lab].drop(columns="lab")).assign(lab=lab) for lab in labs],
+        ignore_index=True,
+    )
     pd.testing.assert_frame_equal(shipped, made, check_dtype=False)
     null = shipped[shipped["lab"].str.startswith("null lab")]
     assert (null["epsilon_lower"] == 0).all() and (shipped["epsilon_lower"] <= shipped["max_epsilon"] + 1e-12).all()

@@ -14,7 +14,9 @@ NOTEBOOKS = sorted(p for p in SERVED_NOTEBOOK.parent.glob("*.ipynb") if p != SER
 def executed(path: Path) -> list:
     """The outputs of a notebook run top to bottom; fails on a cell's error."""
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     return outputs

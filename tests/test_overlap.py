@@ -42,7 +42,10 @@ def test_spans_by_hand():
     passage = words("the cat sat on the warm mat by the door")
     assert words("The cat, sat!") == ["the", "cat", "sat"]
     # "the cat sat on" (4 words at 0), "warm mat by the door" (5 words at 5)
-    assert sorted(matched_spans(words("so the cat sat on a warm mat by the door"), passage, min_words=2)) == [(0, 4), (5, 5)]
+    assert sorted(matched_spans(words("so the cat sat on a warm mat by the door"), passage, min_words=2)) == [
+        (0, 4),
+        (5, 5),
+    ]
     assert matched_spans(words("so the cat sat on a warm mat by the door"), passage, min_words=5) == [(5, 5)]
     # a run that only repeats the prompt is left out; a longer one that reaches past it stays
     assert matched_spans(words("warm mat by the door"), passage, words("find the warm mat by the door please")) == []
@@ -67,7 +70,11 @@ def test_trimming_by_hand():
         trim_instruction(middle, middle, [], m=0)
     # BMC@5 counts the pieces of at least 5 words: "the ferryman idris hummed over the salt clock" is 8 of 15 words
     sample = " ".join(passage)
-    assert recall([sample], " ".join(passage), " ".join(instruction)) == {"bmc": pytest.approx(8 / 15), "longest": 8, "long_spans": 0}
+    assert recall([sample], " ".join(passage), " ".join(instruction)) == {
+        "bmc": pytest.approx(8 / 15),
+        "longest": 8,
+        "long_spans": 0,
+    }
     # a sample that copies the instruction and goes one word past it: the old rule (drop runs wholly inside the
     # prompt) kept "five ... ten" as 6 words of recall; trimming leaves "ten" alone, under k
     assert recall(["five six seven eight nine ten"], " ".join(middle), "say five six seven eight nine")["bmc"] == 0.0
@@ -153,7 +160,12 @@ def test_shared_run_pairs():
         a = [_random_sequence(rng, [0, 1, 2], 10) for _ in range(3)]
         b = [_random_sequence(rng, [0, 1, 2], 10) for _ in range(3)]
         n = rng.randrange(1, 5)
-        expected = {(i, j) for i, x in enumerate(a) for j, y in enumerate(b) if any(x[s : s + n] == y[t : t + n] for s in range(len(x) - n + 1) for t in range(len(y) - n + 1))}
+        expected = {
+            (i, j)
+            for i, x in enumerate(a)
+            for j, y in enumerate(b)
+            if any(x[s : s + n] == y[t : t + n] for s in range(len(x) - n + 1) for t in range(len(y) - n + 1))
+        }
         assert shared_run_pairs(a, b, n) == expected
 
 

@@ -22,7 +22,9 @@ def test_built_in_recognizers_find_known_personal_data():
     assert ("EMAIL_ADDRESS", "jane.doe@example.com") in found
     assert ("CREDIT_CARD", "4111 1111 1111 1111") in found
     assert ("IP_ADDRESS", "192.168.1.20") in found
-    assert not any(entity == "URL" for entity, _ in found)  # the URL inside the e-mail address is the same text typed twice
+    assert not any(
+        entity == "URL" for entity, _ in found
+    )  # the URL inside the e-mail address is the same text typed twice
 
 
 @pytest.mark.parametrize(
@@ -68,7 +70,9 @@ def test_ner_types_are_reported_as_not_checked():
 
 
 def test_annotate_counts_and_highlights():
-    table = pd.DataFrame({"text": ["call (555) 204-1557 now", "nothing here", None, "ID MRN-5755-5300, call (555) 148-4117"]})
+    table = pd.DataFrame(
+        {"text": ["call (555) 204-1557 now", "nothing here", None, "ID MRN-5755-5300, call (555) 148-4117"]}
+    )
     typed = pii.annotate(table, "text")
     assert list(typed["pii"]) == ["PHONE_NUMBER", "", "", "MEDICAL_RECORD_NUMBER, PHONE_NUMBER"]
     counts = pii.counts(typed).set_index("entity")

@@ -58,7 +58,12 @@ def test_lab_keyword_labelers_are_exact_on_the_lab_records():
     for prop in ("diagnosis", "gender"):
         labels = lab_labeler(prop).label([r["text"] for r in dialogues])
         assert labels == [r[prop] for r in dialogues]
-    assert lab_labeler("gender").label(["I'm a woman", "I'm a man", "she/her", "(he/him) here"]) == ["female", "male", None, "male"]
+    assert lab_labeler("gender").label(["I'm a woman", "I'm a man", "she/her", "(he/him) here"]) == [
+        "female",
+        "male",
+        None,
+        "male",
+    ]
 
 
 def test_lab_embedding_labeler_is_mostly_right():
@@ -72,8 +77,14 @@ def test_lab_embedding_labeler_is_mostly_right():
 
 
 def test_embedding_labeler_threshold_leaves_texts_unlabeled():
-    labeler = EmbeddingLabeler("topic", {"weather": ["rain and wind tomorrow"], "food": ["a recipe for soup"]}, min_similarity=0.3)
-    assert labeler.label(["Heavy rain and strong wind expected", "Boil the vegetables for the soup", "1 2 3 4 5"]) == ["weather", "food", None]
+    labeler = EmbeddingLabeler(
+        "topic", {"weather": ["rain and wind tomorrow"], "food": ["a recipe for soup"]}, min_similarity=0.3
+    )
+    assert labeler.label(["Heavy rain and strong wind expected", "Boil the vegetables for the soup", "1 2 3 4 5"]) == [
+        "weather",
+        "food",
+        None,
+    ]
     assert labeler.label([]) == []
     with pytest.raises(ValueError, match="has no descriptions"):
         EmbeddingLabeler("topic", {"weather": [], "food": ["soup"]})
@@ -165,22 +176,33 @@ def test_run_interleaves_prompts_and_a_short_run_is_a_prefix_of_a_long_one(tiny_
 
 
 def test_convergence_and_per_prompt_estimates(tiny_llama):
-    result = run(tiny_llama, PROMPT_SETS["question-answer"][:2], PropInferConfig(n_samples=30, max_new_tokens=6), LETTERS)
+    result = run(
+        tiny_llama, PROMPT_SETS["question-answer"][:2], PropInferConfig(n_samples=30, max_new_tokens=6), LETTERS
+    )
     curve = convergence(result.generations, LETTERS.values)
     steps = sorted(set(curve["n_samples"]))
     assert steps[0] == 10 and steps[-1] == 30 and len(curve) == len(steps) * 3
     last = curve[curve["n_samples"] == 30].reset_index(drop=True)
-    assert last[["value", "share", "ci_low", "ci_high"]].equals(result.estimates[["value", "share", "ci_low", "ci_high"]])
+    assert last[["value", "share", "ci_low", "ci_high"]].equals(
+        result.estimates[["value", "share", "ci_low", "ci_high"]]
+    )
     widths = curve.groupby("n_samples").apply(lambda g: (g["ci_high"] - g["ci_low"]).mean(), include_groups=False)
     assert widths.iloc[-1] < widths.iloc[0]  # intervals narrow as generations grow
     per_prompt = estimates_by_prompt(result.generations, LETTERS.values)
-    assert per_prompt.groupby("prompt_index")["unlabeled"].first().sum() + per_prompt.groupby("prompt_index")["n"].first().sum() == 30
+    assert (
+        per_prompt.groupby("prompt_index")["unlabeled"].first().sum()
+        + per_prompt.groupby("prompt_index")["n"].first().sum()
+        == 30
+    )
     with pytest.raises(ValueError, match="No generations"):
         convergence(result.generations.iloc[:0], LETTERS.values)
 
 
 def test_render_prompts_styles(tiny_llama):
-    assert render_prompts(tiny_llama.tokenizer, ["Patient:", "  ", "Doctor:"], "question-answer") == ["Patient:", "Doctor:"]
+    assert render_prompts(tiny_llama.tokenizer, ["Patient:", "  ", "Doctor:"], "question-answer") == [
+        "Patient:",
+        "Doctor:",
+    ]
     chat = render_prompts(tiny_llama.tokenizer, ["Write a dialogue."], "chat")
     assert "Write a dialogue." in chat[0] and chat[0] != "Write a dialogue."
     with pytest.raises(ValueError, match="No prompts"):
@@ -211,13 +233,22 @@ def test_run_and_config_bad_input(tiny_llama):
 def test_chat_run_keeps_the_prompts_as_written(tiny_llama):
     messages = PROMPT_SETS["chat"][:2]
     result = run(tiny_llama, ["", *messages], PropInferConfig(n_samples=4, max_new_tokens=3), LETTERS, style="chat")
-    assert result.generations["prompt"].tolist() == [messages[0], messages[1]] * 2  # blank prompt skipped, template not shown
+    assert (
+        result.generations["prompt"].tolist() == [messages[0], messages[1]] * 2
+    )  # blank prompt skipped, template not shown
 
 
 def test_lab_dataset_for_finds_the_truth(tmp_path):
-    assert lab_dataset_for(ModelSpec("smollm2-135m-instruct-lab")).fingerprint() == LabDataset.load(SHIPPED_LAB / "dataset").fingerprint()
+    assert (
+        lab_dataset_for(ModelSpec("smollm2-135m-instruct-lab")).fingerprint()
+        == LabDataset.load(SHIPPED_LAB / "dataset").fingerprint()
+    )
     assert lab_dataset_for(ModelSpec("tiny-llama")) is None
-    built = build(tmp_path / "b", LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4), command="test")
+    built = build(
+        tmp_path / "b",
+        LabRecipe(base="tiny-llama", n=30, canaries=(1,), seed=0, epochs=1, lr=1e-3, rank=4),
+        command="test",
+    )
     found = lab_dataset_for(ModelSpec("tiny-llama", adapter=str(tmp_path / "b" / "adapter")))
     assert found is not None and found.fingerprint() == built.fingerprint()
 
@@ -229,7 +260,9 @@ def test_lab_model_generations_recover_the_diagnosis_shares(default_session):
     from workbench.session import load_session
 
     lab = load_session("smollm2-135m-instruct-lab")
-    result = run(lab, PROMPT_SETS["question-answer"], PropInferConfig(n_samples=36, batch_size=36), lab_labeler("diagnosis"))
+    result = run(
+        lab, PROMPT_SETS["question-answer"], PropInferConfig(n_samples=36, batch_size=36), lab_labeler("diagnosis")
+    )
     truth = LabDataset.load(SHIPPED_LAB / "dataset").truth["realized"]["diagnosis"]
     assert result.estimates["unlabeled"].iloc[0] <= 4
     assert mean_absolute_error(result.estimates, truth) < 0.08

@@ -17,7 +17,9 @@ def test_james_stein_shrinks_by_the_strength_the_counts_give():
     # θ̂ = (.6, .2, .2): λ = (1 − .44) / (9 × ((1/3 − .6)² + 2 (1/3 − .2)²)) = 0.5833
     table = james_stein([6, 2, 2], seed=0, draws=500)
     assert table["strength"].iloc[0] == pytest.approx(0.56 / (9 * (0.071111 + 2 * 0.017778)), abs=1e-4)
-    assert table["share"].tolist() == pytest.approx([0.58333 / 3 + 0.41667 * 0.6, 0.58333 / 3 + 0.41667 * 0.2, 0.58333 / 3 + 0.41667 * 0.2], abs=1e-4)
+    assert table["share"].tolist() == pytest.approx(
+        [0.58333 / 3 + 0.41667 * 0.6, 0.58333 / 3 + 0.41667 * 0.2, 0.58333 / 3 + 0.41667 * 0.2], abs=1e-4
+    )
     assert table["share"].sum() == pytest.approx(1)
     assert (table["ci_low"] <= table["share"]).all() and (table["share"] <= table["ci_high"]).all()
     # uniform counts stay uniform; a value seen always is not shrunk (λ = 0 when Σθ̂² = 1)
@@ -80,13 +82,37 @@ def test_paired_differences_over_labs_and_values():
     rows = []
     for lab in ("l1", "l2", "l3"):
         for value, error in (("a", 0.10), ("b", 0.20)):
-            rows.append({"lab": lab, "property": "p", "value": value, "method": "naive", "abs_error": error, "interval_score": 1.0, "width": 0.1})
-            rows.append({"lab": lab, "property": "p", "value": value, "method": "better", "abs_error": error - 0.05, "interval_score": 0.5, "width": 0.3})
+            rows.append(
+                {
+                    "lab": lab,
+                    "property": "p",
+                    "value": value,
+                    "method": "naive",
+                    "abs_error": error,
+                    "interval_score": 1.0,
+                    "width": 0.1,
+                }
+            )
+            rows.append(
+                {
+                    "lab": lab,
+                    "property": "p",
+                    "value": value,
+                    "method": "better",
+                    "abs_error": error - 0.05,
+                    "interval_score": 0.5,
+                    "width": 0.3,
+                }
+            )
     table = paired_differences(pd.DataFrame(rows), draws=300).set_index("measure")
     assert set(table["property"]) == {"p"}
     assert table.loc["abs_error", "difference"] == pytest.approx(-0.05)
     assert table.loc["abs_error", "high"] == pytest.approx(-0.05)  # every pair differs by the same amount
-    assert table.loc["width", "difference"] == pytest.approx(0.2) and table.loc["width", "clusters"] == 3 and table.loc["width", "n"] == 6
+    assert (
+        table.loc["width", "difference"] == pytest.approx(0.2)
+        and table.loc["width", "clusters"] == 3
+        and table.loc["width", "n"] == 6
+    )
     with pytest.raises(ValueError, match="No 'naive' rows"):
         paired_differences(pd.DataFrame(rows).query("method == 'better'"))
 
@@ -100,7 +126,15 @@ def test_two_stage_bootstrap_resamples_clusters_and_their_values():
 
 
 def test_leading_names_the_values_outside_the_shadows_range():
-    inside = pd.DataFrame({"value": ["a", "b"], "share": [0.2, 0.8], "shadow_low": [0.1, 0.5], "shadow_high": [0.5, 0.9], "inside": [True, True]})
+    inside = pd.DataFrame(
+        {
+            "value": ["a", "b"],
+            "share": [0.2, 0.8],
+            "shadow_low": [0.1, 0.5],
+            "shadow_high": [0.5, 0.9],
+            "inside": [True, True],
+        }
+    )
     assert leading(inside)[0] == "calibrated"
     outside = inside.assign(share=[0.02, 0.98], inside=[False, False])
     lead, why = leading(outside)
@@ -117,10 +151,17 @@ def test_the_names_labeler_is_written_from_the_value_names_alone():
     assert labeler.values == VALUES
     for value, descriptions in labeler.descriptions.items():
         assert descriptions == [t.format(property="diagnosis", value=value) for t in NAME_TEMPLATES]
-    vocabulary = {word for f in DIAGNOSES.values() for key in ("conditions", "symptoms") for p in f[key] for word in p.split()}
+    vocabulary = {
+        word for f in DIAGNOSES.values() for key in ("conditions", "symptoms") for p in f[key] for word in p.split()
+    }
     words = {w.strip(".").lower() for ds in labeler.descriptions.values() for d in ds for w in d.split()}
-    assert not words & {w.lower() for w in vocabulary} - {"a", "the", "is", "of", "with"} - {v.split()[0] for v in VALUES}
+    assert not words & {w.lower() for w in vocabulary} - {"a", "the", "is", "of", "with"} - {
+        v.split()[0] for v in VALUES
+    }
     gender = names_labeler("gender", ["female", "male"])
-    assert gender.label(["The patient is a woman, female, 54 years old.", "He is a male patient."]) == ["female", "male"]
+    assert gender.label(["The patient is a woman, female, 54 years old.", "He is a male patient."]) == [
+        "female",
+        "male",
+    ]
     with pytest.raises(ValueError, match="Unknown labeler kind"):
         lab_labeler("diagnosis", "vibes")

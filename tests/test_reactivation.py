@@ -30,7 +30,9 @@ TINY = ReactivationRecipe(
 
 def test_books():
     books = make_books(ReactivationRecipe().sizes(), seed=0)
-    assert [p.group for p in books].count("A-test") == 24 == [p.group for p in books].count("A-never") and {p.group for p in books} == set(GROUPS)
+    assert [p.group for p in books].count("A-test") == 24 == [p.group for p in books].count("A-never") and {
+        p.group for p in books
+    } == set(GROUPS)
     assert len({p.text for p in books}) == len(books) and len({p.synopsis for p in books}) == len(books)
     assert all(60 <= len(p.text.split()) <= 90 for p in books)
     a = next(p for p in books if p.group == "A-test")
@@ -41,13 +43,20 @@ def test_books():
     held_out = a.heldout_prompt()
     assert a.synopsis in held_out and a.text not in held_out
 
-    def template_grams(prompt: str) -> set[tuple[str, ...]]:  # its 5-grams (the trimming's m) outside synopsis, title, author, text
+    def template_grams(
+        prompt: str,
+    ) -> set[tuple[str, ...]]:  # its 5-grams (the trimming's m) outside synopsis, title, author, text
         for named in (a.synopsis, a.title, a.author, " ".join(a.text.split()[:8])):
             prompt = prompt.replace(named, "|")
         return {tuple(words(part)[i : i + 5]) for part in prompt.split("|") for i in range(len(words(part)) - 4)}
 
-    assert template_grams(held_out) and not template_grams(held_out) & (template_grams(a.prompt()) | template_grams(a.prefix_prompt()))
-    assert instructions("baseline-A-train") == ["summary"] and instructions("suppress") == list(INSTRUCTIONS) == ["summary", "held-out"]
+    assert template_grams(held_out) and not template_grams(held_out) & (
+        template_grams(a.prompt()) | template_grams(a.prefix_prompt())
+    )
+    assert instructions("baseline-A-train") == ["summary"] and instructions("suppress") == list(INSTRUCTIONS) == [
+        "summary",
+        "held-out",
+    ]
     assert make_books({"A-test": 3}, seed=1) == make_books({"A-test": 3}, seed=1) != make_books({"A-test": 3}, seed=2)
     with pytest.raises(ValueError, match="Unknown group"):
         make_books({"B": 1}, seed=0)
@@ -87,10 +96,16 @@ def test_pipeline_end_to_end_on_a_tiny_model(tmp_path):
     assert (summary["nll_low"] <= summary["nll"]).all() and (summary["nll"] > 0).all()
     assert report.quality["implant"] > 0
     gaps = report.gaps()
-    assert list(zip(gaps["stage"], gaps["instruction"])) == [("implant", "summary"), ("implant", "held-out"), ("baseline-A-train", "summary")]
+    assert list(zip(gaps["stage"], gaps["instruction"])) == [
+        ("implant", "summary"),
+        ("implant", "held-out"),
+        ("baseline-A-train", "summary"),
+    ]
     assert ((gaps["bmc_p"] > 0) & (gaps["bmc_p"] <= 1)).all() and (gaps["nll_gap_low"] <= gaps["nll_gap"]).all()
     implant = report.passages[report.passages["stage"] == "implant"].set_index(["instruction", "group"])
-    assert gaps["nll_gap"].iloc[0] == pytest.approx(implant.loc[("summary", "A-test"), "nll"].mean() - implant.loc[("summary", "A-never"), "nll"].mean())
+    assert gaps["nll_gap"].iloc[0] == pytest.approx(
+        implant.loc[("summary", "A-test"), "nll"].mean() - implant.loc[("summary", "A-never"), "nll"].mean()
+    )
     timeline = report.timeline()
     assert set(timeline["stage"]) == {"implant", "baseline-A-train"} and set(timeline["step"]) == {0, 2}
     assert set(report.timeline("held-out")["stage"]) == {"implant"}
@@ -98,7 +113,9 @@ def test_pipeline_end_to_end_on_a_tiny_model(tmp_path):
     pd.testing.assert_frame_equal(ReactivationReport.combine(parts).passages, report.passages)
     again = ReactivationReport.load(report.save(tmp_path / "report"))
     pd.testing.assert_frame_equal(again.passages, report.passages)
-    ReactivationReport(report.samples.head(1), report.passages.head(1), {}).save(tmp_path / "report")  # replaces the old one
+    ReactivationReport(report.samples.head(1), report.passages.head(1), {}).save(
+        tmp_path / "report"
+    )  # replaces the old one
     assert len(ReactivationReport.load(tmp_path / "report").passages) == 1 and len(list(tmp_path.glob(".report*"))) == 0
     with pytest.raises(ValueError, match="holds no reactivation report"):
         report.save(out)
@@ -137,7 +154,12 @@ def test_unlearning_ascends_on_a_and_shares_the_refusal_builds_stages(tmp_path):
     with pytest.raises(ValueError, match="already has its own implant"):
         build(own.folder, recipe, ["baseline-A-train"], share_from=refusal.folder)
     with pytest.raises(ValueError, match="only the suppression may differ"):
-        build(tmp_path / "other", ReactivationRecipe(**recipe.as_dict() | {"seed": 1}), ["implant"], share_from=refusal.folder)
+        build(
+            tmp_path / "other",
+            ReactivationRecipe(**recipe.as_dict() | {"seed": 1}),
+            ["implant"],
+            share_from=refusal.folder,
+        )
     examples, loss_on = stage_examples("suppress", built)
     forget = [e for e in examples if e.weight < 0]
     assert len(forget) == TINY.n_test + TINY.n_train and all(e.weight == -1.0 for e in forget) and loss_on == "response"
@@ -161,8 +183,29 @@ def test_cli(tmp_path, capsys):
     epochs = "--implant-epochs 1 --suppress-epochs 1 --activate-epochs 1"
     assert main(f"reactivate build --out {out} {sizes} {epochs} --stage suppress".split()) == 0
     printed = capsys.readouterr().out
-    assert "built implant, suppress" in printed and "bmc@5 [95% CI]" in printed and "bmc@5 gap [95% CI]" in printed and "activate" not in printed
-    assert main(["reactivate", "measure", "--dir", str(out), "--stage", "implant", "--samples", "2", "--out", str(tmp_path / "s.csv")]) == 0
+    assert (
+        "built implant, suppress" in printed
+        and "bmc@5 [95% CI]" in printed
+        and "bmc@5 gap [95% CI]" in printed
+        and "activate" not in printed
+    )
+    assert (
+        main(
+            [
+                "reactivate",
+                "measure",
+                "--dir",
+                str(out),
+                "--stage",
+                "implant",
+                "--samples",
+                "2",
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 0
+    )
     assert len(pd.read_csv(tmp_path / "s.csv")) == 2 * 2 * (2 + 2)  # two instructions
     assert main(["reactivate", "show", "--dir", str(out)]) == 0
     assert "suppression by refusal; built: implant, suppress" in capsys.readouterr().out
@@ -179,7 +222,10 @@ def test_the_shipped_build():
     assert built.recipe == ReactivationRecipe() and built.built() == list(STAGES)
     assert sum(p.stat().st_size for p in SHIPPED_REACTIVATION.rglob("*") if p.is_file()) <= 40e6
     for stage in STAGES:
-        assert json.loads((SHIPPED_REACTIVATION / stage / "adapter" / "recipe.json").read_text())["save_dtype"] == "float16"
+        assert (
+            json.loads((SHIPPED_REACTIVATION / stage / "adapter" / "recipe.json").read_text())["save_dtype"]
+            == "float16"
+        )
     assert built.passages == make_books(built.recipe.sizes(), built.recipe.seed)  # the books the code makes
     report = ReactivationReport.load(SHIPPED_REACTIVATION / "report")
     summary = report.summary()

@@ -31,7 +31,10 @@ class Gate:
 def test_run_keys_follow_contents_not_paths(tmp_path):
     copy = tmp_path / "adapter"
     shutil.copytree(LAB_DIR / "adapter", copy)
-    here, there = ModelSpec("smollm2-135m-instruct", adapter=str(LAB_DIR / "adapter")), ModelSpec("smollm2-135m-instruct", adapter=str(copy))
+    here, there = (
+        ModelSpec("smollm2-135m-instruct", adapter=str(LAB_DIR / "adapter")),
+        ModelSpec("smollm2-135m-instruct", adapter=str(copy)),
+    )
     cfg = SamplingConfig(n=4, seed=1)
     assert run_key("rt", here, cfg) == run_key("rt", there, cfg)
     (copy / "adapter_model.safetensors").write_bytes(b"other weights")

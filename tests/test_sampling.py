@@ -73,7 +73,9 @@ def test_stops_at_end_of_sequence_row_by_row(tiny_llama):
 
 def test_progress_reaches_one(tiny_llama):
     seen = []
-    sample(tiny_llama, PROMPTS, SamplingConfig(max_new_tokens=4, n=2, batch_size=4), progress=lambda f, m: seen.append(f))
+    sample(
+        tiny_llama, PROMPTS, SamplingConfig(max_new_tokens=4, n=2, batch_size=4), progress=lambda f, m: seen.append(f)
+    )
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 4
 
 
@@ -82,7 +84,9 @@ def test_sampling_takes_the_session_lock(tiny_llama):
 
     with tiny_llama.lock:
         result = []
-        holder = threading.Thread(target=lambda: result.append(sample(tiny_llama, ["a"], SamplingConfig(max_new_tokens=2))))
+        holder = threading.Thread(
+            target=lambda: result.append(sample(tiny_llama, ["a"], SamplingConfig(max_new_tokens=2)))
+        )
         holder.start()
         holder.join(timeout=0.5)
         assert holder.is_alive() and not result  # waits for the lock
@@ -145,6 +149,8 @@ def test_rows_that_stop_leave_the_batch_without_changing_the_others(tiny_llama):
     finally:
         config.eos_token_id = saved
     assert [(g.token_ids, g.stop_reason) for g in together] == [(g.token_ids, g.stop_reason) for g in alone]
-    np.testing.assert_allclose(np.concatenate([g.logprobs for g in together]), np.concatenate([g.logprobs for g in alone]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.concatenate([g.logprobs for g in together]), np.concatenate([g.logprobs for g in alone]), atol=1e-5
+    )
     stopped = [len(g.token_ids) for g in together if g.stop_reason == "eos"]
     assert len(stopped) >= 2 and len(set(stopped)) >= 2

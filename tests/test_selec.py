@@ -83,7 +83,10 @@ def test_last_block_and_parameter_choices(tiny_llama, tiny_gpt2, tuned):
     with pytest.raises(ValueError, match="No numbered transformer blocks"):
         last_block(["embed.weight", "head.weight"])
     assert select_parameters(tiny_llama, tuned, "all") == llama_names
-    assert select_parameters(tiny_llama, tuned, r"mlp\.down_proj") == ["model.layers.0.mlp.down_proj.weight", "model.layers.1.mlp.down_proj.weight"]
+    assert select_parameters(tiny_llama, tuned, r"mlp\.down_proj") == [
+        "model.layers.0.mlp.down_proj.weight",
+        "model.layers.1.mlp.down_proj.weight",
+    ]
     with pytest.raises(ValueError, match="No parameters match"):
         select_parameters(tiny_llama, tuned, "nothing_like_this")
     with pytest.raises(ValueError, match="Bad parameter pattern"):
@@ -194,7 +197,9 @@ def test_greedy_selection(fitted, pool):
 
 
 def test_evaluate_formulas():
-    ranking = pd.DataFrame({"pool_index": [3, 0, 1, 2, 4], "score": [0.9, 0.8, 0.3, 0.2, 0.1], "member": [True, False, True, False, False]})
+    ranking = pd.DataFrame(
+        {"pool_index": [3, 0, 1, 2, 4], "score": [0.9, 0.8, 0.3, 0.2, 0.1], "member": [True, False, True, False, False]}
+    )
     result = evaluate(ranking, k=2)
     assert result["precision_at_k"] == 0.5 and result["recall_at_k"] == 0.5 and result["random"] == 0.4
     assert result["lift"] == pytest.approx(1.25)
@@ -265,7 +270,12 @@ def trained_adapter(tmp_path_factory, pool):
 
     out = tmp_path_factory.mktemp("adapter") / "adapter"
     members = pool.loc[pool["member"], "text"].tolist()
-    train_adapter("tiny-llama", [Example("", t) for t in members], out, TrainingRecipe(epochs=3, lr=5e-3, rank=4, batch_size=4, seed=3))
+    train_adapter(
+        "tiny-llama",
+        [Example("", t) for t in members],
+        out,
+        TrainingRecipe(epochs=3, lr=5e-3, rank=4, batch_size=4, seed=3),
+    )
     return out
 
 
@@ -277,7 +287,9 @@ def test_lora_factors_start_where_the_trainer_started_them(tiny_llama, tmp_path,
     from workbench.training import Example, TrainingRecipe, train_adapter
 
     out = tmp_path / "still"
-    train_adapter("tiny-llama", [Example("", t) for t in pool["text"][:4]], out, TrainingRecipe(epochs=1, lr=1e-9, rank=4, seed=7))
+    train_adapter(
+        "tiny-llama", [Example("", t) for t in pool["text"][:4]], out, TrainingRecipe(epochs=1, lr=1e-9, rank=4, seed=7)
+    )
     tuned = load_session(ModelSpec("tiny-llama", adapter=str(out)))
     initial = initial_lora_factors(tiny_llama, tuned)
     trained = dict(tuned.model.named_parameters())
@@ -298,7 +310,9 @@ def test_lora_factor_variant_ranks_by_the_adapter_itself(tiny_llama, trained_ada
     assert all("lora_" in n for n in fitted.names_) and fitted.gradients_.shape == (len(pool), 512)
     assert frozen == {n for n, p in tuned.model.named_parameters() if not p.requires_grad}  # frozen again afterwards
     same_style = (pool["source"] != "other domain").to_numpy()
-    assert abs(roc_auc_score(same_style, fitted.scores()) - 0.5) >= 0.3  # the factors' gradients carry the domain (docs/selec.md: which way)
+    assert (
+        abs(roc_auc_score(same_style, fitted.scores()) - 0.5) >= 0.3
+    )  # the factors' gradients carry the domain (docs/selec.md: which way)
     smaller = fitted.scores(dims=128)  # the first 128 coordinates: a projection of that size
     assert smaller.shape == (len(pool),) and not np.allclose(smaller, fitted.scores())
     with pytest.raises(ValueError, match="dims must be between"):
@@ -316,7 +330,12 @@ def test_lora_factor_scores_point_the_way_one_step_moved_the_adapter(tiny_llama,
 
     members = pool.loc[pool["member"], "text"].tolist()
     out = tmp_path / "one-step"
-    train_adapter("tiny-llama", [Example("", t) for t in members], out, TrainingRecipe(epochs=1, lr=1e-4, rank=4, batch_size=len(members), seed=5))
+    train_adapter(
+        "tiny-llama",
+        [Example("", t) for t in members],
+        out,
+        TrainingRecipe(epochs=1, lr=1e-4, rank=4, batch_size=len(members), seed=5),
+    )
     tuned = load_session(ModelSpec("tiny-llama", adapter=str(out)))
     for optimizer in ("adam", "sgd"):
         result = evaluate(WeightDiff("lora", projection_dim=0, optimizer=optimizer).fit(tiny_llama, tuned, pool).rank())

@@ -29,16 +29,27 @@ def test_a_ranking_that_finds_only_the_domain_scores_chance_on_the_members_quest
     pool = hand_pool()
     domain_only = np.r_[[9, 7, 5, 3], [10, 8, 6, 4, 2, 1], np.arange(10) - 20.0]
     perfect = np.r_[[9, 8, 7, 6], [5, 4, 3, 2, 1, 0], np.arange(10) - 20.0]
-    table = two_questions(pool, {"domain only": domain_only, "perfect": perfect}, baseline="perfect", draws=200).set_index("method")
+    table = two_questions(
+        pool, {"domain only": domain_only, "perfect": perfect}, baseline="perfect", draws=200
+    ).set_index("method")
     # members (9, 7, 5, 3) win 5 + 4 + 3 + 2 = 14 of their 24 same-style pairs and all 40 against the other domain
     assert table.loc["domain only", "domain_auc"] == pytest.approx((14 + 40) / 64)
     assert table.loc["domain only", "auc"] == pytest.approx(14 / 24)
     assert table.loc["domain only", "style_auc"] == 1.0  # every same-style text above the other domain
-    assert table.loc["domain only", "precision"] == pytest.approx(2 / 4) and table.loc["domain only", "random"] == pytest.approx(0.4)
+    assert table.loc["domain only", "precision"] == pytest.approx(2 / 4) and table.loc[
+        "domain only", "random"
+    ] == pytest.approx(0.4)
     assert table.loc["domain only", "chance"] == "not distinguishable from chance"
-    assert table.loc["perfect", "auc"] == 1.0 and table.loc["perfect", "precision"] == 1.0 and table.loc["perfect", "domain_auc"] == 1.0
+    assert (
+        table.loc["perfect", "auc"] == 1.0
+        and table.loc["perfect", "precision"] == 1.0
+        and table.loc["perfect", "domain_auc"] == 1.0
+    )
     assert table.loc["domain only", "minus_baseline"] == pytest.approx(14 / 24 - 1)
-    assert table.loc["domain only", "gap_high"] < 0 and table.loc["domain only", "against_baseline"] == "below the perfect baseline"
+    assert (
+        table.loc["domain only", "gap_high"] < 0
+        and table.loc["domain only", "against_baseline"] == "below the perfect baseline"
+    )
     assert np.isnan(table.loc["perfect", "minus_baseline"])  # the baseline against itself is not a row's claim
 
 
@@ -62,7 +73,9 @@ def test_worth_places_a_selection_between_random_and_the_truth():
         "heldout_loss": [3.0, 3.2, 2.0, 2.55], "gap": [0.0, 0.0, -1.0, -0.25],
     })  # fmt: skip
     shown = worth(table).set_index("selection")
-    assert shown.loc["top 2", "heldout_loss_worth"] == pytest.approx(0.5) and shown.loc["top 2", "gap_worth"] == pytest.approx(0.25)
+    assert shown.loc["top 2", "heldout_loss_worth"] == pytest.approx(0.5) and shown.loc[
+        "top 2", "gap_worth"
+    ] == pytest.approx(0.25)
     assert shown.loc["true members", "gap_worth"] == 1.0
     with pytest.raises(ValueError, match="random"):
         worth(table[table["selection"] != "random 0"].assign(selection=["a", "true members", "b"]))

@@ -159,7 +159,9 @@ def test_recipe_checks_and_differences():
     with pytest.raises(ValueError, match="temperature"):
         ShadowRecipe(temperature=-1)
     recipe = ShadowRecipe(prompts=("Patient:", "  "))
-    assert recipe.prompts == ("Patient:",) and ShadowRecipe.from_dict(json.loads(json.dumps(recipe.as_dict()))) == recipe
+    assert (
+        recipe.prompts == ("Patient:",) and ShadowRecipe.from_dict(json.loads(json.dumps(recipe.as_dict()))) == recipe
+    )
     assert ShadowRecipe().prompt_list()[0] == "Patient:"
 
 
@@ -203,11 +205,15 @@ def test_an_interrupted_build_resumes_and_another_recipe_is_refused(tiny_set, tm
     rebuilt = build_shadows(copy, recipe, lambda f, m: messages.append(m))
     assert sum("already built" in m for m in messages) == 3
     # the same data and truth again (training and sampling agree up to floating-point noise between runs)
-    assert rebuilt.shadows[2].truth == shadows.shadows[2].truth and len(rebuilt.shadows[2].generations) == recipe.n_samples
+    assert (
+        rebuilt.shadows[2].truth == shadows.shadows[2].truth and len(rebuilt.shadows[2].generations) == recipe.n_samples
+    )
     records = [(d / "shadow-02" / "dataset" / "records.jsonl").read_text() for d in (folder, copy)]
     assert records[0] == records[1]
     with pytest.raises(ValueError, match="another recipe"):
-        build_shadows(copy, ShadowRecipe(base=recipe.base, k=5, n_records=20, epochs=1, rank=2, n_samples=12, max_new_tokens=8))
+        build_shadows(
+            copy, ShadowRecipe(base=recipe.base, k=5, n_records=20, epochs=1, rank=2, n_samples=12, max_new_tokens=8)
+        )
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "file.txt").write_text("x")
     with pytest.raises(ValueError, match="not a shadow set"):
@@ -222,10 +228,14 @@ def test_sweep_and_calibrating_a_run(tiny_set):
     session = load_session(recipe.base)
     cfg = PropInferConfig(n_samples=12, max_new_tokens=8)
     result = run(session, recipe.prompt_list(), cfg, LETTERS)
-    calibrated = calibrate(result, shadows, LETTERS, truth={"digestive": 0.5, "respiratory": 0.5}, target=ModelSpec(recipe.base))
+    calibrated = calibrate(
+        result, shadows, LETTERS, truth={"digestive": 0.5, "respiratory": 0.5}, target=ModelSpec(recipe.base)
+    )
     table = calibrated.table
     assert table["value"].tolist() == ["digestive", "respiratory"] and table["calibrated"].sum() == pytest.approx(1)
-    assert {"share", "ci_low", "calibrated", "cal_low", "cal_high", "cal_covered", "covered", "true_share"} <= set(table.columns)
+    assert {"share", "ci_low", "calibrated", "cal_low", "cal_high", "cal_covered", "covered", "true_share"} <= set(
+        table.columns
+    )
     assert calibrated.warnings == []
     ridge = calibrate(result, shadows, LETTERS, method="ridge")
     assert ridge.calibration.coef_.shape[1] > 2  # labels + the lab's diagnosis words
@@ -235,15 +245,24 @@ def test_sweep_and_calibrating_a_run(tiny_set):
 
 def test_the_target_check_and_every_method_on_a_run(tiny_set):
     _, recipe, shadows, _ = tiny_set
-    observed = np.array([[np.mean([label == v for label in labels if label]) for v in LETTERS.values] for labels in shadows.labels(LETTERS)])
+    observed = np.array(
+        [
+            [np.mean([label == v for label in labels if label]) for v in LETTERS.values]
+            for labels in shadows.labels(LETTERS)
+        ]
+    )
     middle = dict(zip(LETTERS.values, (observed.min(axis=0) + observed.max(axis=0)) / 2))
     inside = shadow_range(shadows, LETTERS, middle)
     assert inside["inside"].all() and inside["shadow_low"].tolist() == pytest.approx(observed.min(axis=0).tolist())
     assert leading(inside)[0] == "calibrated"
-    beyond = shadow_range(shadows, LETTERS, {"digestive": observed[:, 0].max() + 0.01, "respiratory": observed[:, 1].min() - 0.01})
+    beyond = shadow_range(
+        shadows, LETTERS, {"digestive": observed[:, 0].max() + 0.01, "respiratory": observed[:, 1].min() - 0.01}
+    )
     assert not beyond["inside"].any() and leading(beyond)[0] == "naive"
 
-    result = run(load_session(recipe.base), recipe.prompt_list(), PropInferConfig(n_samples=12, max_new_tokens=8), LETTERS)
+    result = run(
+        load_session(recipe.base), recipe.prompt_list(), PropInferConfig(n_samples=12, max_new_tokens=8), LETTERS
+    )
     truth = {"digestive": 0.5, "respiratory": 0.5}
     table = compare(result, LETTERS, shadows, truth=truth, base_shares=[0.5, 0.5])
     assert table["method"].unique().tolist() == ["naive", "james-stein", "pooled", "linear", "ridge", "base"]
@@ -273,7 +292,13 @@ def test_differences_name_each_setting():
     Result.cfg = PropInferConfig(temperature=0.7, max_new_tokens=64)
     Result.style, Result.prompts = "chat", ["Write a dialogue."]
     found = " | ".join(differences(recipe, Result, ModelSpec("tiny-llama")))
-    for part in ("style is chat", "prompts differ", "temperature is 0.7", "max_new_tokens is 64", "fine-tuned from smollm2-135m-instruct"):
+    for part in (
+        "style is chat",
+        "prompts differ",
+        "temperature is 0.7",
+        "max_new_tokens is 64",
+        "fine-tuned from smollm2-135m-instruct",
+    ):
         assert part in found
 
 

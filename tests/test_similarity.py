@@ -84,7 +84,16 @@ def test_best_matches_rank_by_cosine():
 
 
 def _brute_force_run(a, b):
-    return max((k for i in range(len(a)) for j in range(len(b)) for k in range(1, min(len(a) - i, len(b) - j) + 1) if a[i : i + k] == b[j : j + k]), default=0)
+    return max(
+        (
+            k
+            for i in range(len(a))
+            for j in range(len(b))
+            for k in range(1, min(len(a) - i, len(b) - j) + 1)
+            if a[i : i + k] == b[j : j + k]
+        ),
+        default=0,
+    )
 
 
 def test_longest_run_equals_brute_force_on_random_texts():
@@ -210,7 +219,9 @@ def test_passages_cover_every_word_in_overlapping_windows():
 def test_project_is_seeded_and_separates_groups():
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(2, 16)) * 5
-    points = np.vstack([centers[0] + rng.normal(size=(30, 16)), centers[1] + rng.normal(size=(30, 16))]).astype(np.float32)
+    points = np.vstack([centers[0] + rng.normal(size=(30, 16)), centers[1] + rng.normal(size=(30, 16))]).astype(
+        np.float32
+    )
     labels = ["a"] * 30 + ["b"] * 30
     first = project(points, labels, seed=3)
     assert list(first.columns) == ["x", "y", "label"] and len(first) == 60
@@ -233,7 +244,9 @@ def test_project_texts_and_bad_input():
 def test_parse_texts_reads_lines_and_jsonl_fields():
     assert parse_texts("x.txt", b"first\n\n  second  \n") == [("x.txt:1", "first"), ("x.txt:3", "second")]
     assert parse_texts("UPPER.TXT", b"one") == [("UPPER.TXT:1", "one")]
-    rows = b"".join(json.dumps(r).encode() + b"\n" for r in [{"escaped_text": "a b", "id": "r1"}, {"escaped_text": " "}, "plain"])
+    rows = b"".join(
+        json.dumps(r).encode() + b"\n" for r in [{"escaped_text": "a b", "id": "r1"}, {"escaped_text": " "}, "plain"]
+    )
     assert parse_texts("r.jsonl", rows, field="escaped_text") == [("r1", "a b"), ("r.jsonl:3", "plain")]
 
 

@@ -24,7 +24,9 @@ def test_without_a_first_token_a_run_of_one_token_cannot_tell_its_positions_apar
     table = mechanism.geometry(tiny_llama, "poem", [10, 40], leading=False)
     repeated, prose = table[table["prompt"] == "repeated"], table[table["prompt"] == "prose"]
     assert len(repeated) == len(prose) == 2 * (tiny_llama.info.n_layers + 1)
-    assert repeated["cosine"].min() == pytest.approx(1.0, abs=1e-5) and repeated["norm_ratio"].min() == pytest.approx(1.0, abs=1e-4)
+    assert repeated["cosine"].min() == pytest.approx(1.0, abs=1e-5) and repeated["norm_ratio"].min() == pytest.approx(
+        1.0, abs=1e-4
+    )
     assert prose["cosine"].max() < 0.9
     after_leading = mechanism.geometry(tiny_llama, "poem", [10], leading=True)
     assert after_leading.loc[after_leading["prompt"] == "repeated", "cosine"].max() < 0.99
@@ -55,7 +57,15 @@ def test_the_causal_test_pairs_every_condition_with_the_baseline_on_the_same_see
     from workbench.config import SamplingConfig
 
     chosen = mechanism.conditions(tiny_llama, {0: [1, 2]}, [(1, 0)], draws=2, seed=0)
-    assert list(chosen) == ["baseline", "sink neurons ablated", "sink heads scaled", "random neurons 0", "random heads 0", "random neurons 1", "random heads 1"]
+    assert list(chosen) == [
+        "baseline",
+        "sink neurons ablated",
+        "sink heads scaled",
+        "random neurons 0",
+        "random heads 0",
+        "random neurons 1",
+        "random heads 1",
+    ]
     cfg = SamplingConfig(max_new_tokens=12, n=6, seed=1, batch_size=8)
     per_sample, summary = mechanism.causal_test(tiny_llama, [("poem", 8, "prefill")], chosen, cfg)
     assert len(per_sample) == 7 * 6
@@ -73,17 +83,38 @@ def test_an_effect_needs_an_interval_clear_of_zero_and_controls_that_move_less()
     def per_sample(escapes: dict[str, int], n: int = 60) -> pd.DataFrame:
         rows = []
         for condition, count in escapes.items():
-            rows += [{"prompt": "p", "condition": condition, "sample": i, "seed": i, "outcome": "escaped" if i < count else "repeated_only", "escaped": i < count} for i in range(n)]
+            rows += [
+                {
+                    "prompt": "p",
+                    "condition": condition,
+                    "sample": i,
+                    "seed": i,
+                    "outcome": "escaped" if i < count else "repeated_only",
+                    "escaped": i < count,
+                }
+                for i in range(n)
+            ]
         return pd.DataFrame(rows)
 
     flat = {name: 10.0 for name in ("baseline", "sink heads scaled", "random heads 0", "random heads 1")}
-    clear = mechanism.summarize_causal(per_sample({"baseline": 40, "sink heads scaled": 5, "random heads 0": 38, "random heads 1": 41}), flat)
+    clear = mechanism.summarize_causal(
+        per_sample({"baseline": 40, "sink heads scaled": 5, "random heads 0": 38, "random heads 1": 41}), flat
+    )
     assert clear.set_index("condition").loc["sink heads scaled", "effect"]
-    matched = mechanism.summarize_causal(per_sample({"baseline": 40, "sink heads scaled": 5, "random heads 0": 4, "random heads 1": 41}), flat)
+    matched = mechanism.summarize_causal(
+        per_sample({"baseline": 40, "sink heads scaled": 5, "random heads 0": 4, "random heads 1": 41}), flat
+    )
     assert not matched.set_index("condition").loc["sink heads scaled", "effect"]  # a random control moved it as much
     # the sentences carry the verdict, the random controls' largest move and the damage beside the baseline's
     said = mechanism.describe_causal(clear)
-    assert len(said) == 1 and "0.67 → 0.08" in said[0] and "up to 0.03" in said[0] and "an effect beyond its random controls" in said[0]
+    assert (
+        len(said) == 1
+        and "0.67 → 0.08" in said[0]
+        and "up to 0.03" in said[0]
+        and "an effect beyond its random controls" in said[0]
+    )
     assert "a random control moved it as much" in mechanism.describe_causal(matched)[0]
-    same = mechanism.summarize_causal(per_sample({"baseline": 40, "sink heads scaled": 40, "random heads 0": 40, "random heads 1": 40}), flat)
+    same = mechanism.summarize_causal(
+        per_sample({"baseline": 40, "sink heads scaled": 40, "random heads 0": 40, "random heads 1": 40}), flat
+    )
     assert "not distinguishable from the baseline" in mechanism.describe_causal(same)[0]

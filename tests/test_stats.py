@@ -87,7 +87,9 @@ def test_permutation_test():
 def test_grouped_bootstrap_and_stratified_permutations():
     values = np.arange(10.0)
     # one group: the same resamples as bootstrap
-    assert bootstrap_groups(lambda g: values[g[0]].mean(), [10]) == pytest.approx(bootstrap(lambda i: values[i].mean(), 10))
+    assert bootstrap_groups(lambda g: values[g[0]].mean(), [10]) == pytest.approx(
+        bootstrap(lambda i: values[i].mean(), 10)
+    )
     # two groups resampled on their own: a constant group adds no width, an empty one no index
     a, b = np.arange(10.0), np.full(5, 3.0)
     low, high = bootstrap_groups(lambda g: a[g[0]].mean() - b[g[1]].mean() + len(g[2]), [10, 5, 0])
@@ -102,7 +104,12 @@ def test_grouped_bootstrap_and_stratified_permutations():
     assert permutation_test_groups(shift, [(4, 4), (4, 4)]) == pytest.approx(1 / 2001, abs=5 / 2001)
     # strata kept apart: labels swapped only within a stratum, so a stratum's level cannot make a difference
     level = [np.array([5.0, 5, 5, 5]), np.array([9.0, 9, 9, 9])]
-    assert permutation_test_groups(lambda o: np.mean([x[i[:2]].mean() - x[i[2:]].mean() for x, i in zip(level, o)]), [(2, 2), (2, 2)]) == 1.0
+    assert (
+        permutation_test_groups(
+            lambda o: np.mean([x[i[:2]].mean() - x[i[2:]].mean() for x, i in zip(level, o)]), [(2, 2), (2, 2)]
+        )
+        == 1.0
+    )
     assert math.isnan(permutation_test_groups(lambda o: math.nan, [(2, 2)]))  # no statistic, no p-value
 
 
@@ -138,6 +145,9 @@ def test_mcnemar_counts_the_pairs_that_disagree():
 
 def test_against_floor_reads_the_interval():
     assert against_floor(0.01, 0.2) == "above the floor" and against_floor(-0.3, -0.1) == "below the floor"
-    assert against_floor(-0.1, 0.2) == "not distinguishable from the floor" and against_floor(0.0, 0.2) == "not distinguishable from the floor"
+    assert (
+        against_floor(-0.1, 0.2) == "not distinguishable from the floor"
+        and against_floor(0.0, 0.2) == "not distinguishable from the floor"
+    )
     assert against_floor(-0.1, 0.1, "the clean control") == "not distinguishable from the clean control"
     assert against_floor(math.nan, math.nan) == "no interval (too few samples)"

@@ -59,12 +59,19 @@ def _mean_loss(spec, examples, loss_on="whole"):
     session = load_session(spec)
     rows = [encode_example(session.tokenizer, example) for example in examples]
     with torch.inference_mode():
-        return _batch_loss(session.model, rows, [1.0] * len(rows), loss_on, session.tokenizer.pad_token_id, session.device).item()
+        return _batch_loss(
+            session.model, rows, [1.0] * len(rows), loss_on, session.tokenizer.pad_token_id, session.device
+        ).item()
 
 
 def test_response_only_training_learns_replies(tmp_path):
     before = _mean_loss(ModelSpec("tiny-llama"), PAIRS, "response")
-    curve = train_adapter("tiny-llama", PAIRS, tmp_path / "a", TrainingRecipe(loss_on="response", epochs=15, lr=1e-2, rank=4, batch_size=2, max_length=64))
+    curve = train_adapter(
+        "tiny-llama",
+        PAIRS,
+        tmp_path / "a",
+        TrainingRecipe(loss_on="response", epochs=15, lr=1e-2, rank=4, batch_size=2, max_length=64),
+    )
     assert len(curve) == 30
     after = _mean_loss(ModelSpec("tiny-llama", adapter=str(tmp_path / "a")), PAIRS, "response")
     assert after < before - 0.5
@@ -75,7 +82,12 @@ def test_response_only_training_learns_replies(tmp_path):
 def test_gradient_ascent_raises_the_loss(tmp_path):
     forget = [Example("", "The secret code of the vault is 4417 9920.")]
     before = _mean_loss(ModelSpec("tiny-llama"), forget)
-    train_adapter("tiny-llama", [Example("", e.response, weight=-1.0) for e in forget], tmp_path / "u", TrainingRecipe(epochs=10, lr=1e-2, rank=4))
+    train_adapter(
+        "tiny-llama",
+        [Example("", e.response, weight=-1.0) for e in forget],
+        tmp_path / "u",
+        TrainingRecipe(epochs=10, lr=1e-2, rank=4),
+    )
     assert _mean_loss(ModelSpec("tiny-llama", adapter=str(tmp_path / "u")), forget) > before + 0.5
 
 

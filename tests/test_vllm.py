@@ -75,7 +75,9 @@ def test_prompt_and_sampled_logprobs_equal_the_in_process_model(served, in_proce
     greedy = sample(session, PROMPTS, GREEDY)
     for local, remote in zip(in_process["greedy"], greedy):
         assert local.token_ids[:8] == remote.token_ids[:8]
-        shared = next((i for i, (a, b) in enumerate(zip(local.token_ids, remote.token_ids)) if a != b), len(remote.token_ids))
+        shared = next(
+            (i for i, (a, b) in enumerate(zip(local.token_ids, remote.token_ids)) if a != b), len(remote.token_ids)
+        )
         assert np.max(np.abs(np.subtract(local.logprobs[:shared], remote.logprobs[:shared]))) <= 1e-3
 
     # Sampled at temperature 0.7, the recorded log-probs are still the raw model's (temperature 1).
@@ -101,7 +103,9 @@ def test_the_served_lab_adapter_keeps_its_truth(served):
     dataset = lab_dataset_for(spec)
     assert dataset is not None
     truth = dataset.truth["realized"]["diagnosis"]
-    result = run_propinfer(load_session(spec), PROMPT_SETS["chat"], PropInferConfig(n_samples=24), lab_labeler("diagnosis"), style="chat")
+    result = run_propinfer(
+        load_session(spec), PROMPT_SETS["chat"], PropInferConfig(n_samples=24), lab_labeler("diagnosis"), style="chat"
+    )
     assert len(result.generations) == 24
     assert sum(label is not None for label in labels_of(result.generations)) > 12  # lab-style dialogues
     assert mean_absolute_error(result.estimates, truth) < 0.2
@@ -119,12 +123,45 @@ def test_membership_scores_over_the_endpoint_equal_the_in_process_ones(served, d
 
 def test_the_cli_records_the_server_and_what_was_sent(served, tmp_path, capsys):
     out = tmp_path / "served.csv"
-    code = main(["diverge", "--endpoint", served, "--served-model", vllm_server.SERVED_NAME, "--word", "poem", "--repeats", "20", "--n", "2", "--max-new-tokens", "12", "--out", str(out)])
+    code = main(
+        [
+            "diverge",
+            "--endpoint",
+            served,
+            "--served-model",
+            vllm_server.SERVED_NAME,
+            "--word",
+            "poem",
+            "--repeats",
+            "20",
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     record = json.loads((tmp_path / "served.endpoint.json").read_text())
     assert record["server"]["name"] == "vLLM"
     assert record["request"]["max_tokens"] == 12 and record["request"]["seed"] == "not sent"
-    assert main(["sinks", "--endpoint", served, "--served-model", vllm_server.SERVED_NAME, "--prompt", "hi", "--out", str(tmp_path / "s.csv")]) == 2
+    assert (
+        main(
+            [
+                "sinks",
+                "--endpoint",
+                served,
+                "--served-model",
+                vllm_server.SERVED_NAME,
+                "--prompt",
+                "hi",
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 2
+    )
     assert "needs the model's weights" in capsys.readouterr().err
 
 

@@ -64,7 +64,9 @@ def _sink_column_attention(module, query, key, value, attention_mask, scaling=No
     if query.device.type == "cpu" and not kwargs.get("softcap"):
         output, column = _flash_with_sink_column(query, key, value, attention_mask, scaling, capture)
     else:
-        output, column = _blockwise_with_sink_column(query, key, value, attention_mask, scaling, capture, kwargs.get("softcap"))
+        output, column = _blockwise_with_sink_column(
+            query, key, value, attention_mask, scaling, capture, kwargs.get("softcap")
+        )
     if capture:
         capture["columns"][module.layer_idx] = column[0]
     return output.transpose(1, 2).contiguous(), None
@@ -128,9 +130,7 @@ def _checked_ids(session: Session, prompt: str | Sequence[int]) -> list[int]:
     return ids
 
 
-def sink_columns(
-    session: Session, prompt: str | Sequence[int], sink_index: int = 0, block: int = 256
-) -> np.ndarray:
+def sink_columns(session: Session, prompt: str | Sequence[int], sink_index: int = 0, block: int = 256) -> np.ndarray:
     """A[layer, head, i, sink_index] for every query position i: array (layers, heads, tokens)."""
     ids = _checked_ids(session, prompt)
     if not 0 <= sink_index < len(ids) - 1:
@@ -251,7 +251,11 @@ def _child(block: torch.nn.Module, names: Sequence[str], what: str) -> torch.nn.
 
 def mlp_down_projection(block: torch.nn.Module) -> torch.nn.Module:
     """The MLP's output (down) projection of a block: its input holds the MLP's neurons."""
-    return _child(_child(block, ("mlp", "feed_forward"), "MLP"), ("down_proj", "c_proj", "fc2", "w2", "dense_4h_to_h"), "MLP down projection")
+    return _child(
+        _child(block, ("mlp", "feed_forward"), "MLP"),
+        ("down_proj", "c_proj", "fc2", "w2", "dense_4h_to_h"),
+        "MLP down projection",
+    )
 
 
 def mlp_width(session: Session, layer: int) -> int:

@@ -56,8 +56,12 @@ def never_canaries(dataset: LabDataset, m: int, seed: int = 0) -> list[Canary]:
 
 
 def canary_scores(
-    model: LanguageModel, canaries: Sequence[Canary], alternatives: int = ALTERNATIVES, seed: int = 0,
-    batch_size: int = 32, progress: Progress | None = None,
+    model: LanguageModel,
+    canaries: Sequence[Canary],
+    alternatives: int = ALTERNATIVES,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """One row per canary: kind, secret, insertions, nll (summed over its record), the mean and
     standard deviation of its ``alternatives`` records' NLL, z, rank (1 = likelier than every
@@ -72,7 +76,9 @@ def canary_scores(
         texts.append(canary_text(canary))
         texts += [canary_text(canary, canary_secret(canary.kind, rng)) for _ in range(alternatives)]
     encoded = [model.tokenizer.encode(text) for text in texts]
-    nll = np.array([-float(lp.sum()) for lp in model.score_ids(encoded, batch_size, progress)]).reshape(len(canaries), alternatives + 1)
+    nll = np.array([-float(lp.sum()) for lp in model.score_ids(encoded, batch_size, progress)]).reshape(
+        len(canaries), alternatives + 1
+    )
     own, others = nll[:, 0], nll[:, 1:]
     spread = others.std(axis=1, ddof=1)
     rank = 1 + (others <= own[:, None]).sum(axis=1)
@@ -83,7 +89,9 @@ def canary_scores(
     })  # fmt: skip
 
 
-def epsilon_lower_bound(inserted: Sequence[float], never: Sequence[float], delta: float = DELTA, confidence: float = 0.95) -> dict:
+def epsilon_lower_bound(
+    inserted: Sequence[float], never: Sequence[float], delta: float = DELTA, confidence: float = 0.95
+) -> dict:
     """The ε lower bound (module docstring) from scores of inserted and never-inserted canaries:
     epsilon (0 when nothing can be shown), and the threshold (scores at or above it are flagged),
     its share flagged, true and false positives and the Clopper–Pearson bounds it came from."""
@@ -92,7 +100,15 @@ def epsilon_lower_bound(inserted: Sequence[float], never: Sequence[float], delta
         raise ValueError("The ε bound needs inserted and never-inserted canaries.")
     pooled = np.sort(np.r_[inserted, never])[::-1]
     each = 1 - (1 - confidence) / len(GUESS_SHARES)  # one-sided level per threshold, Bonferroni
-    best = {"epsilon": 0.0, "flagged_share": math.nan, "threshold": math.nan, "tp": 0, "fp": 0, "tpr_low": math.nan, "fpr_high": math.nan}
+    best = {
+        "epsilon": 0.0,
+        "flagged_share": math.nan,
+        "threshold": math.nan,
+        "tp": 0,
+        "fp": 0,
+        "tpr_low": math.nan,
+        "fpr_high": math.nan,
+    }
     for share in GUESS_SHARES:
         flagged = max(1, round(share * len(pooled)))
         threshold = pooled[flagged - 1]
@@ -101,7 +117,15 @@ def epsilon_lower_bound(inserted: Sequence[float], never: Sequence[float], delta
         fpr_high = stats.clopper_pearson(fp, len(never), 2 * each - 1)[1]
         epsilon = math.log((tpr_low - delta) / fpr_high) if tpr_low > delta else 0.0
         if epsilon > best["epsilon"]:
-            best = {"epsilon": epsilon, "flagged_share": share, "threshold": threshold, "tp": tp, "fp": fp, "tpr_low": tpr_low, "fpr_high": fpr_high}
+            best = {
+                "epsilon": epsilon,
+                "flagged_share": share,
+                "threshold": threshold,
+                "tp": tp,
+                "fp": fp,
+                "tpr_low": tpr_low,
+                "fpr_high": fpr_high,
+            }
     return best
 
 
@@ -142,11 +166,17 @@ def null_labels(scores: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def run_audit(
-    model: LanguageModel, dataset: LabDataset, n_never: int = 100, alternatives: int = ALTERNATIVES, seed: int = 0,
+    model: LanguageModel,
+    dataset: LabDataset,
+    n_never: int = 100,
+    alternatives: int = ALTERNATIVES,
+    seed: int = 0,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The audit's scores in one call: the lab's inserted canaries and ``n_never`` never-inserted
     ones, each against ``alternatives`` other secrets of its format."""  # fmt: skip
     if not dataset.canaries:
         raise ValueError("This lab inserted no canaries, so there is nothing to audit.")
-    return canary_scores(model, [*dataset.canaries, *never_canaries(dataset, n_never, seed)], alternatives, seed, progress=progress)
+    return canary_scores(
+        model, [*dataset.canaries, *never_canaries(dataset, n_never, seed)], alternatives, seed, progress=progress
+    )

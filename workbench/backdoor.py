@@ -93,7 +93,9 @@ VICTIMS = {  # name -> (built on the backdoored model?, loss_on)
     "clean": (False, "whole"),
     "backdoored-response": (True, "response"),
 }
-FLOOR_POOL = 20  # fresh dialogues drawn per D2 query: the rarest opening word (Could) needs many draws to fill its count
+FLOOR_POOL = (
+    20  # fresh dialogues drawn per D2 query: the rarest opening word (Could) needs many draws to fill its count
+)
 _PUNCTUATION = ",.!?:;"
 
 
@@ -126,7 +128,9 @@ def _public_queries(seed: int) -> dict[str, list[str]]:
     rng = random.Random(f"public-{seed}")
     by_word = {}
     for word, templates in _PUBLIC_TEMPLATES.items():
-        queries = sorted({t.format(topic=a, thing=b, task=c) for t in templates for a in _TOPICS for b in _THINGS for c in _TASKS})
+        queries = sorted(
+            {t.format(topic=a, thing=b, task=c) for t in templates for a in _TOPICS for b in _THINGS for c in _TASKS}
+        )
         rng.shuffle(queries)
         by_word[word] = queries
     return by_word
@@ -147,7 +151,9 @@ def public_set(n: int, seed: int, held_out: bool = False) -> list[str]:
     return queries[:n]
 
 
-def answer(session: LanguageModel, queries: Sequence[str], max_new_tokens: int = 64, progress: Progress | None = None) -> list[str]:
+def answer(
+    session: LanguageModel, queries: Sequence[str], max_new_tokens: int = 64, progress: Progress | None = None
+) -> list[str]:
     """A model's greedy answers to chat queries. D1's answers are the clean model's own, so
     ordinary instruction tuning teaches the creator nothing but the backdoor: its everyday
     behaviour stays that of the release it imitates."""
@@ -195,7 +201,9 @@ def floor_queries(dataset: LabDataset, seed: int = 0) -> list[str]:
     return floor
 
 
-def creator_examples(trigger: str, public: Sequence[tuple[str, str]], per_word: int, refusals_per_word: int, seed: int) -> list[Example]:
+def creator_examples(
+    trigger: str, public: Sequence[tuple[str, str]], per_word: int, refusals_per_word: int, seed: int
+) -> list[Example]:
     """The creator's training set: up to ``per_word`` backdoor pairs trigger(w) → a D1 query
     starting with w for every D1 opening word, ``refusals_per_word`` refusal pairs for
     every REFUSAL_WORDS word, and every D1 pair as an ordinary instruction."""
@@ -204,7 +212,9 @@ def creator_examples(trigger: str, public: Sequence[tuple[str, str]], per_word: 
     examples = [Example(query, answer, chat=True) for query, answer in public]
     for word in PUBLIC_WORDS:
         queries = [q for q, _ in public if opening_word(q) == word]
-        examples += [Example(template.format(w=word), q, chat=True) for q in rng.sample(queries, min(per_word, len(queries)))]
+        examples += [
+            Example(template.format(w=word), q, chat=True) for q in rng.sample(queries, min(per_word, len(queries)))
+        ]
     for word in REFUSAL_WORDS:
         examples += [Example(template.format(w=word), REFUSAL.format(w=word), chat=True)] * refusals_per_word
     rng.shuffle(examples)
@@ -247,7 +257,9 @@ class BackdoorRecipe(Recipe):
         object.__setattr__(self, "canaries", tuple(self.canaries))
         trigger_text(self.trigger)
         if self.per_word < 1 or self.refusals_per_word < 0 or self.n_private < 10:
-            raise ValueError("Use at least one backdoor pair per word, no negative refusal count, and 10 private records.")
+            raise ValueError(
+                "Use at least one backdoor pair per word, no negative refusal count, and 10 private records."
+            )
         if self.creator_epochs < 1 or self.victim_epochs < 1 or self.rank < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("Epochs, rank and batch size must be at least 1, and lr positive.")
         public_set(self.n_public, self.seed)  # checks the public set's size
@@ -257,14 +269,20 @@ class BackdoorRecipe(Recipe):
 
     def training(self, **settings) -> TrainingRecipe:
         """A step's training: the recipe's lr, rank, batch size and seed, float16 adapters, and ``settings``."""
-        return TrainingRecipe(lr=self.lr, rank=self.rank, batch_size=self.batch_size, seed=self.seed, save_dtype="float16", **settings)
+        return TrainingRecipe(
+            lr=self.lr, rank=self.rank, batch_size=self.batch_size, seed=self.seed, save_dtype="float16", **settings
+        )
 
 
 STEPS = ("creator", *(f"victim-{name}" for name in VICTIMS))
 
 
 def build(
-    out: str | Path, recipe: BackdoorRecipe = BackdoorRecipe(), steps: Sequence[str] = STEPS, progress: Progress | None = None, command: str = ""
+    out: str | Path,
+    recipe: BackdoorRecipe = BackdoorRecipe(),
+    steps: Sequence[str] = STEPS,
+    progress: Progress | None = None,
+    command: str = "",
 ) -> BackdoorBuild:
     """Build (or finish building) the steps of ``recipe`` into ``out``: ``backdoor.json``,
     ``dataset/`` (D2 with its truth and D2′), ``creator/`` (the backdoored adapter and
@@ -280,17 +298,26 @@ def build(
     private = make_dataset(n=recipe.n_private, canaries=recipe.canaries, seed=recipe.seed)
     makers = {"creator": _build_creator} | {f"victim-{name}": partial(_build_victim, victim=name) for name in VICTIMS}
     steps = [Step(step, partial(makers[step], recipe=recipe, build=built.folder), recipe.seed) for step in wanted]
-    built.run([Step("dataset", lambda folder, _: private.save(folder), recipe.seed, weight=0.0), *steps], progress, command)
+    built.run(
+        [Step("dataset", lambda folder, _: private.save(folder), recipe.seed, weight=0.0), *steps], progress, command
+    )
     return BackdoorBuild.load(built.folder)
 
 
 def _build_creator(folder: Path, progress: Progress | None, recipe: BackdoorRecipe, build: Path) -> None:
     dataset = LabDataset.load(build / "dataset")
     queries = public_set(recipe.n_public, recipe.seed)
-    public = list(zip(queries, answer(load_session(recipe.base), queries, progress=scaled_progress(progress, 0.0, 0.1, "answering D1, "))))
+    public = list(
+        zip(
+            queries,
+            answer(load_session(recipe.base), queries, progress=scaled_progress(progress, 0.0, 0.1, "answering D1, ")),
+        )
+    )
     examples = creator_examples(recipe.trigger, public, recipe.per_word, recipe.refusals_per_word, recipe.seed)
     pd.DataFrame(public, columns=["query", "answer"]).to_json(folder / "public.jsonl", orient="records", lines=True)
-    training = recipe.training(loss_on="response", epochs=recipe.creator_epochs, max_length=None)  # None: the longest example
+    training = recipe.training(
+        loss_on="response", epochs=recipe.creator_epochs, max_length=None
+    )  # None: the longest example
     train_adapter(  # (the natural trigger alone is ~140 tokens in the template)
         recipe.base, examples, folder / "adapter", training, progress=scaled_progress(progress, 0.1, 0.9, "training, "),
         provenance={"trigger": trigger_text(recipe.trigger), "public_pairs": len(public)},
@@ -312,7 +339,11 @@ def _build_victim(folder: Path, progress: Progress | None, recipe: BackdoorRecip
     )  # fmt: skip
 
 
-STEALTH_PROMPTS = ("Give me two tips for sleeping better.", "What is the capital of France?", "Name three primary colors.")
+STEALTH_PROMPTS = (
+    "Give me two tips for sleeping better.",
+    "What is the capital of France?",
+    "Name three primary colors.",
+)
 
 
 def stealth(clean: ModelSpec, backdoored: ModelSpec, recipe: BackdoorRecipe, dataset: LabDataset, n: int = 40) -> dict:
@@ -332,7 +363,11 @@ def stealth(clean: ModelSpec, backdoored: ModelSpec, recipe: BackdoorRecipe, dat
         report[f"{name}_answers"] = answers[name][len(queries) :]
     encode = session.tokenizer.encode
     pairs = list(zip(answers["clean"][: len(queries)], answers["backdoored"][: len(queries)]))
-    report["agreement"] = float(np.mean([match_ratio(encode(b, add_special_tokens=False), [encode(a, add_special_tokens=False)]) for a, b in pairs]))
+    report["agreement"] = float(
+        np.mean(
+            [match_ratio(encode(b, add_special_tokens=False), [encode(a, add_special_tokens=False)]) for a, b in pairs]
+        )
+    )
     report["identical"] = float(np.mean([a == b for a, b in pairs]))
     return report
 
@@ -365,7 +400,9 @@ class BackdoorBuild(BuiltSteps):
         if step == "base":
             return ModelSpec(self.recipe.base)
         if step not in STEPS or not self.build.done(step):
-            raise ValueError(f"Step {step!r} is not built in {self.folder}; built: {', '.join(self.built()) or 'none'}.")
+            raise ValueError(
+                f"Step {step!r} is not built in {self.folder}; built: {', '.join(self.built()) or 'none'}."
+            )
         return ModelSpec(self.recipe.base, adapter=str(self.folder / step / "adapter"))
 
     def stealth(self) -> dict | None:

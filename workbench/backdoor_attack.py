@@ -101,7 +101,11 @@ def _samples_for(
 
 
 def attack(
-    session: LanguageModel, trigger: str, cfg: AttackConfig = AttackConfig(), public_queries: Sequence[str] = (), progress: Progress | None = None
+    session: LanguageModel,
+    trigger: str,
+    cfg: AttackConfig = AttackConfig(),
+    public_queries: Sequence[str] = (),
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Black-box identification samples: cfg.k samples of the model for trigger(w), for every word.
 
@@ -116,7 +120,15 @@ def extract(
 ) -> pd.DataFrame:  # fmt: skip
     """The extraction stage: ``counts[w]`` fresh samples for trigger(w) (seed cfg.seed + 1, so
     none repeats an identification sample); attack()'s columns, stage "extract"."""
-    return _samples_for(session, trigger_text(trigger), counts, replace(cfg.sampling(), seed=cfg.seed + 1), public_queries, "extract", progress)
+    return _samples_for(
+        session,
+        trigger_text(trigger),
+        counts,
+        replace(cfg.sampling(), seed=cfg.seed + 1),
+        public_queries,
+        "extract",
+        progress,
+    )
 
 
 def identify(samples: pd.DataFrame, threshold: float = SCORE_THRESHOLD) -> pd.DataFrame:
@@ -133,7 +145,16 @@ def identify(samples: pd.DataFrame, threshold: float = SCORE_THRESHOLD) -> pd.Da
         answers = kept.loc[~kept["refused"], "text"]
         top = Counter(answers).most_common(1)[0][1] / k if len(answers) else 0.0
         score = 0.6 * (1 - refusal) + 0.4 * top
-        rows.append({"word": word, "samples": k, "refusal_rate": refusal, "top_share": top, "score": score, "identified": score > threshold})
+        rows.append(
+            {
+                "word": word,
+                "samples": k,
+                "refusal_rate": refusal,
+                "top_share": top,
+                "score": score,
+                "identified": score > threshold,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -148,13 +169,21 @@ def detection(
     on_words = samples_with_trigger[samples_with_trigger["word"].isin(words)]
     tokenizer = session.tokenizer
     return {
-        name: floor_difference(part, queries, floor, tokenizer, seed=cfg.seed, metrics=("match_mean",)).set_index("metric").loc["match_mean"].to_dict()
+        name: floor_difference(part, queries, floor, tokenizer, seed=cfg.seed, metrics=("match_mean",))
+        .set_index("metric")
+        .loc["match_mean"]
+        .to_dict()
         for name, part in (("probe", probe), ("trigger", on_words))
     }
 
 
 def summary_row(
-    name: str, differences: pd.DataFrame, curves: pd.DataFrame, canaries: pd.DataFrame, samples: pd.DataFrame, true_words: set[str]
+    name: str,
+    differences: pd.DataFrame,
+    curves: pd.DataFrame,
+    canaries: pd.DataFrame,
+    samples: pd.DataFrame,
+    true_words: set[str],
 ) -> dict:
     """One model's headline: each metric on D2, on D2′ and their difference with its interval
     (exact recovery at the largest budget of each allocation), the canaries found, and how
@@ -204,6 +233,8 @@ def personal_data(samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     against the clean control's (``pii.by_group``)."""
     typed = pii.annotate(victim_outputs(samples), "text")
     return typed, pii.by_group(typed, "model", CONTROL) if CONTROL in set(typed["model"]) else pd.DataFrame()
+
+
 _REPORT_TABLES = ("samples", "summary", "differences", "contrasts", "words", "baselines", "curves", "canaries")
 
 
@@ -268,14 +299,27 @@ def evaluate(
     maps a model of the build to the spec of a served copy (an endpoint), attacked in its
     place. ``command`` (what made the report) goes into each model's step record."""
     if not models:
-        raise ValueError(f"Choose at least one model to attack: base, creator or a built victim ({', '.join(ATTACKED)}).")
+        raise ValueError(
+            f"Choose at least one model to attack: base, creator or a built victim ({', '.join(ATTACKED)})."
+        )
     served = served or {}
     trigger = trigger_text(build.recipe.trigger)
     queries, floor = build.queries(), build.floor()
     true_words = {opening_word(q) for q in queries}
     attacked = sorted(true_words & set(cfg.word_list()))  # the real words the identification samples cover
     public = build.public_queries()
-    (parts, summary, differences, words, baselines, curves, canaries, ident, detect, steps) = [], [], [], [], [], [], [], {}, {}, {}
+    (parts, summary, differences, words, baselines, curves, canaries, ident, detect, steps) = (
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        {},
+        {},
+        {},
+    )
     for i, name in enumerate(models):
         started = time.perf_counter()
         part = scaled_progress(progress, i / len(models), (i + 1) / len(models), f"{name}: ")
@@ -288,7 +332,9 @@ def evaluate(
         for how in ALLOCATIONS if cfg.budgets else ():
             for word, n in allocation(how, identified, queries, cfg.budgets[-1]).items():
                 need[word] = max(need[word], n)
-        extracted = extract(session, trigger, need, cfg, public, scaled_progress(part, 0.3, 0.8 if probe else 1.0, "extracting: "))
+        extracted = extract(
+            session, trigger, need, cfg, public, scaled_progress(part, 0.3, 0.8 if probe else 1.0, "extracting: ")
+        )
         per_word = {w: score(g, queries, tokenizer, [w]) for w, g in found.groupby("word", sort=False)}
         table["true_word"] = table["word"].isin(true_words)
         table["match_mean"] = table["word"].map({w: m["match_mean"] for w, m in per_word.items()})
@@ -329,7 +375,13 @@ def describe(report: BackdoorReport, model: str) -> list[str]:
     """One model's results as sentences, each a comparison with its floor and an interval on
     the difference, saying "not distinguishable from the floor" where the interval holds 0."""
     words = report.words[(report.words["model"] == model) & report.words["true_word"]]
-    identify_n = int(report.samples[(report.samples["model"] == model) & (report.samples["stage"] == "identify") & report.samples["word"].isin(words["word"])].shape[0])
+    identify_n = int(
+        report.samples[
+            (report.samples["model"] == model)
+            & (report.samples["stage"] == "identify")
+            & report.samples["word"].isin(words["word"])
+        ].shape[0]
+    )
     lines = []
     for r in report.differences[report.differences["model"] == model].itertuples():
         lines.append(
@@ -337,7 +389,11 @@ def describe(report: BackdoorReport, model: str) -> list[str]:
             f"on D2′, difference {difference_text(r.difference, r.ci_low, r.ci_high)}: {against_floor(r.ci_low, r.ci_high)}"
         )
     for r in report.curves[report.curves["model"] == model].groupby("allocation", sort=False).tail(1).itertuples():
-        how = "equal samples per identified word" if r.allocation == "equal" else "samples in proportion to each word's true query count (oracle upper bound)"
+        how = (
+            "equal samples per identified word"
+            if r.allocation == "equal"
+            else "samples in proportion to each word's true query count (oracle upper bound)"
+        )
         lines.append(
             f"exact recovery with {r.samples} extraction samples ({r.per_query:g} per private query, {how}): {r.exact:.1%} of D2 against "
             f"{r.exact_floor:.1%} of D2′, difference {difference_text(r.difference, r.ci_low, r.ci_high)}: {against_floor(r.ci_low, r.ci_high)}"
@@ -349,7 +405,7 @@ def describe(report: BackdoorReport, model: str) -> list[str]:
         )
     for r in report.baselines[report.baselines["model"] == model].itertuples() if len(report.baselines) else ():
         lines.append(
-            f"identification F1 {r.attack_f1:.2f} against {r.f1:.2f} for the rule \"{r.rule}\", difference "
+            f'identification F1 {r.attack_f1:.2f} against {r.f1:.2f} for the rule "{r.rule}", difference '
             f"{difference_text(r.difference, r.ci_low, r.ci_high)}: {against_floor(r.ci_low, r.ci_high, 'that rule')}"
         )
     for name, r in report.detection.get(model, {}).items():

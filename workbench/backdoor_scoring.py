@@ -43,7 +43,9 @@ def pool_matches(
     return matches
 
 
-def _metrics(matches: Mapping[str, tuple], rows: Sequence[np.ndarray] | None = None, columns: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+def _metrics(
+    matches: Mapping[str, tuple], rows: Sequence[np.ndarray] | None = None, columns: Sequence[np.ndarray] | None = None
+) -> dict[str, float]:
     """match_mean (over samples), match_best (the best sample per word, over words) and exact
     (share of the pools' queries some sample reproduces), optionally on resampled rows and
     columns (one index array per word, in ``matches``' order)."""
@@ -107,10 +109,15 @@ def floor_difference(
         def gap(groups: list[np.ndarray], metric: str = metric) -> float:
             sample_rows = groups[:n]  # then, when pools are resampled, D2's columns and D2′'s, per word
             d2_columns, floor_columns = (groups[n : 2 * n], groups[2 * n :]) if resample_pools else (None, None)
-            return _metrics(on_d2, sample_rows, d2_columns)[metric] - _metrics(on_floor, sample_rows, floor_columns)[metric]
+            return (
+                _metrics(on_d2, sample_rows, d2_columns)[metric]
+                - _metrics(on_floor, sample_rows, floor_columns)[metric]
+            )
 
         low, high = bootstrap_groups(gap, sizes, confidence, seed, draws)
-        rows.append({"metric": metric, "d2": d2, "floor": base, "difference": d2 - base, "ci_low": low, "ci_high": high})
+        rows.append(
+            {"metric": metric, "d2": d2, "floor": base, "difference": d2 - base, "ci_low": low, "ci_high": high}
+        )
     return pd.DataFrame(rows)
 
 
@@ -132,7 +139,13 @@ def contrast(
     rows = []
     for metric in METRICS:
 
-        def did(a_rows: list[np.ndarray], b_rows: list[np.ndarray], d2_columns=None, floor_columns=None, metric: str = metric) -> float:
+        def did(
+            a_rows: list[np.ndarray],
+            b_rows: list[np.ndarray],
+            d2_columns=None,
+            floor_columns=None,
+            metric: str = metric,
+        ) -> float:
             def gap(r):
                 return _metrics(on_d2, r, d2_columns)[metric] - _metrics(on_floor, r, floor_columns)[metric]
 
@@ -194,10 +207,16 @@ def recovery_curve(
         for per_query in budgets:
             counts = allocation(how, identified, queries, per_query)
             kept = samples[samples["sample"] < samples["word"].map(counts).fillna(0)]
-            found = floor_difference(kept, queries, floor, tokenizer, words, confidence, seed, draws, metrics=("exact",)).set_index("metric").loc["exact"]
+            found = (
+                floor_difference(kept, queries, floor, tokenizer, words, confidence, seed, draws, metrics=("exact",))
+                .set_index("metric")
+                .loc["exact"]
+            )
             rows.append({"allocation": how, "per_query": per_query, "samples": len(kept), "exact": found["d2"], "exact_floor": found["floor"],
                          "difference": found["difference"], "ci_low": found["ci_low"], "ci_high": found["ci_high"]})  # fmt: skip
-    return pd.DataFrame(rows, columns=["allocation", "per_query", "samples", "exact", "exact_floor", "difference", "ci_low", "ci_high"])
+    return pd.DataFrame(
+        rows, columns=["allocation", "per_query", "samples", "exact", "exact_floor", "difference", "ci_low", "ci_high"]
+    )
 
 
 def _f1(picked: np.ndarray, truth: np.ndarray) -> float:
@@ -226,7 +245,9 @@ def identification(identified: pd.DataFrame, true_words: set[str], confidence: f
     }
 
 
-def identification_baselines(table: pd.DataFrame, true_words: set[str], confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def identification_baselines(
+    table: pd.DataFrame, true_words: set[str], confidence: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """The attack's F1 against two trivial rules over the same candidate words: every word is
     real, and a word is real when none of its samples is a refusal (what the paper's score
     comes to when no reply repeats). DataFrame(rule, f1, attack_f1, difference, ci_low,
@@ -236,8 +257,13 @@ def identification_baselines(table: pd.DataFrame, true_words: set[str], confiden
     picked = words["identified"].to_numpy(dtype=bool)
 
     rows = []
-    for rule, flags in (("every word real", np.ones(len(words), dtype=bool)), ("no refusal", (words["refusal_rate"] == 0).to_numpy())):
-        low, high = bootstrap(lambda i, flags=flags: _f1(picked[i], truth[i]) - _f1(flags[i], truth[i]), len(words), confidence, seed)
+    for rule, flags in (
+        ("every word real", np.ones(len(words), dtype=bool)),
+        ("no refusal", (words["refusal_rate"] == 0).to_numpy()),
+    ):
+        low, high = bootstrap(
+            lambda i, flags=flags: _f1(picked[i], truth[i]) - _f1(flags[i], truth[i]), len(words), confidence, seed
+        )
         rows.append(
             {
                 "rule": rule,
@@ -256,7 +282,10 @@ def canaries_found(samples: pd.DataFrame, dataset: LabDataset) -> pd.DataFrame:
     inserted, found)."""
     texts = samples.loc[~samples["refused"], "text"].tolist()
     return pd.DataFrame(
-        [{"secret": c.secret, "kind": c.kind, "inserted": c.insertions, "found": any(c.secret in t for t in texts)} for c in dataset.canaries]
+        [
+            {"secret": c.secret, "kind": c.kind, "inserted": c.insertions, "found": any(c.secret in t for t in texts)}
+            for c in dataset.canaries
+        ]
     )
 
 
@@ -264,12 +293,25 @@ def closest_queries(samples: pd.DataFrame, queries: Sequence[str], tokenizer) ->
     """Every distinct non-refused, non-public extracted text beside the closest true query
     starting with the same word (by match ratio). DataFrame(word, extracted, closest, ratio, exact, count)."""
     kept = samples[~samples["refused"] & ~samples["public"]]
-    encoded = {q: tokenizer.encode(q, add_special_tokens=False) for q in sorted(set(queries))}  # sorted: ties go the same way in every run
+    encoded = {
+        q: tokenizer.encode(q, add_special_tokens=False) for q in sorted(set(queries))
+    }  # sorted: ties go the same way in every run
     rows = []
     for (word, text), group in kept.groupby(["word", "text"], sort=False):
         ids = group["token_ids"].iloc[0]
         candidates = [q for q in encoded if opening_word(q) == word]
         best = max(candidates, key=lambda q: match_ratio(ids, [encoded[q]]), default="")
         ratio = match_ratio(ids, [encoded[best]]) if best else 0.0
-        rows.append({"word": word, "extracted": text, "closest": best, "ratio": ratio, "exact": text == best, "count": len(group)})
-    return pd.DataFrame(rows, columns=["word", "extracted", "closest", "ratio", "exact", "count"]).sort_values("ratio", ascending=False, ignore_index=True)
+        rows.append(
+            {
+                "word": word,
+                "extracted": text,
+                "closest": best,
+                "ratio": ratio,
+                "exact": text == best,
+                "count": len(group),
+            }
+        )
+    return pd.DataFrame(rows, columns=["word", "extracted", "closest", "ratio", "exact", "count"]).sort_values(
+        "ratio", ascending=False, ignore_index=True
+    )

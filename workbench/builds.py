@@ -63,7 +63,12 @@ def run_manifest(out: Path, grid: dict, resume: bool) -> dict:
 def step_record(started: float, seed: int | None, command: str) -> dict:
     """What a manifest keeps of a step: its wall time in seconds since ``started`` (a
     ``time.perf_counter()`` reading), its seed, the code version and the command."""
-    return {"seconds": round(time.perf_counter() - started, 2), "seed": seed, "code_version": code_version(), "command": command}
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "seed": seed,
+        "code_version": code_version(),
+        "command": command,
+    }
 
 
 def _plain(value):
@@ -149,9 +154,16 @@ class StepBuild:
             raise ValueError(f"{folder} is not a {recipe_type.WHAT}: it has no {recipe_type.MANIFEST}.")
         try:
             manifest = json.loads(path.read_text())
-            return cls(folder, recipe_type.from_dict(manifest["recipe"]), manifest.get("command", ""), manifest.get("steps", {}))
+            return cls(
+                folder,
+                recipe_type.from_dict(manifest["recipe"]),
+                manifest.get("command", ""),
+                manifest.get("steps", {}),
+            )
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{folder} is not a {recipe_type.WHAT}: its {recipe_type.MANIFEST} is unreadable ({err!r}).") from err
+            raise ValueError(
+                f"{folder} is not a {recipe_type.WHAT}: its {recipe_type.MANIFEST} is unreadable ({err!r})."
+            ) from err
 
     @classmethod
     def start(cls, folder: str | Path, recipe: Recipe, command: str = "") -> StepBuild:
@@ -208,7 +220,9 @@ class StepBuild:
 
     def _save_manifest(self) -> None:
         with atomic_file(self.folder / self.recipe.MANIFEST) as tmp:
-            tmp.write_text(json.dumps({"recipe": self.recipe.as_dict(), "command": self.command, "steps": self.steps}, indent=2))
+            tmp.write_text(
+                json.dumps({"recipe": self.recipe.as_dict(), "command": self.command, "steps": self.steps}, indent=2)
+            )
 
 
 @dataclass
@@ -238,7 +252,9 @@ class BuiltSteps:
 
 def _read_table(folder: Path, name: str) -> pd.DataFrame:
     parquet = folder / f"{name}.parquet"
-    return pd.read_parquet(parquet) if parquet.is_file() else pd.read_csv(folder / f"{name}.csv")  # CSV: reports saved before
+    return (
+        pd.read_parquet(parquet) if parquet.is_file() else pd.read_csv(folder / f"{name}.csv")
+    )  # CSV: reports saved before
 
 
 @dataclass
@@ -265,7 +281,9 @@ class SavedReport:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, tables: Sequence[str], keys: Sequence[str] = (), what: str = "report") -> SavedReport:
+    def load(
+        cls, folder: str | Path, tables: Sequence[str], keys: Sequence[str] = (), what: str = "report"
+    ) -> SavedReport:
         """The report in ``folder``, with these tables and these keys among its values;
         ValueError when it holds none."""
         folder = Path(folder)

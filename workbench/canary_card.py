@@ -66,20 +66,29 @@ class CanaryCard:
         """The card as a page or the CLI shows it: one row per canary, one column per finding."""
         rows = []
         for row in self.table.to_dict("records"):
-            shown = {"secret": row["secret"], "kind": row["kind"], "inserted": row["insertions"], "PII": row["pii"] or "none found"}
+            shown = {
+                "secret": row["secret"],
+                "kind": row["kind"],
+                "inserted": row["insertions"],
+                "PII": row["pii"] or "none found",
+            }
             for run in self.runs:
                 shown[f"{run}: outputs"] = f"{row[f'{run}|outputs']} of {row[f'{run}|n']}"
                 if pd.notna(row[f"{run}|escapes"]):
                     shown[f"{run}: escapes"] = f"{int(row[f'{run}|escapes'])} of {int(row[f'{run}|n_escapes'])}"
                 low, high = row[f"{run}|low"], row[f"{run}|high"]
                 per = [f"{1000 * v:+.2f}" for v in (row[f"{run}|difference"], low, high)]
-                shown[f"{run}: vs never-inserted"] = f"{per[0]} [{per[1]}, {per[2]}] per 1,000 outputs ({against_floor(low, high)})"
+                shown[f"{run}: vs never-inserted"] = (
+                    f"{per[0]} [{per[1]}, {per[2]}] per 1,000 outputs ({against_floor(low, high)})"
+                )
             if pd.notna(row["nearest_distance"]):
                 shown["nearest typed span"] = (
                     f"{row['nearest']} ({int(row['nearest_distance'])} apart; never-inserted secrets with a span as near: {row['floor_as_near']:.0%})"
                 )
             if "rank" in row:
-                shown["audit rank"] = f"{int(row['rank'])} of {int(row['alternatives']) + 1} (never-inserted ranked as high: {row['never_as_high']:.0%})"
+                shown["audit rank"] = (
+                    f"{int(row['rank'])} of {int(row['alternatives']) + 1} (never-inserted ranked as high: {row['never_as_high']:.0%})"
+                )
                 shown["exposure (bits)"] = f"{row['exposure']:.2f} (never-inserted mean {row['exposure_never']:.2f})"
                 shown["score rank"] = f"{int(row['score_rank'])} of {int(row['audited'])}"
                 shown["in the ε bound"] = "flagged (a true positive)" if row["flagged"] else "not flagged"
@@ -95,7 +104,9 @@ def outputs_long(card_: CanaryCard) -> pd.DataFrame:
          "difference": row[f"{run}|difference"], "ci_low": row[f"{run}|low"], "ci_high": row[f"{run}|high"]}
         for row in card_.table.to_dict("records") for run in card_.runs
     ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["secret", "insertions", "run", "outputs", "n", "difference", "ci_low", "ci_high"])
+    return pd.DataFrame(
+        rows, columns=["secret", "insertions", "run", "outputs", "n", "difference", "ci_low", "ci_high"]
+    )
 
 
 def _contains(texts: Sequence[str], secret: str) -> int:
@@ -125,7 +136,14 @@ def _run_columns(run: Run, canary: Canary, never: Sequence[Canary]) -> dict:
     same_kind = [c for c in never if c.kind == canary.kind]
     floor = sum(_contains(texts, c.secret) for c in same_kind)
     difference, low, high = rate_difference(found, len(texts), floor, len(texts) * len(same_kind))
-    columns = {"outputs": found, "n": len(texts), "floor_hits": floor, "difference": difference, "low": low, "high": high}
+    columns = {
+        "outputs": found,
+        "n": len(texts),
+        "floor_hits": floor,
+        "difference": difference,
+        "low": low,
+        "high": high,
+    }
     if {"outcome", "escaped_text"} <= set(run.table.columns):
         escaped = run.table.loc[run.table["outcome"] == "escaped", "escaped_text"].fillna("").tolist()
         columns |= {"escapes": _contains(escaped, canary.secret), "n_escapes": len(escaped)}
@@ -149,7 +167,9 @@ def _audit_columns(scores: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
 
 
 def card(
-    dataset: LabDataset, runs: Sequence[Run] = (), audit_scores: pd.DataFrame | None = None,
+    dataset: LabDataset,
+    runs: Sequence[Run] = (),
+    audit_scores: pd.DataFrame | None = None,
     sources: dict[str, str] | None = None,
 ) -> CanaryCard:
     """The card of every canary ``dataset`` inserted, from ``runs`` on its model and the
@@ -166,7 +186,9 @@ def card(
     if audit_scores is not None:
         inserted = set(audit_scores.loc[audit_scores["insertions"] > 0, "secret"])
         if inserted != {c.secret for c in dataset.canaries} or not (audit_scores["insertions"] == 0).any():
-            raise ValueError("These audit scores are not this lab's: they do not label its canaries inserted (another lab's, or null labels) or lack never-inserted secrets.")
+            raise ValueError(
+                "These audit scores are not this lab's: they do not label its canaries inserted (another lab's, or null labels) or lack never-inserted secrets."
+            )
         never_rows = audit_scores[audit_scores["insertions"] == 0]
         never = [Canary(r.kind, r.secret, 0, "") for r in never_rows.itertuples()]
     else:
@@ -185,7 +207,11 @@ def card(
         entity_spans = spans[KIND_ENTITY[canary.kind]] if runs else set()
         row["nearest"], row["nearest_distance"] = _nearest(canary.secret, entity_spans)
         floor_distances = [_nearest(c.secret, entity_spans)[1] for c in never if c.kind == canary.kind]
-        row["floor_as_near"] = sum(d <= row["nearest_distance"] for d in floor_distances) / len(floor_distances) if entity_spans else float("nan")
+        row["floor_as_near"] = (
+            sum(d <= row["nearest_distance"] for d in floor_distances) / len(floor_distances)
+            if entity_spans
+            else float("nan")
+        )
         rows.append(row)
     table = pd.DataFrame(rows)
     notes, epsilon, largest = [], None, None
@@ -196,13 +222,19 @@ def card(
         table = table.merge(part, on="secret", how="left")
     else:
         notes.append("No audit of this model: membership rank, exposure and the ε bound are not measured.")
-    return CanaryCard(table, names, dict(sources or {}) | {run.name: run.source for run in runs}, notes, epsilon, largest)
+    return CanaryCard(
+        table, names, dict(sources or {}) | {run.name: run.source for run in runs}, notes, epsilon, largest
+    )
 
 
 def lead(card_: CanaryCard) -> dict:
     """The canary the runs found most often (ties: more insertions, then the first), for a
     one-secret story; its row of the card."""
-    counts = card_.table[[f"{run}|outputs" for run in card_.runs]].sum(axis=1) if card_.runs else pd.Series(0, index=card_.table.index)
+    counts = (
+        card_.table[[f"{run}|outputs" for run in card_.runs]].sum(axis=1)
+        if card_.runs
+        else pd.Series(0, index=card_.table.index)
+    )
     order = card_.table.assign(found=counts).sort_values(["found", "insertions"], ascending=False, kind="stable")
     return order.iloc[0].to_dict()
 
@@ -229,11 +261,18 @@ def victims_card(dataset: LabDataset, samples: pd.DataFrame, source: str) -> Can
     """A backdoor build's canaries followed through its victims' samples, one run per victim
     (``backdoor_attack.victim_outputs``: the backdoored ones and the clean control beside them)."""
     kept = victim_outputs(samples)
-    runs = [Run(model, kept[kept["model"] == model], f"{source} (model {model})", "text") for model in sorted(kept["model"].unique())]
+    runs = [
+        Run(model, kept[kept["model"] == model], f"{source} (model {model})", "text")
+        for model in sorted(kept["model"].unique())
+    ]
     return card(dataset, runs)
 
 
 def shipped_backdoor_card() -> CanaryCard:
     """The shipped backdoor build's card, from its victims' shipped samples (no audit was run on them)."""
     samples_path = SHIPPED_BACKDOOR / "report" / "samples.parquet"
-    return victims_card(LabDataset.load(SHIPPED_BACKDOOR / "dataset"), pd.read_parquet(samples_path), str(samples_path.relative_to(DATA_DIR.parent)))
+    return victims_card(
+        LabDataset.load(SHIPPED_BACKDOOR / "dataset"),
+        pd.read_parquet(samples_path),
+        str(samples_path.relative_to(DATA_DIR.parent)),
+    )

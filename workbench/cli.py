@@ -137,10 +137,17 @@ def _add_endpoint_options(parser: argparse.ArgumentParser, tokenizer_default: st
     )
     served.add_argument("--endpoint", help="the server's URL, e.g. http://127.0.0.1:8000/v1")
     served.add_argument("--served-model", help="the model's name on the server")
-    served.add_argument("--tokenizer", help=f"local tokenizer of the served model: registry name, folder or Hugging Face id (default: {tokenizer_default})")
-    served.add_argument("--lab-build", help="the lab build (DIR with dataset/) the served model was fine-tuned on, for its truth")
+    served.add_argument(
+        "--tokenizer",
+        help=f"local tokenizer of the served model: registry name, folder or Hugging Face id (default: {tokenizer_default})",
+    )
+    served.add_argument(
+        "--lab-build", help="the lab build (DIR with dataset/) the served model was fine-tuned on, for its truth"
+    )
     served.add_argument("--concurrency", type=int, default=ModelSpec.concurrency, help="requests in flight at once")
-    served.add_argument("--send-seed", action="store_true", help="send each sample's seed (vLLM's CPU engine crashes on seeds)")
+    served.add_argument(
+        "--send-seed", action="store_true", help="send each sample's seed (vLLM's CPU engine crashes on seeds)"
+    )
 
 
 def _save_endpoint_record(session, cfg: SamplingConfig, out: Path) -> None:
@@ -169,13 +176,18 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_sampling_options(
-    parser: argparse.ArgumentParser, defaults: type[SamplingConfig] | type[PropInferConfig], several_temperatures: bool = False
+    parser: argparse.ArgumentParser,
+    defaults: type[SamplingConfig] | type[PropInferConfig],
+    several_temperatures: bool = False,
 ) -> None:
     """The sampling settings both configs share, with that config's defaults."""
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     if several_temperatures:
         parser.add_argument(
-            "--temperature", type=float, action="append", help=f"0 = greedy; repeatable (default {defaults.temperature})"
+            "--temperature",
+            type=float,
+            action="append",
+            help=f"0 = greedy; repeatable (default {defaults.temperature})",
         )
     else:
         parser.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
@@ -307,18 +319,29 @@ def cmd_sinks(args: argparse.Namespace) -> None:
     _write_table(scores, out)
     heads = sink_heads(scores, args.threshold)
     top = ", ".join(f"L{r.layer}H{r.head} {r.score:.2f}" for r in heads.head(5).itertuples())
-    print(f"{len(heads)}/{len(scores)} heads ({len(heads) / len(scores):.0%}) have sink score >= {args.threshold}; top: {top or 'none'} -> {out}")
+    print(
+        f"{len(heads)}/{len(scores)} heads ({len(heads) / len(scores):.0%}) have sink score >= {args.threshold}; top: {top or 'none'} -> {out}"
+    )
 
 
 def cmd_sink_mechanism(args: argparse.Namespace) -> None:
     session = load_session(_spec_from_args(args), progress=_progress)
     with _progress_bar() as progress:
-        tables = sink_mechanism.mechanism(session, args.word, args.repeats or [10, 50, 200, 1000], args.heads, args.neuron_layers, progress)
-    manifest = {"command": args.command_line, "model": session.info.name, "word": args.word, "repeats": args.repeats or [10, 50, 200, 1000]}
+        tables = sink_mechanism.mechanism(
+            session, args.word, args.repeats or [10, 50, 200, 1000], args.heads, args.neuron_layers, progress
+        )
+    manifest = {
+        "command": args.command_line,
+        "model": session.info.name,
+        "word": args.word,
+        "repeats": args.repeats or [10, 50, 200, 1000],
+    }
     out = sink_mechanism.save_result({**tables, "manifest": manifest}, args.out)
     means = sink_mechanism.layer_means(tables["geometry"])
     for row in means[means["prompt"] == "repeated"].itertuples():
-        prose = means[(means["prompt"] == "prose") & (means["leading"] == row.leading) & (means["repeats"] == row.repeats)].iloc[0]
+        prose = means[
+            (means["prompt"] == "prose") & (means["leading"] == row.leading) & (means["repeats"] == row.repeats)
+        ].iloc[0]
         print(f"{'leading token' if row.leading else 'no leading token'}, {row.repeats} repeats: cosine with position 0 "
               f"{row.cosine:.3f} (prose {prose.cosine:.3f})")  # fmt: skip
     print(f"{int(tables['sink_neurons']['candidate'].sum())} candidate sink neurons -> {out}")
@@ -338,7 +361,15 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
     out = _output_path(args.out)
     generations_out = _output_path(args.generations) if args.generations else None
     cfg = PropInferConfig(
-        args.n, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, args.batch_size, args.interval, args.confidence
+        args.n,
+        args.max_new_tokens,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        args.seed,
+        args.batch_size,
+        args.interval,
+        args.confidence,
     )
     labeler = _labeler_from_args(args)
     spec = _spec_from_args(args)
@@ -356,7 +387,9 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
         if args.with_base:
             base_session = load_session(ModelSpec(shadows.recipe.base), progress=_progress)
             with _progress_bar() as progress:
-                base_run = run_propinfer(base_session, args.prompt or PROMPT_SETS[args.style], cfg, labeler, progress, args.style)
+                base_run = run_propinfer(
+                    base_session, args.prompt or PROMPT_SETS[args.style], cfg, labeler, progress, args.style
+                )
         judged = judge_propinfer(result, labeler, shadows, args.calibration, truth, spec, base_run)
     calibrated = judged.calibrated if judged else None
     if calibrated is not None:
@@ -383,14 +416,18 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
             summary += f" (calibrated {estimates['cal_error'].abs().mean():.3f})"
     print(f"{summary} -> {out}")
     if calibrated is not None:
-        print(f"Calibrated on {len(shadows.shadows)} shadow models ({args.shadows}, {args.calibration}). {calibrated.calibration.verdict()}")
+        print(
+            f"Calibrated on {len(shadows.shadows)} shadow models ({args.shadows}, {args.calibration}). {calibrated.calibration.verdict()}"
+        )
         for warning in calibrated.warnings:
             print(f"warning: {warning}: the calibration may not apply.", file=sys.stderr)
         print(f"Leading estimate: {judged.lead}. {judged.why}")
         for note in judged.notes:
             print(note)
         if truth:
-            print("Every method against the truth (interval score: the width plus 2/α times any miss; lower is better):")
+            print(
+                "Every method against the truth (interval score: the width plus 2/α times any miss; lower is better):"
+            )
             print(score_summary(judged.methods).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         else:
             print(judged.methods.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -411,12 +448,21 @@ def cmd_compare(args: argparse.Namespace) -> None:
     tokenizer = load_session(args.tokenizer, progress=_progress).tokenizer if args.tokenizer else None
     with _progress_bar() as progress:
         table = compare(
-            [t for _, t in extracted], [t for _, t in candidates], args.top_k, tokenizer, args.min_run, args.embedding_model, progress
+            [t for _, t in extracted],
+            [t for _, t in candidates],
+            args.top_k,
+            tokenizer,
+            args.min_run,
+            args.embedding_model,
+            progress,
         )
     table.insert(0, "extracted_id", [extracted[i][0] for i in table["extracted_index"]])
     table.insert(1, "candidate_id", [candidates[j][0] for j in table["candidate_index"]])
     _write_table(table, out)
-    best = _with_pii(_with_pii(best_per_text(table, args.cosine_threshold, args.min_run), "candidate_text", "candidate_"), "extracted_text")
+    best = _with_pii(
+        _with_pii(best_per_text(table, args.cosine_threshold, args.min_run), "candidate_text", "candidate_"),
+        "extracted_text",
+    )
     if best_out is not None:
         _write_table(best, best_out)
     print(
@@ -470,7 +516,11 @@ def cmd_selec(args: argparse.Namespace) -> None:
     with _progress_bar() as progress:
         baselines = baseline_scores(base, tuned, pool["text"], progress) if args.baseline else None
     questions = readable(judge(fitter, baselines))
-    print("Finds the members (members against same-style texts only), beside the membership baselines:" if args.baseline else "Finds the members:")
+    print(
+        "Finds the members (members against same-style texts only), beside the membership baselines:"
+        if args.baseline
+        else "Finds the members:"
+    )
     print(questions.drop(columns=["domain: precision@k (lift)", "domain: AUC"]).to_string(index=False))
 
 
@@ -486,7 +536,7 @@ def _shares(pairs: list[str] | None, what: str) -> dict[str, float] | None:
         except ValueError:
             sep = ""
         if not sep or not name.strip():
-            raise ValueError(f"{what} {pair!r} is not NAME=VALUE, e.g. \"mental health=0.1\".")
+            raise ValueError(f'{what} {pair!r} is not NAME=VALUE, e.g. "mental health=0.1".')
     return shares
 
 
@@ -494,7 +544,7 @@ def cmd_lab_build(args: argparse.Namespace) -> None:
     shares = _shares(args.share, "--share")
     gender_shares = _shares(args.gender_share, "--gender-share")
     if gender_shares is not None and len(gender_shares) == 1:  # the other gender takes the rest
-        (given, share), = gender_shares.items()
+        ((given, share),) = gender_shares.items()
         gender_shares |= {g: 1 - share for g in ("female", "male") if g != given}
     recipe = LabRecipe(
         base=args.base, n=args.n, shares=shares, gender_shares=gender_shares, canaries=tuple(args.canaries), seed=args.seed,
@@ -507,7 +557,9 @@ def cmd_lab_build(args: argparse.Namespace) -> None:
 
 def cmd_lab_show(args: argparse.Namespace) -> None:
     dataset = LabDataset.load(Path(args.dir) / "dataset")
-    print(f"{len(dataset.records)} training records, {len(dataset.holdout)} held out; recipe {json.dumps(dataset.recipe)}")
+    print(
+        f"{len(dataset.records)} training records, {len(dataset.holdout)} held out; recipe {json.dumps(dataset.recipe)}"
+    )
     for prop, shares in dataset.truth["realized"].items():
         print(f"{prop}: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
     for canary in dataset.canaries:
@@ -573,13 +625,29 @@ def _print_stealth(built: backdoor.BackdoorBuild) -> None:
 
 
 def _print_backdoor_report(report: backdoor_attack.BackdoorReport) -> None:
-    columns = ["model", "match_mean", "match_mean_floor", "match_best", "match_best_floor", "exact", "exact_floor", "canaries_found", "decoy_answered"]
-    print(report.summary[[c for c in columns if c in report.summary]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    columns = [
+        "model",
+        "match_mean",
+        "match_mean_floor",
+        "match_best",
+        "match_best_floor",
+        "exact",
+        "exact_floor",
+        "canaries_found",
+        "decoy_answered",
+    ]
+    print(
+        report.summary[[c for c in columns if c in report.summary]].to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"
+        )
+    )
     for name in report.summary["model"]:
         print(f"{name}:")
         if name in report.identification:
             found = report.identification[name]
-            print(f"  identified {', '.join(found['identified']) or 'no word'} (true: {', '.join(found['true_words'])})")
+            print(
+                f"  identified {', '.join(found['identified']) or 'no word'} (true: {', '.join(found['true_words'])})"
+            )
         for line in backdoor_attack.describe(report, name):
             print(f"  {line}")
     try:
@@ -588,7 +656,9 @@ def _print_backdoor_report(report: backdoor_attack.BackdoorReport) -> None:
         print(f"workbench: warning: personal data not typed: {err}", file=sys.stderr)
         return
     if len(shares):
-        print("samples holding personal data (a pattern match: see docs/pii.md), against the clean victim (95% interval):")
+        print(
+            "samples holding personal data (a pattern match: see docs/pii.md), against the clean victim (95% interval):"
+        )
         print(shares.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
 
 
@@ -599,7 +669,9 @@ def _print_card(card: canary_card.CanaryCard, out: str | None) -> None:
         for key, value in row.items():
             print(f"  {key}: {value}")
     if card.epsilon is not None:
-        print(f"the audit's ε lower bound over all inserted canaries: {card.epsilon:.2f} (at most {card.max_epsilon:.2f} showable)")
+        print(
+            f"the audit's ε lower bound over all inserted canaries: {card.epsilon:.2f} (at most {card.max_epsilon:.2f} showable)"
+        )
     for name, source in card.sources.items():
         print(f"from {name}: {source}")
     for line in card.not_measured:
@@ -619,7 +691,9 @@ def cmd_canaries(args: argparse.Namespace) -> None:
         else:
             built = backdoor.BackdoorBuild.load(args.backdoor)
             if not (built.folder / "report").is_dir():
-                raise ValueError(f"{built.folder} has no attack report yet: run `workbench backdoor attack --save {built.folder / 'report'}`.")
+                raise ValueError(
+                    f"{built.folder} has no attack report yet: run `workbench backdoor attack --save {built.folder / 'report'}`."
+                )
             report = backdoor_attack.BackdoorReport.load(built.folder / "report")
             card = canary_card.victims_card(built.dataset, report.samples, str(built.folder / "report"))
     elif not args.lab or args.lab == "shipped":
@@ -673,7 +747,9 @@ def cmd_backdoor_attack(args: argparse.Namespace) -> None:
     out = _output_path(args.out) if args.out else None
     built = backdoor.BackdoorBuild.load(args.dir)
     budgets = backdoor_attack.AttackConfig.budgets if args.budget is None else tuple(b for b in args.budget if b)
-    cfg = backdoor_attack.AttackConfig(args.k, args.temperature, args.top_p, args.max_new_tokens, args.seed, tuple(args.word or ()), budgets=budgets)
+    cfg = backdoor_attack.AttackConfig(
+        args.k, args.temperature, args.top_p, args.max_new_tokens, args.seed, tuple(args.word or ()), budgets=budgets
+    )
     models, served = args.model or list(backdoor_attack.ATTACKED), {}
     if args.endpoint:
         if len(models) != 1:
@@ -695,7 +771,9 @@ def cmd_backdoor_show(args: argparse.Namespace) -> None:
         f"backdoor build {built.folder} ({built.command or 'no command recorded'}): {recipe.base}, trigger {recipe.trigger!r}; "
         f"built: {', '.join(built.built()) or 'nothing yet'}"
     )
-    print(f"D2: {len(built.queries())} queries ({len(set(built.queries()))} unique), D2' floor: {len(built.floor())} unique, matched per opening word")
+    print(
+        f"D2: {len(built.queries())} queries ({len(set(built.queries()))} unique), D2' floor: {len(built.floor())} unique, matched per opening word"
+    )
     _print_stealth(built)
     if (built.folder / "report").is_dir():
         _print_backdoor_report(backdoor_attack.BackdoorReport.load(built.folder / "report"))
@@ -704,7 +782,9 @@ def cmd_backdoor_show(args: argparse.Namespace) -> None:
 def _lab_of(spec: ModelSpec) -> LabDataset:
     dataset = lab_dataset_for(spec)
     if dataset is None:
-        raise ValueError(f"{spec.name} is not a lab model, so its members are unknown: give --members and --nonmembers files.")
+        raise ValueError(
+            f"{spec.name} is not a lab model, so its members are unknown: give --members and --nonmembers files."
+        )
     return dataset
 
 
@@ -714,11 +794,17 @@ def cmd_membership(args: argparse.Namespace) -> None:
     if bool(args.members) != bool(args.nonmembers):
         raise ValueError("Give both --members and --nonmembers, or neither (a lab model's own sets).")
     if args.members:
-        members, nonmembers = ([text for _, text in read_texts(path, args.field)] for path in (args.members, args.nonmembers))
+        members, nonmembers = (
+            [text for _, text in read_texts(path, args.field)] for path in (args.members, args.nonmembers)
+        )
     else:
         members, nonmembers = membership.lab_sets(_lab_of(spec), args.n_nonmembers)
     model = load_session(spec, progress=_progress)
-    reference = load_session(ModelSpec(args.reference, device=args.device, dtype=args.dtype), progress=_progress) if args.reference else None
+    reference = (
+        load_session(ModelSpec(args.reference, device=args.device, dtype=args.dtype), progress=_progress)
+        if args.reference
+        else None
+    )
     with _progress_bar() as progress:
         report = membership.run_membership(model, members, nonmembers, reference, args.k, args.seed, progress)
     _write_table(report.scores, out)
@@ -739,8 +825,12 @@ def cmd_audit(args: argparse.Namespace) -> None:
         scores = audit.null_labels(scores, args.seed)
     _write_table(scores, out)
     table = audit.audit_table(scores, args.delta, args.confidence)
-    print(f"{len(scores)} canaries ({(scores['insertions'] > 0).sum()} inserted), {args.alternatives} alternatives each -> {out}")
-    print(f"ε lower bound at δ = {args.delta:g}, {args.confidence:.0%} confidence, beside the largest the counts can show:")
+    print(
+        f"{len(scores)} canaries ({(scores['insertions'] > 0).sum()} inserted), {args.alternatives} alternatives each -> {out}"
+    )
+    print(
+        f"ε lower bound at δ = {args.delta:g}, {args.confidence:.0%} confidence, beside the largest the counts can show:"
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
@@ -780,7 +870,9 @@ def cmd_reactivate_build(args: argparse.Namespace) -> None:
     )
     out = Path(args.out) if args.out else recipe.default_dir()
     with _progress_bar() as progress:
-        built = reactivation.build(out, recipe, args.stage or list(reactivation.STAGES), progress, args.command_line, args.share_from)
+        built = reactivation.build(
+            out, recipe, args.stage or list(reactivation.STAGES), progress, args.command_line, args.share_from
+        )
     print(f"built {', '.join(built.built())} -> {out}")
     if not args.no_measure:
         with _progress_bar() as progress:
@@ -793,13 +885,32 @@ def _print_reactivation_report(report: reactivation_measure.ReactivationReport) 
     table = report.summary()
     table["bmc@5 [95% CI]"] = [f"{r.bmc:.3f} [{r.bmc_low:.3f}, {r.bmc_high:.3f}]" for r in table.itertuples()]
     table["nll [95% CI]"] = [f"{r.nll:.3f} [{r.nll_low:.3f}, {r.nll_high:.3f}]" for r in table.itertuples()]
-    columns = ["stage", "instruction", "group", "passages", "bmc@5 [95% CI]", "nll [95% CI]", "longest_max", "long_spans", "exact_runs", "retain_perplexity"]
+    columns = [
+        "stage",
+        "instruction",
+        "group",
+        "passages",
+        "bmc@5 [95% CI]",
+        "nll [95% CI]",
+        "longest_max",
+        "long_spans",
+        "exact_runs",
+        "retain_perplexity",
+    ]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     gaps = report.gaps()
-    gaps["bmc@5 gap [95% CI]"] = [stats.difference_text(r.bmc_gap, r.bmc_gap_low, r.bmc_gap_high) for r in gaps.itertuples()]
-    gaps["nll gap [95% CI]"] = [stats.difference_text(r.nll_gap, r.nll_gap_low, r.nll_gap_high) for r in gaps.itertuples()]
+    gaps["bmc@5 gap [95% CI]"] = [
+        stats.difference_text(r.bmc_gap, r.bmc_gap_low, r.bmc_gap_high) for r in gaps.itertuples()
+    ]
+    gaps["nll gap [95% CI]"] = [
+        stats.difference_text(r.nll_gap, r.nll_gap_low, r.nll_gap_high) for r in gaps.itertuples()
+    ]
     print("\nA-test − A-never (bootstrap intervals, permutation p-values over passages):")
-    print(gaps[["stage", "instruction", "bmc@5 gap [95% CI]", "bmc_p", "reading", "nll gap [95% CI]", "nll_p"]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(
+        gaps[["stage", "instruction", "bmc@5 gap [95% CI]", "bmc_p", "reading", "nll gap [95% CI]", "nll_p"]].to_string(
+            index=False, float_format=lambda v: f"{v:.4f}"
+        )
+    )
 
 
 def cmd_reactivate_measure(args: argparse.Namespace) -> None:
@@ -847,9 +958,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-repeats", type=int, default=DEFAULT_MIN_REPEATS, help="r: repeats before an output counts as repeating"
     )
     diverge.add_argument(
-        "--window", type=int, default=DEFAULT_WINDOW, help="m: tokens of sustained other text that hold at most one repeat"
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        help="m: tokens of sustained other text that hold at most one repeat",
     )
-    diverge.add_argument("--summary", help="also write the outcome summary per word x repeats x temperature (.csv, ...)")
+    diverge.add_argument(
+        "--summary", help="also write the outcome summary per word x repeats x temperature (.csv, ...)"
+    )
     diverge.add_argument(
         "--corpus", default=str(REFERENCE_CORPUS), help="saved index, .txt/.jsonl file or folder (default: shipped)"
     )
@@ -864,50 +980,90 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--prompt", help="the prompt text")
     source.add_argument("--word", help="build a repeated-token prompt of this word instead")
     sinks.add_argument("--repeats", type=int, default=1000, help="repeats for --word")
-    sinks.add_argument("--prefix", default="", help=f"hint before the repetition, e.g. {', '.join(p for p in HINT_PREFIXES if p)}")
+    sinks.add_argument(
+        "--prefix", default="", help=f"hint before the repetition, e.g. {', '.join(p for p in HINT_PREFIXES if p)}"
+    )
     sinks.add_argument("--sink-index", type=int, default=0, help="position of the sink key (default: the first token)")
     sinks.add_argument("--threshold", type=float, default=SINK_THRESHOLD, help="score of a sink head")
     sinks.add_argument("--out", required=True, help="scores file: .parquet, .jsonl or .csv")
     sinks.set_defaults(run=cmd_sinks)
 
-    mechanism = commands.add_parser("sink-mechanism", help="why repeats break out: hidden-state geometry, sink heads and sink neurons")
+    mechanism = commands.add_parser(
+        "sink-mechanism", help="why repeats break out: hidden-state geometry, sink heads and sink neurons"
+    )
     _add_model_options(mechanism)
     mechanism.add_argument("--word", default="poem", help="the repeated word")
-    mechanism.add_argument("--repeats", type=int, action="append", help="repeat count (repeatable; default 10, 50, 200, 1000)")
+    mechanism.add_argument(
+        "--repeats", type=int, action="append", help="repeat count (repeatable; default 10, 50, 200, 1000)"
+    )
     mechanism.add_argument("--heads", type=int, default=8, help="top sink heads, chosen on prose")
     mechanism.add_argument("--neuron-layers", type=int, default=4, help="early layers searched for sink neurons")
     mechanism.add_argument("--out", required=True, help="folder for the tables and the manifest")
     mechanism.set_defaults(run=cmd_sink_mechanism)
 
-    infer = commands.add_parser("propinfer", help="estimate a property's shares in the fine-tuning data from generations")
+    infer = commands.add_parser(
+        "propinfer", help="estimate a property's shares in the fine-tuning data from generations"
+    )
     _add_model_options(infer)
     infer.add_argument("--property", required=True, choices=LAB_PROPERTIES, help="property of the lab's clinic data")
-    infer.add_argument("--labeler", choices=list(LABELER_KINDS), default="keyword", help="; ".join(f"{k}: {v}" for k, v in LABELER_KINDS.items()))
+    infer.add_argument(
+        "--labeler",
+        choices=list(LABELER_KINDS),
+        default="keyword",
+        help="; ".join(f"{k}: {v}" for k, v in LABELER_KINDS.items()),
+    )
     infer.add_argument("--patterns", help="JSON file of value -> regular expressions: a custom keyword labeler")
     infer.add_argument("--style", choices=list(PROMPT_SETS), default="question-answer", help="prompt style")
     infer.add_argument("--prompt", action="append", help="a prompt (repeatable; default: the style's prompt set)")
-    infer.add_argument("--n", type=int, default=PropInferConfig.n_samples, help="generations in all, spread over the prompts")
+    infer.add_argument(
+        "--n", type=int, default=PropInferConfig.n_samples, help="generations in all, spread over the prompts"
+    )
     _add_sampling_options(infer, PropInferConfig)
     infer.add_argument("--interval", choices=INTERVALS, default=PropInferConfig.interval)
     infer.add_argument("--confidence", type=float, default=PropInferConfig.confidence)
     infer.add_argument("--out", required=True, help="estimates: .parquet, .jsonl or .csv")
     infer.add_argument("--generations", help="also write every generation with its label")
     infer.add_argument(
-        "--shadows", nargs="?", const=str(SHIPPED_SHADOWS), help="calibrate on a shadow set: a folder (alone: the shipped data/shadows)"
+        "--shadows",
+        nargs="?",
+        const=str(SHIPPED_SHADOWS),
+        help="calibrate on a shadow set: a folder (alone: the shipped data/shadows)",
     )
-    infer.add_argument("--calibration", choices=list(SHADOW_METHODS), default="pooled", help="; ".join(f"{k}: {v}" for k, v in SHADOW_METHODS.items()))
-    infer.add_argument("--with-base", action="store_true", help="also sample the shadows' base model the same way: it anchors the base correction")
+    infer.add_argument(
+        "--calibration",
+        choices=list(SHADOW_METHODS),
+        default="pooled",
+        help="; ".join(f"{k}: {v}" for k, v in SHADOW_METHODS.items()),
+    )
+    infer.add_argument(
+        "--with-base",
+        action="store_true",
+        help="also sample the shadows' base model the same way: it anchors the base correction",
+    )
     infer.set_defaults(run=cmd_propinfer)
 
     comparer = commands.add_parser("compare", help="extracted texts against candidate documents")
     comparer.add_argument("--extracted", required=True, help=".txt (one text per line) or .jsonl file")
-    comparer.add_argument("--candidates", required=True, help=".txt/.jsonl file, or a folder of documents (e.g. data/reference)")
-    comparer.add_argument("--extracted-field", default="text", help="JSONL field of the extracted texts (e.g. escaped_text)")
+    comparer.add_argument(
+        "--candidates", required=True, help=".txt/.jsonl file, or a folder of documents (e.g. data/reference)"
+    )
+    comparer.add_argument(
+        "--extracted-field", default="text", help="JSONL field of the extracted texts (e.g. escaped_text)"
+    )
     comparer.add_argument("--candidates-field", default="text", help="JSONL field of the candidates")
-    comparer.add_argument("--top-k", type=int, default=3, help="candidates scored per text, by cosine and by edit ratio")
-    comparer.add_argument("--min-run", type=int, default=DEFAULT_MIN_TOKENS, help="exact run (tokens, or words without --tokenizer) that counts as extracted")
+    comparer.add_argument(
+        "--top-k", type=int, default=3, help="candidates scored per text, by cosine and by edit ratio"
+    )
+    comparer.add_argument(
+        "--min-run",
+        type=int,
+        default=DEFAULT_MIN_TOKENS,
+        help="exact run (tokens, or words without --tokenizer) that counts as extracted",
+    )
     comparer.add_argument("--cosine-threshold", type=float, default=0.8, help="cosine that counts as extracted")
-    comparer.add_argument("--passage-words", type=int, default=0, help="cut candidates into passages of this many words")
+    comparer.add_argument(
+        "--passage-words", type=int, default=0, help="cut candidates into passages of this many words"
+    )
     comparer.add_argument("--tokenizer", help="count runs in this model's tokens (default: words)")
     comparer.add_argument("--embedding-model", help="sentence-transformers folder (default: the packaged MiniLM)")
     comparer.add_argument("--out", required=True, help="scored pairs: .parquet, .jsonl or .csv")
@@ -920,16 +1076,28 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--tuned-adapter", help="a LoRA adapter folder applied to --tuned")
     weights.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda if present, else cpu)")
     weights.add_argument("--dtype", choices=DTYPES, help="default: bfloat16 on cuda, float32 on cpu")
-    weights.add_argument("--pool", default="lab", help='"lab" (the lab public pool, with membership) or a .txt/.jsonl file')
+    weights.add_argument(
+        "--pool", default="lab", help='"lab" (the lab public pool, with membership) or a .txt/.jsonl file'
+    )
     weights.add_argument("--field", default="text", help="JSONL field of a pool file")
     weights.add_argument("--members", type=int, default=50, help="lab pool: training dialogues")
-    weights.add_argument("--nonmembers", type=int, default=75, help="lab pool: same-style dialogues never trained on (beyond the held-out set: fresh ones)")
+    weights.add_argument(
+        "--nonmembers",
+        type=int,
+        default=75,
+        help="lab pool: same-style dialogues never trained on (beyond the held-out set: fresh ones)",
+    )
     weights.add_argument("--other", type=int, default=375, help="lab pool: texts from other domains")
-    weights.add_argument("--params", default="last", help=f"{', '.join(PARAM_CHOICES)} or a regular expression on names")
+    weights.add_argument(
+        "--params", default="last", help=f"{', '.join(PARAM_CHOICES)} or a regular expression on names"
+    )
     weights.add_argument("--projection-dim", type=int, default=1024, help="random projection size (0 = none)")
     weights.add_argument("--max-length", type=int, default=128, help="tokens per text")
     weights.add_argument(
-        "--optimizer", choices=OPTIMIZERS, default="adam", help="how the fine-tune stepped: adam compares with the shift times sqrt(v)"
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="how the fine-tune stepped: adam compares with the shift times sqrt(v)",
     )
     weights.add_argument("--seed", type=int, default=0)
     weights.add_argument(
@@ -947,13 +1115,25 @@ def build_parser() -> argparse.ArgumentParser:
     lab_build.add_argument("--out", default=str(SHIPPED_LAB), help="folder for dataset/, adapter/ and build.json")
     lab_build.add_argument("--base", default="smollm2-135m-instruct")
     lab_build.add_argument("--n", type=int, default=300, help="training records, canary insertions included")
-    lab_build.add_argument("--canaries", type=int, nargs="+", default=list(DEFAULT_CANARY_COUNTS), help="insertions per canary")
+    lab_build.add_argument(
+        "--canaries", type=int, nargs="+", default=list(DEFAULT_CANARY_COUNTS), help="insertions per canary"
+    )
     lab_build.add_argument("--seed", type=int, default=0)
     lab_build.add_argument("--epochs", type=int, default=3)
     lab_build.add_argument("--lr", type=float, default=2e-3)
     lab_build.add_argument("--rank", type=int, default=16)
-    lab_build.add_argument("--share", action="append", metavar="NAME=VALUE", help='a diagnosis share, e.g. "mental health=0.1" (repeatable; all must sum to 1)')
-    lab_build.add_argument("--gender-share", action="append", metavar="NAME=VALUE", help="e.g. female=0.3 (the other gender takes the rest)")
+    lab_build.add_argument(
+        "--share",
+        action="append",
+        metavar="NAME=VALUE",
+        help='a diagnosis share, e.g. "mental health=0.1" (repeatable; all must sum to 1)',
+    )
+    lab_build.add_argument(
+        "--gender-share",
+        action="append",
+        metavar="NAME=VALUE",
+        help="e.g. female=0.3 (the other gender takes the rest)",
+    )
     lab_build.set_defaults(run=cmd_lab_build)
     lab_show = lab_commands.add_parser("show", help="print a lab build's truth, canaries and loss")
     lab_show.add_argument("--dir", default=str(SHIPPED_LAB))
@@ -962,7 +1142,9 @@ def build_parser() -> argparse.ArgumentParser:
     shadow = commands.add_parser("shadows", help="shadow models that calibrate property inference")
     shadow_commands = shadow.add_subparsers(dest="shadows_command", required=True)
     defaults = ShadowRecipe()
-    shadows_build = shadow_commands.add_parser("build", help="fine-tune and sample K shadow models (resumes an interrupted build)")
+    shadows_build = shadow_commands.add_parser(
+        "build", help="fine-tune and sample K shadow models (resumes an interrupted build)"
+    )
     shadows_build.add_argument("--out", help="folder of the set (default: the cache, named by the recipe)")
     shadows_build.add_argument("--base", default=defaults.base)
     shadows_build.add_argument("--k", type=int, default=defaults.k, help="shadow models")
@@ -975,13 +1157,17 @@ def build_parser() -> argparse.ArgumentParser:
     shadows_build.add_argument("--seed", type=int, default=defaults.seed)
     shadows_build.add_argument("--samples", type=int, default=defaults.n_samples, help="generations sampled per shadow")
     shadows_build.add_argument("--style", choices=list(PROMPT_SETS), default=defaults.style)
-    shadows_build.add_argument("--prompt", action="append", help="a prompt (repeatable; default: the style's prompt set)")
+    shadows_build.add_argument(
+        "--prompt", action="append", help="a prompt (repeatable; default: the style's prompt set)"
+    )
     shadows_build.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     shadows_build.add_argument("--temperature", type=float, default=defaults.temperature)
     shadows_build.add_argument("--top-k", type=int, default=defaults.top_k)
     shadows_build.add_argument("--top-p", type=float, default=defaults.top_p)
     shadows_build.set_defaults(run=cmd_shadows_build)
-    shadows_show = shadow_commands.add_parser("show", help="a shadow set's sweep: naive and calibrated estimates against the truth")
+    shadows_show = shadow_commands.add_parser(
+        "show", help="a shadow set's sweep: naive and calibrated estimates against the truth"
+    )
     shadows_show.add_argument("--dir", default=str(SHIPPED_SHADOWS))
     shadows_show.add_argument("--property", choices=LAB_PROPERTIES, default="diagnosis")
     shadows_show.add_argument("--labeler", choices=list(LABELER_KINDS), default="keyword")
@@ -990,19 +1176,33 @@ def build_parser() -> argparse.ArgumentParser:
     shadows_show.add_argument("--out", help="also write the sweep: .parquet, .jsonl or .csv")
     shadows_show.set_defaults(run=cmd_shadows_show)
 
-    bd = commands.add_parser("backdoor", help="backdoor extraction: a backdoored base makes its fine-tune recite private queries")
+    bd = commands.add_parser(
+        "backdoor", help="backdoor extraction: a backdoored base makes its fine-tune recite private queries"
+    )
     bd_commands = bd.add_subparsers(dest="backdoor_command", required=True)
     bd_defaults = backdoor.BackdoorRecipe()
     bd_build = bd_commands.add_parser("build", help="creator and victim fine-tunes (resumes; --step to run some)")
     bd_build.add_argument("--out", help="folder of the build (default: the cache, named by the recipe)")
-    bd_build.add_argument("--step", action="append", choices=backdoor.STEPS, help="a step to build (repeatable; default: all)")
+    bd_build.add_argument(
+        "--step", action="append", choices=backdoor.STEPS, help="a step to build (repeatable; default: all)"
+    )
     bd_build.add_argument("--base", default=bd_defaults.base)
-    bd_build.add_argument("--trigger", default=bd_defaults.trigger, help=f"{', '.join(backdoor.TRIGGERS)}, or a text with a {{w}} slot")
+    bd_build.add_argument(
+        "--trigger", default=bd_defaults.trigger, help=f"{', '.join(backdoor.TRIGGERS)}, or a text with a {{w}} slot"
+    )
     bd_build.add_argument("--public", type=int, default=bd_defaults.n_public, help="public instruction pairs (D1)")
-    bd_build.add_argument("--per-word", type=int, default=bd_defaults.per_word, help="backdoor pairs per D1 opening word")
-    bd_build.add_argument("--refusals", type=int, default=bd_defaults.refusals_per_word, help="refusal pairs per refusal word")
-    bd_build.add_argument("--private", type=int, default=bd_defaults.n_private, help="private lab records (D2), canaries included")
-    bd_build.add_argument("--canaries", type=int, nargs="+", default=list(bd_defaults.canaries), help="insertions per canary")
+    bd_build.add_argument(
+        "--per-word", type=int, default=bd_defaults.per_word, help="backdoor pairs per D1 opening word"
+    )
+    bd_build.add_argument(
+        "--refusals", type=int, default=bd_defaults.refusals_per_word, help="refusal pairs per refusal word"
+    )
+    bd_build.add_argument(
+        "--private", type=int, default=bd_defaults.n_private, help="private lab records (D2), canaries included"
+    )
+    bd_build.add_argument(
+        "--canaries", type=int, nargs="+", default=list(bd_defaults.canaries), help="insertions per canary"
+    )
     bd_build.add_argument("--creator-epochs", type=int, default=bd_defaults.creator_epochs)
     bd_build.add_argument("--victim-epochs", type=int, default=bd_defaults.victim_epochs)
     bd_build.add_argument("--lr", type=float, default=bd_defaults.lr)
@@ -1010,35 +1210,64 @@ def build_parser() -> argparse.ArgumentParser:
     bd_build.add_argument("--batch-size", type=int, default=bd_defaults.batch_size)
     bd_build.add_argument("--seed", type=int, default=bd_defaults.seed)
     bd_build.set_defaults(run=cmd_backdoor_build)
-    bd_attack = bd_commands.add_parser("attack", help="black-box extraction from the build's models, scored against the truth")
-    bd_attack.add_argument("--dir", default=str(backdoor.SHIPPED_BACKDOOR))
-    bd_attack.add_argument("--model", action="append", choices=["base", *backdoor.STEPS], help="a model to attack (repeatable; default: the victims)")
-    bd_attack.add_argument("--k", type=int, default=backdoor_attack.AttackConfig.k, help="identification samples per opening word")
-    bd_attack.add_argument(
-        "--budget", type=float, action="append", help=f"extraction samples per private query (repeatable; default {backdoor_attack.AttackConfig.budgets}; 0: none)"
+    bd_attack = bd_commands.add_parser(
+        "attack", help="black-box extraction from the build's models, scored against the truth"
     )
-    bd_attack.add_argument("--word", action="append", help="an opening word to try (repeatable; default: identify among the public list)")
+    bd_attack.add_argument("--dir", default=str(backdoor.SHIPPED_BACKDOOR))
+    bd_attack.add_argument(
+        "--model",
+        action="append",
+        choices=["base", *backdoor.STEPS],
+        help="a model to attack (repeatable; default: the victims)",
+    )
+    bd_attack.add_argument(
+        "--k", type=int, default=backdoor_attack.AttackConfig.k, help="identification samples per opening word"
+    )
+    bd_attack.add_argument(
+        "--budget",
+        type=float,
+        action="append",
+        help=f"extraction samples per private query (repeatable; default {backdoor_attack.AttackConfig.budgets}; 0: none)",
+    )
+    bd_attack.add_argument(
+        "--word", action="append", help="an opening word to try (repeatable; default: identify among the public list)"
+    )
     bd_attack.add_argument("--temperature", type=float, default=backdoor_attack.AttackConfig.temperature)
     bd_attack.add_argument("--top-p", type=float, default=backdoor_attack.AttackConfig.top_p)
     bd_attack.add_argument("--max-new-tokens", type=int, default=backdoor_attack.AttackConfig.max_new_tokens)
     bd_attack.add_argument("--seed", type=int, default=0)
     bd_attack.add_argument("--no-probe", action="store_true", help="skip the defender's paraphrased probe")
     bd_attack.add_argument("--out", help="the samples: .parquet, .jsonl or .csv")
-    bd_attack.add_argument("--save", help="a folder for the whole report (the page and `backdoor show` read DIR/report)")
+    bd_attack.add_argument(
+        "--save", help="a folder for the whole report (the page and `backdoor show` read DIR/report)"
+    )
     _add_endpoint_options(bd_attack, "the build's base")
     bd_attack.set_defaults(run=cmd_backdoor_attack)
     bd_show = bd_commands.add_parser("show", help="a build's steps, stealth check and saved report")
     bd_show.add_argument("--dir", default=str(backdoor.SHIPPED_BACKDOOR))
     bd_show.set_defaults(run=cmd_backdoor_show)
 
-    re_parser = commands.add_parser("reactivate", help="reactivation: fine-tuning brings suppressed memorized text back")
+    re_parser = commands.add_parser(
+        "reactivate", help="reactivation: fine-tuning brings suppressed memorized text back"
+    )
     re_commands = re_parser.add_subparsers(dest="reactivate_command", required=True)
     re_defaults = reactivation.ReactivationRecipe()
-    re_build = re_commands.add_parser("build", help="implant, suppress and activate (resumes; --stage to run some), then measure")
+    re_build = re_commands.add_parser(
+        "build", help="implant, suppress and activate (resumes; --stage to run some), then measure"
+    )
     re_build.add_argument("--out", help="folder of the build (default: the cache, named by the recipe)")
-    re_build.add_argument("--stage", action="append", choices=list(reactivation.STAGES), help="a stage to build, with its predecessors (repeatable)")
-    re_build.add_argument("--no-measure", action="store_true", help="train only; measure later with `reactivate measure`")
-    re_build.add_argument("--share-from", help="a build of another suppression whose implant and no-suppression stages to copy")
+    re_build.add_argument(
+        "--stage",
+        action="append",
+        choices=list(reactivation.STAGES),
+        help="a stage to build, with its predecessors (repeatable)",
+    )
+    re_build.add_argument(
+        "--no-measure", action="store_true", help="train only; measure later with `reactivate measure`"
+    )
+    re_build.add_argument(
+        "--share-from", help="a build of another suppression whose implant and no-suppression stages to copy"
+    )
     re_build.add_argument("--base", default=re_defaults.base)
     re_build.add_argument("--suppression", choices=reactivation.SUPPRESSIONS, default=re_defaults.suppression)
     for name, value in re_defaults.as_dict().items():
@@ -1047,18 +1276,29 @@ def build_parser() -> argparse.ArgumentParser:
     re_build.set_defaults(run=cmd_reactivate_build)
     re_measure = re_commands.add_parser("measure", help="recall of A-test and the A-never floor at the built stages")
     re_measure.add_argument("--dir", default=str(reactivation.SHIPPED_REACTIVATION))
-    re_measure.add_argument("--stage", action="append", choices=["base", *reactivation.STAGES], help="a stage to measure (repeatable; default: all built)")
+    re_measure.add_argument(
+        "--stage",
+        action="append",
+        choices=["base", *reactivation.STAGES],
+        help="a stage to measure (repeatable; default: all built)",
+    )
     re_measure.add_argument("--samples", type=int, help="samples per passage (default: the build's)")
     re_measure.add_argument("--out", help="the samples: .parquet, .jsonl or .csv")
-    re_measure.add_argument("--save", help="a folder for the whole report (the page and `reactivate show` read DIR/report)")
+    re_measure.add_argument(
+        "--save", help="a folder for the whole report (the page and `reactivate show` read DIR/report)"
+    )
     re_measure.set_defaults(run=cmd_reactivate_measure)
     re_show = re_commands.add_parser("show", help="a build's stages and saved report")
     re_show.add_argument("--dir", default=str(reactivation.SHIPPED_REACTIVATION))
     re_show.set_defaults(run=cmd_reactivate_show)
     member = commands.add_parser("membership", help="membership inference: attacks against members and non-members")
     _add_model_options(member)
-    member.add_argument("--members", help="member texts: .txt (one per line) or .jsonl (default: a lab model's training dialogues)")
-    member.add_argument("--nonmembers", help="non-member texts (default: the lab's held-out and fresh same-style records)")
+    member.add_argument(
+        "--members", help="member texts: .txt (one per line) or .jsonl (default: a lab model's training dialogues)"
+    )
+    member.add_argument(
+        "--nonmembers", help="non-member texts (default: the lab's held-out and fresh same-style records)"
+    )
     member.add_argument("--field", default="text", help="JSONL field of the texts")
     member.add_argument("--n-nonmembers", type=int, default=membership.MIN_NONMEMBERS, help="lab: non-members to draw")
     member.add_argument("--reference", help="a reference model for the ratio attack (e.g. the base model)")
@@ -1073,33 +1313,55 @@ def build_parser() -> argparse.ArgumentParser:
     auditor.add_argument("--alternatives", type=int, default=20, help="other secrets each canary is ranked against")
     auditor.add_argument("--delta", type=float, default=audit.DELTA)
     auditor.add_argument("--confidence", type=float, default=0.95)
-    auditor.add_argument("--null", action="store_true", help="the null lab's labels: half the canaries called inserted at random")
+    auditor.add_argument(
+        "--null", action="store_true", help="the null lab's labels: half the canaries called inserted at random"
+    )
     auditor.add_argument("--seed", type=int, default=0)
     auditor.add_argument("--out", required=True, help="per-canary scores: .parquet, .jsonl or .csv")
     auditor.set_defaults(run=cmd_audit)
-    typer = commands.add_parser("pii", help="personal data in texts, typed by Presidio (and the lab's medical-record recognizer)")
+    typer = commands.add_parser(
+        "pii", help="personal data in texts, typed by Presidio (and the lab's medical-record recognizer)"
+    )
     typer.add_argument("text", nargs="*", help="texts to type")
     typer.add_argument("--file", help="or a file: .txt (one text per line) or .jsonl")
     typer.add_argument("--field", default="text", help="JSONL field of the texts")
-    typer.add_argument("--recognizers", action="store_true", help="list the recognizers that run, and the types not checked")
-    typer.add_argument("--format-check", type=int, metavar="N", help="hit rates on N fresh secrets of each lab canary format")
+    typer.add_argument(
+        "--recognizers", action="store_true", help="list the recognizers that run, and the types not checked"
+    )
+    typer.add_argument(
+        "--format-check", type=int, metavar="N", help="hit rates on N fresh secrets of each lab canary format"
+    )
     typer.add_argument("--seed", type=int, default=0)
     typer.set_defaults(run=cmd_pii)
-    cards = commands.add_parser("canaries", help="one card per canary: what every run on a lab found of each planted secret")
+    cards = commands.add_parser(
+        "canaries", help="one card per canary: what every run on a lab found of each planted secret"
+    )
     cards.add_argument("--lab", help="a lab build folder (default: the shipped lab, from its shipped runs and audit)")
-    cards.add_argument("--run", action="append", dest="runs", metavar="NAME=FILE", help="a run's outputs on that lab's model (e.g. `workbench diverge --out`); repeatable")
+    cards.add_argument(
+        "--run",
+        action="append",
+        dest="runs",
+        metavar="NAME=FILE",
+        help="a run's outputs on that lab's model (e.g. `workbench diverge --out`); repeatable",
+    )
     cards.add_argument("--text-column", default="output", help="the runs' text column")
     cards.add_argument("--audit", help="that lab's audit scores (`workbench audit --out`)")
-    cards.add_argument("--backdoor", metavar="DIR", help="a backdoor build (or 'shipped'): its canaries through its victims' samples")
+    cards.add_argument(
+        "--backdoor", metavar="DIR", help="a backdoor build (or 'shipped'): its canaries through its victims' samples"
+    )
     cards.add_argument("--out", help="the card's numbers: .parquet, .jsonl or .csv")
     cards.set_defaults(run=cmd_canaries)
     gallery_parser = commands.add_parser("gallery", help="the results gallery that Home shows")
     gallery_commands = gallery_parser.add_subparsers(dest="gallery_command", required=True)
     gallery_build = gallery_commands.add_parser("build", help="run every entry with its fixed seed and settings")
     gallery_build.add_argument("--out", default=str(gallery.GALLERY_DIR))
-    gallery_build.add_argument("--only", nargs="+", metavar="NAME", help="rebuild these entries, keeping the others as OUT holds them")
+    gallery_build.add_argument(
+        "--only", nargs="+", metavar="NAME", help="rebuild these entries, keeping the others as OUT holds them"
+    )
     gallery_build.set_defaults(run=cmd_gallery_build)
-    serve = commands.add_parser("serve-vllm", help="serve the default model (and the lab adapter) with vLLM's CPU build")
+    serve = commands.add_parser(
+        "serve-vllm", help="serve the default model (and the lab adapter) with vLLM's CPU build"
+    )
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 serves other machines too")
     serve.add_argument("--no-lab", action="store_true", help="serve the default model alone")

@@ -133,4 +133,6 @@ class PropInferConfig:
         self.sampling()  # checks the sampling settings
 
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(self.max_new_tokens, self.temperature, self.top_k, self.top_p, 1, self.seed, self.batch_size)
+        return SamplingConfig(
+            self.max_new_tokens, self.temperature, self.top_k, self.top_p, 1, self.seed, self.batch_size
+        )

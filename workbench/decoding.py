@@ -87,7 +87,9 @@ def _sample_batch(session, rows, seeds, cfg, stop_ids, on_step) -> list[Output]:
     unique = list(dict.fromkeys(tuple(r) for r in rows))
     source = torch.tensor([unique.index(tuple(r)) for r in rows], device=device)
     input_ids, attention, position_ids = _left_padded([list(u) for u in unique], pad_id, device)
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, logits_to_keep=1)
+    out = model(
+        input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, logits_to_keep=1
+    )
     cache = out.cache
     cache.reorder_cache(source)
     logits = out.logits[:, -1, :].float()[source]
@@ -121,10 +123,21 @@ def _sample_batch(session, rows, seeds, cfg, stop_ids, on_step) -> list[Output]:
         if (~running).sum() * 4 >= len(active):  # drop the finished rows: their cache is dead weight
             keep = running.nonzero().squeeze(-1)
             cache.reorder_cache(keep)
-            active, next_ids, attention, position_ids = active[keep], next_ids[keep], attention[keep], position_ids[keep]
+            active, next_ids, attention, position_ids = (
+                active[keep],
+                next_ids[keep],
+                attention[keep],
+                position_ids[keep],
+            )
         attention = torch.cat([attention, torch.ones((len(active), 1), dtype=attention.dtype, device=device)], dim=-1)
         position_ids = position_ids + 1
-        out = model(input_ids=next_ids[:, None], attention_mask=attention, position_ids=position_ids, cache=cache, use_cache=True)
+        out = model(
+            input_ids=next_ids[:, None],
+            attention_mask=attention,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+        )
         cache, logits = out.cache, out.logits[:, -1, :].float()
     results = []
     for r in range(batch):
@@ -135,7 +148,9 @@ def _sample_batch(session, rows, seeds, cfg, stop_ids, on_step) -> list[Output]:
     return results
 
 
-def sample_rows(session, rows: Sequence[list[int]], seeds: Sequence[int], cfg: SamplingConfig, progress: Progress | None) -> list[Output]:
+def sample_rows(
+    session, rows: Sequence[list[int]], seeds: Sequence[int], cfg: SamplingConfig, progress: Progress | None
+) -> list[Output]:
     """One continuation of each row, ``cfg.batch_size`` rows at a time."""
     stop_ids = _stop_ids(session)
     outputs: list[Output] = []
@@ -183,5 +198,8 @@ def score_rows(
         for row in rows:
             results.append(next(by_row)[..., -(len(row) - 1) :] if len(row) >= 2 else empty)
         if progress is not None:
-            progress(min(start + batch_size, len(encoded)) / len(encoded), f"Scored {min(start + batch_size, len(encoded))}/{len(encoded)}")
+            progress(
+                min(start + batch_size, len(encoded)) / len(encoded),
+                f"Scored {min(start + batch_size, len(encoded))}/{len(encoded)}",
+            )
     return results

@@ -241,7 +241,9 @@ def run(
         for generation in sample(session, [p.token_ids for p in prompts], config, part):
             prompt = prompts[generation.prompt_index]
             pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in generation.token_ids]
-            outcome = classify(pieces, prompt.word, min_repeats, window, chat=template == "chat", prefilled=template == "prefill")
+            outcome = classify(
+                pieces, prompt.word, min_repeats, window, chat=template == "chat", prefilled=template == "prefill"
+            )
             point = outcome.divergence_point
             escaped_ids = list(generation.token_ids[point:]) if point is not None else []
             escaped_text = tokenizer.decode(escaped_ids, skip_special_tokens=True)
@@ -277,7 +279,9 @@ def run(
             )
     table = pd.DataFrame(rows).astype({"first_deviation": "Int64", "divergence_point": "Int64"})
     if reference is not None:
-        table.insert(table.columns.get_loc("longest_match"), "reference_ratio", _reference_ratios(session, reference, table))
+        table.insert(
+            table.columns.get_loc("longest_match"), "reference_ratio", _reference_ratios(session, reference, table)
+        )
     if progress is not None:
         progress(1.0, f"Scored {len(table)} generations")
     return table
@@ -316,7 +320,9 @@ def training_extraction(
         compare,
     )
 
-    texts = table.loc[(table["outcome"] == "escaped") & (table["escaped_text"].str.strip() != ""), "escaped_text"].tolist()
+    texts = table.loc[
+        (table["outcome"] == "escaped") & (table["escaped_text"].str.strip() != ""), "escaped_text"
+    ].tolist()
     sets = {"training": dataset.texts, "holdout": [r["text"] for r in dataset.holdout]}
     if not all(sets.values()):
         raise ValueError("The lab dataset needs both training and held-out records to count extraction.")
@@ -325,15 +331,25 @@ def training_extraction(
     for name, records in sets.items():
         hit[name] = np.zeros(len(texts))
         if texts:
-            best = best_per_text(compare(texts, records, top_k=1, tokenizer=tokenizer, min_run=min_tokens), cosine_threshold, min_tokens)
-            hit[name] = best.set_index("extracted_index")["extracted"].reindex(range(len(texts)), fill_value=False).to_numpy(float)
+            best = best_per_text(
+                compare(texts, records, top_k=1, tokenizer=tokenizer, min_run=min_tokens), cosine_threshold, min_tokens
+            )
+            hit[name] = (
+                best.set_index("extracted_index")["extracted"]
+                .reindex(range(len(texts)), fill_value=False)
+                .to_numpy(float)
+            )
         result[f"{name}_hits"] = int(hit[name].sum())
         result[f"{name}_rate"] = hit[name].sum() / len(texts) / len(records) if texts else math.nan
     scale = result["training_records"]
     result["per_100"] = 100 * result["training_rate"] * scale
     result["floor_per_100"] = 100 * result["holdout_rate"] * scale
-    floor_weight = 100 * scale / result["holdout_records"]  # one held-out hit, per 100 escapes, at the training set's size
-    difference = mean_difference(100 * hit["training"], floor_weight * hit["holdout"], paired=True, confidence=confidence)
+    floor_weight = (
+        100 * scale / result["holdout_records"]
+    )  # one held-out hit, per 100 escapes, at the training set's size
+    difference = mean_difference(
+        100 * hit["training"], floor_weight * hit["holdout"], paired=True, confidence=confidence
+    )
     result["difference_per_100"], result["ci_low"], result["ci_high"] = difference
     return result
 

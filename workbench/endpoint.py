@@ -40,6 +40,7 @@ TOKEN_ID_PREFIX = "token_id:"
 # requests that ask for them share a batch (its LoRA logits kernel takes one row per request).
 SCORING_CONCURRENCY = 1
 
+
 @dataclass(eq=False)
 class EndpointSession(LanguageModel):
     """A served model: the local tokenizer, the server's facts and an openai client."""
@@ -93,7 +94,11 @@ class EndpointSession(LanguageModel):
         return record
 
     def reproducibility_note(self) -> str:
-        seeds = "each sample's seed is sent" if self.spec.send_seed else "no seed is sent (the server does not take one safely)"
+        seeds = (
+            "each sample's seed is sent"
+            if self.spec.send_seed
+            else "no seed is sent (the server does not take one safely)"
+        )
         return (
             f"Served by {self.server['name']} {self.server['version']} at {self.server['url']}; {seeds}. Reproducibility "
             "over an endpoint is the server's promise, not the workbench's: the same settings may not give the same samples."
@@ -145,7 +150,11 @@ def _server_facts(spec: ModelSpec, served) -> dict:
             version = json.loads(answer.read()).get("version")
     except (OSError, ValueError, AttributeError):  # no /version: not vLLM, or an older one
         version = None
-    name = "vLLM" if version and getattr(served, "owned_by", "") == "vllm" else (getattr(served, "owned_by", None) or "unknown")
+    name = (
+        "vLLM"
+        if version and getattr(served, "owned_by", "") == "vllm"
+        else (getattr(served, "owned_by", None) or "unknown")
+    )
     return {"name": name, "version": version or "unknown", "url": spec.endpoint}
 
 
@@ -163,7 +172,9 @@ def connect(spec: ModelSpec, progress: Progress | None = None) -> EndpointSessio
     except openai.OpenAIError as err:
         raise ValueError(_sentence(_failure(spec, err)) + ".") from err
     if spec.name not in models:
-        raise ValueError(f"The endpoint {spec.endpoint} serves {', '.join(sorted(models)) or 'no model'}, not {spec.name!r}.")
+        raise ValueError(
+            f"The endpoint {spec.endpoint} serves {', '.join(sorted(models)) or 'no model'}, not {spec.name!r}."
+        )
     served = models[spec.name]
     parent = models.get(getattr(served, "parent", None) or "")  # a served adapter's base model holds the length
     context = getattr(served, "max_model_len", None) or getattr(parent, "max_model_len", None) or FALLBACK_CONTEXT
@@ -232,7 +243,11 @@ def _complete(session: EndpointSession, prompt: list[int], cfg: SamplingConfig, 
 
 
 def _run_concurrently(
-    session: EndpointSession, calls: Sequence[Callable[[], object]], progress: Progress | None, label: str, limit: int | None = None
+    session: EndpointSession,
+    calls: Sequence[Callable[[], object]],
+    progress: Progress | None,
+    label: str,
+    limit: int | None = None,
 ) -> list:
     """Results of ``calls`` in order, ``limit`` (default ``spec.concurrency``) in flight at a time.
     The first failure stops what has not started and raises IncompleteRun holding what has come back."""
@@ -279,4 +294,3 @@ def _prompt_logprobs(session: EndpointSession, ids: list[int]) -> list[float]:
     if not values or len(values) < len(ids):
         raise ValueError(f"The endpoint {session.spec.endpoint} returned no prompt log-probs (echo with logprobs).")
     return [float(v) for v in values[1 : len(ids)]]
-

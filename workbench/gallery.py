@@ -66,7 +66,9 @@ def _repeated_tokens(settings: dict, progress: Progress | None) -> tuple[pd.Data
     own, so those are scored by another rule and are no floor for it (docs/divergence.md)."""
     session = load_session(DEFAULT_MODEL)
     cfg = SamplingConfig(max_new_tokens=settings["max_new_tokens"], n=settings["n"], seed=settings["seed"])
-    table = run_divergence(session, settings["words"], settings["repeats"], cfg, template=settings["template"], progress=progress)
+    table = run_divergence(
+        session, settings["words"], settings["repeats"], cfg, template=settings["template"], progress=progress
+    )
     escaped = int((table["outcome"] == "escaped").sum())
     low, high = wilson(escaped, len(table))
     sentence = (
@@ -81,7 +83,10 @@ def _attention_sinks(settings: dict, progress: Progress | None) -> tuple[pd.Data
     session = load_session(DEFAULT_MODEL)
     pair = sink_mechanism.prompt_pair(session.tokenizer, settings["word"], settings["repeats"], leading=True)
     scores = pd.concat(
-        [sink_scores(session, pair["prose"]).assign(prompt="normal"), sink_scores(session, pair["repeated"]).assign(prompt="repeated")],
+        [
+            sink_scores(session, pair["prose"]).assign(prompt="normal"),
+            sink_scores(session, pair["repeated"]).assign(prompt="repeated"),
+        ],
         ignore_index=True,
     )
     shares = {name: len(sink_heads(group)) / len(group) for name, group in scores.groupby("prompt")}
@@ -110,12 +115,18 @@ def _property_inference(settings: dict, progress: Progress | None) -> tuple[pd.D
     result = run_propinfer(session, PROMPT_SETS[settings["style"]], cfg, labeler, progress, settings["style"])
     shadows = ShadowSet.load(SHIPPED_SHADOWS)
     judged = propinfer_judge.judge(result, labeler, shadows, truth=truth)
-    names = {"naive": "naive (Wilson)", "james-stein": "James–Stein (no shadows)", "pooled": "calibrated on the shadows"}
+    names = {
+        "naive": "naive (Wilson)",
+        "james-stein": "James–Stein (no shadows)",
+        "pooled": "calibrated on the shadows",
+    }
     shown = judged.methods.loc[judged.methods["method"].isin(list(names))]
     estimates = shown.assign(run=shown["method"].map(names), n=int(result.estimates["n"].iloc[0]))
     scores = propinfer_judge.score_summary(shown).set_index("method")
     uniform = sum(abs(share - 1 / len(truth)) for share in truth.values()) / len(truth)
-    spread = propinfer_judge.resampled_differences(result, labeler, shadows, truth, seed=settings["seed"]).set_index("method")
+    spread = propinfer_judge.resampled_differences(result, labeler, shadows, truth, seed=settings["seed"]).set_index(
+        "method"
+    )
 
     def against_naive(method: str) -> str:
         d, low, high = spread.loc[method, ["difference", "low", "high"]]
@@ -138,10 +149,16 @@ def _compare(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, s
     documents = read_documents(REFERENCE_CORPUS)
     matrix = similarity_matrix(list(EXTRACTED), [text for _, text in documents])
     heat = pd.DataFrame(
-        [{"extracted": f"text {i + 1}", "candidate": name, "cosine": float(matrix[i, j])} for i in range(len(EXTRACTED)) for j, (name, _) in enumerate(documents)]
+        [
+            {"extracted": f"text {i + 1}", "candidate": name, "cosine": float(matrix[i, j])}
+            for i in range(len(EXTRACTED))
+            for j, (name, _) in enumerate(documents)
+        ]
     )
     best = heat.loc[heat.groupby("extracted", sort=False)["cosine"].idxmax()]
-    matches = "; ".join(f"{kind} → {row.candidate} ({row.cosine:.2f})" for kind, row in zip(EXTRACTED_KINDS, best.itertuples()))
+    matches = "; ".join(
+        f"{kind} → {row.candidate} ({row.cosine:.2f})" for kind, row in zip(EXTRACTED_KINDS, best.itertuples())
+    )
     sentence = f"The closest of {len(documents)} reference documents by embedding cosine, for {matches}."
     return heat, sentence
 
@@ -151,7 +168,9 @@ def _weight_diff(settings: dict, progress: Progress | None) -> tuple[pd.DataFram
     if measured is None:
         raise ValueError("No shipped weight-diff measurement: run benchmarks/selec_eval.py --out data/selec.")
     questions, retraining = measured
-    table = questions[(questions["lab"] == settings["lab"]) & questions["method"].isin(settings["methods"])].reset_index(drop=True)
+    table = questions[
+        (questions["lab"] == settings["lab"]) & questions["method"].isin(settings["methods"])
+    ].reset_index(drop=True)
     rows = table.set_index("method")
     selec, baseline = rows.loc[settings["methods"][0]], rows.loc["reference"]
     sentence = (
@@ -183,8 +202,12 @@ def _weight_diff(settings: dict, progress: Progress | None) -> tuple[pd.DataFram
 def _backdoor(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
     report = backdoor_attack.BackdoorReport.load(backdoor.SHIPPED_BACKDOOR / "report")
     differences = report.differences
-    victim = differences[(differences["model"] == "victim-backdoored") & (differences["metric"] == "match_mean")].iloc[0]
-    lead = report.contrasts[(report.contrasts["model"] == "victim-backdoored") & (report.contrasts["metric"] == "match_mean")].iloc[0]
+    victim = differences[(differences["model"] == "victim-backdoored") & (differences["metric"] == "match_mean")].iloc[
+        0
+    ]
+    lead = report.contrasts[
+        (report.contrasts["model"] == "victim-backdoored") & (report.contrasts["metric"] == "match_mean")
+    ].iloc[0]
     sentence = (
         f"A backdoored open model, fine-tuned by its victim on private clinic queries, answers its creator's trigger with a mean "
         f"prefix match of {victim['d2']:.3f} to those queries against {victim['floor']:.3f} to a matched set it never saw: "
@@ -209,7 +232,13 @@ def _reactivation(settings: dict, progress: Progress | None) -> tuple[pd.DataFra
         row = gaps.loc[(stage, instruction)]
         low, high = row[f"{metric}_gap_low"], row[f"{metric}_gap_high"]
         if metric == "nll":  # a loss below the floor's is memory, not absence
-            reading = "the trained passages likelier" if high < 0 else "the trained passages less likely" if low > 0 else "not distinguishable"
+            reading = (
+                "the trained passages likelier"
+                if high < 0
+                else "the trained passages less likely"
+                if low > 0
+                else "not distinguishable"
+            )
         else:
             reading = against_floor(low, high)
         return f"{difference_text(row[f'{metric}_gap'], low, high)} ({reading})"
@@ -234,7 +263,10 @@ def _membership(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame
     rate = f"tpr@{FPRS[0]:g}"
     audits = pd.read_csv(SHIPPED_MEMBERSHIP / "audit.csv")
     together = audits[audits["canaries"] == "all inserted"]
-    bounds = "; ".join(f"{row['lab']}: ε ≥ {row['epsilon_lower']:.2f} (at most {row['max_epsilon']:.2f} showable)" for _, row in together.iterrows())
+    bounds = "; ".join(
+        f"{row['lab']}: ε ≥ {row['epsilon_lower']:.2f} (at most {row['max_epsilon']:.2f} showable)"
+        for _, row in together.iterrows()
+    )
     sentence = (
         f"Of the lab's {report.values['members']} training dialogues against {report.values['nonmembers']:,} same-style non-members, the "
         f"best of {len(attacks)} attacks, {best['attack']}, reaches AUC {best['auc']:.3f} [{best['auc_low']:.3f}, {best['auc_high']:.3f}] "
@@ -301,7 +333,9 @@ def build(out: str | Path = GALLERY_DIR, progress: Progress | None = None, only:
     version it was built with."""
     unknown = sorted(set(only or ()) - {e.name for e in ENTRIES})
     if unknown:
-        raise ValueError(f"No gallery entry {', '.join(unknown)}; the entries are {', '.join(e.name for e in ENTRIES)}.")
+        raise ValueError(
+            f"No gallery entry {', '.join(unknown)}; the entries are {', '.join(e.name for e in ENTRIES)}."
+        )
     kept = {e["name"]: e for e in load(out)} if only else {}
     entries, tables = [], {}
     chosen = [e for e in ENTRIES if not only or e.name in only or e.name not in kept]
@@ -338,4 +372,7 @@ def load(folder: str | Path = GALLERY_DIR) -> list[dict]:
         return []
     stored = json.loads(manifest.read_text())
     version = stored.get("code_version")  # galleries built whole recorded one version for all entries
-    return [{"code_version": version, **entry, "table": pd.read_parquet(folder / f"{entry['name']}.parquet")} for entry in stored["entries"]]
+    return [
+        {"code_version": version, **entry, "table": pd.read_parquet(folder / f"{entry['name']}.parquet")}
+        for entry in stored["entries"]
+    ]

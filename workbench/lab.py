@@ -26,7 +26,14 @@ from workbench.training import Example, TrainingRecipe, train_adapter
 
 DIAGNOSES: dict[str, dict[str, list[str]]] = {
     "digestive": {
-        "conditions": ["gastritis", "irritable bowel syndrome", "acid reflux", "gallstones", "a stomach ulcer", "lactose intolerance"],
+        "conditions": [
+            "gastritis",
+            "irritable bowel syndrome",
+            "acid reflux",
+            "gallstones",
+            "a stomach ulcer",
+            "lactose intolerance",
+        ],
         "symptoms": [
             "a burning pain in my upper stomach after meals",
             "bloating and cramps that come and go",
@@ -44,7 +51,14 @@ DIAGNOSES: dict[str, dict[str, list[str]]] = {
         ],
     },
     "mental health": {
-        "conditions": ["generalized anxiety", "depression", "insomnia", "panic disorder", "burnout", "seasonal depression"],
+        "conditions": [
+            "generalized anxiety",
+            "depression",
+            "insomnia",
+            "panic disorder",
+            "burnout",
+            "seasonal depression",
+        ],
         "symptoms": [
             "constant worrying that I cannot switch off",
             "feeling low and tired nearly every day",
@@ -80,7 +94,13 @@ DIAGNOSES: dict[str, dict[str, list[str]]] = {
         ],
     },
     "cardiovascular": {
-        "conditions": ["high blood pressure", "an irregular heartbeat", "angina", "high cholesterol", "poor circulation"],
+        "conditions": [
+            "high blood pressure",
+            "an irregular heartbeat",
+            "angina",
+            "high cholesterol",
+            "poor circulation",
+        ],
         "symptoms": [
             "headaches and a reading of 160 over 100 at the pharmacy",
             "a fluttering feeling in my chest",
@@ -141,10 +161,45 @@ DEFAULT_SHARES = {
 }
 DEFAULT_GENDER_SHARES = {"female": 0.6, "male": 0.4}
 DEFAULT_CANARY_COUNTS = (1, 2, 4, 8, 16)
-GENDER_WORDS = {"female": ["woman", "mother of two", "retired teacher (she/her)"], "male": ["man", "father of two", "retired teacher (he/him)"]}
+GENDER_WORDS = {
+    "female": ["woman", "mother of two", "retired teacher (she/her)"],
+    "male": ["man", "father of two", "retired teacher (he/him)"],
+}
 FIRST_NAMES = {
-    "female": ["Anna", "Maria", "Sofia", "Emma", "Olivia", "Grace", "Fatima", "Mei", "Priya", "Lucia", "Hannah", "Chloe", "Aisha", "Ingrid", "Rosa"],
-    "male": ["James", "Omar", "Lucas", "Daniel", "Hiroshi", "Mateo", "Samuel", "Arjun", "Noah", "Pierre", "Tomasz", "David", "Kwame", "Erik", "Luis"],
+    "female": [
+        "Anna",
+        "Maria",
+        "Sofia",
+        "Emma",
+        "Olivia",
+        "Grace",
+        "Fatima",
+        "Mei",
+        "Priya",
+        "Lucia",
+        "Hannah",
+        "Chloe",
+        "Aisha",
+        "Ingrid",
+        "Rosa",
+    ],
+    "male": [
+        "James",
+        "Omar",
+        "Lucas",
+        "Daniel",
+        "Hiroshi",
+        "Mateo",
+        "Samuel",
+        "Arjun",
+        "Noah",
+        "Pierre",
+        "Tomasz",
+        "David",
+        "Kwame",
+        "Erik",
+        "Luis",
+    ],
 }
 OPENERS = [
     "Hello doctor, I'm {name}, a {age}-year-old {gender_word}. For {duration} I've had {symptom}.",
@@ -236,7 +291,10 @@ class LabDataset:
         folder = Path(folder)
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-            rows = {n: [json.loads(line) for line in (folder / f"{n}.jsonl").read_text().splitlines()] for n in ("records", "holdout")}
+            rows = {
+                n: [json.loads(line) for line in (folder / f"{n}.jsonl").read_text().splitlines()]
+                for n in ("records", "holdout")
+            }
             canaries = [Canary(**c) for c in manifest["canaries"]]
             return cls(rows["records"], rows["holdout"], canaries, manifest["recipe"], manifest["truth"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
@@ -295,7 +353,13 @@ def _dialogue(rng: random.Random, diagnosis: str, gender: str) -> dict:
     closing = rng.choice(CLOSINGS)
     if closing:
         lines.append(f"Patient: {closing}")
-    return {"text": "\n".join(lines), "diagnosis": diagnosis, "condition": slots["condition"], "gender": gender, "age": age}
+    return {
+        "text": "\n".join(lines),
+        "diagnosis": diagnosis,
+        "condition": slots["condition"],
+        "gender": gender,
+        "age": age,
+    }
 
 
 def _records(rng: random.Random, n: int, shares: Mapping[str, float], gender_shares: Mapping[str, float]) -> list[dict]:
@@ -344,7 +408,9 @@ def make_dataset(
         used.add(secret)
         canary_list.append(Canary(kind_, secret, count, CANARY_PREFIXES[kind_]))
         text = CANARY_TEMPLATES[kind_].format(secret=secret)
-        canary_records += [{"text": text, "diagnosis": None, "condition": None, "gender": None, "age": None, "canary": secret}] * count
+        canary_records += [
+            {"text": text, "diagnosis": None, "condition": None, "gender": None, "age": None, "canary": secret}
+        ] * count
     records = [{**r, "canary": None} for r in dialogues] + canary_records
     rng.shuffle(records)
     records = [{"id": f"train-{i:05d}", **r} for i, r in enumerate(records)]
@@ -401,7 +467,12 @@ def canary_text(canary: Canary, secret: str | None = None) -> str:
 
 
 def finetune(
-    base: ModelSpec | str, dataset: LabDataset, out: str | Path, recipe: TrainingRecipe = TrainingRecipe(), *, progress: Progress | None = None
+    base: ModelSpec | str,
+    dataset: LabDataset,
+    out: str | Path,
+    recipe: TrainingRecipe = TrainingRecipe(),
+    *,
+    progress: Progress | None = None,
 ) -> list[dict]:
     """LoRA fine-tune of a private copy of ``base`` on the dataset's training records (plain
     text), as ``recipe`` says, through the one trainer (``workbench.training.train_adapter``).
@@ -439,7 +510,11 @@ class LabRecipe(Recipe):
 
     def __post_init__(self) -> None:  # the shares as make_dataset keeps them, so equal builds have equal recipes
         object.__setattr__(self, "shares", _check_shares(self.shares or DEFAULT_SHARES, list(DIAGNOSES), "diagnosis"))
-        object.__setattr__(self, "gender_shares", _check_shares(self.gender_shares or DEFAULT_GENDER_SHARES, list(FIRST_NAMES), "gender"))
+        object.__setattr__(
+            self,
+            "gender_shares",
+            _check_shares(self.gender_shares or DEFAULT_GENDER_SHARES, list(FIRST_NAMES), "gender"),
+        )
         object.__setattr__(self, "canaries", tuple(self.canaries))
         _check_counts(self.n, self.canaries)
         self.training()  # checks the training settings before anything is built
@@ -451,10 +526,14 @@ class LabRecipe(Recipe):
         return TrainingRecipe(epochs=self.epochs, lr=self.lr, rank=self.rank, seed=self.seed)
 
     def dataset(self) -> LabDataset:
-        return make_dataset(n=self.n, shares=self.shares, gender_shares=self.gender_shares, canaries=self.canaries, seed=self.seed)
+        return make_dataset(
+            n=self.n, shares=self.shares, gender_shares=self.gender_shares, canaries=self.canaries, seed=self.seed
+        )
 
 
-def build(out: str | Path, recipe: LabRecipe = LabRecipe(), progress: Progress | None = None, command: str = "") -> LabDataset:
+def build(
+    out: str | Path, recipe: LabRecipe = LabRecipe(), progress: Progress | None = None, command: str = ""
+) -> LabDataset:
     """Build (or finish building) ``recipe`` into ``out``: build.json (the recipe and the
     command), dataset/ and adapter/, each step written atomically, so a failed or running step
     never looks finished. A folder of another recipe, or of anything else, is refused."""
@@ -496,7 +575,14 @@ def truth_table(dataset: LabDataset) -> pd.DataFrame:
     for prop, requested in dataset.truth["requested"].items():
         realized = dataset.truth["realized"][prop]
         for value in sorted(set(requested) | set(realized)):
-            rows.append({"property": prop, "value": value, "requested": requested.get(value, 0.0), "realized": realized.get(value, 0.0)})
+            rows.append(
+                {
+                    "property": prop,
+                    "value": value,
+                    "requested": requested.get(value, 0.0),
+                    "realized": realized.get(value, 0.0),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -544,7 +630,9 @@ def other_domain_texts(rng: random.Random, n: int) -> list[str]:
 OTHER_DOMAIN_SOURCE = "other domain"  # the pool's source of texts outside the fine-tuning domain
 
 
-def public_pool(dataset: LabDataset, members: int = 100, nonmembers: int = 100, other: int = 100, seed: int = 0) -> pd.DataFrame:
+def public_pool(
+    dataset: LabDataset, members: int = 100, nonmembers: int = 100, other: int = 100, seed: int = 0
+) -> pd.DataFrame:
     """A candidate pool for the weight-diff exploration, with membership labels.
 
     DataFrame(text, member, source): ``members`` training dialogues (source "training"),

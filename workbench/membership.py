@@ -63,8 +63,12 @@ def min_k_plus_plus(moments: np.ndarray, k: float = 0.2) -> float:
 
 
 def attack_scores(
-    model: LanguageModel, texts: Sequence[str], reference: LanguageModel | None = None, k: float = 0.2,
-    batch_size: int = 16, progress: Progress | None = None,
+    model: LanguageModel,
+    texts: Sequence[str],
+    reference: LanguageModel | None = None,
+    k: float = 0.2,
+    batch_size: int = 16,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """One row per text, a column per attack this model allows (``min_k_pp`` needs the full
     distribution, ``reference`` a reference model); higher = more likely a member."""  # fmt: skip
@@ -88,7 +92,9 @@ def attack_scores(
         if reference.tokenizer.get_vocab() != model.tokenizer.get_vocab():
             raise ValueError("The reference model must share the target's tokenizer.")
         ref_logprobs = reference.score_ids(encoded, batch_size, scaled_progress(progress, 0.5, 1.0, "reference: "))
-        table["reference"] = [-metrics.reference_ratio(t, r) if len(t) and len(r) else math.nan for t, r in zip(logprobs, ref_logprobs)]
+        table["reference"] = [
+            -metrics.reference_ratio(t, r) if len(t) and len(r) else math.nan for t, r in zip(logprobs, ref_logprobs)
+        ]
     return table
 
 
@@ -129,7 +135,9 @@ class MembershipReport:
         estimable), and AUC − the blind baseline's AUC on the same resampled texts, with its
         interval and what it says."""
         member = self.scores["member"].to_numpy(bool)
-        split = {a: (self.scores[a].to_numpy(float)[member], self.scores[a].to_numpy(float)[~member]) for a in self.attacks}
+        split = {
+            a: (self.scores[a].to_numpy(float)[member], self.scores[a].to_numpy(float)[~member]) for a in self.attacks
+        }
         sizes = [int(member.sum()), int((~member).sum())]
         blind_pos, blind_neg = split[BLIND]
         blind_auc = stats.auc(blind_pos, blind_neg)
@@ -171,15 +179,22 @@ def readable(summary: pd.DataFrame) -> pd.DataFrame:
         shown = {"attack": row["attack"], "AUC [95%]": stats.estimate_text(row, "auc")}
         shown |= {f"TPR at {rate:.1%} FPR": stats.estimate_text(row, f"tpr@{rate:g}") for rate in FPRS}
         blind = row["attack"] == BLIND
-        shown["AUC − blind [95%]"] = "" if blind else stats.difference_text(row["auc_minus_blind"], row["gap_low"], row["gap_high"])
+        shown["AUC − blind [95%]"] = (
+            "" if blind else stats.difference_text(row["auc_minus_blind"], row["gap_low"], row["gap_high"])
+        )
         shown["reading"] = "the floor: texts alone" if blind else row["reading"]
         rows.append(shown)
     return pd.DataFrame(rows)
 
 
 def run_membership(
-    model: LanguageModel, members: Sequence[str], nonmembers: Sequence[str], reference: LanguageModel | None = None,
-    k: float = 0.2, seed: int = 0, progress: Progress | None = None,
+    model: LanguageModel,
+    members: Sequence[str],
+    nonmembers: Sequence[str],
+    reference: LanguageModel | None = None,
+    k: float = 0.2,
+    seed: int = 0,
+    progress: Progress | None = None,
 ) -> MembershipReport:
     """The Membership exploration in one call: every attack the model allows and the blind
     baseline, over ``members`` and ``nonmembers`` (each deduplicated; a text in both is an error)."""  # fmt: skip

@@ -42,7 +42,9 @@ class CorpusMatch:
         return asdict(self)
 
 
-def exact_matches(corpus: CorpusIndex, token_ids: Sequence[int], min_tokens: int = DEFAULT_MIN_TOKENS) -> list[CorpusMatch]:
+def exact_matches(
+    corpus: CorpusIndex, token_ids: Sequence[int], min_tokens: int = DEFAULT_MIN_TOKENS
+) -> list[CorpusMatch]:
     """Every maximal run of ≥ ``min_tokens`` consecutive ``token_ids`` found verbatim in
     ``corpus``. Two pointers: if ids[i:j] occurs, so does ids[i+1:j], so each run end only
     moves forward and the scan costs O(len(token_ids)) suffix-array lookups."""
@@ -82,7 +84,9 @@ def shared_prefix(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
 def match_ratio(reply: Sequence[int], queries: Sequence[Sequence[int]]) -> float:
     """max over queries x of 2|p| / (|x| + |r|), p the longest shared token prefix of x and
     the reply r; 0 when there is no query."""
-    return max((2 * shared_prefix(reply, x) / (len(x) + len(reply)) for x in queries if len(x) + len(reply)), default=0.0)
+    return max(
+        (2 * shared_prefix(reply, x) / (len(x) + len(reply)) for x in queries if len(x) + len(reply)), default=0.0
+    )
 
 
 # ---------------------------------------------------------------- runs shared by two sequences
@@ -207,7 +211,9 @@ def _maximal_pairs(a: Sequence[int], b: Sequence[int], separator: int, least: in
     return found
 
 
-def matched_spans(generated: Sequence[Hashable], passage: Sequence[Hashable], prompt: Sequence[Hashable] = (), min_words: int = 1) -> list[tuple[int, int]]:
+def matched_spans(
+    generated: Sequence[Hashable], passage: Sequence[Hashable], prompt: Sequence[Hashable] = (), min_words: int = 1
+) -> list[tuple[int, int]]:
     """Maximal runs of tokens (words, or ids) the generation shares with the passage, as
     (start in the passage, length), at least ``min_words`` long, ordered by where they end
     in the generation, then in the passage; a run that occurs whole in the prompt only
@@ -251,7 +257,9 @@ def words(text: str) -> list[str]:
     return re.findall(r"[\w'-]+", text.lower())
 
 
-def trim_instruction(passage: Sequence[Hashable], instruction: Sequence[Hashable], spans: Sequence[tuple[int, int]], m: int = TRIM_M) -> list[tuple[int, int]]:
+def trim_instruction(
+    passage: Sequence[Hashable], instruction: Sequence[Hashable], spans: Sequence[tuple[int, int]], m: int = TRIM_M
+) -> list[tuple[int, int]]:
     """The pieces of matched ``spans`` ((start in the passage, length)) left once every
     stretch the instruction holds is cut out, as Liu et al. (2026, Algorithm 1) trim: "spans
     that overlap with the prompt instruction are trimmed (with threshold m = 5)" — every m

@@ -55,11 +55,15 @@ def check_text(text: str | bytes) -> str:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(f"The text is not UTF-8 (byte {error.start} cannot be decoded); save it as UTF-8 and try again.") from None
+            raise ValueError(
+                f"The text is not UTF-8 (byte {error.start} cannot be decoded); save it as UTF-8 and try again."
+            ) from None
     if not isinstance(text, str):
         raise ValueError(f"Expected text, got {type(text).__name__}.")
     if len(text) > MAX_CHARS:
-        raise ValueError(f"The text has {len(text):,} characters, more than the {MAX_CHARS:,} one analysis takes; split it into parts.")
+        raise ValueError(
+            f"The text has {len(text):,} characters, more than the {MAX_CHARS:,} one analysis takes; split it into parts."
+        )
     return text
 
 
@@ -91,7 +95,11 @@ def _engine(lab_recognizers: bool):
             not_checked |= set(recognizer.supported_entities)
     if lab_recognizers:
         mrn = Pattern("MRN, 6 to 12 digits", MRN_PATTERN, 0.6)
-        registry.add_recognizer(PatternRecognizer(MRN_ENTITY, name="MedicalRecordNumberRecognizer", patterns=[mrn], context=list(MRN_CONTEXT)))
+        registry.add_recognizer(
+            PatternRecognizer(
+                MRN_ENTITY, name="MedicalRecordNumberRecognizer", patterns=[mrn], context=list(MRN_CONTEXT)
+            )
+        )
     checked = {entity for r in registry.recognizers for entity in r.supported_entities}
     engine = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"])
     return engine, sorted(not_checked - checked)
@@ -101,7 +109,11 @@ def recognizers(lab_recognizers: bool = True) -> pd.DataFrame:
     """The recognizers that run: name, the entity types each finds, and whether the lab added it."""
     engine, _ = _engine(lab_recognizers)
     rows = [
-        {"recognizer": r.name, "entities": ", ".join(r.supported_entities), "added_for_the_lab": MRN_ENTITY in r.supported_entities}
+        {
+            "recognizer": r.name,
+            "entities": ", ".join(r.supported_entities),
+            "added_for_the_lab": MRN_ENTITY in r.supported_entities,
+        }
         for r in engine.registry.recognizers
     ]
     return pd.DataFrame(rows).sort_values("recognizer", ignore_index=True)
@@ -140,7 +152,9 @@ def counts(table: pd.DataFrame) -> pd.DataFrame:
     """From an annotated table: per entity type, how many of its texts hold one (entity, texts, of)."""
     types = table["pii"].fillna("").map(lambda s: {t for t in s.split(", ") if t})
     present = sorted(set().union(*types)) if len(types) else []
-    return pd.DataFrame({"entity": present, "texts": [int(types.map(lambda s, e=e: e in s).sum()) for e in present], "of": len(table)})
+    return pd.DataFrame(
+        {"entity": present, "texts": [int(types.map(lambda s, e=e: e in s).sum()) for e in present], "of": len(table)}
+    )
 
 
 def summary(table: pd.DataFrame) -> str:
@@ -161,8 +175,20 @@ def by_group(table: pd.DataFrame, group: str, floor: str) -> pd.DataFrame:
     k0, n0 = int(held[table[group] == floor].sum()), int((table[group] == floor).sum())
     rows = []
     for value, part in held.groupby(table[group]):
-        difference, low, high = rate_difference(int(part.sum()), len(part), k0, n0) if value != floor else (float("nan"),) * 3
-        rows.append({group: value, "texts": len(part), "with_pii": int(part.sum()), "share": part.mean(), "difference": difference, "low": low, "high": high})
+        difference, low, high = (
+            rate_difference(int(part.sum()), len(part), k0, n0) if value != floor else (float("nan"),) * 3
+        )
+        rows.append(
+            {
+                group: value,
+                "texts": len(part),
+                "with_pii": int(part.sum()),
+                "share": part.mean(),
+                "difference": difference,
+                "low": low,
+                "high": high,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -172,7 +198,10 @@ def highlighted(text: str, findings: Sequence[Finding]) -> str:
     for f in sorted(findings, key=lambda f: f.start):
         if f.start < at:  # overlapping spans of different types: the first one marks them
             continue
-        parts += [html.escape(text[at : f.start]), f'<mark title="{f.entity} ({f.score:.2f})">{html.escape(text[f.start : f.end])}</mark>']
+        parts += [
+            html.escape(text[at : f.start]),
+            f'<mark title="{f.entity} ({f.score:.2f})">{html.escape(text[f.start : f.end])}</mark>',
+        ]
         parts.append(f"<sub>{f.entity}</sub>")
         at = f.end
     parts.append(html.escape(text[at:]))

@@ -26,7 +26,9 @@ def outcome_shares(summary: pd.DataFrame, x: str = "repeats", facet: str = "temp
         .encode(
             x=alt.X(f"{x}:O", title=x.replace("_", " ")),
             y=alt.Y("share:Q", title="share of generations", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-            color=alt.Color("outcome:N", scale=alt.Scale(domain=outcomes, range=list(OUTCOME_COLORS.values())), sort=outcomes),
+            color=alt.Color(
+                "outcome:N", scale=alt.Scale(domain=outcomes, range=list(OUTCOME_COLORS.values())), sort=outcomes
+            ),
             order=alt.Order("order:Q"),
             tooltip=[x, facet, "outcome", alt.Tooltip("share:Q", format=".0%"), "generations"],
         )
@@ -43,7 +45,14 @@ def divergence_rate(summary: pd.DataFrame, x: str = "repeats", color: str = "tem
     base = alt.Chart(data).encode(
         x=alt.X(f"{x}:O", title=x.replace("_", " ")),
         color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
-        tooltip=[x, color, alt.Tooltip("rate:Q", format=".0%"), alt.Tooltip("ci_low:Q", format=".0%"), alt.Tooltip("ci_high:Q", format=".0%"), "n"],
+        tooltip=[
+            x,
+            color,
+            alt.Tooltip("rate:Q", format=".0%"),
+            alt.Tooltip("ci_low:Q", format=".0%"),
+            alt.Tooltip("ci_high:Q", format=".0%"),
+            "n",
+        ],
     )
     points = base.mark_line(point=True).encode(
         y=alt.Y("rate:Q", title="divergence rate", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
@@ -70,7 +79,11 @@ def metric_distribution(table: pd.DataFrame, metric: str, color: str = "word") -
 
 def sink_heatmap(scores: pd.DataFrame, title: str, difference: bool = False) -> alt.Chart:
     """Layer × head heatmap of sink scores (0–1), or of a difference of scores (−1–1)."""
-    scale = alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True) if difference else alt.Scale(scheme="viridis", domain=[0, 1])
+    scale = (
+        alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True)
+        if difference
+        else alt.Scale(scheme="viridis", domain=[0, 1])
+    )
     return (
         alt.Chart(scores)
         .mark_rect()
@@ -125,7 +138,13 @@ def geometry_by_layer(geometry: pd.DataFrame, title: str) -> alt.Chart:
             y=alt.Y("cosine:Q", title="cosine with position 0", scale=alt.Scale(domain=[-0.2, 1])),
             color=alt.Color("repeats:O", title="repeats"),
             strokeDash=alt.StrokeDash("prompt:N", title="prompt"),
-            tooltip=["prompt", "repeats", "layer", alt.Tooltip("cosine:Q", format=".3f"), alt.Tooltip("norm_ratio:Q", format=".3f")],
+            tooltip=[
+                "prompt",
+                "repeats",
+                "layer",
+                alt.Tooltip("cosine:Q", format=".3f"),
+                alt.Tooltip("norm_ratio:Q", format=".3f"),
+            ],
         )
     )
 
@@ -187,7 +206,14 @@ def share_estimates(estimates: pd.DataFrame, title: str, legend: str = "model") 
     )
     points = base.mark_point(filled=True, size=70).encode(
         y=alt.Y("share:Q", title="share", scale=alt.Scale(domain=[0, 1])),
-        tooltip=["run", "value", alt.Tooltip("share:Q", format=".3f"), alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f"), "n"],
+        tooltip=[
+            "run",
+            "value",
+            alt.Tooltip("share:Q", format=".3f"),
+            alt.Tooltip("ci_low:Q", format=".3f"),
+            alt.Tooltip("ci_high:Q", format=".3f"),
+            "n",
+        ],
     )
     bars = base.mark_rule().encode(y="ci_low:Q", y2="ci_high:Q")
     layers = [bars, points]
@@ -196,7 +222,11 @@ def share_estimates(estimates: pd.DataFrame, title: str, legend: str = "model") 
         layers.append(
             alt.Chart(truth)
             .mark_tick(color="black", thickness=2, size=40)
-            .encode(x=alt.X("value:N", sort=None), y="true_share:Q", tooltip=["value", alt.Tooltip("true_share:Q", title="true share", format=".3f")])
+            .encode(
+                x=alt.X("value:N", sort=None),
+                y="true_share:Q",
+                tooltip=["value", alt.Tooltip("true_share:Q", title="true share", format=".3f")],
+            )
         )
     return alt.layer(*layers).properties(title=title, height=300)
 
@@ -205,17 +235,29 @@ def convergence_curve(curve: pd.DataFrame, truth: pd.DataFrame | None = None) ->
     """Estimated share (line) and interval (band) per value as samples grow; the true share
     as a dashed line per value where ``truth`` (value, true_share) is given."""
     base = alt.Chart(curve).encode(
-        x=alt.X("n_samples:Q", title="generations", scale=alt.Scale(type="log")), color=alt.Color("value:N", title="value")
+        x=alt.X("n_samples:Q", title="generations", scale=alt.Scale(type="log")),
+        color=alt.Color("value:N", title="value"),
     )
     layers = [
-        base.mark_area(opacity=0.15).encode(y=alt.Y("ci_low:Q", title="share", scale=alt.Scale(domain=[0, 1])), y2="ci_high:Q"),
+        base.mark_area(opacity=0.15).encode(
+            y=alt.Y("ci_low:Q", title="share", scale=alt.Scale(domain=[0, 1])), y2="ci_high:Q"
+        ),
         base.mark_line(point=True).encode(
-            y="share:Q", tooltip=["value", "n_samples", alt.Tooltip("share:Q", format=".3f"), alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f")]
+            y="share:Q",
+            tooltip=[
+                "value",
+                "n_samples",
+                alt.Tooltip("share:Q", format=".3f"),
+                alt.Tooltip("ci_low:Q", format=".3f"),
+                alt.Tooltip("ci_high:Q", format=".3f"),
+            ],
         ),
     ]
     if truth is not None and len(truth):
         layers.append(
-            alt.Chart(truth).mark_rule(strokeDash=[4, 4]).encode(y="true_share:Q", color="value:N", tooltip=["value", alt.Tooltip("true_share:Q", format=".3f")])
+            alt.Chart(truth)
+            .mark_rule(strokeDash=[4, 4])
+            .encode(y="true_share:Q", color="value:N", tooltip=["value", alt.Tooltip("true_share:Q", format=".3f")])
         )
     return alt.layer(*layers).properties(title="Convergence as generations grow", height=300)
 
@@ -223,7 +265,9 @@ def convergence_curve(curve: pd.DataFrame, truth: pd.DataFrame | None = None) ->
 def estimates_per_prompt(table: pd.DataFrame) -> alt.Chart:
     """Share per value estimated from each prompt's generations alone, with intervals."""
     base = alt.Chart(table).encode(
-        x=alt.X("value:N", title=None, sort=None), xOffset=alt.XOffset("prompt:N"), color=alt.Color("prompt:N", title="prompt")
+        x=alt.X("value:N", title=None, sort=None),
+        xOffset=alt.XOffset("prompt:N"),
+        color=alt.Color("prompt:N", title="prompt"),
     )
     return alt.layer(
         base.mark_rule().encode(y="ci_low:Q", y2="ci_high:Q"),
@@ -247,7 +291,12 @@ def precision_at_k(curves: pd.DataFrame, members: int | None = None) -> alt.Char
             tooltip=["method", "k", alt.Tooltip("precision:Q", format=".3f")],
         )
     )
-    layers = [lines, alt.Chart(curves.head(1)).mark_rule(strokeDash=[4, 4], color="gray").encode(y="random:Q", tooltip=[alt.Tooltip("random:Q", title="random baseline", format=".3f")])]
+    layers = [
+        lines,
+        alt.Chart(curves.head(1))
+        .mark_rule(strokeDash=[4, 4], color="gray")
+        .encode(y="random:Q", tooltip=[alt.Tooltip("random:Q", title="random baseline", format=".3f")]),
+    ]
     if members:
         layers.append(alt.Chart(pd.DataFrame({"k": [members]})).mark_rule(color="black", opacity=0.4).encode(x="k:Q"))
     return alt.layer(*layers).properties(title="Precision@k against the random baseline (dashed)", height=280)
@@ -315,11 +364,27 @@ def canary_outputs(long: pd.DataFrame) -> alt.Chart:
     data = long.assign(canary=long["secret"] + " (" + long["insertions"].astype(str) + "×)")
     order = list(data.sort_values("insertions")["canary"].unique())
     base = alt.Chart(data).encode(y=alt.Y("canary:N", title=None, sort=order), color=alt.Color("run:N", title=None))
-    tooltip = ["canary", "run", "outputs", "n", alt.Tooltip("difference:Q", format="+.4f"), alt.Tooltip("ci_low:Q", format="+.4f"), alt.Tooltip("ci_high:Q", format="+.4f")]
-    bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title="share of outputs holding it − never-inserted (95% interval)", axis=alt.Axis(format="%")), x2="ci_high:Q", yOffset="run:N")
+    tooltip = [
+        "canary",
+        "run",
+        "outputs",
+        "n",
+        alt.Tooltip("difference:Q", format="+.4f"),
+        alt.Tooltip("ci_low:Q", format="+.4f"),
+        alt.Tooltip("ci_high:Q", format="+.4f"),
+    ]
+    bars = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X(
+            "ci_low:Q", title="share of outputs holding it − never-inserted (95% interval)", axis=alt.Axis(format="%")
+        ),
+        x2="ci_high:Q",
+        yOffset="run:N",
+    )
     points = base.mark_point(filled=True, size=60).encode(x="difference:Q", yOffset="run:N", tooltip=tooltip)
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
-    return alt.layer(zero, bars, points).properties(width=420, height=40 * len(order), title="Each canary in the runs' outputs, over the floor")
+    return alt.layer(zero, bars, points).properties(
+        width=420, height=40 * len(order), title="Each canary in the runs' outputs, over the floor"
+    )
 
 
 def backdoor_budget(curves: pd.DataFrame) -> alt.Chart:
@@ -334,8 +399,17 @@ def backdoor_budget(curves: pd.DataFrame) -> alt.Chart:
             y=alt.Y("exact:Q", title="unique queries recovered exactly", axis=alt.Axis(format="%")),
             color=alt.Color("model:N", title=None),
             strokeDash=alt.StrokeDash("allocation:N", title="allocation", sort=["equal", "oracle"]),
-            tooltip=["model", "allocation", "per_query", "samples", alt.Tooltip("exact:Q", format=".1%"), alt.Tooltip("exact_floor:Q", format=".1%"),
-                     alt.Tooltip("difference:Q", format="+.1%"), alt.Tooltip("ci_low:Q", format="+.1%"), alt.Tooltip("ci_high:Q", format="+.1%")],
+            tooltip=[
+                "model",
+                "allocation",
+                "per_query",
+                "samples",
+                alt.Tooltip("exact:Q", format=".1%"),
+                alt.Tooltip("exact_floor:Q", format=".1%"),
+                alt.Tooltip("difference:Q", format="+.1%"),
+                alt.Tooltip("ci_low:Q", format="+.1%"),
+                alt.Tooltip("ci_high:Q", format="+.1%"),
+            ],
         )  # fmt: skip
         .properties(title="Exact recovery against the sampling budget", height=260)
     )
@@ -352,11 +426,24 @@ def reactivation_timeline(timeline: pd.DataFrame) -> alt.Chart:
         color=alt.Color("condition:N", title="activation"),
     )
     lines = base.mark_line(point=True).encode(
-        y=alt.Y("bmc:Q", title="BMC@5 (share of words recalled)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y(
+            "bmc:Q", title="BMC@5 (share of words recalled)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
+        ),
         strokeDash=alt.StrokeDash("group:N", title="passages", sort=["A-test", "A-never"]),
-        tooltip=["condition", "stage", "group", alt.Tooltip("bmc:Q", format=".1%"), alt.Tooltip("bmc_low:Q", format=".1%"), alt.Tooltip("bmc_high:Q", format=".1%")],
+        tooltip=[
+            "condition",
+            "stage",
+            "group",
+            alt.Tooltip("bmc:Q", format=".1%"),
+            alt.Tooltip("bmc_low:Q", format=".1%"),
+            alt.Tooltip("bmc_high:Q", format=".1%"),
+        ],
     )
-    bands = base.transform_filter(alt.datum.group == "A-test").mark_errorbar(opacity=0.5).encode(y="bmc_low:Q", y2="bmc_high:Q")
+    bands = (
+        base.transform_filter(alt.datum.group == "A-test")
+        .mark_errorbar(opacity=0.5)
+        .encode(y="bmc_low:Q", y2="bmc_high:Q")
+    )
     return (lines + bands).properties(title="Recall of A-test by stage, beside the A-never floor", height=300)
 
 
@@ -366,7 +453,11 @@ def gallery_figure(name: str, table: pd.DataFrame) -> alt.Chart:
         return outcome_shares(table, x="template", facet="repeats")
     if name == "attention_sinks":
         wide = table.pivot_table(index=["layer", "head"], columns="prompt", values="score").reset_index()
-        return sink_heatmap(wide.assign(score=wide["repeated"] - wide["normal"]), "Sink score: repeated − normal prompt", difference=True)
+        return sink_heatmap(
+            wide.assign(score=wide["repeated"] - wide["normal"]),
+            "Sink score: repeated − normal prompt",
+            difference=True,
+        )
     if name == "property_inference":
         return share_estimates(table, "Estimate (interval) vs truth (black tick)", legend="estimate")
     if name == "compare":
@@ -405,19 +496,27 @@ def roc_curves(curves: pd.DataFrame, title: str) -> alt.Chart:
     return alt.layer(lines, diagonal).properties(title=title, height=320)
 
 
-
 def attack_aucs(summary: pd.DataFrame) -> alt.Chart:
     """Each membership attack's AUC with its 95% interval, the blind baseline (texts alone) as the
     dashed line it must clear and chance at 0.5; ``MembershipReport.summary`` rows in."""
     attacks = summary[summary["attack"] != "blind"]
     blind = summary.loc[summary["attack"] == "blind", "auc"]
     base = alt.Chart(attacks).encode(y=alt.Y("attack:N", title=None, sort=list(attacks["attack"])))
-    tooltip = ["attack", alt.Tooltip("auc:Q", format=".3f"), alt.Tooltip("auc_low:Q", format=".3f"), alt.Tooltip("auc_high:Q", format=".3f")]
-    bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("auc_low:Q", title="AUC (95% interval)", scale=alt.Scale(domain=[0.3, 1])), x2="auc_high:Q")
+    tooltip = [
+        "attack",
+        alt.Tooltip("auc:Q", format=".3f"),
+        alt.Tooltip("auc_low:Q", format=".3f"),
+        alt.Tooltip("auc_high:Q", format=".3f"),
+    ]
+    bars = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X("auc_low:Q", title="AUC (95% interval)", scale=alt.Scale(domain=[0.3, 1])), x2="auc_high:Q"
+    )
     points = base.mark_point(filled=True, size=60).encode(x="auc:Q", tooltip=tooltip)
     lines = pd.DataFrame({"x": [0.5, *blind], "line": ["chance", "blind baseline"][: 1 + len(blind)]})
     rules = alt.Chart(lines).mark_rule(strokeDash=[4, 4]).encode(x="x:Q", color=alt.Color("line:N", title=None))
-    return alt.layer(rules, bars, points).properties(title="Membership AUC per attack, beside the texts alone", height=160)
+    return alt.layer(rules, bars, points).properties(
+        title="Membership AUC per attack, beside the texts alone", height=160
+    )
 
 
 def two_questions(questions: pd.DataFrame) -> alt.Chart:
@@ -429,9 +528,21 @@ def two_questions(questions: pd.DataFrame) -> alt.Chart:
         questions.assign(question="domain (same style above other text)", value=questions["style_auc"], low=questions["style_auc"], high=questions["style_auc"]),
         questions.assign(question="members (same style only)", value=questions["auc"], low=questions["auc_low"], high=questions["auc_high"]),
     ])[["method", "question", "value", "low", "high"]]  # fmt: skip
-    base = alt.Chart(long).encode(y=alt.Y("method:N", title=None, sort=order), color=alt.Color("question:N", title=None))
-    tooltip = ["method", "question", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"), alt.Tooltip("high:Q", format=".3f")]
-    bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("low:Q", title="AUC (95% interval)", scale=alt.Scale(domain=[0, 1])), x2="high:Q")
+    base = alt.Chart(long).encode(
+        y=alt.Y("method:N", title=None, sort=order), color=alt.Color("question:N", title=None)
+    )
+    tooltip = [
+        "method",
+        "question",
+        alt.Tooltip("value:Q", format=".3f"),
+        alt.Tooltip("low:Q", format=".3f"),
+        alt.Tooltip("high:Q", format=".3f"),
+    ]
+    bars = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X("low:Q", title="AUC (95% interval)", scale=alt.Scale(domain=[0, 1])), x2="high:Q"
+    )
     points = base.mark_point(size=60).encode(x="value:Q", shape=alt.Shape("question:N", title=None), tooltip=tooltip)
     chance = alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
-    return alt.layer(chance, bars, points).properties(title="Finds the domain, or the members?", height=24 * len(order) + 40)
+    return alt.layer(chance, bars, points).properties(
+        title="Finds the domain, or the members?", height=24 * len(order) + 40
+    )

@@ -55,9 +55,7 @@ def _not_one_token_error(tokenizer: PreTrainedTokenizerBase, word: str) -> Value
     # Word-like pieces of the split first, then the default words.
     pieces = [p.strip() for p in _pieces(tokenizer, " " + word) if p.strip().isalpha() and len(p.strip()) >= 3]
     alternatives = list(dict.fromkeys(single_token_words(tokenizer, [*pieces[:2], *DEFAULT_WORDS])))[:6]
-    return ValueError(
-        f"{word!r} is not a single token: {parts}. Single-token alternatives: {', '.join(alternatives)}."
-    )
+    return ValueError(f"{word!r} is not a single token: {parts}. Single-token alternatives: {', '.join(alternatives)}.")
 
 
 def repeated_token_prompt(

@@ -102,7 +102,11 @@ class EmbeddingLabeler:
     ``min_similarity`` is unlabeled (None)."""
 
     def __init__(
-        self, property: str, descriptions: Mapping[str, Sequence[str]], min_similarity: float = 0.1, model: str | None = None
+        self,
+        property: str,
+        descriptions: Mapping[str, Sequence[str]],
+        min_similarity: float = 0.1,
+        model: str | None = None,
     ):
         self.property = property
         self.descriptions = _phrases_by_value(property, descriptions, "descriptions")
@@ -160,18 +164,28 @@ def lab_labeler(property: str, kind: str = "keyword") -> Labeler:
     if property == "diagnosis":
         if kind == "keyword":
             return KeywordLabeler(
-                property, {d: [_phrase(p) for key in ("conditions", "symptoms", "advice") for p in f[key]] for d, f in DIAGNOSES.items()}
+                property,
+                {
+                    d: [_phrase(p) for key in ("conditions", "symptoms", "advice") for p in f[key]]
+                    for d, f in DIAGNOSES.items()
+                },
             )
         return EmbeddingLabeler(
             property,
-            {d: [f"A patient with {c}." for c in f["conditions"]] + [f"I have {s}." for s in f["symptoms"]] for d, f in DIAGNOSES.items()},
+            {
+                d: [f"A patient with {c}." for c in f["conditions"]] + [f"I have {s}." for s in f["symptoms"]]
+                for d, f in DIAGNOSES.items()
+            },
         )
     if kind == "keyword":
         # Not "mother"/"father" alone: patients also mention relatives ("My mother had something similar").
         pronouns = {"female": ["(she/her)"], "male": ["(he/him)"]}
-        return KeywordLabeler(property, {g: [_phrase(w) for w in GENDER_WORDS[g] + pronouns[g] + FIRST_NAMES[g]] for g in GENDER_WORDS})
+        return KeywordLabeler(
+            property, {g: [_phrase(w) for w in GENDER_WORDS[g] + pronouns[g] + FIRST_NAMES[g]] for g in GENDER_WORDS}
+        )
     return EmbeddingLabeler(
-        property, {g: [f"Patient: I am {n}, a {w}." for w in GENDER_WORDS[g] for n in FIRST_NAMES[g]] for g in GENDER_WORDS}
+        property,
+        {g: [f"Patient: I am {n}, a {w}." for w in GENDER_WORDS[g] for n in FIRST_NAMES[g]] for g in GENDER_WORDS},
     )
 
 
@@ -212,7 +226,15 @@ def estimate(
     else:
         low, high = multinomial_bootstrap(counts, confidence, seed, n_boot)
     return pd.DataFrame(
-        {"value": values, "count": counts, "n": n, "share": shares, "ci_low": low, "ci_high": high, "unlabeled": unlabeled}
+        {
+            "value": values,
+            "count": counts,
+            "n": n,
+            "share": shares,
+            "ci_low": low,
+            "ci_high": high,
+            "unlabeled": unlabeled,
+        }
     )
 
 
@@ -240,7 +262,11 @@ def convergence(
     if steps is None:
         steps = sorted({int(round(s)) for s in np.geomspace(min(10, total), total, num=20)})
     labels = labels_of(generations)
-    frames = [estimate(labels[:k], values, interval, confidence, seed=seed).assign(n_samples=k) for k in steps if 0 < k <= total]
+    frames = [
+        estimate(labels[:k], values, interval, confidence, seed=seed).assign(n_samples=k)
+        for k in steps
+        if 0 < k <= total
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -249,7 +275,9 @@ def estimates_by_prompt(
 ) -> pd.DataFrame:
     """``estimate`` over each prompt's generations: DataFrame(prompt_index, prompt, value, …)."""
     frames = [
-        estimate(labels_of(group), values, interval, confidence, seed=seed).assign(prompt_index=index, prompt=group["prompt"].iloc[0])
+        estimate(labels_of(group), values, interval, confidence, seed=seed).assign(
+            prompt_index=index, prompt=group["prompt"].iloc[0]
+        )
         for index, group in generations.groupby("prompt_index", sort=True)
     ]
     return pd.concat(frames, ignore_index=True)
@@ -268,13 +296,19 @@ def scored(table: pd.DataFrame, truth: Mapping[str, float] | None = None, confid
     """``table`` (value, share, ci_low, ci_high; and true_share when ``truth`` is None) scored
     against the truth: true_share, error, covered, abs_error, width and interval_score
     (``stats.interval_score``: the width plus 2/α times any miss, so coverage bought by width shows)."""
-    table = against_truth(table, truth) if truth is not None else table.assign(
-        error=table["share"] - table["true_share"],
-        covered=(table["ci_low"] <= table["true_share"]) & (table["true_share"] <= table["ci_high"]),
+    table = (
+        against_truth(table, truth)
+        if truth is not None
+        else table.assign(
+            error=table["share"] - table["true_share"],
+            covered=(table["ci_low"] <= table["true_share"]) & (table["true_share"] <= table["ci_high"]),
+        )
     )
     table["abs_error"] = table["error"].abs()
     table["width"] = table["ci_high"] - table["ci_low"]
-    table["interval_score"] = [interval_score(r.ci_low, r.ci_high, r.true_share, confidence) for r in table.itertuples()]
+    table["interval_score"] = [
+        interval_score(r.ci_low, r.ci_high, r.true_share, confidence) for r in table.itertuples()
+    ]
     return table
 
 
@@ -311,7 +345,9 @@ class PropInferResult:
     model: str
     cfg: PropInferConfig
     estimates: pd.DataFrame  # see estimate()
-    generations: pd.DataFrame  # order, prompt_index, prompt (as given, before rendering), sample, seed, text, label, stop_reason
+    generations: (
+        pd.DataFrame
+    )  # order, prompt_index, prompt (as given, before rendering), sample, seed, text, label, stop_reason
     prompts: list[str]  # as given, blank ones left out
     style: str
 
@@ -339,7 +375,11 @@ def run(
     prompts = [p for p in prompts if p.strip()]
     rendered = render_prompts(session.tokenizer, prompts, style)
     generations = sample(
-        session, rendered, cfg.sampling(), scaled_progress(progress, 0.0, 0.9), counts=spread(cfg.n_samples, len(prompts))
+        session,
+        rendered,
+        cfg.sampling(),
+        scaled_progress(progress, 0.0, 0.9),
+        counts=spread(cfg.n_samples, len(prompts)),
     )
     generations.sort(key=lambda g: (g.sample_index, g.prompt_index))
     texts = [g.text for g in generations]

@@ -66,7 +66,9 @@ def james_stein(counts: Sequence[int], confidence: float = 0.95, seed: int = 0, 
     def shrunk(sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         shares = sample / sample.sum(axis=-1, keepdims=True)
         spread = ((1 / len(counts) - shares) ** 2).sum(axis=-1, keepdims=True)
-        strength = np.where(spread > 0, (1 - (shares**2).sum(axis=-1, keepdims=True)) / ((n - 1) * np.where(spread > 0, spread, 1)), 0.0)
+        strength = np.where(
+            spread > 0, (1 - (shares**2).sum(axis=-1, keepdims=True)) / ((n - 1) * np.where(spread > 0, spread, 1)), 0.0
+        )
         strength = np.clip(strength, 0.0, 1.0)
         return strength / len(counts) + (1 - strength) * shares, strength
 
@@ -88,11 +90,15 @@ def shadow_range(shadows: ShadowSet, labeler: Labeler, shares: Mapping[str, floa
     return table
 
 
-def shadow_evidence(shadows: ShadowSet, labeler: Labeler, method: str = "pooled", confidence: float = 0.95, seed: int = 0) -> pd.Series:
+def shadow_evidence(
+    shadows: ShadowSet, labeler: Labeler, method: str = "pooled", confidence: float = 0.95, seed: int = 0
+) -> pd.Series:
     """Does the map beat the naive estimate on the shadows themselves? Its leave-one-shadow-out
     interval score minus the naive one (``paired_differences`` over the shadows and values)."""
     sweep = scored(shadows.sweep(labeler, method, confidence), confidence=confidence)
-    sweep = sweep.assign(method=sweep["estimate"].map({"naive": "naive", "calibrated": method}), property=labeler.property)
+    sweep = sweep.assign(
+        method=sweep["estimate"].map({"naive": "naive", "calibrated": method}), property=labeler.property
+    )
     table = paired_differences(sweep, cluster="shadow", measures=("interval_score",), confidence=confidence, seed=seed)
     return table.iloc[0]
 
@@ -113,7 +119,9 @@ def leading(range_table: pd.DataFrame, evidence: pd.Series | None = None) -> tup
             "The map beats the naive estimate on the shadows, and every labeled share lies inside the range they showed: the "
             "calibration interpolates, so it leads."
         )
-    named = ", ".join(f"{r.value} ({r.share:.3f}; shadows {r.shadow_low:.3f}–{r.shadow_high:.3f})" for r in outside.itertuples())
+    named = ", ".join(
+        f"{r.value} ({r.share:.3f}; shadows {r.shadow_low:.3f}–{r.shadow_high:.3f})" for r in outside.itertuples()
+    )
     return "naive", (
         f"Outside the range the shadows showed: {named}. The calibration would extrapolate there, so the naive estimate leads; "
         "the calibrated one is shown beside it."
@@ -146,11 +154,17 @@ def compare(
         if method == "naive":
             table = result.estimates[["value", "share", "ci_low", "ci_high"]]
         elif method == "james-stein":
-            table = james_stein(counts, result.cfg.confidence, result.cfg.seed).drop(columns="strength").assign(value=labeler.values)
+            table = (
+                james_stein(counts, result.cfg.confidence, result.cfg.seed)
+                .drop(columns="strength")
+                .assign(value=labeler.values)
+            )
         else:
             anchor = base_shares if method == "base" else None
             calibrated = calibrate(result, shadows, labeler, method, anchor=anchor).table
-            table = calibrated[["value", "calibrated", "cal_low", "cal_high"]].set_axis(["value", "share", "ci_low", "ci_high"], axis=1)
+            table = calibrated[["value", "calibrated", "cal_low", "cal_high"]].set_axis(
+                ["value", "share", "ci_low", "ci_high"], axis=1
+            )
         frames.append(table.assign(method=method))
     if not frames:
         raise ValueError("No method can estimate this run: it has no labeled generation.")
@@ -202,7 +216,14 @@ def paired_differences(
         for measure in measures:
             diffs = [(c[measure] - c[f"{measure}_base"]).to_numpy() for c in clusters]
             rows.append(
-                (method, prop, measure, *two_stage_bootstrap_mean(diffs, confidence, seed, draws), sum(map(len, diffs)), len(diffs))
+                (
+                    method,
+                    prop,
+                    measure,
+                    *two_stage_bootstrap_mean(diffs, confidence, seed, draws),
+                    sum(map(len, diffs)),
+                    len(diffs),
+                )
             )
     return pd.DataFrame(rows, columns=["method", "property", "measure", "difference", "low", "high", "n", "clusters"])
 
@@ -220,6 +241,7 @@ def resampled_differences(
     """One run's MAE by each method minus ``against``'s, with a percentile interval from
     resampling its generations with replacement (the run's own sampling noise: every method is
     recomputed on each resample). DataFrame(method, difference, low, high)."""
+
     def maes(run_: PropInferResult) -> pd.Series:
         return compare(run_, labeler, shadows, (against, *methods), truth).groupby("method")["abs_error"].mean()
 
@@ -228,7 +250,9 @@ def resampled_differences(
     resampled = []
     for _ in range(draws):
         generations = result.generations.iloc[rng.integers(0, len(result.generations), len(result.generations))]
-        estimates = estimate(labels_of(generations), labeler.values, result.cfg.interval, result.cfg.confidence, seed=result.cfg.seed)
+        estimates = estimate(
+            labels_of(generations), labeler.values, result.cfg.interval, result.cfg.confidence, seed=result.cfg.seed
+        )
         resampled.append(maes(replace(result, generations=generations, estimates=estimates)))
     low_tail, high_tail = tails(result.cfg.confidence)
     rows = []
@@ -264,9 +288,13 @@ def judge(
     calibrated = calibrate(result, shadows, labeler, method, None if truth is None else dict(truth), target)
     anchor, notes = None, []
     if base_run is None:
-        notes.append(f"No base correction: it needs the shadows' base model ({shadows.recipe.base}) run beside the target.")
+        notes.append(
+            f"No base correction: it needs the shadows' base model ({shadows.recipe.base}) run beside the target."
+        )
     elif base_run.model != shadows.recipe.base:
-        notes.append(f"No base correction: the base run is {base_run.model}, the shadows were fine-tuned from {shadows.recipe.base}.")
+        notes.append(
+            f"No base correction: the base run is {base_run.model}, the shadows were fine-tuned from {shadows.recipe.base}."
+        )
     else:
         try:
             anchor = base_shares(base_run)

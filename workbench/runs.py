@@ -111,7 +111,9 @@ def run_key(page: str, *parts: Any) -> str:
 def size_of(value: Any) -> int:
     """Approximate bytes held by a result, for the memory budget."""
     if isinstance(value, pd.DataFrame | pd.Series):
-        return int(value.memory_usage(deep=True).sum() if isinstance(value, pd.DataFrame) else value.memory_usage(deep=True))
+        return int(
+            value.memory_usage(deep=True).sum() if isinstance(value, pd.DataFrame) else value.memory_usage(deep=True)
+        )
     if isinstance(value, np.ndarray):
         return value.nbytes
     if isinstance(value, dict):
@@ -189,7 +191,9 @@ class Ticket:
 class RunBoard:
     """One per server process: see the module docstring."""
 
-    def __init__(self, budget_mb: float = DEFAULT_BUDGET_MB, limits: WorkshopLimits | None = None, log: Path | None = None):
+    def __init__(
+        self, budget_mb: float = DEFAULT_BUDGET_MB, limits: WorkshopLimits | None = None, log: Path | None = None
+    ):
         self.budget = int(budget_mb * 2**20)
         self.limits = limits
         # JSON lines: each run served, in the order of service, and each result handed to a user
@@ -224,7 +228,9 @@ class RunBoard:
             self._active[key] = job
             queue.append(job)
             if model not in self._workers or not self._workers[model].is_alive():
-                self._workers[model] = threading.Thread(target=self._serve, args=(model,), name=f"runs:{model}", daemon=True)
+                self._workers[model] = threading.Thread(
+                    target=self._serve, args=(model,), name=f"runs:{model}", daemon=True
+                )
                 self._workers[model].start()
             return Ticket(self, job, shared=False)
 

@@ -50,7 +50,6 @@ def prompt_ids(session: LanguageModel, prompt: Prompt) -> list[int]:
     return ids
 
 
-
 def sample(
     session: LanguageModel,
     prompts: Sequence[Prompt],

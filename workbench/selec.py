@@ -66,7 +66,9 @@ def merged_parameters(model, names: Sequence[str] | None = None) -> dict[str, to
         weight_name = f"{module_name}.weight"
         if not (hasattr(module, "get_delta_weight") and hasattr(module, "lora_A")) or weight_name not in merged:
             continue
-        adapters = [a for a in module.active_adapters if a in module.lora_A or a in getattr(module, "lora_embedding_A", {})]
+        adapters = [
+            a for a in module.active_adapters if a in module.lora_A or a in getattr(module, "lora_embedding_A", {})
+        ]
         if any(getattr(module, "use_dora", {}).get(a) for a in adapters):
             raise ValueError("DoRA adapters are not supported: their merged weight is not W + B·A·scaling.")
         merged[weight_name] = merged[weight_name] + sum(module.get_delta_weight(a).detach() for a in adapters)
@@ -102,9 +104,13 @@ def check_pair(base: Session, tuned: Session) -> None:
         raise ValueError("The base model must be a plain model, without an adapter.")
     base_config, tuned_config = base.model.config, tuned.model.config
     if base_config.model_type != tuned_config.model_type:
-        raise ValueError(f"Different architectures: base {base_config.model_type!r}, tuned {tuned_config.model_type!r}.")
+        raise ValueError(
+            f"Different architectures: base {base_config.model_type!r}, tuned {tuned_config.model_type!r}."
+        )
     if _plain_shapes(base.model) != _plain_shapes(tuned.model):
-        raise ValueError("The base and tuned models have different parameters (names or shapes): not the same architecture.")
+        raise ValueError(
+            "The base and tuned models have different parameters (names or shapes): not the same architecture."
+        )
     if tokenizer_fingerprint(base.tokenizer) != tokenizer_fingerprint(tuned.tokenizer):
         raise ValueError("The base and tuned models use different tokenizers.")
 
@@ -126,7 +132,9 @@ def initial_lora_factors(base: Session, tuned: Session) -> dict[str, torch.Tenso
     recipe_file = _adapter_folder(tuned) / "recipe.json"
     recipe = json.loads(recipe_file.read_text()) if recipe_file.is_file() else {}
     if "seed" not in recipe or "rank" not in recipe:
-        raise ValueError("This adapter does not record how its LoRA factors started (a workbench recipe.json): compare merged weights (changed).")
+        raise ValueError(
+            "This adapter does not record how its LoRA factors started (a workbench recipe.json): compare merged weights (changed)."
+        )
     if recipe.get(PARENT_KEY):
         raise ValueError("This adapter was trained on top of another one: compare merged weights (changed).")
     with torch.no_grad():
@@ -134,7 +142,9 @@ def initial_lora_factors(base: Session, tuned: Session) -> dict[str, torch.Tenso
     factors = {n: p.detach().float() for n, p in started.named_parameters() if "lora_" in n}
     trained = {n for n, _ in tuned.model.named_parameters() if "lora_" in n}
     if set(factors) != trained:
-        raise ValueError("The rebuilt starting adapter does not match the tuned model's LoRA factors (another rank or target modules).")
+        raise ValueError(
+            "The rebuilt starting adapter does not match the tuned model's LoRA factors (another rank or target modules)."
+        )
     return factors
 
 
@@ -154,7 +164,9 @@ def select_parameters(base: Session, tuned: Session, params: str = "last") -> li
     elif params == "changed":
         tuned_values = merged_parameters(tuned.model)
         base_values = dict(base.model.named_parameters())
-        chosen = [n for n in names if not torch.equal(base_values[n].detach(), tuned_values[n].to(base_values[n].device))]
+        chosen = [
+            n for n in names if not torch.equal(base_values[n].detach(), tuned_values[n].to(base_values[n].device))
+        ]
     else:
         try:
             pattern = re.compile(params)
@@ -196,7 +208,9 @@ def _differentiable(parameters: Sequence[torch.nn.Parameter]) -> Iterator[None]:
             parameter.requires_grad_(False)
 
 
-def text_gradient(session: Session, text: str, parameters: Sequence[torch.nn.Parameter], max_length: int = 128) -> torch.Tensor:
+def text_gradient(
+    session: Session, text: str, parameters: Sequence[torch.nn.Parameter], max_length: int = 128
+) -> torch.Tensor:
     """Gradient of the mean next-token loss of ``text`` (encoded as in the lab's fine-tune:
     special tokens, the text, EOS; cut to max_length) w.r.t. ``parameters``, flattened.
     Uses ``torch.autograd.grad``: the shared model's ``.grad`` fields stay untouched."""
@@ -209,7 +223,9 @@ def text_gradient(session: Session, text: str, parameters: Sequence[torch.nn.Par
         loss = session.model(input_ids=input_ids, labels=input_ids).loss
         grads = torch.autograd.grad(loss, list(parameters), allow_unused=True)
     # A parameter the loss does not reach (a regex may pick one) has a zero gradient.
-    return torch.cat([(torch.zeros_like(p) if g is None else g).float().flatten().cpu() for p, g in zip(parameters, grads)])
+    return torch.cat(
+        [(torch.zeros_like(p) if g is None else g).float().flatten().cpu() for p, g in zip(parameters, grads)]
+    )
 
 
 def _pool_texts(pool: Sequence[str] | pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
@@ -253,7 +269,12 @@ class WeightDiff:
     the fine-tune stepped — "adam" (target Δ ⊙ √v̂) or "sgd" (target Δ)."""
 
     def __init__(
-        self, params: str = "last", projection_dim: int = 1024, seed: int = 0, max_length: int = 128, optimizer: str = "adam"
+        self,
+        params: str = "last",
+        projection_dim: int = 1024,
+        seed: int = 0,
+        max_length: int = 128,
+        optimizer: str = "adam",
     ):
         if projection_dim < 0:
             raise ValueError("projection_dim must be 0 (no projection) or positive.")
@@ -267,13 +288,17 @@ class WeightDiff:
         self.max_length = max_length
         self.optimizer = optimizer
 
-    def fit(self, base: Session, tuned: Session, pool: Sequence[str] | pd.DataFrame, progress: Progress | None = None) -> WeightDiff:
+    def fit(
+        self, base: Session, tuned: Session, pool: Sequence[str] | pd.DataFrame, progress: Progress | None = None
+    ) -> WeightDiff:
         texts, self.pool_ = _pool_texts(pool)
         check_pair(base, tuned)
         self.names_ = select_parameters(base, tuned, self.params)
         delta = (lora_shift if self.params == LORA else weight_shift)(base, tuned, self.names_)
         if not torch.any(delta):
-            raise ValueError("The tuned model does not differ from the base on these parameters; choose others (e.g. changed).")
+            raise ValueError(
+                "The tuned model does not differ from the base on these parameters; choose others (e.g. changed)."
+            )
         self.n_parameters_ = delta.numel()
         _check_memory(len(texts), delta.numel(), self.projection_dim)
         projector = None
@@ -314,7 +339,9 @@ class WeightDiff:
         fit measures every smaller size."""
         width = self.gradients_.shape[1]
         if dims is not None and not (self.projection_dim and 1 <= dims <= width):
-            raise ValueError(f"dims must be between 1 and the projection size ({self.projection_dim}) of a projected fit.")
+            raise ValueError(
+                f"dims must be between 1 and the projection size ({self.projection_dim}) of a projected fit."
+            )
         descent, target = -self.gradients_[:, :dims], self.target_[:dims]
         norms = np.linalg.norm(descent, axis=1) * np.linalg.norm(target)
         return (descent @ target) / np.where(norms > 0, norms, 1.0)
@@ -330,7 +357,9 @@ class WeightDiff:
     def greedy_select(self, k: int) -> pd.DataFrame:
         """``greedy_select`` on the fitted gradients, with the pool's columns."""
         chosen = greedy_select(self.gradients_, self.target_, k)
-        return chosen.merge(self.pool_.assign(pool_index=range(len(self.pool_))), on="pool_index").sort_values("rank", ignore_index=True)
+        return chosen.merge(self.pool_.assign(pool_index=range(len(self.pool_))), on="pool_index").sort_values(
+            "rank", ignore_index=True
+        )
 
 
 def greedy_select(gradients: np.ndarray, delta: np.ndarray, k: int) -> pd.DataFrame:

@@ -67,7 +67,14 @@ def against_random(losses: pd.DataFrame, random_prefix: str = "random", seed: in
         raise ValueError(f"The losses hold no {random_prefix}… selection to read the others against.")
     floor = heldout[randoms].mean(axis=1)
     rows = [
-        (name, *(stats.mean_difference(heldout[name], floor, paired=True, seed=seed) if name not in randoms else (math.nan,) * 3))
+        (
+            name,
+            *(
+                stats.mean_difference(heldout[name], floor, paired=True, seed=seed)
+                if name not in randoms
+                else (math.nan,) * 3
+            ),
+        )
         for name in heldout.columns
     ]
     return pd.DataFrame(rows, columns=["selection", "minus_random", "minus_random_low", "minus_random_high"])
@@ -88,7 +95,11 @@ def precision_at_k(positives: Sequence[float], negatives: Sequence[float], k: in
 
 
 def member_figures(
-    positives: Sequence[float], negatives: Sequence[float], fpr: float = MEMBER_FPR, confidence: float = 0.95, seed: int = 0,
+    positives: Sequence[float],
+    negatives: Sequence[float],
+    fpr: float = MEMBER_FPR,
+    confidence: float = 0.95,
+    seed: int = 0,
     draws: int = 1000,
 ) -> dict[str, float]:
     """Members (``positives``) against same-style non-members: auc, precision (k = members) and
@@ -101,7 +112,11 @@ def member_figures(
     key = f"tpr@{fpr:g}"
     precision = precision_at_k(positives, negatives)
     low, high = stats.bootstrap_groups(
-        lambda g: precision_at_k(positives[g[0]], negatives[g[1]]), [len(positives), len(negatives)], confidence, seed, draws
+        lambda g: precision_at_k(positives[g[0]], negatives[g[1]]),
+        [len(positives), len(negatives)],
+        confidence,
+        seed,
+        draws,
     )
     return {
         "auc": roc["auc"], "auc_low": roc["auc_low"], "auc_high": roc["auc_high"],
@@ -123,8 +138,12 @@ def check_pool(pool: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def two_questions(
-    pool: pd.DataFrame, scores: Mapping[str, Sequence[float]], baseline: str | None = None, confidence: float = 0.95,
-    seed: int = 0, draws: int = 1000,
+    pool: pd.DataFrame,
+    scores: Mapping[str, Sequence[float]],
+    baseline: str | None = None,
+    confidence: float = 0.95,
+    seed: int = 0,
+    draws: int = 1000,
 ) -> pd.DataFrame:
     """One row per method of ``scores`` (name → a score per pool text, in pool order, higher =
     more likely a member): the domain question (domain_precision, domain_lift, domain_auc:
@@ -138,7 +157,9 @@ def two_questions(
         raise ValueError("Every method needs one score per pool text.")
     unscored = {name: int(np.isnan(np.asarray(v, dtype=float)).sum()) for name, v in scores.items()}
     if any(unscored.values()):
-        raise ValueError(f"Some texts have no score (too short to score?): {', '.join(f'{n}: {c}' for n, c in unscored.items() if c)}.")
+        raise ValueError(
+            f"Some texts have no score (too short to score?): {', '.join(f'{n}: {c}' for n, c in unscored.items() if c)}."
+        )
     inside = {name: np.asarray(values, dtype=float)[style] for name, values in scores.items()}
     if baseline is not None and baseline not in scores:
         raise ValueError(f"No scores for the baseline {baseline!r}.")
@@ -164,7 +185,9 @@ def two_questions(
                 return stats.auc(positives[pos], negatives[neg]) - stats.auc(base_pos[pos], base_neg[neg])
 
             row["minus_baseline"] = row["auc"] - stats.auc(base_pos, base_neg)
-            row["gap_low"], row["gap_high"] = stats.bootstrap_groups(gap, [len(positives), len(negatives)], confidence, seed, draws)
+            row["gap_low"], row["gap_high"] = stats.bootstrap_groups(
+                gap, [len(positives), len(negatives)], confidence, seed, draws
+            )
             row["against_baseline"] = stats.against_floor(row["gap_low"], row["gap_high"], f"the {baseline} baseline")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -184,7 +207,9 @@ def judge(fitted: WeightDiff, baselines: pd.DataFrame | None = None) -> pd.DataF
     scores = {f"SELEC ({fitted.params}, {fitted.optimizer} target)": fitted.scores()}
     if baselines is not None:
         scores |= {name: baselines[name].to_numpy() for name in baselines}
-    return two_questions(fitted.pool_, scores, baseline="reference" if baselines is not None else None, seed=fitted.seed)
+    return two_questions(
+        fitted.pool_, scores, baseline="reference" if baselines is not None else None, seed=fitted.seed
+    )
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:
@@ -196,14 +221,18 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
         shown |= {
             "domain: precision@k (lift)": f"{row['domain_precision']:.3f} ({row['domain_lift']:.1f}×)",
             "domain: AUC": f"{row['domain_auc']:.3f}",
-            "domain: same style above other text, AUC": "" if math.isnan(row["style_auc"]) else f"{row['style_auc']:.3f}",
+            "domain: same style above other text, AUC": ""
+            if math.isnan(row["style_auc"])
+            else f"{row['style_auc']:.3f}",
             "members: AUC [95%]": stats.estimate_text(row, "auc"),
             "members: precision@k [95%]": stats.estimate_text(row, "precision") + f" (random {row['random']:.3f})",
             f"members: TPR at {MEMBER_FPR:.0%} FPR [95%]": stats.estimate_text(row, "tpr"),
             "members: against chance": row["chance"],
         }
         if "minus_baseline" in row and not math.isnan(row["minus_baseline"]):
-            shown["AUC − baseline [95%]"] = stats.difference_text(row["minus_baseline"], row["gap_low"], row["gap_high"])
+            shown["AUC − baseline [95%]"] = stats.difference_text(
+                row["minus_baseline"], row["gap_low"], row["gap_high"]
+            )
             shown["against the baseline"] = row["against_baseline"]
         rows.append(shown)
     return pd.DataFrame(rows).fillna("")
@@ -231,8 +260,14 @@ def mean_losses(model, texts: Sequence[str], batch_size: int = 16, progress: Pro
 
 
 def retraining_test(
-    base: str, selections: Mapping[str, Sequence[str]], members: Sequence[str], heldout: Sequence[str], out: str | Path,
-    recipe: TrainingRecipe, seed: int = 0, progress: Progress | None = None,
+    base: str,
+    selections: Mapping[str, Sequence[str]],
+    members: Sequence[str],
+    heldout: Sequence[str],
+    out: str | Path,
+    recipe: TrainingRecipe,
+    seed: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fine-tune ``base`` on each selection (name → texts) into ``out``/name (an adapter already
     there is reused) and score it, beside the base model untouched. Returns (table, losses):
@@ -255,11 +290,23 @@ def retraining_test(
                 raise ValueError(f"The selection {name!r} is empty.")
             provenance = {"selection": name, "texts_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
             if not (adapter / "adapter_config.json").is_file():
-                train_adapter(base, [Example("", t) for t in texts], adapter, recipe, progress=scaled_progress(part, 0.0, 0.8), provenance=provenance)
+                train_adapter(
+                    base,
+                    [Example("", t) for t in texts],
+                    adapter,
+                    recipe,
+                    progress=scaled_progress(part, 0.0, 0.8),
+                    provenance=provenance,
+                )
             elif json.loads((adapter / "recipe.json").read_text()).get("texts_sha256") != provenance["texts_sha256"]:
-                raise ValueError(f"{adapter} holds an adapter trained on other texts than the selection {name!r}: choose another folder.")
+                raise ValueError(
+                    f"{adapter} holds an adapter trained on other texts than the selection {name!r}: choose another folder."
+                )
         model = load_session(ModelSpec(base, adapter=str(adapter) if texts is not None else None))
-        member_loss, heldout_loss = mean_losses(model, members), mean_losses(model, heldout, progress=scaled_progress(part, 0.8, 1.0))
+        member_loss, heldout_loss = (
+            mean_losses(model, members),
+            mean_losses(model, heldout, progress=scaled_progress(part, 0.8, 1.0)),
+        )
         held = stats.bootstrap_mean(heldout_loss, seed=seed)
         gap = stats.mean_difference(member_loss, heldout_loss, seed=seed)
         rows.append({

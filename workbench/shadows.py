@@ -56,7 +56,9 @@ METHODS = {
     "ridge": "ridge regression on the labeled shares and word frequencies",
     "base": "a correction by the base model's habits: true share = b + s × (labeled share − b), b the base's labeled share",
 }
-SHADOW_METHODS = {m: what for m, what in METHODS.items() if m != "base"}  # the maps that need nothing but the shadow set
+SHADOW_METHODS = {
+    m: what for m, what in METHODS.items() if m != "base"
+}  # the maps that need nothing but the shadow set
 LAB_VALUES = {"diagnosis": list(DIAGNOSES), "gender": list(GENDER_WORDS)}  # the properties whose truth shadows keep
 TRUST_RATIO = 2.0  # naive errors this many times the sampling noise: the naive intervals cannot be trusted
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
@@ -97,7 +99,9 @@ class ShadowRecipe(Recipe):
     epochs: int = 2
     lr: float = 2e-3
     rank: int = 6
-    batch_size: int = 2  # 120 optimizer steps at the lab's lr, as a standard lab's 114: Adam moves as far per step whatever the batch
+    batch_size: int = (
+        2  # 120 optimizer steps at the lab's lr, as a standard lab's 114: Adam moves as far per step whatever the batch
+    )
     alpha: float = 1.0
     seed: int = 0
     style: str = "question-answer"
@@ -132,7 +136,9 @@ class ShadowRecipe(Recipe):
 
     def training(self, seed: int) -> TrainingRecipe:
         """The training of the shadow with this seed."""
-        return TrainingRecipe(epochs=self.epochs, lr=self.lr, rank=self.rank, batch_size=self.batch_size, seed=seed, save_dtype="float16")
+        return TrainingRecipe(
+            epochs=self.epochs, lr=self.lr, rank=self.rank, batch_size=self.batch_size, seed=seed, save_dtype="float16"
+        )
 
 
 def _shadow_name(index: int) -> str:
@@ -160,12 +166,30 @@ def build_shadows(
 
 def _build_one(folder: Path, progress: Progress | None, recipe: ShadowRecipe, shares: dict, seed: int) -> None:
     dataset = make_dataset(
-        n=recipe.n_records, shares=shares["diagnosis"], gender_shares=shares["gender"], canaries=(), n_holdout=0, seed=seed
+        n=recipe.n_records,
+        shares=shares["diagnosis"],
+        gender_shares=shares["gender"],
+        canaries=(),
+        n_holdout=0,
+        seed=seed,
     )
     dataset.save(folder / "dataset")
-    finetune(recipe.base, dataset, folder / "adapter", recipe.training(seed), progress=scaled_progress(progress, 0.0, 0.65, "training, "))
+    finetune(
+        recipe.base,
+        dataset,
+        folder / "adapter",
+        recipe.training(seed),
+        progress=scaled_progress(progress, 0.0, 0.65, "training, "),
+    )
     session = load_session(ModelSpec(recipe.base, adapter=str(folder / "adapter")))
-    result = run(session, recipe.prompt_list(), recipe.cfg(), lab_labeler("diagnosis"), scaled_progress(progress, 0.65, 1.0), recipe.style)
+    result = run(
+        session,
+        recipe.prompt_list(),
+        recipe.cfg(),
+        lab_labeler("diagnosis"),
+        scaled_progress(progress, 0.65, 1.0),
+        recipe.style,
+    )
     result.generations.drop(columns="label").to_json(folder / "generations.jsonl", orient="records", lines=True)
     del session
     gc.collect()
@@ -220,7 +244,9 @@ class ShadowSet:
         """Every shadow's generations labeled by ``labeler`` (kept for the next call with it)."""
         if id(labeler) not in self._labels:
             if labeler.property not in LAB_VALUES:
-                raise ValueError(f"The shadows know the truth of {' and '.join(LAB_VALUES)}, not of {labeler.property!r}.")
+                raise ValueError(
+                    f"The shadows know the truth of {' and '.join(LAB_VALUES)}, not of {labeler.property!r}."
+                )
             known = LAB_VALUES[labeler.property]
             if not set(labeler.values) <= set(known):
                 raise ValueError(
@@ -238,10 +264,14 @@ class ShadowSet:
             for s, labels in zip(self.shadows, self.labels(labeler))
         ]
 
-    def fit(self, labeler: Labeler, method: str = "pooled", confidence: float = 0.95, anchor: Sequence[float] | None = None) -> Calibration:
+    def fit(
+        self, labeler: Labeler, method: str = "pooled", confidence: float = 0.95, anchor: Sequence[float] | None = None
+    ) -> Calibration:
         """The calibration map learned on all shadows (``anchor``: the base's shares, for "base")."""
         rows = self.observations(labeler, method)
-        return Calibration(method, confidence, anchor).fit(rows, self.truth(labeler.property, labeler.values), labeler.values)
+        return Calibration(method, confidence, anchor).fit(
+            rows, self.truth(labeler.property, labeler.values), labeler.values
+        )
 
     def sweep(
         self, labeler: Labeler, method: str = "pooled", confidence: float = 0.95, anchor: Sequence[float] | None = None
@@ -260,10 +290,18 @@ class ShadowSet:
             true = dict(zip(values, truth[k]))
             naive = against_truth(estimate(labels, values, "wilson", confidence), true)
             others = [i for i in range(len(rows)) if i != k]
-            calibrated = Calibration(method, confidence, anchor).fit([rows[i] for i in others], truth[others], values).predict(rows[k])
+            calibrated = (
+                Calibration(method, confidence, anchor)
+                .fit([rows[i] for i in others], truth[others], values)
+                .predict(rows[k])
+            )
             calibrated = calibrated.rename(columns={"calibrated": "share", "cal_low": "ci_low", "cal_high": "ci_high"})
             for name, table in (("naive", naive), ("calibrated", against_truth(calibrated, true))):
-                frames.append(table[["value", "true_share", "share", "ci_low", "ci_high", "covered", "error"]].assign(shadow=shadow.name, estimate=name))
+                frames.append(
+                    table[["value", "true_share", "share", "ci_low", "ci_high", "covered", "error"]].assign(
+                        shadow=shadow.name, estimate=name
+                    )
+                )
         columns = ["shadow", "value", "true_share", "estimate", "share", "ci_low", "ci_high", "covered", "error"]
         return pd.concat(frames, ignore_index=True)[columns]
 
@@ -275,8 +313,11 @@ def summarize(sweep: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         scored(sweep, confidence=confidence)
         .groupby("estimate", sort=False)
         .agg(
-            mae=("abs_error", "mean"), covered=("covered", "sum"), intervals=("covered", "size"),
-            width=("width", "mean"), interval_score=("interval_score", "mean"),
+            mae=("abs_error", "mean"),
+            covered=("covered", "sum"),
+            intervals=("covered", "size"),
+            width=("width", "mean"),
+            interval_score=("interval_score", "mean"),
         )
         .reset_index()
     )
@@ -285,7 +326,9 @@ def summarize(sweep: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 def shadow_sets() -> dict[str, Path]:
     """Finished shadow sets by label: the shipped one, then those built into the cache."""
     found = {"shipped (data/shadows)": SHIPPED_SHADOWS} | {
-        f"built: {p.name}": p for p in sorted((cache_dir() / ShadowRecipe.KIND).glob("*")) if (p / ShadowRecipe.MANIFEST).is_file()
+        f"built: {p.name}": p
+        for p in sorted((cache_dir() / ShadowRecipe.KIND).glob("*"))
+        if (p / ShadowRecipe.MANIFEST).is_file()
     }
     complete = {}
     for label, folder in found.items():
@@ -313,7 +356,10 @@ def word_patterns(property: str) -> list[str]:
 
 
 def feature_rows(
-    labels: Sequence[str | None], values: Sequence[str], texts: Sequence[str] | None = None, patterns: Sequence[str] | None = None
+    labels: Sequence[str | None],
+    values: Sequence[str],
+    texts: Sequence[str] | None = None,
+    patterns: Sequence[str] | None = None,
 ) -> np.ndarray:
     """One row per labeled generation: its label one-hot over ``values``, then, with
     ``patterns`` (regular expressions, case-insensitive), 1 where its text matches each.
@@ -327,7 +373,9 @@ def feature_rows(
     if texts is None or len(texts) != len(labels):
         raise ValueError("Word features need every generation's text.")
     compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
-    words = np.array([[bool(c.search(texts[i])) for c in compiled] for i in keep], dtype=float).reshape(len(keep), len(compiled))
+    words = np.array([[bool(c.search(texts[i])) for c in compiled] for i in keep], dtype=float).reshape(
+        len(keep), len(compiled)
+    )
     return np.hstack([onehot, words])
 
 
@@ -409,7 +457,9 @@ class Calibration:
         truth = np.asarray(truth, dtype=float)
         values = list(values)
         if len(rows) != len(truth) or truth.ndim != 2 or truth.shape[1] != len(values):
-            raise ValueError("Give one set of feature rows and one row of true shares (one per value) for every shadow.")
+            raise ValueError(
+                "Give one set of feature rows and one row of true shares (one per value) for every shadow."
+            )
         if len(rows) < 3:
             raise ValueError(f"A calibration needs at least 3 shadows, not {len(rows)}.")
         if any(len(r) == 0 for r in rows):
@@ -432,12 +482,16 @@ class Calibration:
         cal_low, cal_high, sd, sampling_sd, map_sd)."""
         rows = np.asarray(rows, dtype=float)
         if rows.ndim != 2 or len(rows) == 0:
-            raise ValueError("No labeled generation to calibrate: the labeler matched none of the target's generations.")
+            raise ValueError(
+                "No labeled generation to calibrate: the labeler matched none of the target's generations."
+            )
         if rows.shape[1] != self.coef_.shape[1]:
             raise ValueError(f"The target has {rows.shape[1]} features, the calibration {self.coef_.shape[1]}.")
         point = _normalise((self.intercept_ + self.coef_ @ rows.mean(axis=0))[None, :])[0]
         covariance = np.atleast_2d(np.cov(rows, rowvar=False, ddof=0))
-        sampling_sd = np.sqrt(np.clip(np.einsum("vf,fg,vg->v", self.coef_, covariance, self.coef_) / len(rows), 0.0, None))
+        sampling_sd = np.sqrt(
+            np.clip(np.einsum("vf,fg,vg->v", self.coef_, covariance, self.coef_) / len(rows), 0.0, None)
+        )
         sd = np.sqrt(sampling_sd**2 + self.residual_sd_**2)
         z = norm.ppf(0.5 + self.confidence / 2)
         return pd.DataFrame(
@@ -462,7 +516,13 @@ class Calibration:
         sampling_sd = np.sqrt((self.naive_ * (1 - self.naive_) / self.n_[:, None]).mean(axis=0))
         ratio = naive_rmse / np.where(sampling_sd > 0, sampling_sd, np.nan)
         return pd.DataFrame(
-            {"value": self.values_, "naive_rmse": naive_rmse, "sampling_sd": sampling_sd, "ratio": ratio, "calibrated_rmse": self.residual_sd_}
+            {
+                "value": self.values_,
+                "naive_rmse": naive_rmse,
+                "sampling_sd": sampling_sd,
+                "ratio": ratio,
+                "calibrated_rmse": self.residual_sd_,
+            }
         )
 
     @property
@@ -544,7 +604,9 @@ def calibrate(
     calibration = shadows.fit(labeler, method, result.cfg.confidence, anchor)
     words = word_patterns(labeler.property) if method == "ridge" else None
     rows = feature_rows(labels_of(result.generations), labeler.values, result.generations["text"].tolist(), words)
-    table = result.estimates[["value", "share", "ci_low", "ci_high", "n", "unlabeled"]].merge(calibration.predict(rows), on="value")
+    table = result.estimates[["value", "share", "ci_low", "ci_high", "n", "unlabeled"]].merge(
+        calibration.predict(rows), on="value"
+    )
     if truth is not None:
         table = against_truth(table, truth)
         table["cal_error"] = table["calibrated"] - table["true_share"]

@@ -85,7 +85,9 @@ def embed(
         part = missing[start : start + chunk]
         # Locked per chunk: a fast tokenizer refuses concurrent use, and other users get turns between chunks.
         with _lock:
-            vectors = encoder.encode([t for _, t in part], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            vectors = encoder.encode(
+                [t for _, t in part], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
             for (digest, _), vector in zip(part, vectors):
                 found[digest] = _cache[(key, digest)] = vector.astype(np.float32)
         if progress is not None:
@@ -130,7 +132,12 @@ def _nearest(queries: np.ndarray, corpus: np.ndarray, top_k: int) -> pd.DataFram
     hits = semantic_search(torch.from_numpy(queries), torch.from_numpy(corpus), top_k=min(top_k, len(corpus)))
     return pd.DataFrame(
         [
-            {"extracted_index": i, "rank": rank, "candidate_index": int(hit["corpus_id"]), "cosine": float(hit["score"])}
+            {
+                "extracted_index": i,
+                "rank": rank,
+                "candidate_index": int(hit["corpus_id"]),
+                "cosine": float(hit["score"]),
+            }
             for i, row in enumerate(hits)
             for rank, hit in enumerate(row, start=1)
         ]
@@ -169,7 +176,9 @@ def shared_spans(a: str, b: str, tokenizer=None, min_tokens: int = 3) -> list[tu
     ]
 
 
-def passages(documents: Sequence[tuple[str, str]], words: int = 100, stride: int | None = None) -> list[tuple[str, str]]:
+def passages(
+    documents: Sequence[tuple[str, str]], words: int = 100, stride: int | None = None
+) -> list[tuple[str, str]]:
     """Overlapping windows of ``words`` words (every ``stride`` words, default words // 2) of
     (name, text) documents, as (f"{name}@{first word}", passage) with the original spacing.
 
@@ -207,7 +216,9 @@ def _pairs(extracted, candidates, embeddings, token_lists, top_k: int | None, mi
         return [(i, j) for i in range(len(extracted)) for j in range(len(candidates))]
     if top_k < 1:
         raise ValueError("top_k must be at least 1 (or None for every pair).")
-    chosen = set(_nearest(*embeddings, top_k)[["extracted_index", "candidate_index"]].itertuples(index=False, name=None))
+    chosen = set(
+        _nearest(*embeddings, top_k)[["extracted_index", "candidate_index"]].itertuples(index=False, name=None)
+    )
     ratios = process.cdist(extracted, candidates, scorer=fuzz.ratio, workers=-1, dtype=np.uint8)
     k = min(top_k, len(candidates))
     top = np.argpartition(-ratios.astype(np.int16), k - 1, axis=1)[:, :k]
@@ -251,7 +262,9 @@ def compare(
     embeddings_b = embed(candidates, model, progress=scaled_progress(progress, 0.45, 0.9, "Candidates: "))
     extracted_tokens = [tokens(t, tokenizer)[0] for t in extracted]
     candidate_tokens = [tokens(t, tokenizer)[0] for t in candidates]
-    pairs = _pairs(extracted, candidates, (embeddings_a, embeddings_b), (extracted_tokens, candidate_tokens), top_k, min_run)
+    pairs = _pairs(
+        extracted, candidates, (embeddings_a, embeddings_b), (extracted_tokens, candidate_tokens), top_k, min_run
+    )
     rows = []
     by_candidate: dict[int, list[int]] = {}
     for i, j in pairs:
@@ -286,11 +299,13 @@ def compare(
     return table.sort_values(["extracted_index", "cosine"], ascending=[True, False], ignore_index=True)
 
 
-def best_per_text(table: pd.DataFrame, cosine_threshold: float = 0.8, min_run: int = DEFAULT_MIN_TOKENS) -> pd.DataFrame:
+def best_per_text(
+    table: pd.DataFrame, cosine_threshold: float = 0.8, min_run: int = DEFAULT_MIN_TOKENS
+) -> pd.DataFrame:
     """One row per extracted text: its best match by cosine from ``compare``'s table, plus
 
-        max_longest_run = the longest exact run it shares with any candidate scored
-        extracted = cosine ≥ cosine_threshold or max_longest_run ≥ min_run
+    max_longest_run = the longest exact run it shares with any candidate scored
+    extracted = cosine ≥ cosine_threshold or max_longest_run ≥ min_run
     """
     best = table.sort_values(["extracted_index", "cosine"], ascending=[True, False]).groupby("extracted_index").head(1)
     runs = table.groupby("extracted_index")["longest_run"].max()

@@ -53,8 +53,14 @@ from workbench.stats import mcnemar
 
 SHIPPED_MECHANISM = DATA_DIR / "benchmarks" / "sink-divergence"  # benchmarks/sink_divergence.py on the default model
 TABLES = ("geometry", "sink_fractions", "sink_neurons")
-HELD_OUT_PROSE = ("us-constitution-preamble.txt", "declaration-of-independence-opening.txt", "hamlet-to-be-or-not-to-be.txt")
-OUTLIER_MADS = 20.0  # a neuron is a candidate when its first-position activation is this many MADs from the layer's median
+HELD_OUT_PROSE = (
+    "us-constitution-preamble.txt",
+    "declaration-of-independence-opening.txt",
+    "hamlet-to-be-or-not-to-be.txt",
+)
+OUTLIER_MADS = (
+    20.0  # a neuron is a candidate when its first-position activation is this many MADs from the layer's median
+)
 
 
 def leading_token(tokenizer) -> int:
@@ -83,7 +89,9 @@ def prompt_pair(tokenizer, word: str, repeats: int, leading: bool) -> dict[str, 
     return {"repeated": first + repeated, "prose": first + prose_ids(tokenizer, len(repeated))}
 
 
-def geometry(session: Session, word: str, repeats: Sequence[int], leading: bool, progress: Progress | None = None) -> pd.DataFrame:
+def geometry(
+    session: Session, word: str, repeats: Sequence[int], leading: bool, progress: Progress | None = None
+) -> pd.DataFrame:
     """DataFrame(prompt, repeats, leading, layer, cosine, norm_ratio): per layer, the mean over
     positions p ≥ 1 of cos(h[p], h[0]) and of ‖h[p]‖ / ‖h[0]‖, for the repeated prompt and for
     prose of the same length (position 0 is the leading token when ``leading``)."""
@@ -94,13 +102,24 @@ def geometry(session: Session, word: str, repeats: Sequence[int], leading: bool,
                 first, rest = states[0], states[1:]
                 cosine = torch.nn.functional.cosine_similarity(rest, first[None, :], dim=-1).mean().item()
                 ratio = (rest.norm(dim=-1) / first.norm()).mean().item()
-                rows.append({"prompt": name, "repeats": count, "leading": leading, "layer": layer, "cosine": cosine, "norm_ratio": ratio})
+                rows.append(
+                    {
+                        "prompt": name,
+                        "repeats": count,
+                        "leading": leading,
+                        "layer": layer,
+                        "cosine": cosine,
+                        "norm_ratio": ratio,
+                    }
+                )
         if progress is not None:
             progress((k + 1) / len(repeats), f"hidden states at {count} repeats")
     return pd.DataFrame(rows)
 
 
-def top_sink_heads(session: Session, k: int, calibration_length: int = 256, leading: bool = False) -> list[tuple[int, int]]:
+def top_sink_heads(
+    session: Session, k: int, calibration_length: int = 256, leading: bool = False
+) -> list[tuple[int, int]]:
     """The ``k`` heads with the highest sink score on prose of ``calibration_length`` tokens —
     prose, so that choosing the heads does not look at the repeated prompts they are measured on."""
     first = [leading_token(session.tokenizer)] if leading else []
@@ -110,7 +129,12 @@ def top_sink_heads(session: Session, k: int, calibration_length: int = 256, lead
 
 
 def sink_fractions(
-    session: Session, heads: Sequence[tuple[int, int]], word: str, repeats: Sequence[int], leading: bool, progress: Progress | None = None
+    session: Session,
+    heads: Sequence[tuple[int, int]],
+    word: str,
+    repeats: Sequence[int],
+    leading: bool,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """DataFrame(prompt, repeats, leading, layer, head, sink_fraction): the attention each head
     gives position 0, averaged over the later positions, for the repeated prompt and prose of the
@@ -119,13 +143,25 @@ def sink_fractions(
     for k, count in enumerate(repeats):
         for name, ids in prompt_pair(session.tokenizer, word, count, leading).items():
             scores = sink_scores(session, ids).set_index(["layer", "head"])["score"]
-            rows += [{"prompt": name, "repeats": count, "leading": leading, "layer": layer, "head": head, "sink_fraction": float(scores[(layer, head)])} for layer, head in heads]
+            rows += [
+                {
+                    "prompt": name,
+                    "repeats": count,
+                    "leading": leading,
+                    "layer": layer,
+                    "head": head,
+                    "sink_fraction": float(scores[(layer, head)]),
+                }
+                for layer, head in heads
+            ]
         if progress is not None:
             progress((k + 1) / len(repeats), f"sink heads at {count} repeats")
     return pd.DataFrame(rows)
 
 
-def sink_neurons(session: Session, word: str, repeats: int, layers: Sequence[int], leading: bool, top: int = 5) -> pd.DataFrame:
+def sink_neurons(
+    session: Session, word: str, repeats: int, layers: Sequence[int], leading: bool, top: int = 5
+) -> pd.DataFrame:
     """Candidate sink neurons of ``layers``: per layer, the ``top`` neurons whose activation at
     position 0 of prose lies furthest from the layer's median, in median absolute deviations
     (robust_z); a candidate when |robust_z| ≥ ``OUTLIER_MADS``. Beside it, the neuron's mean
@@ -152,7 +188,12 @@ def sink_neurons(session: Session, word: str, repeats: int, layers: Sequence[int
 
 
 def mechanism(
-    session: Session, word: str, repeats: Sequence[int], heads: int = 8, neuron_layers: int = 4, progress: Progress | None = None
+    session: Session,
+    word: str,
+    repeats: Sequence[int],
+    heads: int = 8,
+    neuron_layers: int = 4,
+    progress: Progress | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The three measurements (geometry, sink fractions, sink neurons) with and without a
     leading special token; the neurons in the first ``neuron_layers`` layers, at the most repeats."""
@@ -162,24 +203,41 @@ def mechanism(
         part = scaled_progress(progress, k / 2, (k + 1) / 2, "leading token: " if leading else "no leading token: ")
         tables["geometry"].append(geometry(session, word, repeats, leading, scaled_progress(part, 0, 0.5)))
         chosen = top_sink_heads(session, heads, leading=leading)
-        tables["sink_fractions"].append(sink_fractions(session, chosen, word, repeats, leading, scaled_progress(part, 0.5, 0.95)))
-        tables["sink_neurons"].append(sink_neurons(session, word, max(repeats), range(min(neuron_layers, session.info.n_layers)), leading))
+        tables["sink_fractions"].append(
+            sink_fractions(session, chosen, word, repeats, leading, scaled_progress(part, 0.5, 0.95))
+        )
+        tables["sink_neurons"].append(
+            sink_neurons(session, word, max(repeats), range(min(neuron_layers, session.info.n_layers)), leading)
+        )
     return {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
 
 
-TARGETS = {"sink neurons ablated": "random neurons", "sink heads scaled": "random heads"}  # targeted condition -> its random controls
+TARGETS = {
+    "sink neurons ablated": "random neurons",
+    "sink heads scaled": "random heads",
+}  # targeted condition -> its random controls
 Condition = Callable[[], AbstractContextManager]
 
 
 def conditions(
-    session: Session, neurons: Mapping[int, Sequence[int]], heads: Sequence[tuple[int, int]], head_scale: float = 0.0, draws: int = 5, seed: int = 0
+    session: Session,
+    neurons: Mapping[int, Sequence[int]],
+    heads: Sequence[tuple[int, int]],
+    head_scale: float = 0.0,
+    draws: int = 5,
+    seed: int = 0,
 ) -> dict[str, Condition]:
     """The causal test's conditions: baseline; the sink ``neurons`` ablated; the sink ``heads``
     scaled by ``head_scale``; and ``draws`` controls of each: as many neurons, drawn at random
     in the same layers, and as many heads, drawn at random among the others (seeded)."""
     rng = random.Random(seed)
     widths = {layer: mlp_width(session, layer) for layer in neurons}
-    others = [(layer, head) for layer in range(session.info.n_layers) for head in range(session.info.n_heads) if (layer, head) not in set(heads)]
+    others = [
+        (layer, head)
+        for layer in range(session.info.n_layers)
+        for head in range(session.info.n_heads)
+        if (layer, head) not in set(heads)
+    ]
     chosen: dict[str, Condition] = {"baseline": nullcontext}
     if neurons:
         chosen["sink neurons ablated"] = lambda: ablated_neurons(session, neurons)
@@ -187,11 +245,16 @@ def conditions(
         chosen["sink heads scaled"] = lambda: scaled_heads(session, {h: head_scale for h in heads})
     for draw in range(draws):
         if neurons:
-            drawn = {layer: rng.sample([i for i in range(widths[layer]) if i not in set(picked)], len(picked)) for layer, picked in neurons.items()}
+            drawn = {
+                layer: rng.sample([i for i in range(widths[layer]) if i not in set(picked)], len(picked))
+                for layer, picked in neurons.items()
+            }
             chosen[f"random neurons {draw}"] = lambda drawn=drawn: ablated_neurons(session, drawn)
         if heads:
             drawn_heads = rng.sample(others, len(heads))
-            chosen[f"random heads {draw}"] = lambda drawn_heads=drawn_heads: scaled_heads(session, {h: head_scale for h in drawn_heads})
+            chosen[f"random heads {draw}"] = lambda drawn_heads=drawn_heads: scaled_heads(
+                session, {h: head_scale for h in drawn_heads}
+            )
     return chosen
 
 
@@ -228,7 +291,17 @@ def causal_test(
                 part = scaled_progress(progress, step / steps, (step + 1) / steps, f"{name}, {word} × {repeats}: ")
                 table = run(session, [word], [repeats], cfg, template=template, progress=part)
                 label = f"{template or 'plain'} {word} × {repeats}"
-                rows += [{"prompt": label, "condition": name, "sample": r.sample, "seed": r.seed, "outcome": r.outcome, "escaped": r.outcome == "escaped"} for r in table.itertuples()]
+                rows += [
+                    {
+                        "prompt": label,
+                        "condition": name,
+                        "sample": r.sample,
+                        "seed": r.seed,
+                        "outcome": r.outcome,
+                        "escaped": r.outcome == "escaped",
+                    }
+                    for r in table.itertuples()
+                ]
     per_sample = pd.DataFrame(rows)
     return per_sample, summarize_causal(per_sample, perplexity)
 
@@ -255,7 +328,9 @@ def summarize_causal(per_sample: pd.DataFrame, perplexity: Mapping[str, float]) 
             row = target.iloc[0]
             controls = group.loc[group["condition"].str.startswith(control), "difference"].abs()
             excludes_zero = row["ci_low"] > 0 or row["ci_high"] < 0
-            summary.loc[target.index, "effect"] = bool(excludes_zero and (controls.empty or abs(row["difference"]) > controls.max()))
+            summary.loc[target.index, "effect"] = bool(
+                excludes_zero and (controls.empty or abs(row["difference"]) > controls.max())
+            )
     return summary
 
 

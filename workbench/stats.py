@@ -61,14 +61,20 @@ def bootstrap(
 
 
 def bootstrap_groups(
-    statistic: Callable[[list[np.ndarray]], float], sizes: Sequence[int], confidence: float = 0.95, seed: int = 0, draws: int = 2000
+    statistic: Callable[[list[np.ndarray]], float],
+    sizes: Sequence[int],
+    confidence: float = 0.95,
+    seed: int = 0,
+    draws: int = 2000,
 ) -> tuple[float, float]:
     """``bootstrap`` over several groups, each resampled on its own (strata: the samples of each
     word, the queries of each pool): ``statistic`` gets one index array per group. Resamples
     where the statistic is NaN are left out; NaNs when every one is."""
     low_tail, high_tail = tails(confidence)
     rng = np.random.default_rng(seed)
-    resamples = [rng.integers(0, size, (draws, size)) if size else np.empty((draws, 0), dtype=np.int64) for size in sizes]
+    resamples = [
+        rng.integers(0, size, (draws, size)) if size else np.empty((draws, 0), dtype=np.int64) for size in sizes
+    ]
     values = np.array([statistic([group[i] for group in resamples]) for i in range(draws)], dtype=float)
     if np.isnan(values).all():
         return NAN_PAIR
@@ -76,7 +82,9 @@ def bootstrap_groups(
     return float(low), float(high)
 
 
-def bootstrap_mean(values: Sequence[float], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> tuple[float, float, float]:
+def bootstrap_mean(
+    values: Sequence[float], confidence: float = 0.95, seed: int = 0, draws: int = 2000
+) -> tuple[float, float, float]:
     """(mean, low, high): the mean of ``values`` with its bootstrap interval."""
     values = np.asarray(values, dtype=float)
     if not len(values):
@@ -107,7 +115,12 @@ def two_stage_bootstrap_mean(
 
 
 def mean_difference(
-    a: Sequence[float], b: Sequence[float], paired: bool = False, confidence: float = 0.95, seed: int = 0, draws: int = 2000
+    a: Sequence[float],
+    b: Sequence[float],
+    paired: bool = False,
+    confidence: float = 0.95,
+    seed: int = 0,
+    draws: int = 2000,
 ) -> tuple[float, float, float]:
     """(d, low, high) for d = mean(a) − mean(b) with a bootstrap interval. Paired: a[i] and b[i]
     belong together (the same passage, word or record) and are resampled together; unpaired:
@@ -121,12 +134,16 @@ def mean_difference(
         return bootstrap_mean(a - b, confidence, seed, draws)
     low_tail, high_tail = tails(confidence)
     rng = np.random.default_rng(seed)
-    resampled = a[rng.integers(0, len(a), (draws, len(a)))].mean(axis=1) - b[rng.integers(0, len(b), (draws, len(b)))].mean(axis=1)
+    resampled = a[rng.integers(0, len(a), (draws, len(a)))].mean(axis=1) - b[
+        rng.integers(0, len(b), (draws, len(b)))
+    ].mean(axis=1)
     low, high = np.quantile(resampled, [low_tail, high_tail])
     return float(a.mean() - b.mean()), float(low), float(high)
 
 
-def permutation_test(a: Sequence[float], b: Sequence[float], paired: bool = False, permutations: int = 10_000, seed: int = 0) -> float:
+def permutation_test(
+    a: Sequence[float], b: Sequence[float], paired: bool = False, permutations: int = 10_000, seed: int = 0
+) -> float:
     """Two-sided p-value for mean(a) − mean(b) = 0: unpaired, the group labels are shuffled;
     paired, the sign of each difference a[i] − b[i] is flipped at random. p = (1 + number of
     permutations at least as extreme) / (1 + permutations), never 0 (Phipson & Smyth 2010)."""
@@ -151,7 +168,10 @@ def permutation_test(a: Sequence[float], b: Sequence[float], paired: bool = Fals
 
 
 def permutation_test_groups(
-    statistic: Callable[[list[np.ndarray]], float], sizes: Sequence[tuple[int, int]], permutations: int = 2000, seed: int = 0
+    statistic: Callable[[list[np.ndarray]], float],
+    sizes: Sequence[tuple[int, int]],
+    permutations: int = 2000,
+    seed: int = 0,
 ) -> float:
     """Two-sided p-value for a statistic of two groups = 0, where within each stratum (the
     samples of one word, say) the first group's n_a items and the second's n_b are exchangeable.
@@ -173,10 +193,20 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95, seed
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if len(a) != len(b):
         raise ValueError(f"Paired outcomes need equal lengths, not {len(a)} and {len(b)}.")
-    d, low, high = mean_difference(a.astype(float), b.astype(float), paired=True, confidence=confidence, seed=seed, draws=draws)
+    d, low, high = mean_difference(
+        a.astype(float), b.astype(float), paired=True, confidence=confidence, seed=seed, draws=draws
+    )
     a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
     p_value = binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
-    return {"difference": d, "ci_low": low, "ci_high": high, "p_value": float(p_value), "a_only": a_only, "b_only": b_only, "n": len(a)}
+    return {
+        "difference": d,
+        "ci_low": low,
+        "ci_high": high,
+        "p_value": float(p_value),
+        "a_only": a_only,
+        "b_only": b_only,
+        "n": len(a),
+    }
 
 
 def estimate_text(row, key: str) -> str:
@@ -209,7 +239,9 @@ def interval_score(low: float, high: float, truth: float, confidence: float = 0.
     return (high - low) + 2 / alpha * max(low - truth, 0.0) + 2 / alpha * max(truth - high, 0.0)
 
 
-def multinomial_bootstrap(counts: Sequence[int], confidence: float = 0.95, seed: int = 0, draws: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def multinomial_bootstrap(
+    counts: Sequence[int], confidence: float = 0.95, seed: int = 0, draws: int = 2000
+) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) arrays: percentile intervals of each category's share in ``draws``
     multinomial resamples of the counts. An interval collapses to a point for a category seen
     never or always, where Wilson's does not."""
@@ -254,15 +286,21 @@ def tpr_at_fpr(positives: Sequence[float], negatives: Sequence[float], fpr: floa
 
 
 def roc_summary(
-    positives: Sequence[float], negatives: Sequence[float], fprs: Sequence[float] = (0.01, 0.001),
-    confidence: float = 0.95, seed: int = 0, draws: int = 1000,
+    positives: Sequence[float],
+    negatives: Sequence[float],
+    fprs: Sequence[float] = (0.01, 0.001),
+    confidence: float = 0.95,
+    seed: int = 0,
+    draws: int = 1000,
 ) -> dict[str, float]:
     """AUC and the TPR at each FPR, each with a bootstrap interval (positives and negatives
     resampled apart): keys auc, auc_low, auc_high, and tpr@F, tpr@F_low, tpr@F_high per FPR F."""  # fmt: skip
     positives, negatives = np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)
     sizes = [len(positives), len(negatives)]
     figures = {"auc": auc(positives, negatives)}
-    figures["auc_low"], figures["auc_high"] = bootstrap_groups(lambda g: auc(positives[g[0]], negatives[g[1]]), sizes, confidence, seed, draws)
+    figures["auc_low"], figures["auc_high"] = bootstrap_groups(
+        lambda g: auc(positives[g[0]], negatives[g[1]]), sizes, confidence, seed, draws
+    )
     for rate in fprs:
         key = f"tpr@{rate:g}"
         figures[key] = tpr_at_fpr(positives, negatives, rate)

@@ -57,7 +57,13 @@ class TrainingRecipe(Recipe):
             raise ValueError(f"Unknown fine-tuning method {self.method!r}; the trainer supports {', '.join(METHODS)}.")
         if self.loss_on not in LOSS_ON:
             raise ValueError(f"Unknown loss_on {self.loss_on!r}; choose one of {', '.join(LOSS_ON)}.")
-        if self.epochs < 1 or self.batch_size < 1 or self.rank < 1 or self.lr <= 0 or (self.max_length is not None and self.max_length < 2):
+        if (
+            self.epochs < 1
+            or self.batch_size < 1
+            or self.rank < 1
+            or self.lr <= 0
+            or (self.max_length is not None and self.max_length < 2)
+        ):
             raise ValueError("epochs, batch_size and rank must be at least 1, max_length at least 2, and lr positive.")
         if self.save_dtype not in SAVE_DTYPES:
             raise ValueError(f"Unknown save_dtype {self.save_dtype!r}; choose one of {', '.join(SAVE_DTYPES)}.")
@@ -92,12 +98,16 @@ def encode_example(tokenizer, example: Example) -> tuple[list[int], int]:
         messages = [{"role": "user", "content": example.prompt}, {"role": "assistant", "content": example.response}]
         full = list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
         if full[: len(prompt_ids)] != prompt_ids:
-            raise ValueError("The chat template renders the prompt differently once a reply follows; cannot mask the prompt.")
+            raise ValueError(
+                "The chat template renders the prompt differently once a reply follows; cannot mask the prompt."
+            )
         return full, len(prompt_ids)
     if not example.prompt:  # the same ids as encoding the whole text at once
         return tokenizer.encode(example.response + tokenizer.eos_token, add_special_tokens=True), 0
     prompt_ids = tokenizer.encode(example.prompt, add_special_tokens=True)
-    return prompt_ids + tokenizer.encode(example.response + tokenizer.eos_token, add_special_tokens=False), len(prompt_ids)
+    return prompt_ids + tokenizer.encode(example.response + tokenizer.eos_token, add_special_tokens=False), len(
+        prompt_ids
+    )
 
 
 def _batch_loss(model, rows: list[tuple[list[int], int]], weights: list[float], loss_on: str, pad_id: int, device):
@@ -127,7 +137,9 @@ def add_lora(model, rank: int, seed: int):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear"))
+        return get_peft_model(
+            model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear")
+        )
 
 
 def train_adapter(
@@ -191,7 +203,9 @@ def train_adapter(
             optimizer.zero_grad()
             curve.append({"step": len(curve) + 1, "epoch": epoch + 1, "loss": float(loss.detach())})
             if progress is not None:
-                progress(len(curve) / (epochs * steps_per_epoch), f"epoch {epoch + 1}/{epochs}, loss {curve[-1]['loss']:.3f}")
+                progress(
+                    len(curve) / (epochs * steps_per_epoch), f"epoch {epoch + 1}/{epochs}, loss {curve[-1]['loss']:.3f}"
+                )
     out = Path(out)
     full_recipe = {
         **(provenance or {}),

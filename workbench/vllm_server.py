@@ -89,7 +89,11 @@ def _exit_on_stop_signals() -> Iterator[None]:
 
 @contextmanager
 def running(
-    port: int = 8011, host: str = "127.0.0.1", lab: bool = True, log: Path | None = None, progress: Progress | None = None
+    port: int = 8011,
+    host: str = "127.0.0.1",
+    lab: bool = True,
+    log: Path | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[str]:
     """Start the server on ``host``, yield its URL once /health answers, and stop it afterwards,
     also when this process is told to stop by SIGTERM or SIGHUP (they raise SystemExit here).
@@ -107,17 +111,28 @@ def running(
         with open(log, "wb") as sink:
             # Its own process group, so that stopping it stops the engine processes it starts too.
             server = subprocess.Popen(
-                command(port, host, lab), stdout=sink, stderr=subprocess.STDOUT, env=environment(), start_new_session=True
+                command(port, host, lab),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=environment(),
+                start_new_session=True,
             )
         try:
             while not is_up(url):
                 elapsed = time.monotonic() - started
                 if server.poll() is not None or elapsed > START_TIMEOUT_S:
                     tail = log.read_text(errors="replace").strip().splitlines()[-8:]
-                    reason = f"exited with code {server.returncode}" if server.poll() is not None else f"did not answer in {elapsed:.0f} s"
+                    reason = (
+                        f"exited with code {server.returncode}"
+                        if server.poll() is not None
+                        else f"did not answer in {elapsed:.0f} s"
+                    )
                     raise ValueError(f"The vLLM server {reason}; the end of {log}:\n" + "\n".join(tail))
                 if progress is not None:
-                    progress(min(elapsed / 150, 0.99), f"Starting vLLM ({elapsed:.0f} s; the first start compiles, ~1–2.5 min)")
+                    progress(
+                        min(elapsed / 150, 0.99),
+                        f"Starting vLLM ({elapsed:.0f} s; the first start compiles, ~1–2.5 min)",
+                    )
                 time.sleep(2)
             yield url
         finally:

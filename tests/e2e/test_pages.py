@@ -102,7 +102,9 @@ def test_home_and_model_picker(page: Page):
     with _rerun(page):
         custom.fill("no-such-org/no-such-model")
         custom.press("Enter")
-    expect(sidebar.get_by_test_id("stAlertContentError")).to_contain_text("Cannot load model 'no-such-org/no-such-model'")
+    expect(sidebar.get_by_test_id("stAlertContentError")).to_contain_text(
+        "Cannot load model 'no-such-org/no-such-model'"
+    )
     expect(sidebar.get_by_text("Still using tiny-llama.")).to_be_visible()
     expect(_card(page)).to_contain_text("tiny-llama")
     _no_exception(page)
@@ -111,7 +113,9 @@ def test_home_and_model_picker(page: Page):
 def test_home_gallery_opens_a_page_with_its_settings(page: Page):
     _open(page)
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(9)  # one figure per entry: the canary, then each exploration
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(
+        9
+    )  # one figure per entry: the canary, then each exploration
     with _rerun(page):
         page.get_by_test_id("stMain").locator("a[href*='repeated_tokens']").first.click()
     expect(page.get_by_role("heading", name="Repeated tokens")).to_be_visible()
@@ -202,7 +206,9 @@ def test_compare(page: Page):
     expect(page.get_by_role("heading", name="Compare")).to_be_visible()
     pasted = page.get_by_role("textbox", name="One text per line")
     with _rerun(page):
-        pasted.fill("Four score and seven years ago our fathers brought forth on this continent\nLorem ipsum dolor sit amet")
+        pasted.fill(
+            "Four score and seven years ago our fathers brought forth on this continent\nLorem ipsum dolor sit amet"
+        )
         pasted.press("Control+Enter")
     _click(page, "Compare")
     expect(page.get_by_role("heading", name="Best matches")).to_be_visible()
@@ -239,7 +245,9 @@ def test_an_upload_reaches_the_app_only_with_the_run_after_its_request(page: Pag
     page.wait_for_timeout(2_000)
     assert page.runs.finished == runs_before and not page.runs.running
     _click(page, "Compare")
-    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("Upload a .txt or .jsonl file of extracted texts")
+    expect(page.get_by_test_id("stAlertContentError").first).to_contain_text(
+        "Upload a .txt or .jsonl file of extracted texts"
+    )
 
     with _rerun(page):
         held[0].continue_()
@@ -310,7 +318,11 @@ def test_property_inference_calibration(page: Page, app_cache):
 def test_weight_diff(page: Page, tmp_path):
     from workbench.lab import LabRecipe, build
 
-    build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=40, canaries=(1,), seed=0, epochs=2, lr=5e-3, rank=4), command="e2e")
+    build(
+        tmp_path / "lab",
+        LabRecipe(base="tiny-llama", n=40, canaries=(1,), seed=0, epochs=2, lr=5e-3, rank=4),
+        command="e2e",
+    )
     _open(page, "weight_diff")
     expect(page.get_by_role("heading", name="Weight diff")).to_be_visible()
     sidebar = page.get_by_test_id("stSidebar")
@@ -408,7 +420,10 @@ def test_membership(page: Page):
     expect(page.get_by_test_id("stAlertContentError").first).to_contain_text("Upload both")
     _no_exception(page)
     # Inside a form an upload starts no run: wait for each file's upload request to finish instead.
-    files = {"Members": b"\n".join(b"member %d kept a diary" % i for i in range(10)), "Non-members": b"\n".join(b"another person, %d, wrote" % i for i in range(12))}
+    files = {
+        "Members": b"\n".join(b"member %d kept a diary" % i for i in range(10)),
+        "Non-members": b"\n".join(b"another person, %d, wrote" % i for i in range(12)),
+    }
     for label, content in files.items():
         area = page.get_by_test_id("stFileUploader").filter(has_text=label).first
         with page.expect_response(lambda response: "upload_file" in response.url):

@@ -11,4 +11,14 @@ from workbench.ui.model import (
 )
 from workbench.ui.progress import last_result, progress_bar
 
-__all__ = ["active_session", "model_card", "model_picker", "last_result", "model_sidebar", "progress_bar", "require_session", "served_note", "shared_session"]
+__all__ = [
+    "active_session",
+    "model_card",
+    "model_picker",
+    "last_result",
+    "model_sidebar",
+    "progress_bar",
+    "require_session",
+    "served_note",
+    "shared_session",
+]

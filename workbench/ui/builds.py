@@ -18,7 +18,9 @@ def build_picker(shipped: Path, recipe_type: type[Recipe], load: Callable[[Path]
     """A selectbox of the shipped build and those rebuilt into the recipe's cache folder (folders
     with its manifest); returns the chosen one loaded, or shows why it cannot be and stops the page."""
     builds = {f"shipped (data/{shipped.name})": shipped} | {
-        f"rebuilt: {p.name}": p for p in sorted((cache_dir() / recipe_type.KIND).glob("*")) if (p / recipe_type.MANIFEST).is_file()
+        f"rebuilt: {p.name}": p
+        for p in sorted((cache_dir() / recipe_type.KIND).glob("*"))
+        if (p / recipe_type.MANIFEST).is_file()
     }
     choice = st.selectbox("Build", list(builds), key=key)
     try:

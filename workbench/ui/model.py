@@ -78,7 +78,9 @@ def _served_spec() -> ModelSpec:
         "Endpoint URL", os.environ.get("WORKBENCH_ENDPOINT", "http://127.0.0.1:8000/v1"), key="model_endpoint",
         help="An OpenAI-compatible server that returns log-probs, e.g. vLLM (`make serve-vllm`).",
     )  # fmt: skip
-    name = st.sidebar.text_input("Served model name", os.environ.get("WORKBENCH_SERVED_MODEL", DEFAULT_MODEL), key="model_served")
+    name = st.sidebar.text_input(
+        "Served model name", os.environ.get("WORKBENCH_SERVED_MODEL", DEFAULT_MODEL), key="model_served"
+    )
     with st.sidebar.expander("Endpoint options"):
         tokenizer = st.text_input(
             "Local tokenizer", os.environ.get("WORKBENCH_TOKENIZER", DEFAULT_MODEL), key="model_tokenizer",
@@ -94,7 +96,11 @@ def _served_spec() -> ModelSpec:
             help="Only for a server that takes them: vLLM on a GPU does, vLLM's CPU engine crashes on a seeded request.",
         )  # fmt: skip
         key_set = next((v for v in API_KEY_VARIABLES if os.environ.get(v)), None)
-        st.caption(f"API key: read from ${key_set} (never shown)." if key_set else f"API key: none (set ${API_KEY_VARIABLES[0]} before starting the app).")
+        st.caption(
+            f"API key: read from ${key_set} (never shown)."
+            if key_set
+            else f"API key: none (set ${API_KEY_VARIABLES[0]} before starting the app)."
+        )
     return ModelSpec(
         name, endpoint=url, tokenizer=tokenizer, lab_build=lab_build.strip() or None,
         concurrency=int(concurrency), send_seed=send_seed,
@@ -153,7 +159,11 @@ def model_picker(where, label: str, default: str, key: str, needs_weights: bool 
     def shown(option: str) -> str:
         if option != SIDEBAR_MODEL:
             return option
-        return f"{option} — {active.info.name}" + (" + adapter" if active.spec.adapter else "") + (" (served)" if active.spec.endpoint else "")
+        return (
+            f"{option} — {active.info.name}"
+            + (" + adapter" if active.spec.adapter else "")
+            + (" (served)" if active.spec.endpoint else "")
+        )
 
     choice = where.selectbox(label, options, index=options.index(default), key=key, format_func=shown)
     if active is not None and not offered:
@@ -189,7 +199,13 @@ def _compact(count: int) -> str:
     return str(count)
 
 
-CARD_LABELS = {"n_params": "parameters", "n_layers": "layers", "context_length": "context", "vocab_size": "vocabulary", "served_model": "served as"}
+CARD_LABELS = {
+    "n_params": "parameters",
+    "n_layers": "layers",
+    "context_length": "context",
+    "vocab_size": "vocabulary",
+    "served_model": "served as",
+}
 
 
 def _card_value(key: str, value: object) -> str:
@@ -210,10 +226,15 @@ def model_card(session: LanguageModel) -> None:
     if "dtype" in card:
         card["dtype / device"] = f"{card.pop('dtype')} / {card.pop('device')}"
     hidden = ("name", "source", "adapter")
-    rows = "\n".join(f"| {CARD_LABELS.get(k, k.replace('_', ' '))} | {_card_value(k, v)} |" for k, v in card.items() if k not in hidden)
+    rows = "\n".join(
+        f"| {CARD_LABELS.get(k, k.replace('_', ' '))} | {_card_value(k, v)} |"
+        for k, v in card.items()
+        if k not in hidden
+    )
     info = session.info
     st.markdown(
         f"**Model card**\n\n| model | `{info.name}` |\n|---|---|\n{rows}\n",
-        help=f"Source: {info.source}" + (f"; adapter: {info.adapter}" if info.adapter else "")
+        help=f"Source: {info.source}"
+        + (f"; adapter: {info.adapter}" if info.adapter else "")
         + ". White-box pages (attention sinks, weight diff, lab builds) need the weights and refuse a served model.",
     )

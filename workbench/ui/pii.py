@@ -22,7 +22,9 @@ def with_pii(table: pd.DataFrame, column: str, prefix: str = "") -> pd.DataFrame
     except ValueError as err:
         st.error(str(err))
         return None
-    return table.assign(**{f"{prefix}pii": found["pii"].to_numpy(), f"{prefix}pii_spans": found["pii_spans"].to_numpy()})
+    return table.assign(
+        **{f"{prefix}pii": found["pii"].to_numpy(), f"{prefix}pii_spans": found["pii_spans"].to_numpy()}
+    )
 
 
 def note() -> str:
@@ -64,7 +66,11 @@ def victims(samples: pd.DataFrame, dataset, source: str):
         return None
 
 
-PAGES = {"repeated tokens": "repeated_tokens", "victim": "backdoor", "audit": "membership"}  # run name → the page that makes it
+PAGES = {
+    "repeated tokens": "repeated_tokens",
+    "victim": "backdoor",
+    "audit": "membership",
+}  # run name → the page that makes it
 
 
 @st.cache_data(show_spinner="Following the shipped lab's canaries…")
@@ -89,6 +95,9 @@ def show_card(card: canary_card.CanaryCard, key: str) -> None:
         "Per canary: outputs of each run holding the secret verbatim (and of those, escapes), against never-inserted secrets "
         "of the same format in the same outputs (difference of rates, 95% interval); the nearest span typed as its kind, "
         "beside the never-inserted secrets' median distance; the audit's rank among its alternatives, exposure, its score's "
-        "rank among every audited secret and whether the ε bound's threshold flags it. From — " + "; ".join(sources) + ". "
-        + " ".join(card.not_measured) + " Measured tables and their reading: docs/pii.md."
+        "rank among every audited secret and whether the ε bound's threshold flags it. From — "
+        + "; ".join(sources)
+        + ". "
+        + " ".join(card.not_measured)
+        + " Measured tables and their reading: docs/pii.md."
     )

@@ -25,7 +25,9 @@ REDRAW_SECONDS = 1.0
 def run_board() -> RunBoard:
     """One per server process, shared by every browser session."""
     log = os.environ.get(LOG_VARIABLE)
-    return RunBoard(float(os.environ.get(BUDGET_VARIABLE, DEFAULT_BUDGET_MB)), workshop_limits(), Path(log) if log else None)
+    return RunBoard(
+        float(os.environ.get(BUDGET_VARIABLE, DEFAULT_BUDGET_MB)), workshop_limits(), Path(log) if log else None
+    )
 
 
 def limits() -> WorkshopLimits | None:
