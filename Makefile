@@ -54,7 +54,10 @@ browser:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "No Chromium at $(CHROMIUM): browser tests are skipped (and fail under CI)."
 
+# Lint and format in check mode first: drift fails the run, as CI runs it.
 test: $(STAMP) $(VLLM_STAMP) browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) $(VLLM_STAMP) browser
