@@ -86,7 +86,8 @@ st.caption(
     "Many heads pour most of their attention onto the first token — an attention sink; a head is a sink head "
     f"when its mean attention to the first token is at least {SINK_THRESHOLD} (Gu et al. 2025). A long run of "
     "one repeated token starts to look like a first token (Yona et al. 2025), which is how repeated-token "
-    "prompts derail models. Compare a normal prompt with a repeated-token prompt, then scale heads down."
+    "prompts derail models. Compare a normal prompt with a repeated-token prompt, then scale heads down. "
+    "Measured results (the mechanism and the causal test): docs/results/divergence.md."
 )
 session = require_session(needs_weights="Attention-sink analysis")
 

@@ -263,7 +263,7 @@ e3.download_button(
 st.subheader("Rebuild")
 st.caption(
     "Creator and victims into the cache, with progress and resumable; at the default sizes the build took 48 minutes on a 2-core CPU with the "
-    "natural trigger (the attack at budgets 1, 2 and 5 another 22: docs/backdoor.md), tiny-llama seconds."
+    "natural trigger (the attack at budgets 1, 2 and 5 another 22: docs/results/backdoor.md), tiny-llama seconds."
 )
 with st.form("bd_rebuild"):
     r1, r2, r3 = st.columns(3)

@@ -29,7 +29,8 @@ st.title("Compare")
 st.caption(
     "Which document did an extracted text come from, and how closely? Exact matching undercounts leaks — a "
     "near-verbatim copy with a few edits shares no long exact run — so every pair also gets edit-distance "
-    "ratios and the cosine similarity of MiniLM sentence embeddings."
+    "ratios and the cosine similarity of MiniLM sentence embeddings. Definitions: docs/reference.md; personal data "
+    "in what leaks: docs/results/pii.md."
 )
 session = active_session()
 

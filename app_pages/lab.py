@@ -22,7 +22,8 @@ st.title("Ground-truth lab")
 st.caption(
     "A synthetic private fine-tuning set whose contents are known — patient–doctor dialogues with known "
     "diagnosis and gender shares, plus canary secrets inserted 1 to 16 times — and a LoRA fine-tune of the "
-    "default model on it (registry name `smollm2-135m-instruct-lab`). Every exploration can be scored against it."
+    "default model on it (registry name `smollm2-135m-instruct-lab`). Every exploration can be scored against it; "
+    "their results against it: docs/results/."
 )
 
 builds = {"shipped (data/lab)": SHIPPED_LAB} | {

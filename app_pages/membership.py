@@ -80,7 +80,7 @@ if (SHIPPED / "membership" / "report.json").is_file():
     except (ValueError, OSError) as err:
         st.error(str(err))
     st.caption(
-        "From `benchmarks/membership_eval.py` (data/membership/manifest.json: command, code version, seeds, times); discussion in docs/membership.md."
+        "From `benchmarks/membership_eval.py` (data/membership/manifest.json: command, code version, seeds, times); discussion in docs/results/membership.md."
     )
     st.markdown("**One card per canary**: each planted secret followed through every shipped run on the lab")
     try:

@@ -245,7 +245,7 @@ with tab_sweep:
             "values (95%): negative is better. In short: for diagnosis the maps lower the interval score well below naive's and "
             "the pooled map lowers the error a little, while they pull the most extreme shares toward the middle. For gender "
             "no map lowers the error, and with the names labeler none lowers the interval score either. Discussion: "
-            "docs/propinfer.md."
+            "docs/results/propinfer.md."
         )
         st.dataframe(difference_table, key="pi_benchmark_differences", hide_index=True, height=250)
         st.dataframe(summary_table, key="pi_benchmark_summary", hide_index=True, height=250)

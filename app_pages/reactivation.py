@@ -126,7 +126,7 @@ if SHIPPED_UNLEARNING_REPORT.is_dir() and recipe.suppression == "refusal":
             st.dataframe(gap_table(unlearned), key="re_unlearning_gaps")
             st.caption("Gradient ascent on the A pages beside the retain texts instead of refusal training; the implant and "
                        "no-suppression stages are the refusal build's. The adapters are "
-                       "not shipped: rebuild it below to sample it. What it shows: docs/reactivation.md.")  # fmt: skip
+                       "not shipped: rebuild it below to sample it. What it shows: docs/results/reactivation.md.")  # fmt: skip
 
 st.subheader("A sample beside its passage")
 p1, p2, p3 = st.columns(3)
@@ -177,7 +177,7 @@ e3.download_button(
 
 st.subheader("Rebuild")
 st.caption(
-    "Every stage into the cache, then measured, with progress; the default sizes take over an hour on a 2-core CPU (see docs/reactivation.md), tiny-llama a minute."
+    "Every stage into the cache, then measured, with progress; the default sizes take over an hour on a 2-core CPU (see docs/results/reactivation.md), tiny-llama a minute."
 )
 with st.form("re_rebuild"):
     r1, r2, r3 = st.columns(3)

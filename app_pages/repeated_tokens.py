@@ -32,7 +32,8 @@ st.caption(
     "Repeating one token many times can make a model escape the repetition and emit other text — "
     "sometimes memorized training data (Nasr et al. 2023). Sample continuations, sort each into an "
     "outcome (did it repeat at all, did it break out into sustained other text), score what came "
-    "after the escape, and look it up in a reference corpus."
+    "after the escape, and look it up in a reference corpus. Measured results: docs/results/divergence.md; "
+    "personal data in escapes: docs/results/pii.md."
 )
 session = require_session()
 served_note(session)

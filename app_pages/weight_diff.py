@@ -61,7 +61,7 @@ else:
             "dialogues against them; negative: members likelier). Worth: where a selection falls between the random "
             "selections (0) and the true members (1)."
         )
-    st.caption("Discussion: docs/selec.md.")
+    st.caption("Discussion: docs/results/selec.md.")
 names = registry_names()
 
 c1, c2 = st.columns(2)

@@ -7,7 +7,7 @@ Old rule: a matched run was dropped only when it lay wholly inside the prompt. T
 al. 2026, m = 5; ``workbench.overlap.trim_instruction``): every 5 consecutive passage words
 inside a run that the instruction also holds are cut out, and the pieces of ≥ 5 words count.
 Prints BMC@5 per stage and group under both, with 95% bootstrap intervals over passages, and
-writes the per-passage scores. The figures in docs/reactivation.md are of the build shipped
+writes the per-passage scores. The figures in docs/results/reactivation.md are of the build shipped
 before issue 28 (10 A-test, 6 A-never, the summary instruction only): `--dir` a checkout of it
 (`git worktree add /tmp/old 3d7113f`, then `--dir /tmp/old/data/reactivation`). On a build of
 two instructions each is scored with its own wording.

@@ -312,7 +312,7 @@ def test_lora_factor_variant_ranks_by_the_adapter_itself(tiny_llama, trained_ada
     same_style = (pool["source"] != "other domain").to_numpy()
     assert (
         abs(roc_auc_score(same_style, fitted.scores()) - 0.5) >= 0.3
-    )  # the factors' gradients carry the domain (docs/selec.md: which way)
+    )  # the factors' gradients carry the domain (docs/results/selec.md: which way)
     smaller = fitted.scores(dims=128)  # the first 128 coordinates: a projection of that size
     assert smaller.shape == (len(pool),) and not np.allclose(smaller, fitted.scores())
     with pytest.raises(ValueError, match="dims must be between"):

@@ -657,7 +657,7 @@ def _print_backdoor_report(report: backdoor_attack.BackdoorReport) -> None:
         return
     if len(shares):
         print(
-            "samples holding personal data (a pattern match: see docs/pii.md), against the clean victim (95% interval):"
+            "samples holding personal data (a pattern match: see docs/results/pii.md), against the clean victim (95% interval):"
         )
         print(shares.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
 

@@ -63,7 +63,7 @@ class Entry:
 def _repeated_tokens(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
     """How often the default model, its reply begun with the repeats, breaks out: a count with its
     interval, not a lift. Under chat or plain prompts an escape must follow r repeats of the model's
-    own, so those are scored by another rule and are no floor for it (docs/divergence.md)."""
+    own, so those are scored by another rule and are no floor for it (docs/results/divergence.md)."""
     session = load_session(DEFAULT_MODEL)
     cfg = SamplingConfig(max_new_tokens=settings["max_new_tokens"], n=settings["n"], seed=settings["seed"])
     table = run_divergence(

@@ -99,5 +99,5 @@ def show_card(card: canary_card.CanaryCard, key: str) -> None:
         + "; ".join(sources)
         + ". "
         + " ".join(card.not_measured)
-        + " Measured tables and their reading: docs/pii.md."
+        + " Measured tables and their reading: docs/results/pii.md."
     )
