@@ -8,6 +8,7 @@ from workbench.similarity import shared_spans
 from workbench.ui import progress_bar, shared_session
 from workbench.ui.builds import build_picker
 from workbench.ui.pii import highlighted, note, victims
+from workbench.ui.runs import submit_build, wait_for_run
 from workbench.ui.text import highlight_spans
 
 st.title("Backdoor extraction")
@@ -281,9 +282,14 @@ if rebuild:
             base=base, trigger=custom if trigger == "custom" else trigger, n_private=int(n_private),
             creator_epochs=int(creator_epochs), victim_epochs=int(victim_epochs), seed=int(seed),
         )  # fmt: skip
-        with progress_bar("Building…") as progress:
+
+        def work(progress, new=new) -> dict:
             backdoor.build(new.default_dir(), new, backdoor.STEPS, progress, "built from the Backdoor extraction page")
-    except (ValueError, OSError, RuntimeError) as err:
+            return {"folder": str(new.default_dir())}
+
+        submit_build("bd_build", new, work, f"backdoor build {new.default_dir().name}")
+    except ValueError as err:
         st.error(str(err))
-    else:
-        st.success(f"Built {new.default_dir()}: choose it under Build at the top.")
+wait_for_run("bd_build", "bd_built")
+if "bd_built" in st.session_state:
+    st.success(f"Built {st.session_state.pop('bd_built')['folder']}: choose it under Build at the top.")

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -16,7 +17,7 @@ from workbench.lab import (
     truth_table,
 )
 from workbench.registry import registry_names
-from workbench.ui import progress_bar
+from workbench.ui.runs import submit_build, wait_for_run
 
 st.title("Ground-truth lab")
 st.caption(
@@ -109,14 +110,21 @@ if submitted:
         if out.exists():
             st.info(f"This recipe is already built (or being built): {out}")
             st.stop()
-        with progress_bar("Generating the dataset…") as progress:
+
+        def work(progress, recipe=recipe, out=out) -> dict:
             build(out, recipe, progress, "built from the Lab page")
-    except (ValueError, OSError, RuntimeError) as err:  # bad settings, a full disk, out of memory
+            return {"folder": str(out), "base": recipe.base}
+
+        submit_build("lab_build_run", recipe, work, f"lab build {out.name}")
+    except ValueError as err:  # bad settings, or builds off in workshop mode
         st.error(str(err))
-    else:
-        message = (
-            f"Built {out} and selected it above. To sample from it, enter {out / 'adapter'} in the sidebar's "
-            f"Loading options → LoRA adapter folder, with {base} as the model."
-        )
-        st.session_state["lab_just_built"] = (f"rebuilt: {out.name}", message)
-        st.rerun()
+wait_for_run("lab_build_run", "lab_built")
+if "lab_built" in st.session_state:
+    built = st.session_state.pop("lab_built")
+    out = Path(built["folder"])
+    message = (
+        f"Built {out} and selected it above. To sample from it, enter {out / 'adapter'} in the sidebar's "
+        f"Loading options → LoRA adapter folder, with {built['base']} as the model."
+    )
+    st.session_state["lab_just_built"] = (f"rebuilt: {out.name}", message)
+    st.rerun()

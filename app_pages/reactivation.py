@@ -8,6 +8,7 @@ from workbench.similarity import shared_spans
 from workbench.stats import difference_text
 from workbench.ui import progress_bar
 from workbench.ui.builds import build_picker
+from workbench.ui.runs import submit_build, wait_for_run
 from workbench.ui.text import highlight_spans
 
 st.title("Reactivation")
@@ -194,13 +195,18 @@ if rebuild:
             base=base, suppression=suppression, implant_epochs=int(implant_epochs), activate_epochs=int(activate_epochs),
             n_test=int(n_test), seed=int(seed),
         )  # fmt: skip
-        folder = new.default_dir()
-        with progress_bar("Building…") as progress:
+
+        def work(progress, new=new) -> dict:
+            folder = new.default_dir()
             fresh = reactivation.build(
                 folder, new, list(reactivation.STAGES), progress, "built from the Reactivation page"
             )
             measure(fresh, progress=progress, command="built from the Reactivation page").save(folder / "report")
-    except (ValueError, OSError, RuntimeError) as err:
+            return {"folder": str(folder)}
+
+        submit_build("re_build_run", new, work, f"reactivation build {new.default_dir().name}")
+    except ValueError as err:
         st.error(str(err))
-    else:
-        st.success(f"Built and measured {folder}: choose it under Build at the top.")
+wait_for_run("re_build_run", "re_built")
+if "re_built" in st.session_state:
+    st.success(f"Built and measured {st.session_state.pop('re_built')['folder']}: choose it under Build at the top.")

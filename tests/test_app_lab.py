@@ -56,3 +56,16 @@ def test_empty_canary_list_builds_and_shows(page):
     _rebuild(page, "tiny-gpt2", 20, "")
     assert not page.error
     assert len(page.dataframe[1].value) == 0  # no canaries, no crash
+
+
+def test_builds_are_off_in_workshop_mode(page, monkeypatch):
+    from workbench.ui.runs import run_board
+
+    monkeypatch.setenv("WORKBENCH_WORKSHOP", "1")
+    run_board.clear()
+    try:
+        _rebuild(page, "tiny-llama", 40, "1, 2")
+        assert any("Builds are off in workshop mode" in e.value for e in page.error)
+        assert len(page.selectbox(key="lab_build").options) == 1  # nothing was built
+    finally:
+        run_board.clear()

@@ -10,8 +10,9 @@ from typing import Any
 
 import streamlit as st
 
+from workbench.builds import Recipe
 from workbench.contract import Progress
-from workbench.runs import DEFAULT_BUDGET_MB, RunBoard, WorkshopLimits, workshop_limits
+from workbench.runs import DEFAULT_BUDGET_MB, RunBoard, WorkshopLimits, run_key, workshop_limits
 
 BUDGET_VARIABLE = "WORKBENCH_SHARED_RESULTS_MB"
 LOG_VARIABLE = "WORKBENCH_RUN_LOG"  # a file: one JSON line per run served and per result handed over
@@ -37,6 +38,24 @@ def limits() -> WorkshopLimits | None:
 def show_limits() -> None:
     if limits() is not None:
         st.caption(limits().describe())
+
+
+BUILDS = "builds"  # the queue every page's builds share: one slot, apart from each model's sampling queue
+BUILDS_OFF = (
+    "Builds are off in workshop mode: one takes the server for many minutes. Build before the workshop, "
+    "with the CLI or the app started without WORKBENCH_WORKSHOP."
+)
+
+
+def submit_build(prefix: str, recipe: Recipe, work: Callable[[Progress], dict], label: str) -> None:
+    """Queue a build (``work(progress)`` returns a dict) in the builds queue; identical recipes
+    asked twice share one build. ValueError in workshop mode, where builds are off."""
+    if limits() is not None:
+        raise ValueError(BUILDS_OFF)
+    key = run_key(
+        "build", type(recipe).__name__, recipe.as_dict(), str(recipe.default_dir())
+    )  # same recipe, same folder
+    submit_run(prefix, key, BUILDS, work, label)
 
 
 def submit_run(prefix: str, key: str, model: str, work: Callable[[Progress], Any], label: str = "") -> None:
