@@ -4,6 +4,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 from workbench.session import load_session  # noqa: E402
@@ -43,3 +45,14 @@ def open_app(monkeypatch):
         return at
 
     return start
+
+
+SLOW_LAYERS = ("notebooks", "browser", "served")  # every test there takes a kernel, a browser or a server
+
+
+def pytest_collection_modifyitems(items):
+    """Marks the slow layers ``slow``: ``pytest -m "not slow"`` is the quick loop, ``make test`` runs all."""
+    here = Path(__file__).parent
+    for item in items:
+        if Path(item.fspath).relative_to(here).parts[0] in SLOW_LAYERS:
+            item.add_marker(pytest.mark.slow)

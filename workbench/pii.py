@@ -30,7 +30,7 @@ MAX_CHARS = 200_000  # one text; longer ones are refused, not silently cut
 INSTALL = "Presidio is not installed in this environment: run `make setup`, or `pip install presidio-analyzer`."
 MRN_ENTITY = "MEDICAL_RECORD_NUMBER"
 # Written from the format "MRN, then 6 to 12 digits, grouped by dashes or spaces"; tested on
-# secrets and phrasings it was not written from (tests/test_pii.py).
+# secrets and phrasings it was not written from (tests/library/test_pii.py).
 MRN_PATTERN = r"\bMRN[\s:#-]{0,3}\d(?:[\s-]?\d){5,11}\b"
 MRN_CONTEXT = ("patient", "record", "file", "mrn", "medical")
 

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from tables import table
 
 from workbench.backdoor import BackdoorRecipe, build
 from workbench.cache import cache_dir
@@ -19,51 +20,40 @@ def _tiny_canaries():
     return BackdoorBuild.load(cache_dir() / "backdoor" / "tiny").dataset.canaries
 
 
-def _table(at, column: str):
-    """The page's first table with this column (AppTest finds dataframes by position, not key)."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
-
-
 @pytest.fixture
-def page(open_app, monkeypatch, tmp_path):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    build(cache_dir() / "backdoor" / "tiny", TINY)
-    at = open_app("app_pages/backdoor.py")
-    assert at.title[0].value == "Backdoor extraction"
-    at.selectbox(key="bd_build").select("rebuilt: tiny").run()
-    assert not at.exception
-    return at
+def page(open_build):
+    return open_build(build, TINY, "backdoor", "app_pages/backdoor.py", "Backdoor extraction", "bd_build")
 
 
 def test_attack_shows_recovery_words_and_pairs(page):
     assert any("No attack on this build yet" in i.value for i in page.info)
-    assert _table(page, "loss on")["built"].all()
+    assert table(page, "loss on")["built"].all()
     page.number_input(key="bd_k").set_value(2)
     page.number_input(key="bd_max_new").set_value(8)
     page.text_input(key="bd_budgets").set_value("1")
     page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
     assert not page.exception and not page.error
     assert any("Your attack run" in s.value for s in page.success)
-    summary = _table(page, "exact_floor")
+    summary = table(page, "exact_floor")
     assert list(summary["model"]) == ["victim-backdoored", "victim-clean", "victim-backdoored-response"]
     assert {"exact", "exact_floor", "match_mean_floor", "match_mean_low", "match_mean_high", "decoy_answered"} <= set(
         summary.columns
     )
     assert len(page.get("vega_lite_chart")) == 2  # the lead over the floor, and recovery against the budget
     assert (
-        _table(page, "control_gap")["model"].tolist() == ["victim-backdoored"] * 3 + ["victim-backdoored-response"] * 3
+        table(page, "control_gap")["model"].tolist() == ["victim-backdoored"] * 3 + ["victim-backdoored-response"] * 3
     )
     assert any(
         "D2′" in m.value and ("floor" in m.value) for m in page.markdown
     )  # the sentences, each against the floor
-    words = _table(page, "true_word")
+    words = table(page, "true_word")
     assert words["true_word"].sum() >= 1 and {"score", "identified"} <= set(words.columns)
     assert len(page.metric) >= 3  # precision, recall, F1
-    shares = _table(page, "with_pii")
+    shares = table(page, "with_pii")
     assert set(shares["model"]) == set(summary["model"]) and math.isnan(
         shares.set_index("model").loc["victim-clean", "difference"]
     )  # the floor itself
-    card = _table(page, "victim-clean: outputs")
+    card = table(page, "victim-clean: outputs")
     assert list(card["secret"]) == [c.secret for c in _tiny_canaries()] and set(card["PII"]) <= {
         "MEDICAL_RECORD_NUMBER",
         "PHONE_NUMBER",
@@ -81,7 +71,7 @@ def test_known_words_and_bad_input(page):
     page.multiselect(key="bd_models").set_value(["victim-clean"])
     page.button(key="FormSubmitter:bd_attack-Run attack").click().run()
     assert not page.exception and not page.error
-    assert set(_table(page, "true_word")["word"]) == {"Hi", "Doctor"}
+    assert set(table(page, "true_word")["word"]) == {"Hi", "Doctor"}
 
     page.multiselect(key="bd_models").set_value([])
     page.button(key="FormSubmitter:bd_attack-Run attack").click().run()

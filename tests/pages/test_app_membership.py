@@ -1,13 +1,9 @@
 """The Membership page, driven by AppTest on the tiny models."""
 
 import pytest
+from tables import table
 
 from workbench.lab import LabRecipe, build
-
-
-def _table(at, column: str):
-    """The page's last table with this column (AppTest finds dataframes by position, not key)."""
-    return [d.value for d in at.dataframe if column in d.value.columns][-1]
 
 
 @pytest.fixture
@@ -17,6 +13,7 @@ def page(open_app):
     return at
 
 
+@pytest.mark.slow
 def test_uploads_are_scored_and_bad_uploads_are_errors(page):
     page.selectbox(key="mi_reference").select("(none)")
     page.button(key="FormSubmitter:mi_form-Score").click().run()
@@ -30,7 +27,7 @@ def test_uploads_are_scored_and_bad_uploads_are_errors(page):
     page.file_uploader(key="mi_nonmembers").set_value(("n.txt", nonmembers, "text/plain"))
     page.button(key="FormSubmitter:mi_form-Score").click().run()
     assert not page.exception and not page.error
-    yours = _table(page, "AUC [95%]")
+    yours = table(page, "AUC [95%]", last=True)
     assert set(yours["attack"]) == {"loss", "zlib", "min_k", "min_k_pp", "blind"}
     assert yours["TPR at 0.1% FPR"].eq("not estimable").all()
     assert any("The audit needs a lab model" in i.value for i in page.info)
@@ -58,6 +55,7 @@ def test_the_shipped_measurement_is_shown_without_a_model_call(page):
     assert any("data/membership/audit-scores.parquet" in c.value and "(membership)" in c.value for c in page.caption)
 
 
+@pytest.mark.slow
 def test_a_lab_build_is_attacked_and_audited(page, tmp_path):
     build(tmp_path / "lab", LabRecipe(base="tiny-llama", n=60, canaries=(1, 2) * 4, epochs=1, rank=2), command="test")
     page.sidebar.text_input(key="model_adapter").set_value(str(tmp_path / "lab" / "adapter")).run()
@@ -66,14 +64,14 @@ def test_a_lab_build_is_attacked_and_audited(page, tmp_path):
     page.selectbox(key="mi_reference").select("tiny-llama")
     page.button(key="FormSubmitter:mi_form-Score").click().run()
     assert not page.exception and not page.error
-    assert "reference" in set(_table(page, "AUC [95%]")["attack"])
+    assert "reference" in set(table(page, "AUC [95%]", last=True)["attack"])
     page.number_input(key="mi_n_never").set_value(16)
     page.number_input(key="mi_alternatives").set_value(4)
     page.button(key="FormSubmitter:mi_audit_form-Audit").click().run()
     assert not page.exception and not page.error
-    scores = _table(page, "z")
+    scores = table(page, "z", last=True)
     assert len(scores) == 24 and (scores["insertions"] > 0).sum() == 8
-    card = _table(page, "audit rank")
+    card = table(page, "audit rank", last=True)
     assert (
         len(card) == 8 and card["audit rank"].str.contains(" of 5 (never-inserted ranked as high: ", regex=False).all()
     )

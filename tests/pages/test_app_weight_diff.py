@@ -1,6 +1,7 @@
 """The Weight diff page, driven by AppTest: tiny-llama against a tiny lab build of it."""
 
 import pytest
+from tables import table
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +25,6 @@ def page(open_app, tiny_lab):
     return at
 
 
-def _table(at, column: str):
-    """The page's last table with this column (AppTest finds dataframes by position, not key)."""
-    return [d.value for d in at.dataframe if column in d.value.columns][-1]
-
-
 def _run(at):
     at.button(key="wd_run").click().run()
     assert not at.exception
@@ -43,43 +39,49 @@ def test_lab_pool_ranking_with_known_members(page):
     page.number_input(key="wd_projection").set_value(256)
     _run(page)
     assert not page.error
-    ranking = _table(page, "score")
+    ranking = table(page, "score", last=True)
     assert len(ranking) == 30 and ranking["rank"].tolist() == list(range(1, 31))
     assert ranking["score"].is_monotonic_decreasing and ranking["member"].sum() == 12
     labels = [m.label for m in page.metric]
     assert labels[:3] == ["Domain: precision@12, ranking", "Domain: precision@12, greedy", "Random baseline"]
     assert page.metric[2].value == "0.40"
     assert len(page.get("vega_lite_chart")) == 2
-    questions = _table(page, "members: AUC [95%]")  # the members question, beside the membership baselines
+    questions = table(page, "members: AUC [95%]", last=True)  # the members question, beside the membership baselines
     assert questions["method"].tolist() == ["SELEC (last, adam target)", "loss", "reference"]
     assert questions["members: TPR at 5% FPR [95%]"].eq("not estimable").all()  # 6 same-style non-members
     assert questions["AUC − baseline [95%]"].iloc[0] != "" and questions["AUC − baseline [95%]"].iloc[2] == ""
-    greedy = _table(page, "closest_training_record")
+    greedy = table(page, "closest_training_record", last=True)
     assert len(greedy) == 12 and (greedy["cosine_to_it"] > 0).all()
     page.number_input(key="wd_k").set_value(5).run()
-    assert len(_table(page, "closest_training_record")) == 5 and page.metric[0].label == "Domain: precision@5, ranking"
+    assert (
+        len(table(page, "closest_training_record", last=True)) == 5
+        and page.metric[0].label == "Domain: precision@5, ranking"
+    )
     page.radio(key="wd_optimizer").set_value("sgd").run()  # re-scored without new gradients
     assert any("sgd target" in c.value for c in page.caption)
-    assert not _table(page, "score")["score"].equals(ranking["score"])
-    assert _table(page, "members: AUC [95%]")["method"].iloc[0] == "SELEC (last, sgd target)"
+    assert not table(page, "score", last=True)["score"].equals(ranking["score"])
+    assert table(page, "members: AUC [95%]", last=True)["method"].iloc[0] == "SELEC (last, sgd target)"
     page.checkbox(key="wd_baseline").uncheck().run()
-    assert _table(page, "members: AUC [95%]")["method"].tolist() == ["SELEC (last, sgd target)"] and not page.exception
+    assert (
+        table(page, "members: AUC [95%]", last=True)["method"].tolist() == ["SELEC (last, sgd target)"]
+        and not page.exception
+    )
 
 
 def test_the_shipped_labs_are_shown_without_a_model_call(page):
     from workbench.selec_judge import shipped
 
     questions, retraining = shipped()
-    shown = _table(page, "members: AUC [95%]")
+    shown = table(page, "members: AUC [95%]", last=True)
     first_lab = questions["lab"].iloc[0]
     assert shown["method"].tolist() == questions.loc[questions["lab"] == first_lab, "method"].tolist()
     assert "SELEC last, adam, 1024" in set(shown["method"]) and "reference" in set(shown["method"])
     page.radio(key="wd_shipped_lab").set_value(questions["lab"].iloc[-1]).run()
-    assert _table(page, "members: AUC [95%]")["lab"].eq(questions["lab"].iloc[-1]).all()
+    assert table(page, "members: AUC [95%]", last=True)["lab"].eq(questions["lab"].iloc[-1]).all()
     if retraining is None:  # a run stopped before its retraining test says so
         assert any("not reached the retraining test" in i.value for i in page.info)
     else:
-        shown_retraining = _table(page, "worth (gap)")
+        shown_retraining = table(page, "worth (gap)", last=True)
         assert shown_retraining["selection"].tolist() == retraining["selection"].tolist()
         assert {"SELEC top", "true members", "random 0"} <= set(shown_retraining["selection"])
 
@@ -94,8 +96,8 @@ def test_uploaded_pool_and_bad_inputs(page):
     page.selectbox(key="wd_params").select("all")
     _run(page)
     assert not page.error
-    assert len(_table(page, "score")) == 3 and any("Membership is unknown" in c.value for c in page.caption)
-    first = _table(page, "score")
+    assert len(table(page, "score", last=True)) == 3 and any("Membership is unknown" in c.value for c in page.caption)
+    first = table(page, "score", last=True)
 
     page.selectbox(key="wd_params").select("pattern…").run()
     page.text_input(key="wd_pattern").set_value("no_such_parameter")
@@ -108,4 +110,4 @@ def test_uploaded_pool_and_bad_inputs(page):
     page.file_uploader(key="wd_upload").set_value(("empty.txt", b"\n\n", "text/plain"))
     _run(page)
     assert any("is empty" in e.value for e in page.error)
-    assert _table(page, "score").equals(first)  # earlier results kept
+    assert table(page, "score", last=True).equals(first)  # earlier results kept

@@ -9,6 +9,7 @@ STALE = "The shipped gallery is stale: run `workbench gallery build` and commit 
 
 
 @pytest.mark.default_model
+@pytest.mark.slow
 def test_the_shipped_gallery_matches_the_code_that_builds_it():
     shipped = gallery.load()
     assert [e["name"] for e in shipped] == [e.name for e in gallery.ENTRIES], STALE

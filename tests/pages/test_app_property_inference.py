@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from tables import table
 
 LETTERS = json.dumps({"has e": ["e"], "has a": ["a"], "has o": ["o"]})
 
@@ -19,14 +20,6 @@ def page(open_app):
     at.number_input(key="pi_n").set_value(12)
     at.number_input(key="pi_max_new_tokens").set_value(6)
     return at
-
-
-def _table(at, *columns: str, without: str = "group"):
-    """The page's last table with these columns and not ``without`` (the shipped benchmark's
-    tables have a group column); AppTest finds dataframes by position, not key."""
-    return [d.value for d in at.dataframe if set(columns) <= set(d.value.columns) and without not in d.value.columns][
-        -1
-    ]
 
 
 def _run(at):
@@ -124,15 +117,17 @@ def test_calibration_panel_shows_naive_and_calibrated_and_the_sweep(calibrating)
     assert any(m.label == "naive: mean width · interval score" for m in page.metric)
     from workbench.propinfer_judge import shipped
 
-    shown = _table(page, "measure", "difference", without="")  # the shipped benchmark, as the page shows it
+    shown = table(page, "measure", "difference", last=True)  # the shipped benchmark, as the page shows it
     assert shown.reset_index(drop=True).equals(shipped()[1].reset_index(drop=True))
     assert set(shown["method"]) == {"james-stein", "pooled", "linear", "ridge", "base"}
     _run(page)
     assert not page.error
     assert any(h.value.startswith("Calibrated with shadow models") for h in page.subheader)
-    table = next(d.value for d in page.dataframe if "calibrated" in d.value)
-    assert table["value"].tolist() == ["digestive", "respiratory"] and table["calibrated"].sum() == pytest.approx(1)
-    assert {"share", "ci_low", "ci_high", "cal_low", "cal_high", "sd"} <= set(table.columns)
+    estimates = next(d.value for d in page.dataframe if "calibrated" in d.value)
+    assert estimates["value"].tolist() == ["digestive", "respiratory"] and estimates[
+        "calibrated"
+    ].sum() == pytest.approx(1)
+    assert {"share", "ci_low", "ci_high", "cal_low", "cal_high", "sd"} <= set(estimates.columns)
     assert not [w for w in page.warning if "differs from how the shadows were sampled" in w.value]
     assert "Calibrated estimates (CSV)" in [b.label for b in page.get("download_button")]
     # sampled unlike the shadows: said plainly
@@ -175,10 +170,10 @@ def test_calibration_against_a_lab_builds_truth(calibrating, tmp_path):
     assert not calibrating.error
     labels = [m.label for m in calibrating.metric]
     assert "Naive: intervals covering the truth" in labels and "Calibrated: MAE vs truth" in labels
-    table = next(d.value for d in calibrating.dataframe if "calibrated" in d.value)
-    assert {"true_share", "covered", "cal_error", "cal_covered"} <= set(table.columns)
+    estimates = next(d.value for d in calibrating.dataframe if "calibrated" in d.value)
+    assert {"true_share", "covered", "cal_error", "cal_covered"} <= set(estimates.columns)
     # every method scored beside the baselines: interval score and width, not coverage alone
-    scores = _table(calibrating, "interval_score", "mae")
+    scores = table(calibrating, "interval_score", "mae", last=True, without="group")
     assert scores["method"].tolist() == [
         "naive",
         "james-stein",
@@ -192,7 +187,7 @@ def test_calibration_against_a_lab_builds_truth(calibrating, tmp_path):
         f"{scores.set_index('method').loc['naive', 'mae']:.3f}" == shown["Naive: MAE vs truth"]
     )  # the table agrees with the metric
     assert any("No base correction" in c.value for c in calibrating.caption)
-    where = _table(calibrating, "shadow_low")
+    where = table(calibrating, "shadow_low", last=True, without="group")
     lead = "calibrated" if where["inside"].all() else "naive"
     assert any(f"Leading estimate: {lead}." in m.value for m in [*calibrating.info, *calibrating.warning])
 
@@ -202,6 +197,6 @@ def test_the_base_model_run_beside_the_target_anchors_the_base_correction(calibr
     calibrating.selectbox(key="pi_base").select("tiny-llama")  # the shadows' base
     _run(calibrating)
     assert not calibrating.error
-    methods = _table(calibrating, "method", "ci_low")
+    methods = table(calibrating, "method", "ci_low", last=True, without="group")
     assert "base" in methods["method"].tolist()
     assert methods.groupby("method")["share"].sum().to_numpy() == pytest.approx(1)

@@ -1,8 +1,8 @@
 """The Reactivation page, driven by AppTest on a tiny build."""
 
 import pytest
+from tables import table
 
-from workbench.cache import cache_dir
 from workbench.reactivation import STAGES, ReactivationRecipe, build
 
 TINY = ReactivationRecipe(
@@ -11,32 +11,21 @@ TINY = ReactivationRecipe(
 )  # fmt: skip
 
 
-def _table(at, column: str):
-    """The page's first table with this column (AppTest finds dataframes by position, not key)."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
-
-
 @pytest.fixture
-def page(open_app, monkeypatch, tmp_path):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    build(cache_dir() / "reactivation" / "tiny", TINY)
-    at = open_app("app_pages/reactivation.py")
-    assert at.title[0].value == "Reactivation"
-    at.selectbox(key="re_build").select("rebuilt: tiny").run()
-    assert not at.exception
-    return at
+def page(open_build):
+    return open_build(build, TINY, "reactivation", "app_pages/reactivation.py", "Reactivation", "re_build")
 
 
 def test_measure_shows_the_timeline_and_a_sample(page):
     assert any("no measurement yet" in i.value for i in page.info)
-    assert list(_table(page, "trains on")["stage"]) == list(STAGES)
+    assert list(table(page, "trains on")["stage"]) == list(STAGES)
     page.number_input(key="re_samples").set_value(1)
     page.button(key="FormSubmitter:re_measure-Measure").click().run()
     assert not page.exception and not page.error
     assert any("Your measurement" in s.value for s in page.success)
-    summary = _table(page, "bmc_low")
+    summary = table(page, "bmc_low")
     assert set(summary["stage"]) == set(STAGES) and set(summary["group"]) == {"A-test", "A-never"}
-    gaps = _table(page, "BMC@5 gap [95%]")
+    gaps = table(page, "BMC@5 gap [95%]")
     assert len(gaps) == 2 * len(STAGES) - 1 and gaps["reading"].str.contains("A-never floor").all()
     unlearning = [d.value for d in page.dataframe if "BMC@5 gap [95%]" in d.value.columns][
         1

@@ -5,7 +5,7 @@ import ast
 import graphlib
 from pathlib import Path
 
-WORKBENCH = Path(__file__).resolve().parents[1] / "workbench"
+WORKBENCH = Path(__file__).resolve().parents[2] / "workbench"
 
 
 def _imports_streamlit(path: Path) -> bool:

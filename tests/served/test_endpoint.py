@@ -1,6 +1,6 @@
 """The endpoint backend's contract at its edges, against a small stand-in server on loopback:
 what is sent (seeds, key), and the failures a real vLLM cannot be made to show on demand (no
-log-probs, a death part-way through a run). tests/test_vllm.py runs it against real vLLM."""
+log-probs, a death part-way through a run). tests/served/test_vllm.py runs it against real vLLM."""
 
 import json
 import socket

@@ -1,5 +1,5 @@
 """Every notebook runs top to bottom, on the tiny model; the served-models notebook needs a
-server and runs in tests/test_vllm.py."""
+server and runs in tests/served/test_vllm.py."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-SERVED_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "08_served_models.ipynb"
+SERVED_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "08_served_models.ipynb"
 NOTEBOOKS = sorted(p for p in SERVED_NOTEBOOK.parent.glob("*.ipynb") if p != SERVED_NOTEBOOK)
 
 
