@@ -21,6 +21,11 @@ st.caption(
     "D2 − D2′ with its 95% interval."
 )
 
+# A build asked for below waits here, above any stop, until it ends: progress, cancel, then its message.
+wait_for_run("bd_rebuild", "bd_built")
+if "bd_built" in st.session_state:
+    st.success(f"Built {st.session_state.pop('bd_built')['folder']}: choose it under Build at the top.")
+
 built = build_picker(backdoor.SHIPPED_BACKDOOR, backdoor.BackdoorRecipe, backdoor.BackdoorBuild.load, "bd_build")
 recipe = built.recipe
 
@@ -287,9 +292,7 @@ if rebuild:
             backdoor.build(new.default_dir(), new, backdoor.STEPS, progress, "built from the Backdoor extraction page")
             return {"folder": str(new.default_dir())}
 
-        submit_build("bd_build", new, work, f"backdoor build {new.default_dir().name}")
+        submit_build("bd_rebuild", new, work, f"backdoor build {new.default_dir().name}")
+        st.rerun()  # the wait at the top of the page shows it
     except ValueError as err:
         st.error(str(err))
-wait_for_run("bd_build", "bd_built")
-if "bd_built" in st.session_state:
-    st.success(f"Built {st.session_state.pop('bd_built')['folder']}: choose it under Build at the top.")

@@ -30,6 +30,18 @@ st.caption(
 builds = {"shipped (data/lab)": SHIPPED_LAB} | {
     f"rebuilt: {p.name}": p for p in sorted((cache_dir() / "lab").glob("*")) if (p / "build.json").is_file()
 }
+# A build asked for below waits here, above any stop, until it ends: progress, cancel, then its message.
+wait_for_run("lab_rebuild_run", "lab_built")
+if "lab_built" in st.session_state:
+    built = st.session_state.pop("lab_built")
+    out = Path(built["folder"])
+    message = (
+        f"Built {out} and selected it above. To sample from it, enter {out / 'adapter'} in the sidebar's "
+        f"Loading options → LoRA adapter folder, with {built['base']} as the model."
+    )
+    st.session_state["lab_just_built"] = (f"rebuilt: {out.name}", message)
+    st.rerun()
+
 if "lab_just_built" in st.session_state:  # set by a rebuild below, before this widget exists
     label, message = st.session_state.pop("lab_just_built")
     st.session_state["lab_build"] = label
@@ -115,16 +127,7 @@ if submitted:
             build(out, recipe, progress, "built from the Lab page")
             return {"folder": str(out), "base": recipe.base}
 
-        submit_build("lab_build_run", recipe, work, f"lab build {out.name}")
+        submit_build("lab_rebuild_run", recipe, work, f"lab build {out.name}")
+        st.rerun()  # the wait at the top of the page shows it
     except ValueError as err:  # bad settings, or builds off in workshop mode
         st.error(str(err))
-wait_for_run("lab_build_run", "lab_built")
-if "lab_built" in st.session_state:
-    built = st.session_state.pop("lab_built")
-    out = Path(built["folder"])
-    message = (
-        f"Built {out} and selected it above. To sample from it, enter {out / 'adapter'} in the sidebar's "
-        f"Loading options → LoRA adapter folder, with {built['base']} as the model."
-    )
-    st.session_state["lab_just_built"] = (f"rebuilt: {out.name}", message)
-    st.rerun()

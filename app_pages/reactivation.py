@@ -23,6 +23,11 @@ st.caption(
     "on, so that recall under it is not a refusal of those very words reversed by construction."
 )
 
+# A build asked for below waits here, above any stop, until it ends: progress, cancel, then its message.
+wait_for_run("re_rebuild", "re_built")
+if "re_built" in st.session_state:
+    st.success(f"Built and measured {st.session_state.pop('re_built')['folder']}: choose it under Build at the top.")
+
 built = build_picker(
     reactivation.SHIPPED_REACTIVATION, reactivation.ReactivationRecipe, reactivation.ReactivationBuild.load, "re_build"
 )
@@ -204,9 +209,7 @@ if rebuild:
             measure(fresh, progress=progress, command="built from the Reactivation page").save(folder / "report")
             return {"folder": str(folder)}
 
-        submit_build("re_build_run", new, work, f"reactivation build {new.default_dir().name}")
+        submit_build("re_rebuild", new, work, f"reactivation build {new.default_dir().name}")
+        st.rerun()  # the wait at the top of the page shows it
     except ValueError as err:
         st.error(str(err))
-wait_for_run("re_build_run", "re_built")
-if "re_built" in st.session_state:
-    st.success(f"Built and measured {st.session_state.pop('re_built')['folder']}: choose it under Build at the top.")

@@ -54,5 +54,5 @@ def pytest_collection_modifyitems(items):
     """Marks the slow layers ``slow``: ``pytest -m "not slow"`` is the quick loop, ``make test`` runs all."""
     here = Path(__file__).parent
     for item in items:
-        if Path(item.fspath).relative_to(here).parts[0] in SLOW_LAYERS:
+        if item.path.is_relative_to(here) and item.path.relative_to(here).parts[0] in SLOW_LAYERS:
             item.add_marker(pytest.mark.slow)

@@ -142,6 +142,7 @@ class Job:
     fraction: float = 0.0
     message: str = ""
     waiters: int = 0
+    keep: bool = True  # kept once done, for later identical requests (a build's result is its folder: not kept)
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
@@ -207,9 +208,12 @@ class RunBoard:
         self._finished: OrderedDict[str, tuple[Job, int]] = OrderedDict()  # key → (job, bytes), oldest use first
         self.served: list[dict] = []  # the order of service: number, model, label, submitted, started, ended
 
-    def submit(self, key: str, model: str, work: Callable[[Progress], Any], label: str = "") -> Ticket:
+    def submit(
+        self, key: str, model: str, work: Callable[[Progress], Any], label: str = "", keep: bool = True
+    ) -> Ticket:
         """A ticket for the run ``key`` on ``model``: a finished or running one when there is
-        one, else ``work(progress)`` queued behind that model's earlier runs. Raises
+        one, else ``work(progress)`` queued behind that model's earlier runs; with ``keep``
+        false, its result is shared only while it runs, not kept once done. Raises
         ValueError when the model's queue is full in workshop mode."""
         with self._lock:
             if key in self._finished:
@@ -224,7 +228,7 @@ class RunBoard:
                 raise ValueError(
                     f"{len(queue)} runs are already waiting for this model (the workshop's limit): try again in a minute."
                 )
-            job = Job(key, model, label, work, next(self._numbers), time.time(), waiters=1)
+            job = Job(key, model, label, work, next(self._numbers), time.time(), waiters=1, keep=keep)
             self._active[key] = job
             queue.append(job)
             if model not in self._workers or not self._workers[model].is_alive():
@@ -258,7 +262,7 @@ class RunBoard:
     def _finish(self, job: Job, state: str, result: Any = None, error: str | None = None) -> None:
         job.state, job.result, job.error = state, result, error
         self._active.pop(job.key, None)
-        if state == "done":
+        if state == "done" and job.keep:
             size = size_of(result)
             if size <= self.budget:
                 self._finished[job.key] = (job, size)

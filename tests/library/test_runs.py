@@ -147,3 +147,16 @@ def test_the_log_holds_each_run_served_and_each_result_handed_over(tmp_path):
     assert [(r["number"], r["state"]) for r in runs] == [(first.job.number, "done")]
     assert [(d["delivered"], d["shared"]) for d in deliveries] == [(first.job.number, True), (first.job.number, False)]
     assert all(d["asked"] <= runs[0]["ended"] <= d["at"] for d in deliveries)
+
+
+def test_a_run_not_kept_is_shared_while_it_runs_and_computed_again_after():
+    board, gate = RunBoard(), Gate({"folder": "built"})
+    first = board.submit("build", "builds", gate, keep=False)
+    gate.started.wait(5)
+    second = board.submit("build", "builds", gate, keep=False)
+    assert second.shared  # asked while it runs: one build
+    gate.release.set()
+    assert first.wait(5) and first.result() == second.result() == {"folder": "built"}
+    again = board.submit("build", "builds", gate, keep=False)
+    assert not again.shared and again.wait(5) and gate.calls == 2  # not kept: built again
+    assert board.held_bytes() == 0

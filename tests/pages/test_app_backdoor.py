@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from tables import table
+from page_tables import table
 
 from workbench.backdoor import BackdoorRecipe, build
 from workbench.cache import cache_dir

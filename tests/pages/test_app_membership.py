@@ -1,7 +1,7 @@
 """The Membership page, driven by AppTest on the tiny models."""
 
 import pytest
-from tables import table
+from page_tables import table
 
 from workbench.lab import LabRecipe, build
 

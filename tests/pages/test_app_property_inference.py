@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from tables import table
+from page_tables import table
 
 LETTERS = json.dumps({"has e": ["e"], "has a": ["a"], "has o": ["o"]})
 

@@ -1,7 +1,7 @@
 """The Reactivation page, driven by AppTest on a tiny build."""
 
 import pytest
-from tables import table
+from page_tables import table
 
 from workbench.reactivation import STAGES, ReactivationRecipe, build
 

@@ -1,7 +1,7 @@
 """The Weight diff page, driven by AppTest: tiny-llama against a tiny lab build of it."""
 
 import pytest
-from tables import table
+from page_tables import table
 
 
 @pytest.fixture(scope="module")

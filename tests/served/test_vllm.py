@@ -12,7 +12,7 @@ import socket
 import numpy as np
 import pytest
 import torch
-from test_notebooks import SERVED_NOTEBOOK, executed
+from notebook_run import SERVED_NOTEBOOK, executed
 
 from workbench import backdoor, backdoor_attack, vllm_server
 from workbench.cli import main

@@ -49,22 +49,24 @@ BUILDS_OFF = (
 
 def submit_build(prefix: str, recipe: Recipe, work: Callable[[Progress], dict], label: str) -> None:
     """Queue a build (``work(progress)`` returns a dict) in the builds queue; identical recipes
-    asked twice share one build. ValueError in workshop mode, where builds are off."""
+    asked while one is building share it. ValueError in workshop mode, where builds are off."""
     if limits() is not None:
         raise ValueError(BUILDS_OFF)
     key = run_key(
         "build", type(recipe).__name__, recipe.as_dict(), str(recipe.default_dir())
     )  # same recipe, same folder
-    submit_run(prefix, key, BUILDS, work, label)
+    submit_run(prefix, key, BUILDS, work, label, keep=False)  # its result is the folder, which can be deleted
 
 
-def submit_run(prefix: str, key: str, model: str, work: Callable[[Progress], Any], label: str = "") -> None:
+def submit_run(
+    prefix: str, key: str, model: str, work: Callable[[Progress], Any], label: str = "", keep: bool = True
+) -> None:
     """Queue ``work(progress)`` (or join an identical run) for this user; the page then calls
     ``wait_for_run(prefix, …)``. Raises ValueError when the model's queue is full."""
     previous = st.session_state.get(f"{prefix}_ticket")
     if previous is not None and not previous.done():
         previous.cancel()  # a new request replaces this user's unfinished one
-    st.session_state[f"{prefix}_ticket"] = run_board().submit(key, model, work, label)
+    st.session_state[f"{prefix}_ticket"] = run_board().submit(key, model, work, label, keep)
 
 
 def wait_for_run(prefix: str, result_key: str) -> None:
@@ -88,7 +90,7 @@ def wait_for_run(prefix: str, result_key: str) -> None:
             if place != place_shown:
                 place_shown = place
                 if place:
-                    status.info(f"Waiting for the model: {place} run{'s' if place > 1 else ''} ahead.")
+                    status.info(f"Waiting in the queue: {place} run{'s' if place > 1 else ''} ahead.")
                 else:
                     status.caption("Running" + (" (shared: someone asked for the same run)" if ticket.shared else ""))
             if not place:
