@@ -251,11 +251,10 @@ def _with_pii(table: pd.DataFrame, column: str, prefix: str = "") -> pd.DataFram
     """``table`` with its PII columns; without them, and a warning, where Presidio is missing or a text
     cannot be analyzed (the run's results are written all the same)."""
     try:
-        typed = pii.annotate(table, column)
+        return pii.annotate(table, column, prefix=prefix)
     except ValueError as err:
         print(f"workbench: warning: personal data not typed: {err}", file=sys.stderr)
         return table
-    return table.assign(**{f"{prefix}pii": typed["pii"], f"{prefix}pii_spans": typed["pii_spans"]})
 
 
 def cmd_diverge(args: argparse.Namespace) -> None:

@@ -138,14 +138,14 @@ def find(text: str | bytes, lab_recognizers: bool = True) -> list[Finding]:
     return [Finding(r.entity_type, r.start, r.end, float(r.score), text[r.start : r.end]) for r in kept]
 
 
-def annotate(table: pd.DataFrame, column: str, lab_recognizers: bool = True) -> pd.DataFrame:
-    """``table`` with ``pii`` (the entity types found in ``column``, comma-separated, "" for
-    none) and ``pii_spans`` (each finding as "TYPE: text")."""
+def annotate(table: pd.DataFrame, column: str, lab_recognizers: bool = True, prefix: str = "") -> pd.DataFrame:
+    """``table`` with ``{prefix}pii`` (the entity types found in ``column``, comma-separated, ""
+    for none) and ``{prefix}pii_spans`` (each finding as "TYPE: text")."""
     found = [find(text or "", lab_recognizers) for text in table[column].fillna("")]
-    return table.assign(
-        pii=[", ".join(sorted({f.entity for f in fs})) for fs in found],
-        pii_spans=["; ".join(f"{f.entity}: {f.text}" for f in fs) for fs in found],
-    )
+    return table.assign(**{
+        f"{prefix}pii": [", ".join(sorted({f.entity for f in fs})) for fs in found],
+        f"{prefix}pii_spans": ["; ".join(f"{f.entity}: {f.text}" for f in fs) for fs in found],
+    })  # fmt: skip
 
 
 def counts(table: pd.DataFrame) -> pd.DataFrame:

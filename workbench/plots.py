@@ -338,6 +338,11 @@ def calibration_sweep(sweep: pd.DataFrame) -> alt.Chart:
     )
 
 
+def reference_line(x: float) -> alt.Chart:
+    """A dashed gray vertical line at ``x``: the floor (0) or chance (0.5) an interval is read against."""
+    return alt.Chart(pd.DataFrame({"x": [x]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
+
+
 def backdoor_differences(differences: pd.DataFrame) -> alt.Chart:
     """Each metric's difference D2 − D2′ per model with its 95% interval, and the line at 0 (no
     lead over the floor); ``backdoor_scoring.floor_difference`` rows with a ``model`` column in."""
@@ -348,7 +353,7 @@ def backdoor_differences(differences: pd.DataFrame) -> alt.Chart:
                alt.Tooltip("ci_low:Q", format="+.3f"), alt.Tooltip("ci_high:Q", format="+.3f")]  # fmt: skip
     bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title="D2 − D2′ (95% interval)"), x2="ci_high:Q")
     points = base.mark_point(filled=True, size=60).encode(x="difference:Q", tooltip=tooltip)
-    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
+    zero = reference_line(0.0)
     return (
         alt.layer(zero, bars, points, data=data)
         .properties(width=220, height=110)
@@ -381,7 +386,7 @@ def canary_outputs(long: pd.DataFrame) -> alt.Chart:
         yOffset="run:N",
     )
     points = base.mark_point(filled=True, size=60).encode(x="difference:Q", yOffset="run:N", tooltip=tooltip)
-    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
+    zero = reference_line(0.0)
     return alt.layer(zero, bars, points).properties(
         width=420, height=40 * len(order), title="Each canary in the runs' outputs, over the floor"
     )
@@ -542,7 +547,7 @@ def two_questions(questions: pd.DataFrame) -> alt.Chart:
         x=alt.X("low:Q", title="AUC (95% interval)", scale=alt.Scale(domain=[0, 1])), x2="high:Q"
     )
     points = base.mark_point(size=60).encode(x="value:Q", shape=alt.Shape("question:N", title=None), tooltip=tooltip)
-    chance = alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
+    chance = reference_line(0.5)
     return alt.layer(chance, bars, points).properties(
         title="Finds the domain, or the members?", height=24 * len(order) + 40
     )

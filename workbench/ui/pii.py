@@ -10,21 +10,19 @@ from workbench import backdoor_attack, canary_card, pii
 
 
 @st.cache_data(show_spinner="Looking for personal data (Presidio)…", max_entries=32)
-def _typed(texts: tuple[str, ...]) -> pd.DataFrame:
-    return pii.annotate(pd.DataFrame({"text": texts}), "text")[["pii", "pii_spans"]]
+def _typed(texts: tuple[str, ...], prefix: str) -> pd.DataFrame:
+    return pii.annotate(pd.DataFrame({"text": texts}), "text", prefix=prefix).drop(columns="text")
 
 
 def with_pii(table: pd.DataFrame, column: str, prefix: str = "") -> pd.DataFrame | None:
     """``table`` with ``{prefix}pii`` and ``{prefix}pii_spans`` for ``column``; None (after an
     st.error) where Presidio is missing or a text cannot be analyzed."""
     try:
-        found = _typed(tuple(table[column].fillna("").astype(str)))
+        found = _typed(tuple(table[column].fillna("").astype(str)), prefix)
     except ValueError as err:
         st.error(str(err))
         return None
-    return table.assign(
-        **{f"{prefix}pii": found["pii"].to_numpy(), f"{prefix}pii_spans": found["pii_spans"].to_numpy()}
-    )
+    return table.assign(**{name: found[name].to_numpy() for name in found.columns})
 
 
 def note() -> str:
