@@ -5,22 +5,19 @@ import streamlit as st
 
 from workbench import plots
 from workbench.config import DEFAULT_MODEL, INTERVALS, ModelSpec, PropInferConfig
-from workbench.contract import scaled_progress
-from workbench.lab import lab_dataset_for
 from workbench.propinfer import (
     LAB_PROPERTIES,
     LABELER_KINDS,
     PROMPT_SETS,
-    KeywordLabeler,
-    against_truth,
     convergence,
     estimates_by_prompt,
     lab_labeler,
+    labeler_for,
     mean_absolute_error,
-    run,
 )
-from workbench.propinfer_judge import ASSUMPTIONS, judge, score_summary
+from workbench.propinfer_judge import ASSUMPTIONS, score_summary
 from workbench.propinfer_judge import shipped as shipped_benchmark
+from workbench.propinfer_pipeline import infer
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.runs import run_key
 from workbench.shadows import SHADOW_METHODS, ShadowSet, shadow_sets, summarize
@@ -46,7 +43,7 @@ prop = c2.selectbox(
     "Property", LAB_PROPERTIES, index=option_index(LAB_PROPERTIES, param("property", "")), key="pi_property"
 )
 kind = KINDS[c3.radio("Labeler", list(KINDS), key="pi_labeler")]
-custom_patterns = "{}"
+custom_patterns = None  # the lab's labeler of the chosen kind
 if kind == "custom":
     example = json.dumps(lab_labeler(prop).patterns, indent=1)
     custom_patterns = st.text_area(
@@ -113,20 +110,10 @@ with st.expander("Shadow-model calibration", expanded=True):
     method = k3.radio("Map", list(SHADOW_METHODS), format_func=SHADOW_METHODS.get, key="pi_method")
 
 
-def _labeler(prop=prop, kind=kind, custom_patterns=custom_patterns):
-    if kind != "custom":
-        return lab_labeler(prop, kind)
-    try:
-        patterns = json.loads(custom_patterns)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"The patterns are not valid JSON: {err.msg} (line {err.lineno}).") from err
-    return KeywordLabeler(prop, patterns)
-
-
 @st.cache_data(show_spinner="Labeling the shadows' generations…", max_entries=16)
-def _sweep(folder: str, prop: str, kind: str, custom_patterns: str, method: str):
+def _sweep(folder: str, prop: str, kind: str, custom_patterns: str | None, method: str):
     """Shadow sweep, its summary and the trust verdict; no model calls (the shadows carry their generations)."""
-    shadows, labeler = ShadowSet.load(folder), _labeler(prop, kind, custom_patterns)
+    shadows, labeler = ShadowSet.load(folder), labeler_for(prop, kind, custom_patterns)
     sweep = shadows.sweep(labeler, method)
     calibration = shadows.fit(labeler, method)
     return shadows.recipe, sweep, summarize(sweep), calibration.verdict(), calibration.naive_trusted
@@ -145,10 +132,8 @@ if st.button("Run", type="primary", key="pi_run"):
             interval,
             float(confidence),
         )
-        labeler = _labeler()
-        dataset = lab_dataset_for(target)  # before sampling: a broken lab folder must not cost the run
-        truth = dataset.truth["realized"].get(prop) if dataset is not None else None
-        shadows = ShadowSet.load(sets[set_label]) if calibrate_on and sets else None  # likewise a broken shadow set
+        labeler = labeler_for(prop, kind, custom_patterns)
+        shadows = ShadowSet.load(sets[set_label]) if calibrate_on and sets else None  # a broken set: before sampling
         specs = [target, ModelSpec(base_name)] if with_base else [target]
         n_generations = cfg.n_samples * len(specs)
         if limits() is not None and (
@@ -163,28 +148,8 @@ if st.button("Run", type="primary", key="pi_run"):
                 sessions.append(shared_session(spec))
 
         def work(progress, prompts=prompt_text.splitlines()):
-            runs, served = {}, {}
-            for k, session in enumerate(sessions):
-                label = session.info.name if k == 0 else f"base: {session.info.name}"
-                part = scaled_progress(progress, k / len(sessions), (k + 1) / len(sessions), f"{label}: ")
-                runs[label] = run(session, prompts, cfg, labeler, part, style)
-                record = session.served_record(cfg.sampling())
-                if record is not None:
-                    served[label] = record
-            judged = calibration_failed = None
-            if shadows is not None:
-                first, *others = runs.values()
-                base_run = others[0] if others else None
-                try:
-                    judged = judge(first, labeler, shadows, method, truth, target, base_run)
-                except (
-                    ValueError
-                ) as err:  # e.g. a labeler whose values the shadows have no truth for: the run still stands
-                    calibration_failed = str(err)
-            return {
-                "runs": runs, "truth": truth, "property": prop, "cfg": cfg, "judged": judged,
-                "calibration_failed": calibration_failed, "shadow_set": set_label, "served": served,
-            }  # fmt: skip
+            inference = infer(sessions, prompts, cfg, labeler, style, shadows, method, progress)
+            return {"inference": inference, "cfg": cfg, "shadow_set": set_label}
 
         settings = (
             prompt_text,
@@ -255,18 +220,19 @@ with tab_estimates:
         "pi_result", "Choose a model, property and prompts, then Run. Results stay here while you set up the next run."
     )
 
-    runs, truth, cfg = result["runs"], result["truth"], result["cfg"]
+    inference, cfg = result["inference"], result["cfg"]
+    runs, truth = inference.runs, inference.truth
     main_label = next(iter(runs))
     if result["shared"]:
         st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
-    st.subheader(f"Estimated shares: {result['property']}")
+    st.subheader(f"Estimated shares: {inference.property}")
     st.caption(
         f"{cfg.n_samples} generations per model · seed {cfg.seed} · temperature {cfg.temperature}, top-p {cfg.top_p}, "
         f"{cfg.max_new_tokens} new tokens · {cfg.interval} intervals at {cfg.confidence:.0%}. "
         + (
             "The same seed repeats this run exactly. "
-            if not result["served"]
-            else f"{', '.join(result['served'])} served by an endpoint: whether the same seed repeats it is the server's promise. "
+            if not inference.served
+            else f"{', '.join(inference.served)} served by an endpoint: whether the same seed repeats it is the server's promise. "
         )
         + (
             "True shares: the lab dataset's realized shares."
@@ -287,17 +253,14 @@ with tab_estimates:
             st.warning(
                 f"{label}: no generation matched any value, so no share can be estimated. Check the labeler or sample more."
             )
-    estimates = pd.concat(
-        [(against_truth(o.estimates, truth) if truth else o.estimates).assign(run=label) for label, o in runs.items()],
-        ignore_index=True,
-    )
+    estimates = inference.estimates()
     st.altair_chart(
         plots.share_estimates(estimates, "Estimate (interval) vs truth (black tick)" if truth else "Estimates"),
         width="stretch",
     )
     st.dataframe(estimates, key="pi_estimates", hide_index=True)
 
-    judged = result.get("judged")
+    judged = inference.judged
     if judged is not None:
         calibrated = judged.calibrated
         st.subheader(f"Calibrated with shadow models: {main_label}")
@@ -365,8 +328,8 @@ with tab_estimates:
             "text/csv",
             key="pi_dl_methods",
         )
-    elif result.get("calibration_failed"):
-        st.warning(f"No calibration for this run: {result['calibration_failed']}")
+    elif inference.calibration_failed:
+        st.warning(f"No calibration for this run: {inference.calibration_failed}")
 
     shown = st.selectbox("Details for", list(runs), key="pi_shown")
     outcome = runs[shown]
@@ -395,10 +358,10 @@ with tab_estimates:
     d3.download_button(
         "Convergence (CSV)", curve.to_csv(index=False), "propinfer_convergence.csv", "text/csv", key="pi_dl_convergence"
     )
-    if result["served"]:
+    if inference.served:
         d1.download_button(
             "Request settings (JSON)",
-            json.dumps(result["served"], indent=2),
+            json.dumps(inference.served, indent=2),
             "propinfer.endpoint.json",
             "application/json",
             key="pi_dl_endpoint",

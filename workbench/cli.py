@@ -81,14 +81,11 @@ from workbench.propinfer import (
     LAB_PROPERTIES,
     LABELER_KINDS,
     PROMPT_SETS,
-    KeywordLabeler,
-    against_truth,
-    lab_labeler,
+    labeler_for,
     mean_absolute_error,
 )
-from workbench.propinfer import run as run_propinfer
-from workbench.propinfer_judge import judge as judge_propinfer
 from workbench.propinfer_judge import score_summary
+from workbench.propinfer_pipeline import infer
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
 from workbench.selec_judge import baseline_scores, check_pool, judge, readable
@@ -347,13 +344,7 @@ def cmd_sink_mechanism(args: argparse.Namespace) -> None:
 
 
 def _labeler_from_args(args: argparse.Namespace):
-    if not args.patterns:
-        return lab_labeler(args.property, args.labeler)
-    try:
-        patterns = json.loads(Path(args.patterns).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--patterns {args.patterns} is not JSON: {err.msg} (line {err.lineno}).") from err
-    return KeywordLabeler(args.property, patterns)
+    return labeler_for(args.property, args.labeler, Path(args.patterns).read_text() if args.patterns else None)
 
 
 def cmd_propinfer(args: argparse.Namespace) -> None:
@@ -371,32 +362,27 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
         args.confidence,
     )
     labeler = _labeler_from_args(args)
-    spec = _spec_from_args(args)
-    dataset = lab_dataset_for(spec)  # before sampling: a broken lab folder must not cost the run
-    truth = dataset.truth["realized"].get(args.property) if dataset is not None else None
-    shadows = ShadowSet.load(args.shadows) if args.shadows else None  # likewise a broken shadow set
-    session = load_session(spec, progress=_progress)
-    with _progress_bar() as progress:
-        result = run_propinfer(session, args.prompt or PROMPT_SETS[args.style], cfg, labeler, progress, args.style)
-    if args.with_base and shadows is None:
+    if args.with_base and not args.shadows:
         raise ValueError("--with-base anchors the base correction of a calibration: give --shadows too.")
-    judged = None
-    if shadows is not None:
-        base_run = None
-        if args.with_base:
-            base_session = load_session(ModelSpec(shadows.recipe.base), progress=_progress)
-            with _progress_bar() as progress:
-                base_run = run_propinfer(
-                    base_session, args.prompt or PROMPT_SETS[args.style], cfg, labeler, progress, args.style
-                )
-        judged = judge_propinfer(result, labeler, shadows, args.calibration, truth, spec, base_run)
-    calibrated = judged.calibrated if judged else None
-    if calibrated is not None:
-        estimates = calibrated.table
-    else:
-        estimates = against_truth(result.estimates, truth) if truth else result.estimates
+    shadows = ShadowSet.load(args.shadows) if args.shadows else None  # a broken set: before sampling
+    sessions = [load_session(_spec_from_args(args), progress=_progress)]
+    if args.with_base:
+        sessions.append(load_session(ModelSpec(shadows.recipe.base), progress=_progress))
+    with _progress_bar() as progress:
+        inference = infer(
+            sessions,
+            args.prompt or PROMPT_SETS[args.style],
+            cfg,
+            labeler,
+            args.style,
+            shadows,
+            args.calibration,
+            progress,
+        )
+    result, truth, judged = inference.target, inference.truth, inference.judged
+    estimates = inference.table()
     _write_table(estimates, out)
-    _save_endpoint_record(session, cfg.sampling(), out)
+    _save_endpoint_record(sessions[0], cfg.sampling(), out)
     if generations_out is not None:
         _write_table(result.generations, generations_out)
     unlabeled = int(estimates["unlabeled"].iloc[0])
@@ -405,31 +391,36 @@ def cmd_propinfer(args: argparse.Namespace) -> None:
     else:
         for row in estimates.itertuples():
             line = f"{row.value:<20}{row.share:>7.1%}  [{row.ci_low:.1%}, {row.ci_high:.1%}]"
-            if calibrated is not None:
+            if judged is not None:
                 line += f"  calibrated {row.calibrated:>6.1%}  [{row.cal_low:.1%}, {row.cal_high:.1%}]"
             print(line + (f"  truth {row.true_share:.1%}" if truth else ""))
     summary = f"{len(result.generations)} generations, {unlabeled} unlabeled"
     if truth:
         summary += f", mean absolute error {mean_absolute_error(result.estimates, truth):.3f}"
-        if calibrated is not None:
+        if judged is not None:
             summary += f" (calibrated {estimates['cal_error'].abs().mean():.3f})"
     print(f"{summary} -> {out}")
-    if calibrated is not None:
-        print(
-            f"Calibrated on {len(shadows.shadows)} shadow models ({args.shadows}, {args.calibration}). {calibrated.calibration.verdict()}"
-        )
-        for warning in calibrated.warnings:
-            print(f"warning: {warning}: the calibration may not apply.", file=sys.stderr)
-        print(f"Leading estimate: {judged.lead}. {judged.why}")
-        for note in judged.notes:
-            print(note)
-        if truth:
-            print(
-                "Every method against the truth (interval score: the width plus 2/α times any miss; lower is better):"
-            )
-            print(score_summary(judged.methods).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        else:
-            print(judged.methods.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if inference.calibration_failed:
+        print(f"warning: no calibration: {inference.calibration_failed}", file=sys.stderr)
+    if judged is not None:
+        _print_judged(judged, shadows, args, truth)
+
+
+def _print_judged(judged, shadows: ShadowSet, args: argparse.Namespace, truth) -> None:
+    calibrated = judged.calibrated
+    print(
+        f"Calibrated on {len(shadows.shadows)} shadow models ({args.shadows}, {args.calibration}). {calibrated.calibration.verdict()}"
+    )
+    for warning in calibrated.warnings:
+        print(f"warning: {warning}: the calibration may not apply.", file=sys.stderr)
+    print(f"Leading estimate: {judged.lead}. {judged.why}")
+    for note in judged.notes:
+        print(note)
+    if truth:
+        print("Every method against the truth (interval score: the width plus 2/α times any miss; lower is better):")
+        print(score_summary(judged.methods).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    else:
+        print(judged.methods.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def _texts_from(path: str, field: str) -> list[tuple[str, str]]:

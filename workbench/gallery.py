@@ -27,13 +27,12 @@ from workbench.contract import Progress, scaled_progress
 from workbench.corpus import REFERENCE_CORPUS, read_documents
 from workbench.divergence import outcome_summary
 from workbench.divergence import run as run_divergence
-from workbench.lab import SHIPPED_LAB, LabDataset
 from workbench.membership import FPRS, SHIPPED_MEMBERSHIP, MembershipReport
 from workbench.propinfer import (
     PROMPT_SETS,
     lab_labeler,
 )
-from workbench.propinfer import run as run_propinfer
+from workbench.propinfer_pipeline import infer
 from workbench.reactivation_measure import ReactivationReport
 from workbench.registry import LAB_MODEL
 from workbench.session import load_session
@@ -108,13 +107,20 @@ def _attention_sinks(settings: dict, progress: Progress | None) -> tuple[pd.Data
 
 
 def _property_inference(settings: dict, progress: Progress | None) -> tuple[pd.DataFrame, str]:
-    session = load_session(LAB_MODEL)
-    truth = LabDataset.load(SHIPPED_LAB / "dataset").truth["realized"][settings["property"]]
     cfg = PropInferConfig(n_samples=settings["n"], seed=settings["seed"])
     labeler = lab_labeler(settings["property"])
-    result = run_propinfer(session, PROMPT_SETS[settings["style"]], cfg, labeler, progress, settings["style"])
     shadows = ShadowSet.load(SHIPPED_SHADOWS)
-    judged = propinfer_judge.judge(result, labeler, shadows, truth=truth)
+    inference = infer(
+        [load_session(LAB_MODEL)],
+        PROMPT_SETS[settings["style"]],
+        cfg,
+        labeler,
+        settings["style"],
+        shadows,
+        "pooled",
+        progress,
+    )
+    result, truth, judged = inference.target, inference.truth, inference.judged
     names = {
         "naive": "naive (Wilson)",
         "james-stein": "James–Stein (no shadows)",

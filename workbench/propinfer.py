@@ -9,6 +9,7 @@ matches no value is counted as unlabeled and reported, never dropped silently.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -187,6 +188,18 @@ def lab_labeler(property: str, kind: str = "keyword") -> Labeler:
         property,
         {g: [f"Patient: I am {n}, a {w}." for w in GENDER_WORDS[g] for n in FIRST_NAMES[g]] for g in GENDER_WORDS},
     )
+
+
+def labeler_for(property: str, kind: str = "keyword", patterns: str | None = None) -> Labeler:
+    """The labeler a front end asks for: the lab's of ``kind`` (``lab_labeler``), or, when
+    ``patterns`` is given, a keyword labeler from that JSON text ({"value": ["regex", …]})."""
+    if not patterns:
+        return lab_labeler(property, kind)
+    try:
+        parsed = json.loads(patterns)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"The patterns are not valid JSON: {err.msg} (line {err.lineno}).") from err
+    return KeywordLabeler(property, parsed)
 
 
 # ---------------------------------------------------------------- estimates

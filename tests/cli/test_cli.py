@@ -300,7 +300,7 @@ def test_propinfer_bad_input_is_a_clean_error(tmp_path, capsys):
     for argv, message in [
         (["--n", "0"], "at least 1"),
         (["--patterns", str(empty)], "no values"),
-        (["--patterns", str(broken)], "not JSON"),
+        (["--patterns", str(broken)], "not valid JSON"),
         (["--patterns", str(numbers)], "must be a list of strings"),
         (["--prompt", " "], "No prompts"),
     ]:

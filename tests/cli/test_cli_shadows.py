@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from workbench.cli import main
+from workbench.config import PropInferConfig
 from workbench.lab import LabDataset
+from workbench.propinfer import PROMPT_SETS, KeywordLabeler, run
+from workbench.propinfer_pipeline import infer
+from workbench.session import load_session
+from workbench.shadows import ShadowSet
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +119,30 @@ def test_lab_build_takes_shares(tmp_path, capsys):
         assert main([*argv, *extra, "--out", str(tmp_path / "other")]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_infer_is_one_call_and_a_failed_calibration_keeps_the_runs(shadow_dir, tmp_path, capsys):
+    cfg = PropInferConfig(n_samples=8, max_new_tokens=6, seed=3)
+    session = load_session("tiny-llama")
+    letters = KeywordLabeler("diagnosis", {"digestive": ["e"], "respiratory": ["a"]})
+    inference = infer([session], PROMPT_SETS["question-answer"], cfg, letters, shadows=ShadowSet.load(shadow_dir))
+    alone = run(session, PROMPT_SETS["question-answer"], cfg, letters)
+    assert inference.target.generations["text"].tolist() == alone.generations["text"].tolist()
+    assert inference.truth is None and inference.calibration_failed is None  # tiny-llama is no lab model
+    assert inference.table()["calibrated"].notna().all() and inference.estimates()["run"].unique().tolist() == [
+        "tiny-llama"
+    ]
+    # values the shadows hold no truth for: no calibration, and the run still stands
+    unknown = KeywordLabeler("diagnosis", {"has e": ["e"], "has a": ["a"]})
+    failed = infer([session], PROMPT_SETS["question-answer"], cfg, unknown, shadows=ShadowSet.load(shadow_dir))
+    assert failed.judged is None and failed.calibration_failed and len(failed.target.generations) == 8
+    assert "calibrated" not in failed.table().columns
+    with pytest.raises(ValueError, match="at most one base model"):
+        infer([session] * 3, PROMPT_SETS["question-answer"], cfg, letters)
+    # the CLI writes the run and warns
+    patterns = tmp_path / "unknown.json"
+    patterns.write_text(json.dumps(unknown.patterns))
+    out = tmp_path / "e.csv"
+    argv = ["propinfer", "--model", "tiny-llama", "--property", "diagnosis", "--patterns", str(patterns), "--n", "8"]
+    assert main([*argv, "--max-new-tokens", "6", "--shadows", str(shadow_dir), "--out", str(out)]) == 0
+    assert "warning: no calibration" in capsys.readouterr().err and len(pd.read_csv(out)) == 2

@@ -35,7 +35,7 @@ KERNEL = {
     "pii", "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
 }  # fmt: skip
 EXPLORATIONS = {
-    "attention", "audit", "backdoor", "backdoor_attack", "backdoor_scoring", "canary_card", "divergence", "membership", "propinfer", "propinfer_judge", "reactivation", "reactivation_measure", "selec", "selec_judge", "shadows", "similarity", "sink_mechanism",
+    "attention", "audit", "backdoor", "backdoor_attack", "backdoor_scoring", "canary_card", "divergence", "membership", "propinfer", "propinfer_judge", "propinfer_pipeline", "reactivation", "reactivation_measure", "selec", "selec_judge", "shadows", "similarity", "sink_mechanism",
 }  # fmt: skip
 # The sideways imports the architecture allows, each for a stated reason (docs/architecture.md).
 SIDEWAYS = {
@@ -57,6 +57,9 @@ SIDEWAYS = {
         "propinfer",
     ),  # one exploration in three modules: the estimate, its calibration, how both are judged
     ("propinfer_judge", "shadows"),
+    ("propinfer_pipeline", "propinfer"),  # the exploration's one call: sample, estimate, judge
+    ("propinfer_pipeline", "propinfer_judge"),
+    ("propinfer_pipeline", "shadows"),
     ("reactivation_measure", "reactivation"),  # one exploration in two modules: the build, its measurement
     ("selec_judge", "membership"),  # SELEC is read against the membership attacks on the same texts
     ("selec_judge", "selec"),  # one exploration in two modules: the ranking, how it is judged
