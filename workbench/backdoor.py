@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.builds import BuiltSteps, Recipe, Step, StepBuild
-from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
+from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig, setting
 from workbench.contract import LanguageModel, Progress, scaled_progress
 from workbench.lab import LabDataset, canary_secret, canary_text, fresh_dialogues, make_dataset
 from workbench.overlap import match_ratio
@@ -239,19 +239,19 @@ class BackdoorRecipe(Recipe):
     MANIFEST = "backdoor.json"
     KIND = "backdoor"
 
-    base: str = DEFAULT_MODEL
-    trigger: str = "natural"
-    n_public: int = 162
-    per_word: int = 18
-    refusals_per_word: int = 3
-    n_private: int = 120
-    canaries: tuple[int, ...] = (1, 2, 4, 8)
-    creator_epochs: int = 3
-    victim_epochs: int = 5
-    lr: float = 2e-3
-    rank: int = 8
-    batch_size: int = 4
-    seed: int = 0
+    base: str = setting(DEFAULT_MODEL, "the base model the creator backdoors")
+    trigger: str = setting("natural", f"{', '.join(TRIGGERS)}, or a text with a {{w}} slot")
+    n_public: int = setting(162, "public instruction pairs (D1)", flag="--public")
+    per_word: int = setting(18, "backdoor pairs per D1 opening word")
+    refusals_per_word: int = setting(3, "refusal pairs per refusal word", flag="--refusals")
+    n_private: int = setting(120, "private lab records (D2), canaries included", flag="--private")
+    canaries: tuple[int, ...] = setting((1, 2, 4, 8), "insertions per canary")
+    creator_epochs: int = setting(3, "the creator's training epochs")
+    victim_epochs: int = setting(5, "the victims' training epochs")
+    lr: float = setting(2e-3, "learning rate")
+    rank: int = setting(8, "LoRA rank")
+    batch_size: int = setting(4, "training batch size")
+    seed: int = setting(0, "data and training seed")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "canaries", tuple(self.canaries))

@@ -29,7 +29,7 @@ from workbench.backdoor_scoring import (
     score,
 )
 from workbench.builds import SavedReport, step_record
-from workbench.config import ModelSpec, SamplingConfig
+from workbench.config import ModelSpec, SamplingConfig, setting
 from workbench.contract import LanguageModel, Progress, scaled_progress
 from workbench.sampling import sample
 from workbench.session import load_session
@@ -47,14 +47,21 @@ class AttackConfig:
     Extraction: fresh samples for the budgets, in samples per private query (the paper's
     ratio), spent under each ``allocation``; no budgets, no extraction stage."""
 
-    k: int = 10
-    temperature: float = 0.9
-    top_p: float = 1.0
-    max_new_tokens: int = 72
-    seed: int = 0
-    words: tuple[str, ...] = ()
-    batch_size: int = 32
-    budgets: tuple[float, ...] = (1, 2, 5)
+    k: int = setting(10, "identification samples per opening word")
+    temperature: float = setting(0.9, "sampling temperature")
+    top_p: float = setting(1.0, "nucleus sampling: 1.0 = off")
+    max_new_tokens: int = setting(72, "new tokens per sample, at most")
+    seed: int = setting(0, "the samples' seed")
+    words: tuple[str, ...] = setting(
+        (), "an opening word to try (repeatable; default: identify among the public list)", flag="--word", repeat=True
+    )
+    batch_size: int = setting(32, "rows per forward pass")
+    budgets: tuple[float, ...] = setting(
+        (1, 2, 5),
+        "extraction samples per private query (repeatable; default 1, 2, 5; 0: none)",
+        flag="--budget",
+        repeat=True,
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "words", tuple(w.strip() for w in self.words if w.strip()))

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"  # small shipped corpora and lab artefacts
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda", "mps")
+
+
+def setting(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    choices: Any = None,
+    repeat: bool = False,
+    metavar: str | None = None,
+    const: Any = None,
+    nargs: str | None = None,
+    positional: bool = False,
+) -> Any:
+    """A dataclass field that says what it is (``help``) and, where the command line spells it
+    otherwise than ``--field-name``, how: ``workbench.cli.flags`` turns such fields into flags."""
+    cli = {"flag": flag, "choices": choices, "repeat": repeat, "metavar": metavar, "const": const, "nargs": nargs}
+    cli = {k: v for k, v in cli.items() if v not in (None, False)} | ({"positional": True} if positional else {})
+    return field(default=default, metadata={"help": help, "cli": cli})
 
 
 @dataclass(frozen=True)
@@ -81,13 +101,13 @@ class SamplingConfig:
     generator seeded from (seed, i, j), so results do not depend on batch_size.
     """
 
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    n: int = 1
-    seed: int = 0
-    batch_size: int = 16
+    max_new_tokens: int = setting(64, "new tokens per sample, at most")
+    temperature: float = setting(1.0, "0 = greedy")
+    top_k: int = setting(0, "0 = off")
+    top_p: float = setting(1.0, "nucleus sampling: 1.0 = off")
+    n: int = setting(1, "samples per prompt")
+    seed: int = setting(0, "sample j of prompt i draws from its own generator seeded from (seed, i, j)")
+    batch_size: int = setting(16, "rows per forward pass; results do not depend on it")
 
     def __post_init__(self) -> None:
         checks = [
@@ -113,15 +133,17 @@ class PropInferConfig:
     prompts, sampled as in ``SamplingConfig``; shares get ``interval`` confidence intervals
     (Wilson score, or a percentile bootstrap seeded with ``seed``) at ``confidence``."""
 
-    n_samples: int = 200
-    max_new_tokens: int = 128  # a lab dialogue is ~90 tokens; most generations stop earlier at EOS
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-    batch_size: int = 128  # large batches use the CPU better; results do not depend on it
-    interval: str = "wilson"
-    confidence: float = 0.95
+    n_samples: int = setting(200, "generations in all, spread over the prompts", flag="--n")
+    # a lab dialogue is ~90 tokens; most generations stop earlier at EOS
+    max_new_tokens: int = setting(128, "new tokens per generation, at most")
+    temperature: float = setting(1.0, "0 = greedy")
+    top_k: int = setting(0, "0 = off")
+    top_p: float = setting(1.0, "nucleus sampling: 1.0 = off")
+    seed: int = setting(0, "the sampling seed (and the bootstrap's)")
+    # large batches use the CPU better
+    batch_size: int = setting(128, "rows per forward pass; results do not depend on it")
+    interval: str = setting("wilson", "the shares' confidence intervals", choices=INTERVALS)
+    confidence: float = setting(0.95, "the intervals' confidence level")
 
     def __post_init__(self) -> None:
         if self.n_samples < 1:

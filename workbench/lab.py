@@ -19,7 +19,7 @@ import pandas as pd
 
 from workbench.builds import Recipe, Step, StepBuild
 from workbench.cache import atomic_dir
-from workbench.config import DEFAULT_MODEL, ModelSpec
+from workbench.config import DEFAULT_MODEL, ModelSpec, setting
 from workbench.contract import Progress
 from workbench.registry import LAB_DIR, LAB_MODEL
 from workbench.training import Example, TrainingRecipe, train_adapter
@@ -498,15 +498,19 @@ class LabRecipe(Recipe):
     MANIFEST = "build.json"
     KIND = "lab"
 
-    base: str = DEFAULT_MODEL
-    n: int = 300
-    shares: Mapping[str, float] | None = None
-    gender_shares: Mapping[str, float] | None = None
-    canaries: tuple[int, ...] = DEFAULT_CANARY_COUNTS
-    seed: int = 0
-    epochs: int = 3
-    lr: float = 2e-3
-    rank: int = 16
+    base: str = setting(DEFAULT_MODEL, "the base model to fine-tune")
+    n: int = setting(300, "training records, canary insertions included")
+    shares: Mapping[str, float] | None = setting(
+        None, 'a diagnosis share, e.g. "mental health=0.1" (repeatable; all must sum to 1)', flag="--share"
+    )
+    gender_shares: Mapping[str, float] | None = setting(
+        None, "e.g. female=0.3 (the other gender takes the rest)", flag="--gender-share"
+    )
+    canaries: tuple[int, ...] = setting(DEFAULT_CANARY_COUNTS, "insertions per canary")
+    seed: int = setting(0, "data and training seed")
+    epochs: int = setting(3, "training epochs")
+    lr: float = setting(2e-3, "learning rate")
+    rank: int = setting(16, "LoRA rank")
 
     def __post_init__(self) -> None:  # the shares as make_dataset keeps them, so equal builds have equal recipes
         object.__setattr__(self, "shares", _check_shares(self.shares or DEFAULT_SHARES, list(DIAGNOSES), "diagnosis"))

@@ -36,7 +36,7 @@ import pandas as pd
 
 from workbench.builds import BuiltSteps, Recipe, Step, StepBuild
 from workbench.cache import atomic_file
-from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig
+from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig, setting
 from workbench.contract import Progress
 from workbench.sampling import sample
 from workbench.session import load_session
@@ -556,25 +556,25 @@ class ReactivationRecipe(Recipe):
     MANIFEST = "reactivation.json"
     KIND = "reactivation"
 
-    base: str = DEFAULT_MODEL
-    suppression: str = "refusal"
-    n_test: int = 24
-    n_train: int = 20
-    n_never: int = 24
-    n_other: int = 20
-    n_control: int = 20
-    n_retain: int = 20
-    implant_epochs: int = 10
-    suppress_epochs: int = 3
-    activate_epochs: int = 3
-    lr: float = 2e-3
-    unlearn_lr: float = 5e-4
-    rank: int = 8
-    batch_size: int = 4
-    samples: int = 10
-    temperature: float = 1.0
-    max_new_tokens: int = 128  # the longest passage is ~105 tokens
-    seed: int = 0
+    base: str = setting(DEFAULT_MODEL, "the base model")
+    suppression: str = setting("refusal", "how the passages are suppressed", choices=SUPPRESSIONS)
+    n_test: int = setting(24, "A-test: implanted passages measured, never activated")
+    n_train: int = setting(20, "A-train: implanted passages the activation trains on")
+    n_never: int = setting(24, "A-never: same-style passages never implanted (the floor)")
+    n_other: int = setting(20, "C: author C's passages, implanted; activation (ii)")
+    n_control: int = setting(20, "F: plain synthetic notes; activation (iii), the control")
+    n_retain: int = setting(20, "R-train: plain recipes, the retain set of suppression")
+    implant_epochs: int = setting(10, "implant stage's epochs")
+    suppress_epochs: int = setting(3, "suppress stage's epochs")
+    activate_epochs: int = setting(3, "activate stages' epochs")
+    lr: float = setting(2e-3, "learning rate")
+    unlearn_lr: float = setting(5e-4, "learning rate of unlearning (gradient ascent)")
+    rank: int = setting(8, "LoRA rank")
+    batch_size: int = setting(4, "training batch size")
+    samples: int = setting(10, "samples per passage when measuring")
+    temperature: float = setting(1.0, "the measurement's sampling temperature")
+    max_new_tokens: int = setting(128, "new tokens per sample, at most (the longest passage is ~105)")
+    seed: int = setting(0, "data, training and sampling seed")
 
     def __post_init__(self) -> None:
         if self.suppression not in SUPPRESSIONS:

@@ -31,7 +31,7 @@ from sklearn.linear_model import RidgeCV
 
 from workbench.builds import Recipe, Step, StepBuild
 from workbench.cache import cache_dir
-from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, PropInferConfig
+from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, PropInferConfig, setting
 from workbench.contract import Progress, scaled_progress
 from workbench.lab import DIAGNOSES, GENDER_WORDS, LabDataset, finetune, make_dataset
 from workbench.propinfer import (
@@ -93,24 +93,25 @@ class ShadowRecipe(Recipe):
     MANIFEST = "shadows.json"
     KIND = "shadows"
 
-    base: str = DEFAULT_MODEL
-    k: int = 8
-    n_records: int = 120
-    epochs: int = 2
-    lr: float = 2e-3
-    rank: int = 6
-    batch_size: int = (
-        2  # 120 optimizer steps at the lab's lr, as a standard lab's 114: Adam moves as far per step whatever the batch
+    base: str = setting(DEFAULT_MODEL, "the base model every shadow fine-tunes")
+    k: int = setting(8, "shadow models")
+    n_records: int = setting(120, "training records per shadow", flag="--n")
+    epochs: int = setting(2, "training epochs")
+    lr: float = setting(2e-3, "learning rate")
+    rank: int = setting(6, "LoRA rank")
+    # 120 optimizer steps at the lab's lr, as a standard lab's 114: Adam moves as far per step whatever the batch
+    batch_size: int = setting(2, "training batch size")
+    alpha: float = setting(1.0, "Dirichlet prior of the shares")
+    seed: int = setting(0, "shadow i's dataset and training seed is seed + i")
+    style: str = setting("question-answer", "prompt style", choices=PROMPT_SETS)
+    prompts: tuple[str, ...] = setting(
+        (), "a prompt (repeatable; default: the style's prompt set)", flag="--prompt", repeat=True
     )
-    alpha: float = 1.0
-    seed: int = 0
-    style: str = "question-answer"
-    prompts: tuple[str, ...] = ()
-    n_samples: int = 200
-    max_new_tokens: int = PropInferConfig.max_new_tokens
-    temperature: float = PropInferConfig.temperature
-    top_k: int = PropInferConfig.top_k
-    top_p: float = PropInferConfig.top_p
+    n_samples: int = setting(200, "generations sampled per shadow", flag="--samples")
+    max_new_tokens: int = setting(PropInferConfig.max_new_tokens, "new tokens per generation, at most")
+    temperature: float = setting(PropInferConfig.temperature, "0 = greedy")
+    top_k: int = setting(PropInferConfig.top_k, "0 = off")
+    top_p: float = setting(PropInferConfig.top_p, "nucleus sampling: 1.0 = off")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompts", tuple(p for p in self.prompts if p.strip()))
