@@ -21,4 +21,3 @@ def test_every_subcommand_keeps_its_flags():
                 assert now["has_help"] or not settings["has_help"], f"{command} {name} lost its help"
             compared = {k: v for k, v in settings.items() if k not in ("dest", "has_help")}
             assert {k: now[k] for k in compared} == compared, f"{command} {name}: {compared} became {now}"
-
