@@ -10,11 +10,14 @@ from pathlib import Path
 from workbench.cli import build_parser
 
 SNAPSHOT = Path(__file__).with_name("cli_flags.json")
+ROOT = str(Path(__file__).resolve().parents[2])  # defaults under the checkout are kept relative to it
 
 
 def _plain(value):
     """JSON-able form of a default, type or choice list."""
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return value.replace(ROOT, "<checkout>")
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
