@@ -138,3 +138,30 @@ def test_the_import_reader_sees_imports_inside_functions(tmp_path):
         "from workbench import stats\n\ndef f():\n    from workbench.endpoint import connect\n    import workbench.overlap\n"
     )
     assert _imports(module) == {"stats", "endpoint", "overlap"}
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 80  # counted on the code as ruff formats it (make test checks that)
+
+
+def _oversized(path: Path) -> list[str]:
+    source = path.read_text()
+    found = [f"{path.name}: {len(source.splitlines())} lines"] if len(source.splitlines()) > MAX_MODULE_LINES else []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                found.append(f"{path.name}: {node.name} is {length} lines")
+    return found
+
+
+def test_no_library_module_or_function_is_over_its_size():
+    oversized = [line for path in sorted(WORKBENCH.rglob("*.py")) for line in _oversized(path)]
+    assert not oversized, f"split along the kernel and exploration lines (docs/architecture.md): {oversized}"
+
+
+def test_the_size_check_sees_a_long_function(tmp_path):
+    module = tmp_path / "long.py"
+    module.write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES)
+    assert _oversized(module) == [f"long.py: f is {MAX_FUNCTION_LINES + 1} lines"]
+    module.write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert _oversized(module) == [f"long.py: {MAX_MODULE_LINES + 1} lines"]
