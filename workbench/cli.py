@@ -90,11 +90,12 @@ from workbench.propinfer import run as run_propinfer
 from workbench.propinfer_judge import judge as judge_propinfer
 from workbench.propinfer_judge import score_summary
 from workbench.registry import LAB_MODEL, registry_names
-from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
+from workbench.selec import OPTIMIZERS, WeightDiff, default_k, evaluate
 from workbench.selec_judge import baseline_scores, check_pool, judge, readable
+from workbench.selec_shift import PARAM_CHOICES
 from workbench.session import load_session
+from workbench.shadow_calibration import SHADOW_METHODS
 from workbench.shadows import (
-    SHADOW_METHODS,
     SHIPPED_SHADOWS,
     ShadowRecipe,
     ShadowSet,
