@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import backdoor, backdoor_attack, backdoor_scoring, plots
+from workbench import backdoor, backdoor_attack, backdoor_scoring, plots_attacks
 from workbench.config import ModelSpec
 from workbench.registry import registry_names
 from workbench.similarity import shared_spans
@@ -140,9 +140,9 @@ else:
 
 summary = report.summary
 st.subheader("Against the matched floor")
-st.altair_chart(plots.backdoor_differences(report.differences), width="stretch")
+st.altair_chart(plots_attacks.backdoor_differences(report.differences), width="stretch")
 c1, c2 = st.columns(2)
-c1.altair_chart(plots.backdoor_budget(report.curves), width="stretch")
+c1.altair_chart(plots_attacks.backdoor_budget(report.curves), width="stretch")
 c2.dataframe(
     summary.style.format({c: "{:.3f}" for c in summary.columns if c.startswith(("exact", "match", "decoy"))}),
     key="bd_summary",

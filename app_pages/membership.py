@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import audit, canary_card, membership, plots
+from workbench import audit, canary_card, membership, plots_attacks
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.lab import lab_dataset_for
 from workbench.registry import registry_names
@@ -29,7 +29,7 @@ def show_report(report: membership.MembershipReport, key: str) -> None:
     values = report.values
     left, right = st.columns([3, 2])
     left.altair_chart(
-        plots.roc_curves(
+        plots_attacks.roc_curves(
             curves, f"{values['target']}: {values['members']} members, {values['nonmembers']} non-members"
         ),
         width="stretch",

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from workbench import plots
+from workbench import plots_attacks
 from workbench.config import DEFAULT_MODEL, INTERVALS, ModelSpec, PropInferConfig
 from workbench.propinfer import (
     LAB_PROPERTIES,
@@ -20,7 +20,8 @@ from workbench.propinfer_judge import shipped as shipped_benchmark
 from workbench.propinfer_pipeline import infer
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.runs import run_key
-from workbench.shadows import SHADOW_METHODS, ShadowSet, shadow_sets, summarize
+from workbench.shadow_calibration import SHADOW_METHODS
+from workbench.shadows import ShadowSet, shadow_sets, summarize
 from workbench.ui import last_result, model_picker, shared_session
 from workbench.ui.params import option_index, param
 from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
@@ -193,7 +194,7 @@ with tab_sweep:
                 column.metric(
                     f"{row.estimate}: mean width · interval score", f"{row.width:.3f} · {row.interval_score:.3f}"
                 )
-            st.altair_chart(plots.calibration_sweep(sweep), width="content")
+            st.altair_chart(plots_attacks.calibration_sweep(sweep), width="content")
             st.dataframe(sweep, key="pi_sweep", hide_index=True, height=250)
             st.download_button(
                 "Sweep (CSV)", sweep.to_csv(index=False), "propinfer_shadow_sweep.csv", "text/csv", key="pi_dl_sweep"
@@ -255,7 +256,7 @@ with tab_estimates:
             )
     estimates = inference.estimates()
     st.altair_chart(
-        plots.share_estimates(estimates, "Estimate (interval) vs truth (black tick)" if truth else "Estimates"),
+        plots_attacks.share_estimates(estimates, "Estimate (interval) vs truth (black tick)" if truth else "Estimates"),
         width="stretch",
     )
     st.dataframe(estimates, key="pi_estimates", hide_index=True)
@@ -297,7 +298,9 @@ with tab_estimates:
             ignore_index=True,
         )
         st.altair_chart(
-            plots.share_estimates(pair, "Naive and calibrated estimates" + (" vs truth (black tick)" if truth else "")),
+            plots_attacks.share_estimates(
+                pair, "Naive and calibrated estimates" + (" vs truth (black tick)" if truth else "")
+            ),
             width="stretch",
         )
         st.dataframe(table, key="pi_calibrated", hide_index=True)
@@ -338,9 +341,9 @@ with tab_estimates:
     curve = convergence(
         outcome.generations, outcome.values, interval=cfg.interval, confidence=cfg.confidence, seed=cfg.seed
     )
-    c1.altair_chart(plots.convergence_curve(curve, truth_frame), width="stretch")
+    c1.altair_chart(plots_attacks.convergence_curve(curve, truth_frame), width="stretch")
     per_prompt = estimates_by_prompt(outcome.generations, outcome.values, cfg.interval, cfg.confidence, cfg.seed)
-    c2.altair_chart(plots.estimates_per_prompt(per_prompt), width="stretch")
+    c2.altair_chart(plots_attacks.estimates_per_prompt(per_prompt), width="stretch")
     st.dataframe(outcome.generations, key="pi_generations", hide_index=True, height=300)
 
     d1, d2, d3 = st.columns(3)

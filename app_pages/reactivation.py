@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import overlap, plots, reactivation
+from workbench import overlap, plots_attacks, reactivation
 from workbench.reactivation_measure import SHIPPED_UNLEARNING_REPORT, ReactivationReport, measure
 from workbench.registry import registry_names
 from workbench.similarity import shared_spans
@@ -100,7 +100,7 @@ summary = report.summary()
 st.subheader("Recall by stage, against the floor")
 measured_instructions = list(dict.fromkeys(report.passages["instruction"]))
 instruction = st.radio("Instruction", measured_instructions, horizontal=True, key="re_instruction")
-st.altair_chart(plots.reactivation_timeline(report.timeline(instruction)), width="stretch")
+st.altair_chart(plots_attacks.reactivation_timeline(report.timeline(instruction)), width="stretch")
 st.dataframe(gap_table(report), key="re_gaps")
 st.caption(
     "Gaps are A-test − A-never over passages, with a 95% bootstrap interval and a permutation p-value. BMC@5 gap: recall above "

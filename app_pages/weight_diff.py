@@ -3,18 +3,18 @@ import math
 import pandas as pd
 import streamlit as st
 
-from workbench import plots, selec_judge
+from workbench import plots_attacks, selec_judge
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.lab import lab_dataset_for, public_pool
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.selec import (
     OPTIMIZERS,
-    PARAM_CHOICES,
     WeightDiff,
     default_k,
     evaluate,
     precision_curve,
 )
+from workbench.selec_shift import PARAM_CHOICES
 from workbench.similarity import MAX_UPLOAD_BYTES, best_matches, parse_texts
 from workbench.ui import last_result, model_picker, progress_bar, shared_session
 from workbench.ui.params import param
@@ -193,8 +193,8 @@ if known and ranking["member"].any():
         ignore_index=True,
     )
     c1, c2 = st.columns(2)
-    c1.altair_chart(plots.precision_at_k(curves, int(ranking["member"].sum())), width="stretch")
-    c2.altair_chart(plots.score_distribution(ranking, TARGET_TITLES[fitter.optimizer]), width="stretch")
+    c1.altair_chart(plots_attacks.precision_at_k(curves, int(ranking["member"].sum())), width="stretch")
+    c2.altair_chart(plots_attacks.score_distribution(ranking, TARGET_TITLES[fitter.optimizer]), width="stretch")
     if "source" in fitter.pool_:
         st.markdown("**Finds the domain, or the members?**")
         try:

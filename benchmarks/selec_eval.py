@@ -41,8 +41,9 @@ from workbench.builds import command_line, run_manifest
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.membership import attack_scores
 from workbench.registry import LAB_MODEL
-from workbench.selec import LORA, OPTIMIZERS, WeightDiff
+from workbench.selec import OPTIMIZERS, WeightDiff
 from workbench.selec_judge import retraining_test, two_questions, worth
+from workbench.selec_shift import LORA
 from workbench.session import load_session
 from workbench.training import TrainingRecipe
 

@@ -315,18 +315,8 @@ def evaluate(
     true_words = {opening_word(q) for q in queries}
     attacked = sorted(true_words & set(cfg.word_list()))  # the real words the identification samples cover
     public = build.public_queries()
-    (parts, summary, differences, words, baselines, curves, canaries, ident, detect, steps) = (
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        {},
-        {},
-        {},
-    )
+    parts, summary, differences, words, baselines, curves, canaries = [], [], [], [], [], [], []
+    ident, detect, steps = {}, {}, {}
     for i, name in enumerate(models):
         started = time.perf_counter()
         part = scaled_progress(progress, i / len(models), (i + 1) / len(models), f"{name}: ")
@@ -335,17 +325,11 @@ def evaluate(
         found = attack(session, trigger, cfg, public, scaled_progress(part, 0.0, 0.3))
         table = identify(found)
         identified = table.loc[table["identified"], "word"].tolist() if not cfg.words else list(cfg.words)
-        need = Counter()  # drawn once at the largest budget: smaller budgets and both allocations take prefixes of it
-        for how in ALLOCATIONS if cfg.budgets else ():
-            for word, n in allocation(how, identified, queries, cfg.budgets[-1]).items():
-                need[word] = max(need[word], n)
+        need = _extraction_need(cfg, identified, queries)
         extracted = extract(
             session, trigger, need, cfg, public, scaled_progress(part, 0.3, 0.8 if probe else 1.0, "extracting: ")
         )
-        per_word = {w: score(g, queries, tokenizer, [w]) for w, g in found.groupby("word", sort=False)}
-        table["true_word"] = table["word"].isin(true_words)
-        table["match_mean"] = table["word"].map({w: m["match_mean"] for w, m in per_word.items()})
-        table["match_best"] = table["word"].map({w: m["match_best"] for w, m in per_word.items()})
+        _add_word_matches(table, found, queries, tokenizer, true_words)
         words.append(table.assign(model=name))
         if not cfg.words:
             ident[name] = identification(table, true_words, seed=cfg.seed)
@@ -364,15 +348,51 @@ def evaluate(
         del session
         steps[name] = step_record(started, cfg.seed, command)
     samples = pd.concat(parts, ignore_index=True)
-    contrasts = [  # tokenizer: the last model's; every model of a build shares its base's
-        contrast(samples[(samples["model"] == name) & (samples["stage"] == "identify")], samples[(samples["model"] == CONTROL) & (samples["stage"] == "identify")],
-                 queries, floor, tokenizer, attacked, seed=cfg.seed).assign(model=name, control=CONTROL)
-        for name in models if name != CONTROL and CONTROL in models
-    ]  # fmt: skip
+    # tokenizer: the last model's; every model of a build shares its base's
+    contrasts = _contrasts_with_control(samples, models, queries, floor, tokenizer, attacked, cfg.seed)
     return BackdoorReport(
         cfg, samples, pd.DataFrame(summary), pd.concat(differences, ignore_index=True), _concat(contrasts), pd.concat(words, ignore_index=True),
         ident, _concat(baselines), pd.concat(curves, ignore_index=True), pd.concat(canaries, ignore_index=True), detect, steps,
     )  # fmt: skip
+
+
+def _extraction_need(cfg: AttackConfig, identified: Sequence[str], queries: Sequence[str]) -> Counter:
+    """Extraction samples per word, drawn once at the largest budget: smaller budgets and both
+    allocations take prefixes of them."""
+    need = Counter()
+    for how in ALLOCATIONS if cfg.budgets else ():
+        for word, n in allocation(how, identified, queries, cfg.budgets[-1]).items():
+            need[word] = max(need[word], n)
+    return need
+
+
+def _add_word_matches(
+    table: pd.DataFrame, found: pd.DataFrame, queries: Sequence[str], tokenizer, true_words: set[str]
+) -> None:
+    """Add to the identification table, in place, whether each word is a true opening word and
+    the mean and best match of its identification samples to the private queries."""
+    per_word = {w: score(g, queries, tokenizer, [w]) for w, g in found.groupby("word", sort=False)}
+    table["true_word"] = table["word"].isin(true_words)
+    table["match_mean"] = table["word"].map({w: m["match_mean"] for w, m in per_word.items()})
+    table["match_best"] = table["word"].map({w: m["match_best"] for w, m in per_word.items()})
+
+
+def _contrasts_with_control(
+    samples: pd.DataFrame,
+    models: Sequence[str],
+    queries: Sequence[str],
+    floor: Sequence[str],
+    tokenizer,
+    attacked: Sequence[str],
+    seed: int,
+) -> list[pd.DataFrame]:
+    """Each attacked model's identification samples contrasted with the clean control's, when
+    the control was attacked too."""
+    return [
+        contrast(samples[(samples["model"] == name) & (samples["stage"] == "identify")], samples[(samples["model"] == CONTROL) & (samples["stage"] == "identify")],
+                 queries, floor, tokenizer, attacked, seed=seed).assign(model=name, control=CONTROL)
+        for name in models if name != CONTROL and CONTROL in models
+    ]  # fmt: skip
 
 
 _LABELS = {"match_mean": "mean match", "match_best": "best match", "exact": "exact recovery"}

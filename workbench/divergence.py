@@ -42,8 +42,8 @@ from workbench.contract import LanguageModel, Progress, scaled_progress
 from workbench.corpus import CorpusIndex
 from workbench.lab import LabDataset
 from workbench.overlap import DEFAULT_MIN_TOKENS, CorpusMatch, exact_matches
-from workbench.prompts import CHAT_INSTRUCTION, repeated_token_prompt
-from workbench.sampling import sample, text_logprobs
+from workbench.prompts import CHAT_INSTRUCTION, RepeatedPrompt, repeated_token_prompt
+from workbench.sampling import Generation, sample, text_logprobs
 from workbench.stats import against_floor, mean_difference, wilson
 
 OUTCOMES = ("empty", "refused", "never_repeated", "repeated_only", "escaped")
@@ -240,42 +240,10 @@ def run(
         part = scaled_progress(progress, 0.9 * index / len(configs), 0.9 * (index + 1) / len(configs))
         for generation in sample(session, [p.token_ids for p in prompts], config, part):
             prompt = prompts[generation.prompt_index]
-            pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in generation.token_ids]
-            outcome = classify(
-                pieces, prompt.word, min_repeats, window, chat=template == "chat", prefilled=template == "prefill"
-            )
-            point = outcome.divergence_point
-            escaped_ids = list(generation.token_ids[point:]) if point is not None else []
-            escaped_text = tokenizer.decode(escaped_ids, skip_special_tokens=True)
-            logprobs = generation.logprobs[point:] if point is not None else ()
-            matches = exact_matches(corpus, escaped_ids, min_tokens) if corpus is not None and escaped_ids else []
             rows.append(
-                {
-                    "word": prompt.word,
-                    "repeats": prompt.repeats,
-                    "prefix": prompt.prefix,
-                    "template": prompt.template or "plain",
-                    "temperature": config.temperature,
-                    "prompt_tokens": len(prompt.token_ids),
-                    "sample": generation.sample_index,
-                    "seed": generation.seed,
-                    "generated_tokens": len(generation.token_ids),
-                    "stop_reason": generation.stop_reason,
-                    "outcome": outcome.outcome,
-                    "word_repeats": outcome.word_repeats,
-                    "first_deviation": outcome.first_deviation,
-                    "divergence_point": point,
-                    "new_loop": outcome.new_loop,
-                    "escaped_tokens": len(escaped_ids),
-                    "escaped_text": escaped_text,
-                    "perplexity": metrics.perplexity(logprobs),
-                    "zlib_entropy": metrics.zlib_entropy(escaped_text),
-                    "zlib_ratio": metrics.zlib_ratio(logprobs, escaped_text),
-                    "min_k_prob": metrics.min_k_prob(logprobs),
-                    "longest_match": max((m.length for m in matches), default=0),
-                    "matches": json.dumps(_match_spans(tokenizer, escaped_ids, matches)),
-                    "output": generation.text,
-                }
+                _generation_row(
+                    generation, prompt, config, tokenizer, template, corpus, min_tokens, min_repeats, window
+                )
             )
     table = pd.DataFrame(rows).astype({"first_deviation": "Int64", "divergence_point": "Int64"})
     if reference is not None:
@@ -285,6 +253,56 @@ def run(
     if progress is not None:
         progress(1.0, f"Scored {len(table)} generations")
     return table
+
+
+def _generation_row(
+    generation: Generation,
+    prompt: RepeatedPrompt,
+    config: SamplingConfig,
+    tokenizer,
+    template: str | None,
+    corpus: CorpusIndex | None,
+    min_tokens: int,
+    min_repeats: int,
+    window: int,
+) -> dict:
+    """One generation's row of ``run``'s table: its outcome, and the metrics and corpus matches of
+    the text after its divergence point (NaN and no match unless it escaped)."""
+    pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in generation.token_ids]
+    outcome = classify(
+        pieces, prompt.word, min_repeats, window, chat=template == "chat", prefilled=template == "prefill"
+    )
+    point = outcome.divergence_point
+    escaped_ids = list(generation.token_ids[point:]) if point is not None else []
+    escaped_text = tokenizer.decode(escaped_ids, skip_special_tokens=True)
+    logprobs = generation.logprobs[point:] if point is not None else ()
+    matches = exact_matches(corpus, escaped_ids, min_tokens) if corpus is not None and escaped_ids else []
+    return {
+        "word": prompt.word,
+        "repeats": prompt.repeats,
+        "prefix": prompt.prefix,
+        "template": prompt.template or "plain",
+        "temperature": config.temperature,
+        "prompt_tokens": len(prompt.token_ids),
+        "sample": generation.sample_index,
+        "seed": generation.seed,
+        "generated_tokens": len(generation.token_ids),
+        "stop_reason": generation.stop_reason,
+        "outcome": outcome.outcome,
+        "word_repeats": outcome.word_repeats,
+        "first_deviation": outcome.first_deviation,
+        "divergence_point": point,
+        "new_loop": outcome.new_loop,
+        "escaped_tokens": len(escaped_ids),
+        "escaped_text": escaped_text,
+        "perplexity": metrics.perplexity(logprobs),
+        "zlib_entropy": metrics.zlib_entropy(escaped_text),
+        "zlib_ratio": metrics.zlib_ratio(logprobs, escaped_text),
+        "min_k_prob": metrics.min_k_prob(logprobs),
+        "longest_match": max((m.length for m in matches), default=0),
+        "matches": json.dumps(_match_spans(tokenizer, escaped_ids, matches)),
+        "output": generation.text,
+    }
 
 
 def _reference_ratios(session: LanguageModel, reference: LanguageModel, table: pd.DataFrame) -> list[float]:

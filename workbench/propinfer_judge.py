@@ -21,7 +21,8 @@ import pandas as pd
 
 from workbench.config import DATA_DIR, ModelSpec
 from workbench.propinfer import Labeler, PropInferResult, estimate, labels_of, scored
-from workbench.shadows import METHODS, Calibrated, ShadowSet, calibrate
+from workbench.shadow_calibration import METHODS
+from workbench.shadows import Calibrated, ShadowSet, calibrate
 from workbench.stats import tails, two_stage_bootstrap_mean
 
 # What each method assumes, as the page, CLI and documentation state it.

@@ -32,10 +32,10 @@ def test_the_check_detects_an_import(tmp_path):
 
 KERNEL = {
     "builds", "cache", "config", "contract", "corpus", "decoding", "endpoint", "lab", "metrics", "overlap",
-    "pii", "plots", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
+    "pii", "plots", "plots_attacks", "prompts", "registry", "runs", "sampling", "session", "stats", "training", "vllm_server",
 }  # fmt: skip
 EXPLORATIONS = {
-    "attention", "audit", "backdoor", "backdoor_attack", "backdoor_scoring", "canary_card", "divergence", "membership", "propinfer", "propinfer_judge", "propinfer_pipeline", "reactivation", "reactivation_measure", "selec", "selec_judge", "shadows", "similarity", "sink_mechanism",
+    "attention", "audit", "backdoor", "backdoor_attack", "backdoor_scoring", "canary_card", "divergence", "membership", "propinfer", "propinfer_judge", "propinfer_pipeline", "reactivation", "reactivation_measure", "selec", "selec_judge", "selec_shift", "shadow_calibration", "shadows", "similarity", "sink_mechanism",
 }  # fmt: skip
 # The sideways imports the architecture allows, each for a stated reason (docs/architecture.md).
 SIDEWAYS = {
@@ -55,15 +55,19 @@ SIDEWAYS = {
     (
         "propinfer_judge",
         "propinfer",
-    ),  # one exploration in three modules: the estimate, its calibration, how both are judged
+    ),  # one exploration in four modules: the estimate, the shadow set, its maps, how they are judged
+    ("propinfer_judge", "shadow_calibration"),
     ("propinfer_judge", "shadows"),
     ("propinfer_pipeline", "propinfer"),  # the exploration's one call: sample, estimate, judge
     ("propinfer_pipeline", "propinfer_judge"),
     ("propinfer_pipeline", "shadows"),
     ("reactivation_measure", "reactivation"),  # one exploration in two modules: the build, its measurement
+    ("selec", "selec_shift"),  # one exploration in three modules: the weight shift, the ranking, how it is judged
     ("selec_judge", "membership"),  # SELEC is read against the membership attacks on the same texts
-    ("selec_judge", "selec"),  # one exploration in two modules: the ranking, how it is judged
+    ("selec_judge", "selec"),
+    ("shadow_calibration", "propinfer"),  # the maps' word features are the lab labeler's patterns
     ("shadows", "propinfer"),  # property inference's calibration, in a module of its own
+    ("shadows", "shadow_calibration"),  # the shadow set fits and sweeps the calibration maps
     ("sink_mechanism", "attention"),  # the mechanism behind divergence, measured with the sink exploration's tools
     ("sink_mechanism", "divergence"),  # its causal test measures the divergence rate
 }

@@ -7,7 +7,8 @@ import pytest
 from workbench.lab import DIAGNOSES
 from workbench.propinfer import NAME_TEMPLATES, lab_labeler, names_labeler, scored
 from workbench.propinfer_judge import james_stein, leading, paired_differences, score_summary
-from workbench.shadows import Calibration, draw_shares, feature_rows
+from workbench.shadow_calibration import Calibration, feature_rows
+from workbench.shadows import draw_shares
 from workbench.stats import two_stage_bootstrap_mean
 
 VALUES = list(DIAGNOSES)

@@ -12,17 +12,13 @@ from sklearn.metrics import roc_auc_score
 from workbench.lab import make_dataset, public_pool
 from workbench.selec import (
     WeightDiff,
-    check_pair,
     evaluate,
     greedy_select,
-    last_block,
-    merged_parameters,
     precision_curve,
     rank,
-    select_parameters,
     text_gradient,
-    weight_shift,
 )
+from workbench.selec_shift import check_pair, last_block, merged_parameters, select_parameters, weight_shift
 from workbench.session import Session, load_session
 
 
@@ -283,7 +279,7 @@ def test_lora_factors_start_where_the_trainer_started_them(tiny_llama, tmp_path,
     """The rebuilt starting adapter is the trainer's: after a near-zero learning rate the trained
     A factors equal it, and B (which starts at zero) is all the trainer moved."""
     from workbench.config import ModelSpec
-    from workbench.selec import initial_lora_factors
+    from workbench.selec_shift import initial_lora_factors
     from workbench.training import Example, TrainingRecipe, train_adapter
 
     out = tmp_path / "still"

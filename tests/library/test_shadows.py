@@ -12,17 +12,15 @@ from workbench.propinfer import KeywordLabeler, lab_labeler, run
 from workbench.propinfer_judge import compare, leading, resampled_differences, shadow_evidence, shadow_range
 from workbench.registry import LAB_MODEL
 from workbench.session import load_session
+from workbench.shadow_calibration import TRUST_RATIO, Calibration, feature_rows
 from workbench.shadows import (
     SHIPPED_SHADOWS,
-    TRUST_RATIO,
-    Calibration,
     ShadowRecipe,
     ShadowSet,
     build_shadows,
     calibrate,
     differences,
     draw_shares,
-    feature_rows,
     summarize,
 )
 

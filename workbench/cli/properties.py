@@ -23,7 +23,8 @@ from workbench.propinfer import LAB_PROPERTIES, LABELER_KINDS, PROMPT_SETS, labe
 from workbench.propinfer_judge import score_summary
 from workbench.propinfer_pipeline import infer
 from workbench.session import load_session
-from workbench.shadows import SHADOW_METHODS, SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, summarize
+from workbench.shadow_calibration import SHADOW_METHODS
+from workbench.shadows import SHIPPED_SHADOWS, ShadowRecipe, ShadowSet, build_shadows, summarize
 
 LABELERS_HELP = "; ".join(f"{k}: {v}" for k, v in LABELER_KINDS.items())
 METHODS_HELP = "; ".join(f"{k}: {v}" for k, v in SHADOW_METHODS.items())

@@ -22,8 +22,9 @@ from workbench.config import DEFAULT_MODEL, DTYPES, ModelSpec, setting
 from workbench.lab import lab_dataset_for, public_pool
 from workbench.overlap import DEFAULT_MIN_TOKENS
 from workbench.registry import LAB_MODEL
-from workbench.selec import OPTIMIZERS, PARAM_CHOICES, WeightDiff, default_k, evaluate
+from workbench.selec import OPTIMIZERS, WeightDiff, default_k, evaluate
 from workbench.selec_judge import baseline_scores, check_pool, judge, readable
+from workbench.selec_shift import PARAM_CHOICES
 from workbench.session import load_session
 from workbench.similarity import best_per_text, compare, passages, read_texts
 
