@@ -66,15 +66,9 @@ from workbench.divergence import (
 )
 from workbench.divergence import run as run_divergence
 from workbench.endpoint import API_KEY_VARIABLES
-from workbench.lab import (
-    DEFAULT_CANARY_COUNTS,
-    SHIPPED_LAB,
-    LabDataset,
-    LabRecipe,
-    lab_dataset_for,
-    public_pool,
-)
+from workbench.lab import SHIPPED_LAB, LabRecipe, lab_dataset_for
 from workbench.lab import build as build_lab
+from workbench.lab_data import DEFAULT_CANARY_COUNTS, LabDataset, public_pool
 from workbench.overlap import DEFAULT_MIN_TOKENS
 from workbench.prompts import HINT_PREFIXES, TEMPLATES, repeated_token_prompt
 from workbench.propinfer import (

@@ -27,7 +27,8 @@ from workbench.contract import Progress, scaled_progress
 from workbench.corpus import REFERENCE_CORPUS, read_documents
 from workbench.divergence import outcome_summary
 from workbench.divergence import run as run_divergence
-from workbench.lab import SHIPPED_LAB, LabDataset
+from workbench.lab import SHIPPED_LAB
+from workbench.lab_data import LabDataset
 from workbench.membership import FPRS, SHIPPED_MEMBERSHIP, MembershipReport
 from workbench.propinfer import (
     PROMPT_SETS,

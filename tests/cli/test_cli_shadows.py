@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from workbench.cli import main
-from workbench.lab import LabDataset
+from workbench.lab_data import LabDataset
 
 
 @pytest.fixture(scope="module")
