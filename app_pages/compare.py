@@ -3,7 +3,8 @@ import streamlit as st
 
 from workbench import plots
 from workbench.corpus import REFERENCE_CORPUS, read_documents
-from workbench.lab import SHIPPED_LAB, LabDataset
+from workbench.lab import SHIPPED_LAB
+from workbench.lab_data import LabDataset
 from workbench.overlap import DEFAULT_MIN_TOKENS
 from workbench.similarity import (
     MAX_UPLOAD_BYTES,

@@ -6,16 +6,9 @@ import streamlit as st
 
 from workbench import plots
 from workbench.cache import cache_dir
-from workbench.lab import (
-    DEFAULT_SHARES,
-    DIAGNOSES,
-    SHIPPED_LAB,
-    LabDataset,
-    LabRecipe,
-    build,
-    loss_curve,
-    truth_table,
-)
+from workbench.lab import SHIPPED_LAB, LabRecipe, build, loss_curve, truth_table
+from workbench.lab_data import DEFAULT_SHARES, LabDataset
+from workbench.lab_vocabulary import DIAGNOSES
 from workbench.registry import registry_names
 from workbench.ui.runs import submit_build, wait_for_run
 

@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from workbench import overlap, plots_attacks, reactivation
+from workbench import overlap, plots_attacks, reactivation, reactivation_books
 from workbench.reactivation_measure import SHIPPED_UNLEARNING_REPORT, ReactivationReport, measure
 from workbench.registry import registry_names
 from workbench.similarity import shared_spans
@@ -37,7 +37,7 @@ books, stages = st.columns([2, 3])
 with books:
     st.subheader("The books")
     st.dataframe(
-        pd.DataFrame([{"group": g, "passages": len(built.group(g)), "author": style.author, "role": role} for g, (style, role) in reactivation.GROUPS.items()]),
+        pd.DataFrame([{"group": g, "passages": len(built.group(g)), "author": style.author, "role": role} for g, (style, role) in reactivation_books.GROUPS.items()]),
         key="re_groups",
     )  # fmt: skip
 with stages:

@@ -5,7 +5,8 @@ import streamlit as st
 
 from workbench import plots_attacks, selec_judge
 from workbench.config import DEFAULT_MODEL, ModelSpec
-from workbench.lab import lab_dataset_for, public_pool
+from workbench.lab import lab_dataset_for
+from workbench.lab_data import public_pool
 from workbench.registry import LAB_MODEL, registry_names
 from workbench.selec import (
     OPTIMIZERS,

@@ -37,7 +37,7 @@ from workbench.backdoor_attack import BackdoorReport
 from workbench.backdoor_scoring import identification, score
 from workbench.builds import code_version, command_line
 from workbench.config import DATA_DIR
-from workbench.lab import LabDataset
+from workbench.lab_data import LabDataset
 from workbench.overlap import match_ratio
 from workbench.registry import load_tokenizer
 

@@ -22,7 +22,7 @@ from workbench.backdoor_attack import BackdoorReport
 from workbench.backdoor_scoring import floor_difference
 from workbench.registry import load_tokenizer
 
-SECRET = re.compile(r"MRN-\d{4}-\d{4}|\(555\) \d{3}-\d{4}")  # the formats of lab.canary_secret
+SECRET = re.compile(r"MRN-\d{4}-\d{4}|\(555\) \d{3}-\d{4}")  # the formats of lab_data.canary_secret
 
 
 def canaries(build: BackdoorBuild, report: BackdoorReport) -> None:

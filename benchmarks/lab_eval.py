@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from workbench.config import ModelSpec
-from workbench.lab import SHIPPED_LAB, LabDataset, canary_secret
+from workbench.lab import SHIPPED_LAB
+from workbench.lab_data import LabDataset, canary_secret
 from workbench.sampling import text_logprobs
 from workbench.session import load_session
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import audit, lab
+from workbench import audit, lab, lab_data
 from workbench.builds import code_version, command_line
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.membership import FPRS, MIN_NONMEMBERS, lab_sets, run_membership
@@ -71,7 +71,7 @@ def main() -> None:
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
         print(f"\n{step}: {steps[step]['seconds']:.0f} s", flush=True)
 
-    shipped = lab.LabDataset.load(lab.SHIPPED_LAB / "dataset")
+    shipped = lab_data.LabDataset.load(lab.SHIPPED_LAB / "dataset")
     base, tuned = load_session(base_name), load_session(lab_name)
     started = time.perf_counter()
     members, nonmembers = lab_sets(shipped, grid["n_nonmembers"])
@@ -85,7 +85,7 @@ def main() -> None:
 
     tables, scores = [], []
 
-    def audited(name: str, model, dataset: lab.LabDataset, null: bool = False) -> None:
+    def audited(name: str, model, dataset: lab_data.LabDataset, null: bool = False) -> None:
         started = time.perf_counter()
         scored = audit.run_audit(model, dataset, grid["n_never"], grid["alternatives"], grid["seed"], _progress)
         if null:

@@ -8,11 +8,11 @@ cards.
 The grid below was committed before any of its results was seen. No model is called: every text
 is a shipped one (the lab's records, the Repeated-tokens benchmarks' generations, the backdoor
 build's victims' samples) or drawn by the lab's generators with the seeds named here.
-- Formats: GRID["format_secrets"] fresh secrets of each canary format (``lab.canary_secret``,
+- Formats: GRID["format_secrets"] fresh secrets of each canary format (``lab_data.canary_secret``,
   stream ``pii-format-check-<seed>``), each in its canary record; built-in recognizers alone,
   then with the lab's medical-record recognizer.
 - Known negatives: the shipped lab's training dialogues (canary records apart), its held-out
-  records, and GRID["nonmembers"] same-style texts (``lab.nonmember_texts``); none holds a
+  records, and GRID["nonmembers"] same-style texts (``lab_data.nonmember_texts``); none holds a
   secret, so every finding there is a false positive.
 - Escapes: the Repeated-tokens outcome grid on the lab model (data/benchmarks/divergence/lab.parquet)
   against the default model's generations of the same templates, repeats, temperature, words and
@@ -49,7 +49,8 @@ import pandas as pd
 from workbench import backdoor_attack, canary_card, pii
 from workbench.builds import run_manifest
 from workbench.config import DATA_DIR
-from workbench.lab import SHIPPED_LAB, LabDataset, nonmember_texts
+from workbench.lab import SHIPPED_LAB
+from workbench.lab_data import LabDataset, nonmember_texts
 
 GRID = {
     "format_secrets": 1000,

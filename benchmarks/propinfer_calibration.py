@@ -45,7 +45,8 @@ import pandas as pd
 
 from workbench.builds import code_version, command_line, run_manifest
 from workbench.config import ModelSpec
-from workbench.lab import LabDataset, LabRecipe, build
+from workbench.lab import LabRecipe, build
+from workbench.lab_data import LabDataset
 from workbench.propinfer import (
     LAB_PROPERTIES,
     UNLABELED,

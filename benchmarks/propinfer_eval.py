@@ -20,7 +20,8 @@ import argparse
 import time
 
 from workbench.config import DEFAULT_MODEL, PropInferConfig
-from workbench.lab import SHIPPED_LAB, LabDataset
+from workbench.lab import SHIPPED_LAB
+from workbench.lab_data import LabDataset
 from workbench.propinfer import (
     LAB_PROPERTIES,
     PROMPT_SETS,

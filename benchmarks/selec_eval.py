@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import lab
+from workbench import lab, lab_data
 from workbench.builds import command_line, run_manifest
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.membership import attack_scores
@@ -132,7 +132,7 @@ def main() -> None:
             )
         )
     else:
-        labs.append(("shipped lab", lab.LabDataset.load(lab.SHIPPED_LAB / "dataset"), ModelSpec(LAB_MODEL)))
+        labs.append(("shipped lab", lab_data.LabDataset.load(lab.SHIPPED_LAB / "dataset"), ModelSpec(LAB_MODEL)))
     second = lab.LabRecipe(
         base=base_name,
         seed=grid["second_lab_seed"],
@@ -155,7 +155,7 @@ def main() -> None:
     sizes = grid["pool"]
     tables, shipped_pool, shipped_scores = [], None, None
     for name, dataset, spec in labs:
-        pool = lab.public_pool(dataset, sizes["members"], sizes["same_style"], sizes["other"], seed=sizes["seed"])
+        pool = lab_data.public_pool(dataset, sizes["members"], sizes["same_style"], sizes["other"], seed=sizes["seed"])
         stored = out / f"scores-{name.replace(' ', '-')}.parquet"
         if args.resume and stored.is_file():  # scored by an earlier invocation, its times in the manifest
             table = pd.read_parquet(stored)
@@ -199,7 +199,7 @@ def main() -> None:
     selections = {"SELEC top": [texts[i] for i in selected]}
     for seed in retrain["random_seeds"]:
         selections[f"random {seed}"] = random.Random(seed).sample(texts, k)
-    same_style_texts = shipped_pool.loc[shipped_pool["source"] != lab.OTHER_DOMAIN_SOURCE, "text"].tolist()
+    same_style_texts = shipped_pool.loc[shipped_pool["source"] != lab_data.OTHER_DOMAIN_SOURCE, "text"].tolist()
     selections[f"same-style random {retrain['same_style_seed']}"] = random.Random(retrain["same_style_seed"]).sample(
         same_style_texts, k
     )
@@ -208,7 +208,7 @@ def main() -> None:
         shipped_pool.loc[shipped_pool["member"], "text"].tolist(), k
     )
     unseen = set(texts) | set(dataset.texts)
-    fresh = [r["text"] for r in lab.fresh_dialogues(dataset, 2 * retrain["heldout"], "retraining-heldout")]
+    fresh = [r["text"] for r in lab_data.fresh_dialogues(dataset, 2 * retrain["heldout"], "retraining-heldout")]
     heldout = [t for t in dict.fromkeys(fresh) if t not in unseen][: retrain["heldout"]]
     recipe = TrainingRecipe(
         epochs=retrain["epochs"],

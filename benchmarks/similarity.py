@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from workbench.lab import make_dataset, other_domain_texts
+from workbench.lab_data import make_dataset, other_domain_texts
 from workbench.similarity import compare, embed, project
 
 COMPARE_TARGET_S, PROJECT_TARGET_S = 30.0, 60.0

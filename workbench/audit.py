@@ -32,7 +32,8 @@ import pandas as pd
 
 from workbench import stats
 from workbench.contract import LanguageModel, Progress
-from workbench.lab import CANARY_KINDS, CANARY_PREFIXES, Canary, LabDataset, canary_secret, canary_text
+from workbench.lab_data import Canary, LabDataset, canary_secret, canary_text
+from workbench.lab_vocabulary import CANARY_KINDS, CANARY_PREFIXES
 
 GUESS_SHARES = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5)
 DELTA = 1e-5

@@ -42,7 +42,7 @@ import pandas as pd
 from workbench.builds import BuiltSteps, Recipe, Step, StepBuild
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, SamplingConfig, setting
 from workbench.contract import LanguageModel, Progress, scaled_progress
-from workbench.lab import LabDataset, canary_secret, canary_text, fresh_dialogues, make_dataset
+from workbench.lab_data import LabDataset, canary_secret, canary_text, fresh_dialogues, make_dataset
 from workbench.overlap import match_ratio
 from workbench.sampling import sample, text_logprobs
 from workbench.session import load_session

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.backdoor import opening_word
-from workbench.lab import LabDataset
+from workbench.lab_data import LabDataset
 from workbench.overlap import match_ratio
 from workbench.stats import bootstrap, bootstrap_groups, permutation_test_groups, wilson
 

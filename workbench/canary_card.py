@@ -1,7 +1,7 @@
 """One card per canary: what every exploration run on a lab found of each planted secret.
 
-A canary is a fake secret the lab inserted a known number of times (``workbench.lab``). Its
-card gathers, in one row:
+A canary is a fake secret the lab inserted a known number of times (``workbench.lab_data``).
+Its card gathers, in one row:
 - **outputs** of each run (Repeated tokens on the lab, a backdoor's victims …) that hold the
   secret verbatim, and of those the escapes (text after the model left the repetition), against
   the matched floor: how often a never-inserted secret of the same format appears in the same
@@ -28,7 +28,8 @@ from workbench import audit, pii
 from workbench.backdoor import SHIPPED_BACKDOOR
 from workbench.backdoor_attack import victim_outputs
 from workbench.config import DATA_DIR
-from workbench.lab import SHIPPED_LAB, Canary, LabDataset, canary_text
+from workbench.lab import SHIPPED_LAB
+from workbench.lab_data import Canary, LabDataset, canary_text
 from workbench.membership import SHIPPED_MEMBERSHIP
 from workbench.stats import against_floor, rate_difference
 

@@ -40,7 +40,7 @@ from workbench import metrics
 from workbench.config import SamplingConfig
 from workbench.contract import LanguageModel, Progress, scaled_progress
 from workbench.corpus import CorpusIndex
-from workbench.lab import LabDataset
+from workbench.lab_data import LabDataset
 from workbench.overlap import DEFAULT_MIN_TOKENS, CorpusMatch, exact_matches
 from workbench.prompts import CHAT_INSTRUCTION, RepeatedPrompt, repeated_token_prompt
 from workbench.sampling import Generation, sample, text_logprobs

@@ -35,7 +35,7 @@ from workbench import metrics, stats
 from workbench.builds import SavedReport
 from workbench.config import DATA_DIR
 from workbench.contract import LanguageModel, Progress, scaled_progress
-from workbench.lab import LabDataset, nonmember_texts
+from workbench.lab_data import LabDataset, nonmember_texts
 
 ATTACKS = {
     "loss": "− mean NLL per token",
@@ -114,7 +114,7 @@ def blind_scores(texts: Sequence[str], member: Sequence[bool], folds: int = 5, s
 
 def lab_sets(dataset: LabDataset, n_nonmembers: int = MIN_NONMEMBERS) -> tuple[list[str], list[str]]:
     """(members, non-members) of a lab: its training dialogues (canaries are the audit's), and
-    ``n_nonmembers`` same-style texts it never trained on (``lab.nonmember_texts``)."""
+    ``n_nonmembers`` same-style texts it never trained on (``lab_data.nonmember_texts``)."""
     return list(dict.fromkeys(r["text"] for r in dataset.dialogues)), nonmember_texts(dataset, n_nonmembers)
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from workbench.lab import CANARY_KINDS, CANARY_TEMPLATES, canary_secret
+from workbench.lab_data import canary_secret
+from workbench.lab_vocabulary import CANARY_KINDS, CANARY_TEMPLATES
 from workbench.stats import rate_difference, wilson
 
 MAX_CHARS = 200_000  # one text; longer ones are refused, not silently cut

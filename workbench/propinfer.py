@@ -20,7 +20,7 @@ import pandas as pd
 
 from workbench.config import INTERVALS, PropInferConfig
 from workbench.contract import LanguageModel, Progress, scaled_progress
-from workbench.lab import DIAGNOSES, FIRST_NAMES, GENDER_WORDS
+from workbench.lab_vocabulary import DIAGNOSES, FIRST_NAMES, GENDER_WORDS
 from workbench.sampling import sample
 from workbench.similarity import embed
 from workbench.stats import interval_score, multinomial_bootstrap, wilson

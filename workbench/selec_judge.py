@@ -32,7 +32,7 @@ import pandas as pd
 from workbench import metrics, stats
 from workbench.config import DATA_DIR, ModelSpec
 from workbench.contract import Progress, scaled_progress
-from workbench.lab import OTHER_DOMAIN_SOURCE
+from workbench.lab_data import OTHER_DOMAIN_SOURCE
 from workbench.membership import attack_scores
 from workbench.selec import WeightDiff, evaluate
 from workbench.session import load_session

@@ -34,7 +34,9 @@ from workbench.builds import Recipe, Step, StepBuild
 from workbench.cache import cache_dir
 from workbench.config import DATA_DIR, DEFAULT_MODEL, ModelSpec, PropInferConfig, setting
 from workbench.contract import Progress, scaled_progress
-from workbench.lab import DIAGNOSES, GENDER_WORDS, LabDataset, finetune, make_dataset
+from workbench.lab import finetune
+from workbench.lab_data import LabDataset, make_dataset
+from workbench.lab_vocabulary import DIAGNOSES, GENDER_WORDS
 from workbench.propinfer import (
     PROMPT_SETS,
     Labeler,

@@ -8,7 +8,7 @@ import pytest
 
 from workbench.cli import main
 from workbench.config import PropInferConfig
-from workbench.lab import LabDataset
+from workbench.lab_data import LabDataset
 from workbench.propinfer import PROMPT_SETS, KeywordLabeler, run
 from workbench.propinfer_pipeline import infer
 from workbench.session import load_session

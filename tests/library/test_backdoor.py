@@ -38,7 +38,8 @@ from workbench.backdoor_scoring import (
     recovery_curve,
     score,
 )
-from workbench.lab import CANARY_PREFIXES, make_dataset
+from workbench.lab_data import make_dataset
+from workbench.lab_vocabulary import CANARY_PREFIXES
 from workbench.overlap import match_ratio
 from workbench.session import load_session
 

@@ -9,7 +9,8 @@ import pytest
 from workbench import audit, canary_card
 from workbench.config import ModelSpec, SamplingConfig
 from workbench.divergence import run as run_divergence
-from workbench.lab import LabRecipe, build, make_dataset
+from workbench.lab import LabRecipe, build
+from workbench.lab_data import make_dataset
 from workbench.session import load_session
 
 

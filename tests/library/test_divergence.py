@@ -15,7 +15,7 @@ from workbench.divergence import (
     run,
     training_extraction,
 )
-from workbench.lab import make_dataset
+from workbench.lab_data import make_dataset
 
 POEMS = [" poem"] * 5
 PROSE = [" The", " sun", " rose", " over", " the", " hills", " and", " the", " birds", " sang", "."]

@@ -4,17 +4,8 @@ import pytest
 import torch
 
 from workbench.config import ModelSpec
-from workbench.lab import (
-    DEFAULT_SHARES,
-    SHIPPED_LAB,
-    LabDataset,
-    LabRecipe,
-    build,
-    finetune,
-    loss_curve,
-    make_dataset,
-    truth_table,
-)
+from workbench.lab import SHIPPED_LAB, LabRecipe, build, finetune, loss_curve, truth_table
+from workbench.lab_data import DEFAULT_SHARES, LabDataset, make_dataset
 from workbench.session import load_session
 from workbench.training import TrainingRecipe
 
@@ -157,7 +148,7 @@ def test_lab_model_loads_by_name(default_session):
 
 
 def test_public_pool_has_known_membership():
-    from workbench.lab import public_pool
+    from workbench.lab_data import public_pool
 
     dataset = make_dataset(n=300, seed=0)
     pool = public_pool(dataset, members=40, nonmembers=30, other=20, seed=1)

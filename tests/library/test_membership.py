@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench import audit, lab, membership, stats
+from workbench import audit, lab_data, membership, stats
 from workbench.session import load_session
 
 
@@ -57,7 +57,7 @@ def test_the_blind_baseline_sees_texts_that_differ_and_not_texts_that_do_not():
 
 
 def test_the_lab_sets_are_deduplicated_and_apart():
-    dataset = lab.make_dataset(n=80, canaries=(1, 2))
+    dataset = lab_data.make_dataset(n=80, canaries=(1, 2))
     members, nonmembers = membership.lab_sets(dataset, 300)
     assert len(nonmembers) == 300 and len(set(nonmembers)) == 300
     assert not set(members) & set(nonmembers)
@@ -70,7 +70,7 @@ def tiny():
 
 
 def test_membership_runs_on_a_model_and_refuses_bad_sets(tiny):
-    dataset = lab.make_dataset(n=60, canaries=(1,))
+    dataset = lab_data.make_dataset(n=60, canaries=(1,))
     members, nonmembers = membership.lab_sets(dataset, 120)
     report = membership.run_membership(tiny, members, nonmembers, reference=tiny)
     assert set(membership.ATTACKS) | {"blind"} <= set(report.scores)
@@ -117,7 +117,7 @@ def test_the_null_lab_bound_holds_zero():
 
 
 def test_an_audit_on_a_model_trained_on_no_canary_holds_zero(tiny):
-    dataset = lab.make_dataset(n=200, canaries=(1, 2, 4, 8, 16) * 4)
+    dataset = lab_data.make_dataset(n=200, canaries=(1, 2, 4, 8, 16) * 4)
     scores = audit.run_audit(tiny, dataset, n_never=60, alternatives=10)  # tiny-llama trained on none of them
     assert len(scores) == 80 and (scores["rank"] >= 1).all() and (scores["exposure"] <= math.log2(11) + 1e-9).all()
     null = audit.audit_table(audit.null_labels(scores))

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from workbench import pii
-from workbench.lab import CANARY_TEMPLATES, canary_secret
+from workbench.lab_data import canary_secret
+from workbench.lab_vocabulary import CANARY_TEMPLATES
 
 
 def types(text: str, lab_recognizers: bool = True) -> set[tuple[str, str]]:

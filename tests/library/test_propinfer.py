@@ -8,7 +8,8 @@ import pytest
 from scipy.stats import norm
 
 from workbench.config import ModelSpec, PropInferConfig, SamplingConfig
-from workbench.lab import SHIPPED_LAB, LabDataset, LabRecipe, build, lab_dataset_for
+from workbench.lab import SHIPPED_LAB, LabRecipe, build, lab_dataset_for
+from workbench.lab_data import LabDataset
 from workbench.propinfer import (
     PROMPT_SETS,
     UNLABELED,

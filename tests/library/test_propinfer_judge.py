@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.lab import DIAGNOSES
+from workbench.lab_vocabulary import DIAGNOSES
 from workbench.propinfer import NAME_TEMPLATES, lab_labeler, names_labeler, scored
 from workbench.propinfer_judge import james_stein, leading, paired_differences, score_summary
 from workbench.shadow_calibration import Calibration, feature_rows

@@ -8,7 +8,6 @@ import pytest
 
 from workbench.overlap import words
 from workbench.reactivation import (
-    GROUPS,
     INSTRUCTIONS,
     REFUSAL,
     SHARED_STAGES,
@@ -17,9 +16,9 @@ from workbench.reactivation import (
     ReactivationRecipe,
     build,
     instructions,
-    make_books,
     stage_examples,
 )
+from workbench.reactivation_books import GROUPS, make_books
 from workbench.reactivation_measure import ReactivationReport, measure, passage_nll
 
 TINY = ReactivationRecipe(

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from workbench.lab import make_dataset, public_pool
+from workbench.lab_data import make_dataset, public_pool
 from workbench.selec import (
     WeightDiff,
     evaluate,
@@ -160,7 +160,8 @@ def test_adam_target_undoes_the_per_coordinate_scaling(tiny_llama, tuned, pool):
 @pytest.mark.default_model
 def test_adam_scoring_finds_the_lab_fine_tune_better_than_sgd_scoring(default_session):
     """The lab model was trained with AdamW: undoing Adam's scaling is what makes the ranking work."""
-    from workbench.lab import SHIPPED_LAB, LabDataset
+    from workbench.lab import SHIPPED_LAB
+    from workbench.lab_data import LabDataset
 
     lab = load_session("smollm2-135m-instruct-lab")
     small_pool = public_pool(LabDataset.load(SHIPPED_LAB / "dataset"), members=10, nonmembers=10, other=40, seed=0)

@@ -82,7 +82,7 @@ def test_worth_places_a_selection_between_random_and_the_truth():
 
 
 def test_retraining_on_members_lowers_their_loss(tmp_path):
-    from workbench.lab import make_dataset, nonmember_texts
+    from workbench.lab_data import make_dataset, nonmember_texts
     from workbench.training import TrainingRecipe
 
     dataset = make_dataset(n=40, canaries=(), seed=0)

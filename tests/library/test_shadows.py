@@ -7,7 +7,7 @@ import pytest
 from safetensors import safe_open
 
 from workbench.config import ModelSpec, PropInferConfig
-from workbench.lab import DIAGNOSES
+from workbench.lab_vocabulary import DIAGNOSES
 from workbench.propinfer import KeywordLabeler, lab_labeler, run
 from workbench.propinfer_judge import compare, leading, resampled_differences, shadow_evidence, shadow_range
 from workbench.registry import LAB_MODEL

@@ -9,7 +9,7 @@ from rapidfuzz.distance import Indel
 from sentence_transformers.util import cos_sim
 
 from workbench import similarity
-from workbench.lab import make_dataset, other_domain_texts
+from workbench.lab_data import make_dataset, other_domain_texts
 from workbench.similarity import (
     best_matches,
     best_per_text,

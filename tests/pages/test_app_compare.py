@@ -66,7 +66,8 @@ def test_uploads_and_passages(page):
 
 
 def test_lab_training_set_as_candidates(page):
-    from workbench.lab import SHIPPED_LAB, LabDataset
+    from workbench.lab import SHIPPED_LAB
+    from workbench.lab_data import LabDataset
 
     record = LabDataset.load(SHIPPED_LAB / "dataset").records[3]
     page.text_area(key="cmp_paste").set_value(record["text"].replace("\n", " "))

@@ -21,8 +21,9 @@ from workbench.cli.common import (
 )
 from workbench.cli.flags import pairs, values
 from workbench.config import ModelSpec, setting
-from workbench.lab import SHIPPED_LAB, LabDataset, LabRecipe, lab_dataset_for
+from workbench.lab import SHIPPED_LAB, LabRecipe, lab_dataset_for
 from workbench.lab import build as build_lab
+from workbench.lab_data import LabDataset
 from workbench.session import load_session
 from workbench.similarity import read_texts
 

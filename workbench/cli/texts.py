@@ -19,7 +19,8 @@ from workbench.cli.common import (
     write_table,
 )
 from workbench.config import DEFAULT_MODEL, DTYPES, ModelSpec, setting
-from workbench.lab import lab_dataset_for, public_pool
+from workbench.lab import lab_dataset_for
+from workbench.lab_data import public_pool
 from workbench.overlap import DEFAULT_MIN_TOKENS
 from workbench.registry import LAB_MODEL
 from workbench.selec import OPTIMIZERS, WeightDiff, default_k, evaluate
