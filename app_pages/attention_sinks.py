@@ -2,21 +2,14 @@ import pandas as pd
 import streamlit as st
 
 from workbench import plots, sink_mechanism
-from workbench.attention import (
-    SINK_THRESHOLD,
-    column_profile,
-    compare_mitigation,
-    hidden_norms,
-    norm_profile,
-    scores_from_columns,
-    sink_columns,
-    sink_heads,
-)
+from workbench.attention import SINK_THRESHOLD, column_profile, compare_mitigation, sink_comparison, sink_heads
 from workbench.config import SamplingConfig
 from workbench.divergence import divergence_rate, rate_text
 from workbench.prompts import HINT_PREFIXES, repeated_token_prompt
-from workbench.ui import active_session, progress_bar, require_session
+from workbench.runs import run_key
+from workbench.ui import active_session, require_session
 from workbench.ui.params import param
+from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
 
 PROSE = (
     "It was a bright cold day in April, and the clocks were striking thirteen. The village lay quiet under the "
@@ -27,6 +20,7 @@ PROSE = (
 def mechanism_section() -> None:
     """The mechanism behind divergence from the shipped result (no model call), and a re-run."""
     st.subheader("Why repeated tokens break out")
+    wait_for_run("as_mechanism", "as_mechanism")
     mechanism = st.session_state.get("as_mechanism") or sink_mechanism.load_result()
     if mechanism is None:
         st.info("No mechanism result is shipped: run `python benchmarks/sink_divergence.py`, or re-run it below.")
@@ -72,11 +66,17 @@ def mechanism_section() -> None:
         and st.button(f"Re-run a–c on {rerun_model.info.name} (10, 50, 200 repeats)", key="as_mechanism_run")
     ):
         try:
-            with progress_bar() as progress:
-                tables = sink_mechanism.mechanism(rerun_model, "poem", [10, 50, 200], progress=progress)
-            manifest = {"model": rerun_model.info.name, "word": "poem", "repeats": [10, 50, 200]}
-            st.session_state["as_mechanism"] = {**tables, "causal": None, "manifest": manifest}
-            st.rerun()
+
+            def work(progress, model=rerun_model):
+                tables = sink_mechanism.mechanism(model, "poem", [10, 50, 200], progress=progress)
+                manifest = {"model": model.info.name, "word": "poem", "repeats": [10, 50, 200]}
+                return {**tables, "causal": None, "manifest": manifest}
+
+            key = run_key("sink_mechanism", rerun_model.spec, "poem", [10, 50, 200])
+            submit_run(
+                "as_mechanism", key, repr(rerun_model.spec), work, f"{rerun_model.info.name}: sink mechanism a–c"
+            )
+            st.rerun()  # the section's top waits for the run and shows it
         except ValueError as err:
             st.error(str(err))
 
@@ -110,34 +110,17 @@ if st.button("Compute sink scores", type="primary", key="as_run"):
         repeated = repeated_token_prompt(
             session.tokenizer, word, int(repeats), prefix, context_length=session.info.context_length
         )
-        with st.spinner("Running both prompts through the model…"):
-            columns = {
-                "normal": sink_columns(session, normal_text),
-                "repeated": sink_columns(session, list(repeated.token_ids)),
-            }
-            norms = hidden_norms(session, list(repeated.token_ids))
-            normal_norms = hidden_norms(session, normal_text)
-        positions = [i for i, t in enumerate(repeated.token_ids) if t == repeated.token_id and i > 0]
-        later_normal = list(range(1, int(normal_norms["position"].max()) + 1))
-        st.session_state["as_result"] = {
-            "spec": session.spec,
-            "model": session.info.name,
-            "columns": columns,
-            "scores": {name: scores_from_columns(c) for name, c in columns.items()},
-            "norms": pd.concat(
-                [norms.assign(prompt="repeated"), normal_norms.assign(prompt="normal")], ignore_index=True
-            ),
-            "profile": pd.concat(
-                [
-                    norm_profile(norms, {"first token": [0], "repeated tokens (mean)": positions}),
-                    norm_profile(normal_norms, {"normal prompt, later tokens (mean)": later_normal}),
-                ],
-                ignore_index=True,
-            ),
-            "repeated": repeated,
-        }
+
+        def work(progress, session=session, normal_text=normal_text, repeated=repeated):
+            comparison = sink_comparison(session, normal_text, repeated, progress)
+            spec, model = session.spec, session.info.name
+            return {"spec": spec, "model": model, **comparison, "repeated": repeated}
+
+        key = run_key("attention_sinks", session.spec, normal_text, repeated)
+        submit_run("as", key, repr(session.spec), work, f"{session.info.name}: sink scores, {repeated.count} repeats")
     except ValueError as err:
         st.error(str(err))
+wait_for_run("as", "as_result")
 
 result = st.session_state.get("as_result")
 if result is not None and result["spec"] != session.spec:
@@ -149,6 +132,8 @@ if result is None:
     st.stop()
 
 scores = result["scores"]
+if result["shared"]:
+    st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
 st.caption(f"Model {result['model']} · repeated prompt: {result['repeated'].count} × {result['repeated'].token!r}")
 difference = scores["repeated"].assign(score=scores["repeated"]["score"] - scores["normal"]["score"])
 c1, c2, c3 = st.columns(3)
@@ -194,6 +179,7 @@ st.caption(
     "Scale the chosen heads' outputs (default: the top sink heads on the normal prompt) and re-run "
     "repeated-token sampling on the same seeds, with and without."
 )
+show_limits()
 all_heads = [f"L{r.layer}H{r.head}" for r in scores["repeated"].itertuples()]
 top = [f"L{r.layer}H{r.head}" for r in ranked.head(3).itertuples()]
 m1, m2, m3, m4 = st.columns(4)
@@ -206,14 +192,31 @@ if st.button("Run with and without", key="as_mitigate"):
     try:
         scales = {(int(h[1 : h.index("H")]), int(h[h.index("H") + 1 :])): scale for h in chosen}
         repeated = result["repeated"]
-        with progress_bar() as progress:
+        cfg = SamplingConfig(int(new_tokens), n=int(n), seed=int(seed))
+        generations = 2 * cfg.n  # without and with the scaled heads
+        if limits() is not None and (
+            generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens
+        ):
+            raise ValueError(
+                f"{generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}"
+            )
+
+        def work(
+            progress, session=session, scales=scales, repeated=repeated, cfg=cfg, heads=tuple(chosen), scale=scale
+        ):
             comparison = compare_mitigation(
-                session, scales, [repeated.word], [repeated.repeats], SamplingConfig(int(new_tokens), n=int(n), seed=int(seed)),
-                repeated.prefix, progress=progress,
-            )  # fmt: skip
-        st.session_state["as_mitigation"] = {"table": comparison, "heads": chosen, "scale": scale}
+                session, scales, [repeated.word], [repeated.repeats], cfg, repeated.prefix, progress=progress
+            )
+            return {"table": comparison, "heads": list(heads), "scale": scale}
+
+        key = run_key("attention_sinks_mitigation", session.spec, repeated, list(chosen), float(scale), cfg)
+        submit_run(
+            "as_mitigation", key, repr(session.spec), work,
+            f"{session.info.name}: {generations} x {cfg.max_new_tokens} tokens, {len(chosen)} heads scaled",
+        )  # fmt: skip
     except ValueError as err:
         st.error(str(err))
+wait_for_run("as_mitigation", "as_mitigation")
 
 mitigation = st.session_state.get("as_mitigation")
 if mitigation is not None:

@@ -6,6 +6,7 @@ from workbench.corpus import REFERENCE_CORPUS, read_documents
 from workbench.lab import SHIPPED_LAB
 from workbench.lab_data import LabDataset
 from workbench.overlap import DEFAULT_MIN_TOKENS
+from workbench.runs import run_key
 from workbench.similarity import (
     MAX_UPLOAD_BYTES,
     best_per_text,
@@ -16,15 +17,17 @@ from workbench.similarity import (
     shared_spans,
     similarity_matrix,
 )
-from workbench.ui import active_session, last_result, progress_bar
+from workbench.ui import active_session, last_result
 from workbench.ui.params import param_list
 from workbench.ui.pii import highlighted, note, with_pii
+from workbench.ui.runs import submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
 UPLOAD_MB = MAX_UPLOAD_BYTES // 1_000_000
 HEATMAP_LIMIT = 60  # texts per side beyond which the heatmap is unreadable
 LAST_RUN, PASTE, UPLOAD = "Last repeated-tokens run", "Paste", "Upload"
 REFERENCE, LAB = "Reference corpus (shipped)", "Lab training set"
+EMBEDDINGS = "embeddings: all-MiniLM-L6-v2"  # the run board's queue for this page's embedding work
 
 st.title("Compare")
 st.caption(
@@ -125,24 +128,31 @@ if st.button("Compare", type="primary", key="cmp_run"):
     try:
         extracted, candidates = _read_inputs()
         tokenizer = session.tokenizer if unit == "model tokens" else None
-        with progress_bar("Embedding…") as progress:
+
+        def work(
+            progress,
+            inputs=(extracted, candidates, tokenizer),
+            settings=(unit, int(top_k), int(min_run), candidate_source),
+        ):
+            extracted, candidates, tokenizer = inputs
+            unit, top_k, min_run, candidate_source = settings
             table = compare(
-                [t for _, t in extracted],
-                [t for _, t in candidates],
-                int(top_k),
-                tokenizer,
-                int(min_run),
-                progress=progress,
+                [t for _, t in extracted], [t for _, t in candidates], top_k, tokenizer, min_run, progress=progress
             )
-        table.insert(0, "extracted_id", [extracted[i][0] for i in table["extracted_index"]])
-        table.insert(1, "candidate_id", [candidates[j][0] for j in table["candidate_index"]])
-        st.session_state["cmp_result"] = {
-            "table": table, "extracted": extracted, "candidates": candidates, "unit": unit, "min_run": int(min_run),
-            "tokenizer": tokenizer, "candidate_source": candidate_source,
-        }  # fmt: skip
-        st.session_state.pop("cmp_map", None)
+            table.insert(0, "extracted_id", [extracted[i][0] for i in table["extracted_index"]])
+            table.insert(1, "candidate_id", [candidates[j][0] for j in table["candidate_index"]])
+            return {
+                "table": table, "extracted": extracted, "candidates": candidates, "unit": unit, "min_run": min_run,
+                "tokenizer": tokenizer, "candidate_source": candidate_source,
+            }  # fmt: skip
+
+        tokens_of = session.spec if tokenizer is not None else "words"  # runs are counted in this model's tokens
+        key = run_key("compare", extracted, candidates, int(top_k), tokens_of, int(min_run), candidate_source)
+        submit_run("cmp", key, EMBEDDINGS, work, f"Compare: {len(extracted)} texts × {len(candidates)} candidates")
+        st.session_state.pop("cmp_map", None)  # the map drew the previous comparison
     except ValueError as err:
         st.error(str(err))
+wait_for_run("cmp", "cmp_result")
 
 result = last_result(
     "cmp_result", "Choose extracted texts and candidates, then Compare. Results stay here while you change the inputs."
@@ -151,6 +161,8 @@ result = last_result(
 table, extracted, candidates = result["table"], result["extracted"], result["candidates"]
 tokenizer = result["tokenizer"]  # the one the runs were counted with, for the highlights
 st.subheader("Best matches")
+if result["shared"]:
+    st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
 cosine_threshold = st.slider(
     f"Call a text extracted at cosine ≥ … (or at an exact run of ≥ {result['min_run']} {result['unit']})",
     0.0, 1.0, 0.8, 0.01, key="cmp_cosine_threshold",
@@ -229,13 +241,19 @@ if st.button("Draw UMAP map", key="cmp_map_run"):
     try:
         if include_lab and result["candidate_source"] != LAB:
             texts += [(t, "lab training") for _, t in _lab_records()]
-        with st.spinner(f"Embedding and projecting {len(texts)} texts (the first map also compiles UMAP, ~20 s)…"):
-            st.session_state["cmp_map"] = project([t for t, _ in texts], [g for _, g in texts], seed=0)
+
+        def work(progress, texts=texts):
+            progress(0.0, f"Embedding and projecting {len(texts)} texts (the first map also compiles UMAP, ~20 s)…")
+            return {"map": project([t for t, _ in texts], [g for _, g in texts], seed=0)}
+
+        submit_run("cmp_map", run_key("compare_map", texts, 0), EMBEDDINGS, work, f"Compare: map of {len(texts)} texts")
     except ValueError as err:
         st.error(str(err))
+wait_for_run("cmp_map", "cmp_map")
 if "cmp_map" in st.session_state:
     st.altair_chart(
-        plots.text_map(st.session_state["cmp_map"], "Extracted vs candidate texts (UMAP, seed 0)"), width="stretch"
+        plots.text_map(st.session_state["cmp_map"]["map"], "Extracted vs candidate texts (UMAP, seed 0)"),
+        width="stretch",
     )
 
 d1, d2, d3 = st.columns(3)

@@ -30,6 +30,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from workbench.config import SamplingConfig
 from workbench.contract import Progress, scaled_progress
 from workbench.divergence import run
+from workbench.prompts import RepeatedPrompt
 from workbench.sampling import prompt_ids
 from workbench.session import Session
 
@@ -231,6 +232,45 @@ def norm_profile(norms: pd.DataFrame, groups: Mapping[str, Sequence[int]]) -> pd
         chosen = norms[norms["position"].isin(positions)]
         frames.append(chosen.groupby("layer", as_index=False)["norm"].mean().assign(group=name))
     return pd.concat(frames, ignore_index=True)[["layer", "group", "norm"]]
+
+
+def sink_comparison(
+    session: Session, normal: str | Sequence[int], repeated: RepeatedPrompt, progress: Progress | None = None
+) -> dict[str, Any]:
+    """An ordinary prompt against a repeated-token prompt: ``columns`` and ``scores`` (from
+    ``sink_columns`` and ``scores_from_columns``) per prompt, "normal" and "repeated"; ``norms``,
+    both prompts' ``hidden_norms`` with a prompt column; and ``profile``, the ``norm_profile`` of
+    the first token, the repeated tokens and the ordinary prompt's later tokens."""
+    ids = list(repeated.token_ids)
+    steps = [
+        ("normal", "Sink columns, normal prompt", lambda: sink_columns(session, normal)),
+        ("repeated", "Sink columns, repeated prompt", lambda: sink_columns(session, ids)),
+        ("norms", "Hidden norms, repeated prompt", lambda: hidden_norms(session, ids)),
+        ("normal_norms", "Hidden norms, normal prompt", lambda: hidden_norms(session, normal)),
+    ]
+    done = {}
+    for k, (name, message, step) in enumerate(steps):
+        if progress is not None:
+            progress(k / len(steps), message)
+        done[name] = step()
+    if progress is not None:
+        progress(1.0, "Both prompts done")
+    norms, normal_norms = done["norms"], done["normal_norms"]
+    positions = [i for i, t in enumerate(repeated.token_ids) if t == repeated.token_id and i > 0]
+    later_normal = list(range(1, int(normal_norms["position"].max()) + 1))
+    columns = {"normal": done["normal"], "repeated": done["repeated"]}
+    return {
+        "columns": columns,
+        "scores": {name: scores_from_columns(c) for name, c in columns.items()},
+        "norms": pd.concat([norms.assign(prompt="repeated"), normal_norms.assign(prompt="normal")], ignore_index=True),
+        "profile": pd.concat(
+            [
+                norm_profile(norms, {"first token": [0], "repeated tokens (mean)": positions}),
+                norm_profile(normal_norms, {"normal prompt, later tokens (mean)": later_normal}),
+            ],
+            ignore_index=True,
+        ),
+    }
 
 
 def _blocks(session: Session) -> list[torch.nn.Module]:

@@ -11,6 +11,7 @@ from workbench.attention import (
     norm_profile,
     scaled_heads,
     sink_columns,
+    sink_comparison,
     sink_heads,
     sink_scores,
 )
@@ -83,6 +84,18 @@ def test_hidden_norms(tiny_llama):
     assert set(profile["group"]) == {"first", "rest"} and len(profile) == 2 * (tiny_llama.info.n_layers + 1)
     first = norms[(norms.layer == 1) & (norms.position == 0)]["norm"].item()
     assert profile[(profile.group == "first") & (profile.layer == 1)]["norm"].item() == pytest.approx(first)
+
+
+def test_sink_comparison_reports_progress_and_matches_its_parts(tiny_llama):
+    repeated = repeated_token_prompt(tiny_llama.tokenizer, "poem", 12)
+    reports = []
+    result = sink_comparison(tiny_llama, PROSE, repeated, lambda fraction, message: reports.append(fraction))
+    assert reports == [0.0, 0.25, 0.5, 0.75, 1.0]
+    np.testing.assert_allclose(result["columns"]["normal"], sink_columns(tiny_llama, PROSE))
+    assert set(result["scores"]) == {"normal", "repeated"} and set(result["norms"]["prompt"]) == {"normal", "repeated"}
+    assert set(result["profile"]["group"]) == {
+        "first token", "repeated tokens (mean)", "normal prompt, later tokens (mean)",
+    }  # fmt: skip
 
 
 def _logits(session, prompt=PROSE):

@@ -76,3 +76,20 @@ def test_the_mechanism_shows_a_saved_run_without_a_model_call_and_reruns(open_ap
     assert not shipped.exception
     assert any("tiny-llama, 'poem' at 10, 20 repeats" in c.value for c in shipped.caption)
     assert len(shipped.table[2].value) == 2 * 5  # the neurons: one layer's top 5, leading or not
+
+
+def test_workshop_mode_caps_mitigation(open_app, monkeypatch):
+    from workbench.ui.runs import run_board
+
+    monkeypatch.setenv("WORKBENCH_WORKSHOP", "1")
+    run_board.clear()
+    try:
+        at = open_app("app_pages/attention_sinks.py")
+        at.number_input(key="as_repeats").set_value(30)
+        at.button(key="as_run").click().run()
+        assert any(c.value.startswith("Workshop mode:") for c in at.caption)
+        at.number_input(key="as_n").set_value(40)  # 80 generations: with and without
+        at.button(key="as_mitigate").click().run()
+        assert any("80 generations of 32 new tokens is over the limit" in e.value for e in at.error)
+    finally:
+        run_board.clear()
