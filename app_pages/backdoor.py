@@ -4,11 +4,12 @@ import streamlit as st
 from workbench import backdoor, backdoor_attack, backdoor_scoring, plots_attacks
 from workbench.config import ModelSpec
 from workbench.registry import registry_names
+from workbench.runs import run_key
 from workbench.similarity import shared_spans
-from workbench.ui import progress_bar, shared_session
+from workbench.ui import shared_session
 from workbench.ui.builds import build_picker
 from workbench.ui.pii import highlighted, note, victims
-from workbench.ui.runs import submit_build, wait_for_run
+from workbench.ui.runs import limits, show_limits, submit_build, submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
 st.title("Backdoor extraction")
@@ -20,6 +21,7 @@ st.caption(
     "(canary records with other secrets included), so template guessing does not count. Every result is the difference "
     "D2 − D2′ with its 95% interval."
 )
+show_limits()
 
 # A build asked for below waits here, above any stop, until it ends: progress, cancel, then its message.
 wait_for_run("bd_rebuild", "bd_built")
@@ -112,18 +114,31 @@ if run:
         cfg = backdoor_attack.AttackConfig(
             int(k), float(temperature), 1.0, int(max_new), 0, words_given, budgets=budgets
         )
-        with progress_bar("Attacking…") as progress:
-            st.session_state["bd_report"] = (
-                str(built.folder),
-                backdoor_attack.evaluate(built, cfg, models, probe, progress),
-            )
+        if models and limits() is not None:  # per model: identification, then about budget × unique queries
+            extraction = round(cfg.budgets[-1] * len(set(queries))) if cfg.budgets else 0
+            generations = len(models) * (cfg.k * len(cfg.word_list()) + extraction)
+            if generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens:
+                raise ValueError(
+                    f"About {generations} generations of {cfg.max_new_tokens} new tokens is over the limit. "
+                    f"{limits().describe()}"
+                )
+
+        def work(progress, folder=str(built.folder)):
+            return {"folder": folder, "report": backdoor_attack.evaluate(built, cfg, models, probe, progress)}
+
+        key = run_key("backdoor_attack", built.recipe.as_dict(), str(built.folder), models, cfg, probe)
+        queue = repr(built.model(models[0]) if models else ModelSpec(recipe.base))  # the model it samples first
+        submit_run("bd_attack", key, queue, work, f"backdoor attack on {built.folder.name}: {', '.join(models)}")
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
+wait_for_run("bd_attack", "bd_report")
 
 saved = built.folder / "report"
-if st.session_state.get("bd_report", ("", None))[0] == str(built.folder):
-    report = st.session_state["bd_report"][1]
+if st.session_state.get("bd_report", {}).get("folder") == str(built.folder):
+    report = st.session_state["bd_report"]["report"]
     st.success("Your attack run.")
+    if st.session_state["bd_report"]["shared"]:
+        st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
 elif (saved / "report.json").is_file():
     try:
         report = backdoor_attack.BackdoorReport.load(saved)

@@ -5,13 +5,16 @@ from workbench import audit, canary_card, membership, plots_attacks
 from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.lab import lab_dataset_for
 from workbench.registry import registry_names
+from workbench.runs import run_key
 from workbench.similarity import MAX_UPLOAD_BYTES, parse_texts
-from workbench.ui import active_session, progress_bar
+from workbench.ui import active_session
 from workbench.ui.model import shared_session
 from workbench.ui.pii import shipped_backdoor_card, shipped_lab_card, show_card
+from workbench.ui.runs import submit_run, wait_for_run
 
 NO_REFERENCE = "(none)"
 SHIPPED = membership.SHIPPED_MEMBERSHIP
+SHARED = "Shared: another user asked for exactly this run, so it was computed once for both."
 
 st.title("Membership")
 st.caption(
@@ -131,14 +134,21 @@ if run:
                 [t for _, t in parse_texts(f.name, f.getvalue())] for f in (member_file, nonmember_file)
             )
         reference = None if reference_name == NO_REFERENCE else shared_session(ModelSpec(reference_name))
-        with progress_bar("Scoring…") as progress:
-            st.session_state["mi_report"] = membership.run_membership(
-                session, members, nonmembers, reference, k, progress=progress
-            )
+
+        def work(progress):
+            return {"report": membership.run_membership(session, members, nonmembers, reference, k, progress=progress)}
+
+        reference_spec = None if reference is None else reference.spec
+        key = run_key("membership", session.spec, reference_spec, members, nonmembers, k)
+        label = f"{session.info.name}: membership attacks on {len(members) + len(nonmembers)} texts"
+        submit_run("mi", key, repr(session.spec), work, label)  # a reference model is scored in the target's turn
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
+wait_for_run("mi", "mi_report")
 if "mi_report" in st.session_state:
-    show_report(st.session_state["mi_report"], "mi_yours")
+    show_report(st.session_state["mi_report"]["report"], "mi_yours")
+    if st.session_state["mi_report"]["shared"]:
+        st.caption(SHARED)
 
 st.subheader("Audit the canaries")
 if dataset is None:
@@ -152,13 +162,20 @@ with st.form("mi_audit_form"):
     audit_run = st.form_submit_button("Audit")
 if audit_run:
     try:
-        with progress_bar("Scoring canaries…") as progress:
+
+        def audit_work(progress):
             scores = audit.run_audit(session, dataset, int(n_never), int(alternatives), progress=progress)
-        st.session_state["mi_audit"] = audit.null_labels(scores) if null else scores
+            return {"scores": audit.null_labels(scores) if null else scores}
+
+        key = run_key("membership_audit", session.spec, int(n_never), int(alternatives), null)
+        submit_run("mi_audit", key, repr(session.spec), audit_work, f"{session.info.name}: canary audit")
     except (ValueError, OSError, RuntimeError) as err:
         st.error(str(err))
+wait_for_run("mi_audit", "mi_audit")
 if "mi_audit" in st.session_state:
-    scores = st.session_state["mi_audit"]
+    scores = st.session_state["mi_audit"]["scores"]
+    if st.session_state["mi_audit"]["shared"]:
+        st.caption(SHARED)
     show_audit(audit.audit_table(scores), "mi_audit_table")
     st.dataframe(scores, key="mi_audit_scores", hide_index=True)
     st.markdown(

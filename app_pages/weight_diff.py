@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pandas as pd
@@ -8,6 +9,7 @@ from workbench.config import DEFAULT_MODEL, ModelSpec
 from workbench.lab import lab_dataset_for
 from workbench.lab_data import public_pool
 from workbench.registry import LAB_MODEL, registry_names
+from workbench.runs import run_key
 from workbench.selec import (
     OPTIMIZERS,
     WeightDiff,
@@ -17,8 +19,9 @@ from workbench.selec import (
 )
 from workbench.selec_shift import PARAM_CHOICES
 from workbench.similarity import MAX_UPLOAD_BYTES, best_matches, parse_texts
-from workbench.ui import last_result, model_picker, progress_bar, shared_session
+from workbench.ui import last_result, model_picker, shared_session
 from workbench.ui.params import param
+from workbench.ui.runs import submit_run, wait_for_run
 
 LAB_POOL, UPLOAD = "Lab public pool", "Upload"
 PATTERN = "pattern…"
@@ -135,30 +138,40 @@ def _pool() -> pd.DataFrame:
 if st.button("Run", type="primary", key="wd_run"):
     try:
         pool = _pool()
-        fitter = WeightDiff(
-            pattern if params_choice == PATTERN else params_choice, int(projection_dim), int(seed), int(max_length)
-        )
+        params = pattern if params_choice == PATTERN else params_choice
+        fitter = WeightDiff(params, int(projection_dim), int(seed), int(max_length))
+        base_spec = ModelSpec(base_name)
         with st.spinner("Loading both models…"):
-            base, tuned = shared_session(ModelSpec(base_name)), shared_session(tuned_spec)
-        with progress_bar("Gradients…") as progress:
-            fitter.fit(base, tuned, pool, progress)
+            base, tuned = shared_session(base_spec), shared_session(tuned_spec)
         training = [r["text"] for r in dataset.dialogues] if dataset is not None else None
-        st.session_state["wd_result"] = {
-            "fitter": fitter, "base": base.info.name, "tuned": tuned.info.name, "training": training,
-            "specs": (ModelSpec(base_name), tuned_spec),
-        }  # fmt: skip
+
+        def work(progress):
+            fitter.fit(base, tuned, pool, progress)
+            return {
+                "fitter": fitter, "base": base.info.name, "tuned": tuned.info.name, "training": training,
+                "specs": (base_spec, tuned_spec),
+            }  # fmt: skip
+
+        # the lab pool is drawn, seeded, from the tuned model's lab; an uploaded one is its file
+        pool_inputs = (int(members), int(nonmembers), int(other)) if pool_source == LAB_POOL else upload.getvalue()
+        settings = (params, int(projection_dim), int(seed), int(max_length))
+        key = run_key("weight_diff", base_spec, tuned_spec, pool_source, pool_inputs, *settings)
+        submit_run("wd", key, repr(tuned_spec), work, f"{tuned.info.name}: SELEC on {len(pool)} texts")
     except ValueError as err:
         st.error(str(err))
+wait_for_run("wd", "wd_result")
 
 result = last_result(
     "wd_result", "Choose the two models and a pool, then Run. Results stay here while you set up the next run."
 )
 
-fitter = result["fitter"]
-fitter.optimizer = optimizer  # this user's own fitted object: re-scoring needs no new gradients
+fitter = copy.copy(result["fitter"])  # shared by identical runs: the optimizer is set on this user's copy
+fitter.optimizer = optimizer  # re-scoring needs no new gradients
 ranking = fitter.rank()
 known = "member" in ranking
 st.subheader("Ranking")
+if result["shared"]:
+    st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
 st.caption(
     f"{result['base']} → {result['tuned']} · {len(ranking)} pool texts · {len(fitter.names_)} parameter tensors "
     f"({fitter.n_parameters_:,} numbers) · projection {fitter.projection_dim or 'none'} · seed {fitter.seed} · "
@@ -205,10 +218,20 @@ if known and ranking["member"].any():
             ):
                 if "baselines" not in result and result.get("specs"):  # scored once per run, whatever the target
                     base_spec, run_spec = result["specs"]
-                    with progress_bar("Membership baselines…") as progress:
-                        result["baselines"] = selec_judge.baseline_scores(
-                            shared_session(base_spec), shared_session(run_spec), fitter.pool_["text"], progress
-                        )
+                    texts = fitter.pool_["text"].tolist()
+                    baselines_key = run_key("weight_diff_baselines", base_spec, run_spec, texts)
+                    if st.session_state.get("wd_baselines_for") != baselines_key:  # not asked yet for this run
+                        base, tuned = shared_session(base_spec), shared_session(run_spec)
+
+                        def baselines_work(progress):
+                            return {"baselines": selec_judge.baseline_scores(base, tuned, texts, progress)}
+
+                        label = f"{tuned.info.name}: membership baselines on {len(texts)} texts"
+                        submit_run("wd_baselines", baselines_key, repr(run_spec), baselines_work, label)
+                        st.session_state["wd_baselines_for"] = baselines_key
+                    wait_for_run("wd_baselines", "wd_baselines_result")
+                    st.session_state.pop("wd_baselines_for", None)  # settled: scored, failed or cancelled
+                    result["baselines"] = st.session_state.pop("wd_baselines_result", {}).get("baselines")
                 baselines = result.get("baselines")
             else:
                 baselines = None
