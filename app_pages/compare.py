@@ -149,7 +149,11 @@ if st.button("Compare", type="primary", key="cmp_run"):
         tokens_of = session.spec if tokenizer is not None else "words"  # runs are counted in this model's tokens
         key = run_key("compare", extracted, candidates, int(top_k), tokens_of, int(min_run), candidate_source)
         submit_run("cmp", key, EMBEDDINGS, work, f"Compare: {len(extracted)} texts × {len(candidates)} candidates")
-        st.session_state.pop("cmp_map", None)  # the map drew the previous comparison
+        # the map drew the previous comparison, and one still being drawn would too
+        st.session_state.pop("cmp_map", None)
+        pending_map = st.session_state.pop("cmp_map_ticket", None)
+        if pending_map is not None:
+            pending_map.cancel()
     except ValueError as err:
         st.error(str(err))
 wait_for_run("cmp", "cmp_result")

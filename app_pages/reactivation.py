@@ -2,13 +2,14 @@ import pandas as pd
 import streamlit as st
 
 from workbench import overlap, plots_attacks, reactivation, reactivation_books
+from workbench.config import ModelSpec
 from workbench.reactivation_measure import SHIPPED_UNLEARNING_REPORT, ReactivationReport, measure
 from workbench.registry import registry_names
+from workbench.runs import run_key
 from workbench.similarity import shared_spans
 from workbench.stats import difference_text
-from workbench.ui import progress_bar
 from workbench.ui.builds import build_picker
-from workbench.ui.runs import submit_build, wait_for_run
+from workbench.ui.runs import submit_build, submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
 st.title("Reactivation")
@@ -63,15 +64,24 @@ if run:
     try:
         if not chosen:
             raise ValueError("Choose at least one stage to measure.")
-        with progress_bar("Measuring…") as progress:
-            st.session_state["re_report"] = (str(built.folder), measure(built, chosen, progress, int(samples)))
-    except (ValueError, OSError, RuntimeError) as err:
+
+        def work(progress, built=built, stages=tuple(chosen), samples=int(samples)):
+            return {"folder": str(built.folder), "report": measure(built, list(stages), progress, samples)}
+
+        key = run_key("reactivation_measure", str(built.folder), recipe.as_dict(), tuple(chosen), int(samples))
+        label = f"Reactivation: measuring {len(chosen)} stage{'s' if len(chosen) > 1 else ''}"
+        submit_run("re_measure", key, repr(ModelSpec(recipe.base)), work, label)  # the stages sit on this base
+    except (ValueError, OSError) as err:
         st.error(str(err))
+wait_for_run("re_measure", "re_report")
 
 saved = built.folder / "report"
-if st.session_state.get("re_report", ("", None))[0] == str(built.folder):
-    report = st.session_state["re_report"][1]
-    st.success("Your measurement.")
+if st.session_state.get("re_report", {}).get("folder") == str(built.folder):
+    report = st.session_state["re_report"]["report"]
+    st.success(
+        "Your measurement."
+        + (" Shared: another user asked for the same one." if st.session_state["re_report"]["shared"] else "")
+    )
 elif (saved / "report.json").is_file():
     try:
         report = ReactivationReport.load(saved)

@@ -153,7 +153,11 @@ if st.button("Run", type="primary", key="wd_run"):
             }  # fmt: skip
 
         # the lab pool is drawn, seeded, from the tuned model's lab; an uploaded one is its file
-        pool_inputs = (int(members), int(nonmembers), int(other)) if pool_source == LAB_POOL else upload.getvalue()
+        pool_inputs = (
+            (int(members), int(nonmembers), int(other))
+            if pool_source == LAB_POOL
+            else (upload.name, upload.getvalue())  # .txt and .jsonl read the same bytes differently
+        )
         settings = (params, int(projection_dim), int(seed), int(max_length))
         key = run_key("weight_diff", base_spec, tuned_spec, pool_source, pool_inputs, *settings)
         submit_run("wd", key, repr(tuned_spec), work, f"{tuned.info.name}: SELEC on {len(pool)} texts")

@@ -28,7 +28,9 @@ def setting(
     """A dataclass field that says what it is (``help``) and, where the command line spells it
     otherwise than ``--field-name``, how: ``workbench.cli.flags`` turns such fields into flags."""
     cli = {"flag": flag, "choices": choices, "repeat": repeat, "metavar": metavar, "const": const, "nargs": nargs}
-    cli = {k: v for k, v in cli.items() if v not in (None, False)} | ({"positional": True} if positional else {})
+    cli = {k: v for k, v in cli.items() if v is not None and v is not False} | (
+        {"positional": True} if positional else {}
+    )
     return field(default=default, metadata={"help": help, "cli": cli})
 
 
@@ -36,7 +38,7 @@ def setting(
 class ModelSpec:
     """What to load.
 
-    name: a registry name (see ``workbench.session.registry_names()``), a Hugging Face
+    name: a registry name (see ``workbench.registry.registry_names()``), a Hugging Face
         model id, a local model folder or a path to a ``.gguf`` file.
     device / dtype: ``None`` picks once per process: cuda + bfloat16 when a GPU is
         present, else cpu + float32.

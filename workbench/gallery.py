@@ -120,6 +120,8 @@ def _property_inference(settings: dict, progress: Progress | None) -> tuple[pd.D
         "pooled",
         progress,
     )
+    if inference.judged is None:
+        raise ValueError(f"The property-inference entry has no calibration: {inference.calibration_failed}")
     result, truth, judged = inference.target, inference.truth, inference.judged
     names = {
         "naive": "naive (Wilson)",

@@ -193,7 +193,7 @@ def lab_labeler(property: str, kind: str = "keyword") -> Labeler:
 def labeler_for(property: str, kind: str = "keyword", patterns: str | None = None) -> Labeler:
     """The labeler a front end asks for: the lab's of ``kind`` (``lab_labeler``), or, when
     ``patterns`` is given, a keyword labeler from that JSON text ({"value": ["regex", …]})."""
-    if not patterns:
+    if patterns is None:
         return lab_labeler(property, kind)
     try:
         parsed = json.loads(patterns)

@@ -75,3 +75,13 @@ def test_one_of_and_positional_fields():
         parser.parse_args(["--word", "w", "--prompt", "p"])
     with pytest.raises(SystemExit):
         parser.parse_args([])
+
+
+def test_a_falsy_flag_setting_is_kept():
+    @dataclass(kw_only=True)
+    class Counted:
+        level: int | None = setting(None, "alone: 0", nargs="?", const=0)
+
+    parser = argparse.ArgumentParser()
+    add_fields(parser, Counted)
+    assert parser.parse_args(["--level"]).level == 0 and parser.parse_args([]).level is None

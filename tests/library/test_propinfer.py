@@ -20,6 +20,7 @@ from workbench.propinfer import (
     estimate,
     estimates_by_prompt,
     lab_labeler,
+    labeler_for,
     mean_absolute_error,
     render_prompts,
     run,
@@ -268,3 +269,12 @@ def test_lab_model_generations_recover_the_diagnosis_shares(default_session):
     assert result.estimates["unlabeled"].iloc[0] <= 4
     assert mean_absolute_error(result.estimates, truth) < 0.08
     assert isinstance(result.generations, pd.DataFrame) and (result.generations["stop_reason"] == "eos").mean() > 0.8
+
+
+def test_labeler_for_parses_patterns_once_and_refuses_empty_ones():
+    assert labeler_for("diagnosis").patterns == lab_labeler("diagnosis").patterns
+    custom = labeler_for("diagnosis", "custom", '{"has e": ["e"], "has a": ["a"]}')
+    assert custom.values == ["has e", "has a"] and custom.label(["e", "a", "x"]) == ["has e", "has a", None]
+    for text in ("", "{not json"):  # an emptied box is bad JSON, not a request for the lab's labeler
+        with pytest.raises(ValueError, match="not valid JSON"):
+            labeler_for("diagnosis", "custom", text)

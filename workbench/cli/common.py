@@ -44,7 +44,9 @@ class EndpointOptions:
     endpoint: str | None = setting(None, "the server's URL, e.g. http://127.0.0.1:8000/v1")
     served_model: str | None = setting(None, "the model's name on the server")
     tokenizer: str | None = setting(
-        None, "local tokenizer of the served model: registry name, folder or Hugging Face id (default: the model's)"
+        None,
+        "local tokenizer of the served model: registry name, folder or Hugging Face id (default: --model; for "
+        "`backdoor attack`, the build's base)",
     )
     lab_build: str | None = setting(
         None, "the lab build (DIR with dataset/) the served model was fine-tuned on, for its truth"

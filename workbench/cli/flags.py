@@ -17,17 +17,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, Field, fields
 
 
-def _unwrapped(hint) -> tuple[object, bool]:
-    """(the type inside an Optional, whether it was Optional)."""
+def _unwrapped(hint) -> object:
+    """The type inside an Optional."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return inner[0], True
-    return hint, False
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
 
 
 def _kind(hint) -> tuple[str, type | None]:
     """("scalar" | "many" | "pairs", the element type argparse parses)."""
-    hint, _ = _unwrapped(hint)
+    hint = _unwrapped(hint)
     origin = typing.get_origin(hint)
     if origin in (tuple, list):
         return "many", typing.get_args(hint)[0]

@@ -66,7 +66,12 @@ class ShadowsShowOptions:
 
 
 def labeler_from_args(args: argparse.Namespace):
-    return labeler_for(args.property, args.labeler, Path(args.patterns).read_text() if args.patterns else None)
+    if not args.patterns:
+        return labeler_for(args.property, args.labeler)
+    try:
+        return labeler_for(args.property, args.labeler, Path(args.patterns).read_text())
+    except ValueError as err:
+        raise ValueError(f"--patterns {args.patterns}: {err}") from err
 
 
 def cmd_propinfer(args: argparse.Namespace) -> None:

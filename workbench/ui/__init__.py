@@ -9,7 +9,7 @@ from workbench.ui.model import (
     served_note,
     shared_session,
 )
-from workbench.ui.progress import last_result, progress_bar
+from workbench.ui.progress import last_result
 
 __all__ = [
     "active_session",
@@ -17,7 +17,6 @@ __all__ = [
     "model_picker",
     "last_result",
     "model_sidebar",
-    "progress_bar",
     "require_session",
     "served_note",
     "shared_session",
