@@ -9,7 +9,7 @@ from workbench.prompts import HINT_PREFIXES, repeated_token_prompt
 from workbench.runs import run_key
 from workbench.ui import active_session, require_session
 from workbench.ui.params import param
-from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
+from workbench.ui.runs import check_limits, shared_note, show_limits, submit_run, wait_for_run
 
 PROSE = (
     "It was a bright cold day in April, and the clocks were striking thirteen. The village lay quiet under the "
@@ -132,8 +132,7 @@ if result is None:
     st.stop()
 
 scores = result["scores"]
-if result["shared"]:
-    st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
+shared_note(result)
 st.caption(f"Model {result['model']} · repeated prompt: {result['repeated'].count} × {result['repeated'].token!r}")
 difference = scores["repeated"].assign(score=scores["repeated"]["score"] - scores["normal"]["score"])
 c1, c2, c3 = st.columns(3)
@@ -194,12 +193,7 @@ if st.button("Run with and without", key="as_mitigate"):
         repeated = result["repeated"]
         cfg = SamplingConfig(int(new_tokens), n=int(n), seed=int(seed))
         generations = 2 * cfg.n  # without and with the scaled heads
-        if limits() is not None and (
-            generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens
-        ):
-            raise ValueError(
-                f"{generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}"
-            )
+        check_limits(generations, cfg.max_new_tokens)
 
         def work(
             progress, session=session, scales=scales, repeated=repeated, cfg=cfg, heads=tuple(chosen), scale=scale

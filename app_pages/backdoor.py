@@ -9,7 +9,7 @@ from workbench.similarity import shared_spans
 from workbench.ui import shared_session
 from workbench.ui.builds import build_picker
 from workbench.ui.pii import highlighted, note, victims
-from workbench.ui.runs import limits, show_limits, submit_build, submit_run, wait_for_run
+from workbench.ui.runs import check_limits, shared_note, show_limits, submit_build, submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
 st.title("Backdoor extraction")
@@ -112,16 +112,12 @@ if run:
             ) from None
         words_given = tuple(words_text.replace(",", " ").split())
         cfg = backdoor_attack.AttackConfig(
-            int(k), float(temperature), 1.0, int(max_new), 0, words_given, budgets=budgets
+            k=int(k), temperature=float(temperature), max_new_tokens=int(max_new), words=words_given, budgets=budgets
         )
-        if models and limits() is not None:  # per model: identification, then about budget × unique queries
+        if models:  # per model: identification, then about budget × unique queries
             extraction = round(cfg.budgets[-1] * len(set(queries))) if cfg.budgets else 0
             generations = len(models) * (cfg.k * len(cfg.word_list()) + extraction)
-            if generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens:
-                raise ValueError(
-                    f"About {generations} generations of {cfg.max_new_tokens} new tokens is over the limit. "
-                    f"{limits().describe()}"
-                )
+            check_limits(generations, cfg.max_new_tokens, estimated=True)
 
         def work(progress, folder=str(built.folder)):
             return {"folder": folder, "report": backdoor_attack.evaluate(built, cfg, models, probe, progress)}
@@ -137,8 +133,7 @@ saved = built.folder / "report"
 if st.session_state.get("bd_report", {}).get("folder") == str(built.folder):
     report = st.session_state["bd_report"]["report"]
     st.success("Your attack run.")
-    if st.session_state["bd_report"]["shared"]:
-        st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
+    shared_note(st.session_state["bd_report"])
 elif (saved / "report.json").is_file():
     try:
         report = backdoor_attack.BackdoorReport.load(saved)

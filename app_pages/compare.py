@@ -20,7 +20,7 @@ from workbench.similarity import (
 from workbench.ui import active_session, last_result
 from workbench.ui.params import param_list
 from workbench.ui.pii import highlighted, note, with_pii
-from workbench.ui.runs import submit_run, wait_for_run
+from workbench.ui.runs import shared_note, submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
 UPLOAD_MB = MAX_UPLOAD_BYTES // 1_000_000
@@ -165,8 +165,7 @@ result = last_result(
 table, extracted, candidates = result["table"], result["extracted"], result["candidates"]
 tokenizer = result["tokenizer"]  # the one the runs were counted with, for the highlights
 st.subheader("Best matches")
-if result["shared"]:
-    st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
+shared_note(result)
 cosine_threshold = st.slider(
     f"Call a text extracted at cosine ≥ … (or at an exact run of ≥ {result['min_run']} {result['unit']})",
     0.0, 1.0, 0.8, 0.01, key="cmp_cosine_threshold",

@@ -10,11 +10,10 @@ from workbench.similarity import MAX_UPLOAD_BYTES, parse_texts
 from workbench.ui import active_session
 from workbench.ui.model import shared_session
 from workbench.ui.pii import shipped_backdoor_card, shipped_lab_card, show_card
-from workbench.ui.runs import submit_run, wait_for_run
+from workbench.ui.runs import shared_note, submit_run, wait_for_run
 
 NO_REFERENCE = "(none)"
 SHIPPED = membership.SHIPPED_MEMBERSHIP
-SHARED = "Shared: another user asked for exactly this run, so it was computed once for both."
 
 st.title("Membership")
 st.caption(
@@ -147,8 +146,7 @@ if run:
 wait_for_run("mi", "mi_report")
 if "mi_report" in st.session_state:
     show_report(st.session_state["mi_report"]["report"], "mi_yours")
-    if st.session_state["mi_report"]["shared"]:
-        st.caption(SHARED)
+    shared_note(st.session_state["mi_report"])
 
 st.subheader("Audit the canaries")
 if dataset is None:
@@ -174,8 +172,7 @@ if audit_run:
 wait_for_run("mi_audit", "mi_audit")
 if "mi_audit" in st.session_state:
     scores = st.session_state["mi_audit"]["scores"]
-    if st.session_state["mi_audit"]["shared"]:
-        st.caption(SHARED)
+    shared_note(st.session_state["mi_audit"])
     show_audit(audit.audit_table(scores), "mi_audit_table")
     st.dataframe(scores, key="mi_audit_scores", hide_index=True)
     st.markdown(

@@ -24,7 +24,7 @@ from workbench.shadow_calibration import SHADOW_METHODS
 from workbench.shadows import ShadowSet, shadow_sets, summarize
 from workbench.ui import last_result, model_picker, shared_session
 from workbench.ui.params import option_index, param
-from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
+from workbench.ui.runs import check_limits, shared_note, show_limits, submit_run, wait_for_run
 
 KINDS = {
     "keywords": "keyword", "embedding (zero-shot)": "embedding", "value names (zero-shot)": "names", "custom keywords": "custom",
@@ -137,12 +137,7 @@ if st.button("Run", type="primary", key="pi_run"):
         shadows = ShadowSet.load(sets[set_label]) if calibrate_on and sets else None  # a broken set: before sampling
         specs = [target, ModelSpec(base_name)] if with_base else [target]
         n_generations = cfg.n_samples * len(specs)
-        if limits() is not None and (
-            n_generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens
-        ):
-            raise ValueError(
-                f"{n_generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}"
-            )
+        check_limits(n_generations, cfg.max_new_tokens)
         sessions = []
         for spec in specs:
             with st.spinner(f"Loading {spec.name}…"):
@@ -224,8 +219,7 @@ with tab_estimates:
     inference, cfg = result["inference"], result["cfg"]
     runs, truth = inference.runs, inference.truth
     main_label = next(iter(runs))
-    if result["shared"]:
-        st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
+    shared_note(result)
     st.subheader(f"Estimated shares: {inference.property}")
     st.caption(
         f"{cfg.n_samples} generations per model · seed {cfg.seed} · temperature {cfg.temperature}, top-p {cfg.top_p}, "

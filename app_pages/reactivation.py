@@ -9,7 +9,7 @@ from workbench.runs import run_key
 from workbench.similarity import shared_spans
 from workbench.stats import difference_text
 from workbench.ui.builds import build_picker
-from workbench.ui.runs import submit_build, submit_run, wait_for_run
+from workbench.ui.runs import shared_note, submit_build, submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
 st.title("Reactivation")
@@ -78,10 +78,8 @@ wait_for_run("re_measure", "re_report")
 saved = built.folder / "report"
 if st.session_state.get("re_report", {}).get("folder") == str(built.folder):
     report = st.session_state["re_report"]["report"]
-    st.success(
-        "Your measurement."
-        + (" Shared: another user asked for the same one." if st.session_state["re_report"]["shared"] else "")
-    )
+    st.success("Your measurement.")
+    shared_note(st.session_state["re_report"])
 elif (saved / "report.json").is_file():
     try:
         report = ReactivationReport.load(saved)

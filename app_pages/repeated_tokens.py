@@ -24,7 +24,7 @@ from workbench.ui import last_result, require_session, served_note, shared_sessi
 from workbench.ui.corpus import reference_corpus, uploaded_corpus
 from workbench.ui.params import option_index, param, param_list
 from workbench.ui.pii import highlighted, note, with_pii
-from workbench.ui.runs import limits, show_limits, submit_run, wait_for_run
+from workbench.ui.runs import check_limits, shared_note, show_limits, submit_run, wait_for_run
 from workbench.ui.text import highlight_spans
 
 st.title("Repeated tokens")
@@ -132,12 +132,7 @@ if st.button("Run", type="primary", key="rt_run"):
             reference = None if reference_name == "(none)" else shared_session(ModelSpec(reference_name))
             lab = lab_dataset_for(session.spec)
             generations = int(n) * len(words) * len(repeats) * len(temperatures)
-            if limits() is not None and (
-                generations > limits().max_generations or cfg.max_new_tokens > limits().max_new_tokens
-            ):
-                raise ValueError(
-                    f"{generations} generations of {cfg.max_new_tokens} new tokens is over the limit. {limits().describe()}"
-                )
+            check_limits(generations, cfg.max_new_tokens)
             settings = (
                 words, repeats, cfg, prefix, template, temperatures, int(min_tokens), int(min_repeats), int(window), reference_name,
                 [f.getvalue() for f in uploads or []] if corpus_source == "Upload" else "shipped corpus",
@@ -172,8 +167,7 @@ result = last_result(
 table, cfg = result["table"], result["cfg"]
 r_used, m_used = result["outcome_settings"]
 st.subheader("Results")
-if result["shared"]:
-    st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
+shared_note(result)
 st.caption(
     f"Model {result['model']} · seed {cfg.seed} · {len(table)} generations · temperatures "
     f"{', '.join(f'{t:g}' for t in sorted(table['temperature'].unique()))}, top-k {cfg.top_k}, top-p {cfg.top_p}, "

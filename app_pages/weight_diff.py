@@ -21,7 +21,7 @@ from workbench.selec_shift import PARAM_CHOICES
 from workbench.similarity import MAX_UPLOAD_BYTES, best_matches, parse_texts
 from workbench.ui import last_result, model_picker, shared_session
 from workbench.ui.params import param
-from workbench.ui.runs import submit_run, wait_for_run
+from workbench.ui.runs import shared_note, submit_run, wait_for_run
 
 LAB_POOL, UPLOAD = "Lab public pool", "Upload"
 PATTERN = "pattern…"
@@ -174,8 +174,7 @@ fitter.optimizer = optimizer  # re-scoring needs no new gradients
 ranking = fitter.rank()
 known = "member" in ranking
 st.subheader("Ranking")
-if result["shared"]:
-    st.caption("Shared: another user asked for exactly this run, so it was computed once for both.")
+shared_note(result)
 st.caption(
     f"{result['base']} → {result['tuned']} · {len(ranking)} pool texts · {len(fitter.names_)} parameter tensors "
     f"({fitter.n_parameters_:,} numbers) · projection {fitter.projection_dim or 'none'} · seed {fitter.seed} · "

@@ -56,6 +56,14 @@ class WorkshopLimits:
             f"{self.max_queue} runs waiting per model."
         )
 
+    def check(self, generations: int, new_tokens: int, estimated: bool = False) -> None:
+        """ValueError when a run of ``generations`` samples of ``new_tokens`` is over the caps."""
+        if generations > self.max_generations or new_tokens > self.max_new_tokens:
+            about = "About " if estimated else ""
+            raise ValueError(
+                f"{about}{generations} generations of {new_tokens} new tokens is over the limit. {self.describe()}"
+            )
+
 
 def workshop_limits() -> WorkshopLimits | None:
     """The limits when ``$WORKBENCH_WORKSHOP`` is set (1, true, yes), else None."""

@@ -160,3 +160,12 @@ def test_a_run_not_kept_is_shared_while_it_runs_and_computed_again_after():
     again = board.submit("build", "builds", gate, keep=False)
     assert not again.shared and again.wait(5) and gate.calls == 2  # not kept: built again
     assert board.held_bytes() == 0
+
+
+def test_workshop_limits_refuse_a_run_over_either_cap():
+    caps = WorkshopLimits(max_generations=10, max_new_tokens=20)
+    caps.check(10, 20)  # at the caps: allowed
+    with pytest.raises(ValueError, match="^11 generations of 20 new tokens is over the limit. Workshop mode"):
+        caps.check(11, 20)
+    with pytest.raises(ValueError, match="^About 5 generations of 21 new tokens is over the limit"):
+        caps.check(5, 21, estimated=True)

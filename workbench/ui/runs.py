@@ -35,6 +35,21 @@ def limits() -> WorkshopLimits | None:
     return run_board().limits
 
 
+def check_limits(generations: int, new_tokens: int, estimated: bool = False) -> None:
+    """In workshop mode, ValueError for a run over the caps (``WorkshopLimits.check``)."""
+    if limits() is not None:
+        limits().check(generations, new_tokens, estimated)
+
+
+SHARED = "Shared: another user asked for exactly this run, so it was computed once for both."
+
+
+def shared_note(result: dict) -> None:
+    """Say so when a run's result was computed for another user's identical request too."""
+    if result["shared"]:
+        st.caption(SHARED)
+
+
 def show_limits() -> None:
     if limits() is not None:
         st.caption(limits().describe())
